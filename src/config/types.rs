@@ -1,0 +1,114 @@
+//! The typed, validated configuration the rest of herdsman runs on. Everything here is already
+//! checked: a `Config` value is always usable. Defaults live in `defaults` below, in one place,
+//! and docs/configuration.md documents each of them.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
+pub mod defaults {
+    use std::time::Duration;
+    /// `bind`: gunicorn's default address.
+    pub const BIND: &str = "127.0.0.1:8000";
+    /// `timeout`: liveness, the longest a worker's event loop may go without a heartbeat.
+    pub const TIMEOUT: Duration = Duration::from_secs(30);
+    /// `graceful_timeout`: how long a stopping worker may take before SIGKILL.
+    pub const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `boot_timeout`: how long a new worker may take to import the app and become ready.
+    pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `backlog`: listen(2) backlog of every listener herdsman binds.
+    pub const BACKLOG: u32 = 2048;
+    /// `startup_attempts`: boot failures of one worker slot, before any worker was ever ready,
+    /// after which the master gives up and exits.
+    pub const STARTUP_ATTEMPTS: u32 = 3;
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The application to serve.
+    pub app: AppSpec,
+    /// How many workers to run.
+    pub workers: WorkerCount,
+    /// Listeners, in the order given. Never empty.
+    pub binds: Vec<BindSpec>,
+    /// ASGI or WSGI, or detect it.
+    pub interface: Interface,
+    /// The Python interpreter; `None` means `$VIRTUAL_ENV/bin/python`, else `python3` on PATH.
+    pub python: Option<PathBuf>,
+    /// Directory the workers run in (and import the app from). `None`: the master's cwd.
+    pub chdir: Option<PathBuf>,
+    /// Extra environment variables for the workers, in order.
+    pub env: Vec<(String, String)>,
+    /// Liveness timeout: no heartbeat for this long gets a worker dumped and killed.
+    pub timeout: Duration,
+    /// Graceful stop deadline for workers.
+    pub graceful_timeout: Duration,
+    /// Deadline for a new worker to become ready.
+    pub boot_timeout: Duration,
+    /// Boot failures per slot, before any worker was ever ready, before giving up.
+    pub startup_attempts: u32,
+    /// listen(2) backlog.
+    pub backlog: u32,
+    /// Master and worker log level.
+    pub log_level: LogLevel,
+    /// Master log format.
+    pub log_format: LogFormat,
+    /// Whether the engine writes an access log line per request.
+    pub access_log: bool,
+    /// Where the configuration file came from, if one was read (for reloads and messages).
+    pub config_file: Option<PathBuf>,
+}
+
+/// The application: `module:attr`, optionally an app factory to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// Dotted module path, e.g. `myproject.asgi`.
+    pub module: String,
+    /// Attribute path inside the module, e.g. `app` or `api.app`.
+    pub attr: String,
+    /// Call `attr()` to get the application (`module:factory()` or `--factory`).
+    pub factory: bool,
+}
+
+/// Worker count: a fixed number or sized from the CPUs this process may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerCount {
+    Auto,
+    Fixed(NonZeroU32),
+}
+
+/// One listener to bind (or adopt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSpec {
+    /// `HOST:PORT` or `[V6]:PORT`; `host` without brackets. Resolved at bind time.
+    Tcp { host: String, port: u16 },
+    /// `unix:PATH`.
+    Unix(PathBuf),
+    /// `fd://N`: an already listening socket inherited from whoever started us.
+    Fd(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Auto,
+    Asgi,
+    Wsgi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
