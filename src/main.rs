@@ -1,1 +1,61 @@
-fn main() {}
+//! The `herdsman` binary: parse the command line, install the signal handlers first, load the
+//! configuration, start logging, run the master, and map the outcome to a documented exit code.
+
+use clap::Parser;
+
+use herdsman::cli::{Cli, Command, RunArgs};
+use herdsman::master::{self, error_chain};
+use herdsman::sys::signals::Signals;
+use herdsman::{config, exit, logging};
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+fn real_main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    match cli.command {
+        Some(Command::Check(args)) => check(&args),
+        None => serve(cli.run),
+    }
+}
+
+/// Validates the configuration and prints the effective one.
+fn check(args: &RunArgs) -> i32 {
+    match config::load(args, &master::env_snapshot()) {
+        Ok(config) => {
+            print!("{}", config::render(&config));
+            exit::OK
+        }
+        Err(errors) => {
+            eprintln!("herdsman: the configuration is invalid:\n{errors}");
+            exit::USAGE
+        }
+    }
+}
+
+fn serve(args: RunArgs) -> i32 {
+    // Before anything else, so a signal is handled from the first instant (PID 1 included).
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("herdsman: {}", error_chain(&e));
+            return exit::FAILURE;
+        }
+    };
+    let config = match config::load(&args, &master::env_snapshot()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("herdsman: the configuration is invalid:\n{errors}");
+            return exit::USAGE;
+        }
+    };
+    logging::init(config.log_level, config.log_format);
+    master::start(args, config, signals)
+}

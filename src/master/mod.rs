@@ -1,1 +1,21 @@
-//! (in progress)
+//! The master: a pure supervision state machine ([`state::Master`]) and the single-threaded poll
+//! loop ([`run`]) that feeds it events and applies its actions.
+
+mod channels;
+mod event;
+mod exits;
+mod policy;
+mod run;
+mod start;
+mod state;
+mod workers;
+
+pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};
+pub use policy::Policy;
+pub use run::{env_snapshot, error_chain, RunError};
+pub use start::start;
+pub use state::Master;
+pub use workers::{Phase, Reason, Worker};
+
+#[cfg(test)]
+mod state_tests;

@@ -1,1 +1,11 @@
-//! (in progress)
+//! Workers: how one is started (the [`Spawner`] seam: exec'd interpreter today, a zygote fork
+//! later), the channel protocol it speaks (docs/protocol.md), and the Python runtime it runs.
+
+mod protocol;
+pub mod python;
+mod runtime;
+mod spawner;
+
+pub use protocol::{BootErrorKind, LineBuffer, WorkerMessage};
+pub use runtime::{RuntimeDir, RuntimeError};
+pub use spawner::{ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};

@@ -1,0 +1,72 @@
+//! The master's ends of the worker channels: one non-blocking socket per worker, read into a
+//! line buffer and decoded into events. A channel is dropped (closed) when its worker is reaped.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use tracing::debug;
+
+use super::event::{Event, WorkerId};
+use crate::worker::LineBuffer;
+
+struct Channel {
+    fd: OwnedFd,
+    buffer: LineBuffer,
+    open: bool,
+}
+
+#[derive(Default)]
+pub struct Channels {
+    by_worker: BTreeMap<WorkerId, Channel>,
+}
+
+impl Channels {
+    pub fn insert(&mut self, id: WorkerId, fd: OwnedFd) {
+        let channel = Channel { fd, buffer: LineBuffer::default(), open: true };
+        self.by_worker.insert(id, channel);
+    }
+
+    pub fn remove(&mut self, id: WorkerId) {
+        self.by_worker.remove(&id);
+    }
+
+    /// The channels still worth polling, with their worker ids.
+    pub fn pollable(&self) -> Vec<(WorkerId, BorrowedFd<'_>)> {
+        self.by_worker
+            .iter()
+            .filter(|(_, c)| c.open)
+            .map(|(id, c)| (*id, c.fd.as_fd()))
+            .collect()
+    }
+
+    /// Reads everything available on worker `id`'s channel into events.
+    pub fn drain(&mut self, id: WorkerId, events: &mut Vec<Event>) {
+        let Some(channel) = self.by_worker.get_mut(&id) else { return };
+        if !channel.open {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            match nix::unistd::read(&channel.fd, &mut buf) {
+                Ok(0) | Err(Errno::ECONNRESET) => {
+                    channel.open = false;
+                    events.push(Event::ChannelClosed { id });
+                    return;
+                }
+                Ok(n) => decode(id, &mut channel.buffer, &buf[..n], events),
+                Err(Errno::EINTR) => continue,
+                Err(_) => return, // EAGAIN: nothing more for now
+            }
+        }
+    }
+}
+
+fn decode(id: WorkerId, buffer: &mut LineBuffer, bytes: &[u8], events: &mut Vec<Event>) {
+    for parsed in buffer.push(bytes) {
+        match parsed {
+            Ok(message) => events.push(Event::Message { id, message }),
+            Err(line) => debug!(worker = id, line = %line, "unreadable channel message ignored"),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What the state machine hears ([`Event`]) and what it asks for ([`Action`]). The loop turns
+//! signals, reaped children and channel messages into events, and applies actions with system
+//! calls; nothing else crosses between the two.
+
+use crate::sys::reap::ExitStatus;
+use crate::worker::WorkerMessage;
+
+/// A stable worker identity, distinct from the pid, never reused during a master's life.
+pub type WorkerId = u64;
+
+/// How to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Finish in-flight requests, up to the graceful timeout.
+    Graceful,
+    /// Cancel in-flight requests, run lifespan shutdown, exit.
+    Quick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A stop was requested (SIGTERM: graceful; SIGINT/SIGQUIT: quick).
+    Stop(StopMode),
+    /// Change the target worker count by this much (SIGTTIN +1, SIGTTOU -1); never below 1.
+    Scale(i64),
+    /// A reload was requested (SIGHUP).
+    ReloadRequested,
+    /// The loop built generation `generation` from a freshly loaded config: roll over to it.
+    Reload { generation: u64, target: Option<u32> },
+    /// The reload could not start (the config is invalid); the current generation stays.
+    ReloadAborted,
+    /// A spawn asked for by [`Action::Spawn`] succeeded.
+    Spawned { id: WorkerId, pid: i32 },
+    /// A spawn failed before a process existed (exec failed, fork failed).
+    SpawnFailed { id: WorkerId, error: String, exec_failed: bool },
+    /// A worker sent a message.
+    Message { id: WorkerId, message: WorkerMessage },
+    /// A worker's channel reached end-of-file.
+    ChannelClosed { id: WorkerId },
+    /// A child was reaped.
+    Exited { pid: i32, status: ExitStatus },
+    /// Time passed (a deadline may have expired).
+    Tick,
+}
+
+/// A signal sent to one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerSignal {
+    /// SIGTERM: graceful stop.
+    Term,
+    /// SIGQUIT: quick stop.
+    Quit,
+    /// SIGUSR2: dump the Python traceback of every thread.
+    Dump,
+    /// SIGKILL.
+    Kill,
+}
+
+impl WorkerSignal {
+    pub fn number(self) -> i32 {
+        match self {
+            WorkerSignal::Term => libc::SIGTERM,
+            WorkerSignal::Quit => libc::SIGQUIT,
+            WorkerSignal::Dump => libc::SIGUSR2,
+            WorkerSignal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start worker `id` from generation `generation`'s spec; answer with `Spawned` or
+    /// `SpawnFailed`.
+    Spawn { id: WorkerId, generation: u64 },
+    /// Signal a worker that has not been reaped yet.
+    Signal { id: WorkerId, pid: i32, signal: WorkerSignal },
+    /// Load the config again and answer with `Reload` or `ReloadAborted`.
+    LoadConfig,
+    /// Stop listening: close the master's copies of the listeners (at the start of a stop).
+    CloseListeners,
+    /// Exit the master with this code (every worker is gone).
+    Exit(i32),
+}

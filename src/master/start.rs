@@ -1,0 +1,84 @@
+//! Starting the master, in the order the invariants need: (signal handlers are already
+//! installed by the caller) size the worker pool, resolve the interpreter, write the runtime,
+//! bind every listener, then hand over to the loop, which forks. Each failure here maps to its
+//! documented exit code with one clear message; nothing has been forked yet.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use tracing::{error, info};
+
+use super::policy::Policy;
+use super::run::{env_snapshot, error_chain, run, Supervisor};
+use crate::cli::RunArgs;
+use crate::config::{Config, WorkerCount};
+use crate::exit;
+use crate::sizing;
+use crate::sockets;
+use crate::sys::signals::Signals;
+use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};
+
+/// The number of workers for `count`, logging how `auto` was derived.
+pub fn worker_target(count: WorkerCount) -> u32 {
+    match count {
+        WorkerCount::Fixed(n) => n.get(),
+        WorkerCount::Auto => {
+            let sizing = sizing::detect();
+            info!(workers = sizing.workers, "auto sizing: {}", sizing.explain());
+            sizing.workers
+        }
+    }
+}
+
+/// Starts everything and runs until the master exits; returns the process exit code.
+pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
+    info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), "herdsman starting");
+    let target = worker_target(config.workers);
+    let env = env_snapshot();
+    let python = match python::resolve(config.python.as_deref(), &env) {
+        Ok(python) => python,
+        Err(e) => {
+            error!("{e}");
+            return exit::PYTHON_ENV;
+        }
+    };
+    let runtime = match RuntimeDir::create() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            return exit::FAILURE;
+        }
+    };
+    let devnull = match File::open("/dev/null") {
+        Ok(file) => OwnedFd::from(file),
+        Err(e) => {
+            error!("could not open /dev/null for the workers' stdin: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let listeners = match sockets::bind_all(&config.binds, config.backlog) {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            return exit::BIND;
+        }
+    };
+    for listener in &listeners {
+        info!(address = %listener.local(), "listening");
+    }
+    let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
+    let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
+    let spec = WorkerSpec::new(&config, python, &env);
+    let policy = Policy::from_config(&config, target);
+    info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");
+    let supervisor = Supervisor::new(signals, listeners, spawner, spec, config, args);
+    let code = match run(supervisor, policy) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            exit::FAILURE
+        }
+    };
+    drop(runtime);
+    code
+}

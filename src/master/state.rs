@@ -1,0 +1,608 @@
+//! The supervision state machine: `on_event(event, now) -> Vec<Action>`. Pure: it reads no
+//! clock and makes no system call, so every fault path is unit-tested with an injected clock.
+//!
+//! Invariants it keeps:
+//! - One replacement path: a worker is only retired (reload, scale-down) once the ready workers
+//!   exceed the target, so capacity never dips for a planned replacement; at most `max_surge`
+//!   extra workers boot at a time.
+//! - Only workers it still tracks (spawned, not yet reaped) are ever signalled.
+//! - Boot failures back off exponentially; before any worker was ever ready they end in a
+//!   give-up with the documented exit code, during a reload in a rollback to the last good
+//!   generation, otherwise the master keeps serving with what it has.
+//! - Stopping is a state with a deadline: TERM (or QUIT) all, SIGKILL at the deadline, exit when
+//!   the last worker is reaped; a second stop request escalates at once.
+
+use std::time::Instant;
+
+use tracing::{debug, error, info, warn};
+
+use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
+use super::exits::{describe_boot_failure, Failure};
+use super::policy::Policy;
+use super::workers::{Phase, Reason, Worker};
+use crate::exit;
+use crate::sys::reap::ExitStatus;
+use crate::worker::WorkerMessage;
+
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    mode: StopMode,
+    deadline: Instant,
+    exit_code: i32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rollout {
+    started: Instant,
+}
+
+/// The master's whole decision state.
+pub struct Master {
+    policy: Policy,
+    workers: Vec<Worker>,
+    next_id: WorkerId,
+    /// The generation new workers are spawned from.
+    current: u64,
+    /// The last generation that was fully rolled out; a failed reload returns to it.
+    stable: u64,
+    rollout: Option<Rollout>,
+    reload_pending: bool,
+    loading_config: bool,
+    ever_ready: bool,
+    started: Instant,
+    boot_failures: u32,
+    spawn_after: Option<Instant>,
+    stop: Option<Stopping>,
+    announced: bool,
+}
+
+impl Master {
+    /// A master that will start `policy.target` workers of generation 0 on its first event.
+    pub fn new(policy: Policy, now: Instant) -> Master {
+        Master {
+            policy,
+            workers: Vec::new(),
+            next_id: 1,
+            current: 0,
+            stable: 0,
+            rollout: None,
+            reload_pending: false,
+            loading_config: false,
+            ever_ready: false,
+            started: now,
+            boot_failures: 0,
+            spawn_after: None,
+            stop: None,
+            announced: false,
+        }
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Stop(mode) => self.on_stop(mode, exit::OK, now, &mut out),
+            Event::Scale(delta) => self.on_scale(delta),
+            Event::ReloadRequested => self.on_reload_requested(&mut out),
+            Event::Reload { generation, target } => self.on_reload(generation, target, now),
+            Event::ReloadAborted => self.on_reload_aborted(&mut out),
+            Event::Spawned { id, pid } => self.on_spawned(id, pid),
+            Event::SpawnFailed { id, error, exec_failed } => {
+                self.on_spawn_failed(id, error, exec_failed, now, &mut out)
+            }
+            Event::Message { id, message } => self.on_message(id, message, now),
+            Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
+            Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
+            Event::Tick => {}
+        }
+        self.expire(now, &mut out);
+        if self.stop.is_none() {
+            self.reconcile(now, &mut out);
+        }
+        self.maybe_exit(&mut out);
+        out
+    }
+
+    /// The earliest instant at which [`Event::Tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let workers = self.workers.iter().filter_map(|w| w.deadline(self.policy.timeout));
+        let spawn = self.spawn_after.filter(|_| self.stop.is_none() && self.short_of_target());
+        let stop = self.stop.map(|s| s.deadline);
+        workers.chain(spawn).chain(stop).min()
+    }
+
+    /// Generations that still have workers, plus the current and stable ones: the loop keeps
+    /// the specs of these and may drop the others.
+    pub fn generations_in_use(&self) -> Vec<u64> {
+        let mut gens: Vec<u64> = self.workers.iter().map(|w| w.generation).collect();
+        gens.extend([self.current, self.stable]);
+        gens.sort_unstable();
+        gens.dedup();
+        gens
+    }
+
+    pub fn workers(&self) -> &[Worker] {
+        &self.workers
+    }
+
+    pub fn target(&self) -> u32 {
+        self.policy.target
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn short_of_target(&self) -> bool {
+        self.count(|w| w.is_live() && w.generation == self.current) < self.policy.target as usize
+    }
+
+    fn count(&self, pred: impl Fn(&Worker) -> bool) -> usize {
+        self.workers.iter().filter(|w| pred(w)).count()
+    }
+
+    fn find(&mut self, id: WorkerId) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.id == id)
+    }
+
+    // ---- stop ---------------------------------------------------------------------------
+
+    fn on_stop(&mut self, mode: StopMode, code: i32, now: Instant, out: &mut Vec<Action>) {
+        match self.stop {
+            None => self.begin_stop(mode, code, now, out),
+            Some(s) if s.mode == StopMode::Graceful => {
+                info!("second stop request: escalating to a quick stop");
+                self.begin_quick(now, out);
+            }
+            Some(_) => {
+                warn!("stop requested again during a quick stop: killing every worker now");
+                for w in &mut self.workers {
+                    kill(w, out);
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, mode: StopMode, code: i32, now: Instant, out: &mut Vec<Action>) {
+        let (timeout, stop_signal) = match mode {
+            StopMode::Graceful => (self.policy.graceful_timeout, WorkerSignal::Term),
+            StopMode::Quick => (self.policy.quick_timeout, WorkerSignal::Quit),
+        };
+        let deadline = now + timeout;
+        info!(mode = ?mode, workers = self.workers.len(), timeout = ?timeout, "stopping");
+        self.stop = Some(Stopping { mode, deadline, exit_code: code });
+        out.push(Action::CloseListeners);
+        for w in &mut self.workers {
+            w.retiring.get_or_insert(Reason::Shutdown);
+            if w.phase != Phase::Killed {
+                signal(w, stop_signal, out);
+                w.phase = Phase::Stopping { kill_at: deadline };
+            }
+        }
+    }
+
+    fn begin_quick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(stop) = self.stop.as_mut() else { return };
+        stop.mode = StopMode::Quick;
+        stop.deadline = stop.deadline.min(now + self.policy.quick_timeout);
+        let deadline = stop.deadline;
+        for w in &mut self.workers {
+            if w.phase != Phase::Killed {
+                signal(w, WorkerSignal::Quit, out);
+                w.phase = Phase::Stopping { kill_at: deadline };
+            }
+        }
+    }
+
+    fn give_up(&mut self, failure: &Failure, now: Instant, out: &mut Vec<Action>) {
+        let code = failure.exit_code();
+        error!(
+            attempts = self.boot_failures,
+            exit_code = code,
+            "giving up: {}; exiting with code {code}",
+            failure.give_up_hint()
+        );
+        self.begin_stop(StopMode::Quick, code, now, out);
+    }
+
+    fn maybe_exit(&self, out: &mut Vec<Action>) {
+        if let Some(stop) = self.stop {
+            if self.workers.is_empty() {
+                info!(exit_code = stop.exit_code, "all workers stopped");
+                out.push(Action::Exit(stop.exit_code));
+            }
+        }
+    }
+
+    // ---- scaling and reloads -------------------------------------------------------------
+
+    fn on_scale(&mut self, delta: i64) {
+        if self.stop.is_some() {
+            return;
+        }
+        let target = (self.policy.target as i64 + delta).clamp(1, u32::MAX as i64) as u32;
+        if target != self.policy.target {
+            info!(from = self.policy.target, to = target, "target worker count changed");
+            self.policy.target = target;
+        }
+    }
+
+    fn on_reload_requested(&mut self, out: &mut Vec<Action>) {
+        if self.stop.is_some() {
+            return;
+        }
+        if self.loading_config || self.rollout.is_some() {
+            debug!("reload requested during a reload: it will follow this one");
+            self.reload_pending = true;
+            return;
+        }
+        self.loading_config = true;
+        out.push(Action::LoadConfig);
+    }
+
+    fn on_reload(&mut self, generation: u64, target: Option<u32>, now: Instant) {
+        self.loading_config = false;
+        if self.stop.is_some() {
+            return;
+        }
+        if let Some(target) = target {
+            self.policy.target = target.max(1);
+        }
+        info!(generation, from = self.current, workers = self.policy.target, "reloading");
+        self.current = generation;
+        self.rollout = Some(Rollout { started: now });
+        self.boot_failures = 0;
+        self.spawn_after = None;
+    }
+
+    fn on_reload_aborted(&mut self, out: &mut Vec<Action>) {
+        self.loading_config = false;
+        self.start_pending_reload(out);
+    }
+
+    fn start_pending_reload(&mut self, out: &mut Vec<Action>) {
+        if std::mem::take(&mut self.reload_pending) {
+            self.on_reload_requested(out);
+        }
+    }
+
+    fn check_rollout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(rollout) = self.rollout else { return };
+        let old_left = self.count(|w| w.is_live() && w.generation != self.current);
+        let ready = self.count(|w| w.is_live() && w.is_ready() && w.generation == self.current);
+        if old_left == 0 && ready >= self.policy.target as usize {
+            info!(
+                generation = self.current,
+                workers = ready,
+                duration = ?now.saturating_duration_since(rollout.started),
+                "reload complete"
+            );
+            self.stable = self.current;
+            self.rollout = None;
+            self.start_pending_reload(out);
+        }
+    }
+
+    fn roll_back(&mut self, failure: &Failure, out: &mut Vec<Action>) {
+        error!(
+            generation = self.current,
+            keeping = self.stable,
+            "reload failed: {}; the previous generation keeps serving",
+            failure.give_up_hint()
+        );
+        self.current = self.stable;
+        self.rollout = None;
+        self.boot_failures = 0;
+        self.spawn_after = None;
+        self.start_pending_reload(out);
+    }
+
+    // ---- spawning and retiring -----------------------------------------------------------
+
+    fn reconcile(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.spawn_missing(now, out);
+        self.retire_surplus(now, out);
+        self.announce_serving(now);
+        self.check_rollout(now, out);
+    }
+
+    fn spawn_missing(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.spawn_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.spawn_after = None;
+        let target = self.policy.target as usize;
+        let ceiling = target + self.policy.max_surge as usize;
+        while self.short_of_target() && self.count(Worker::is_live) < ceiling {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.workers
+                .push(Worker::new(id, self.current, now, self.policy.boot_timeout));
+            out.push(Action::Spawn { id, generation: self.current });
+        }
+    }
+
+    fn retire_surplus(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let current = self.current;
+        // Workers of another generation that are still booting serve nobody: stop them now.
+        let stale: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|w| w.is_live() && w.is_booting() && w.generation != current)
+            .map(|w| w.id)
+            .collect();
+        for id in stale {
+            self.retire(id, Reason::Reload, now, out);
+        }
+        while let Some((id, reason)) = self.next_to_retire() {
+            self.retire(id, reason, now, out);
+        }
+    }
+
+    /// The next ready worker to retire, oldest first: other generations before the current one,
+    /// and the current one only when it has more workers than the target.
+    fn next_to_retire(&self) -> Option<(WorkerId, Reason)> {
+        let target = self.policy.target as usize;
+        let ready = self.count(|w| w.is_live() && w.is_ready());
+        if ready <= target {
+            return self.next_booting_surplus();
+        }
+        let old = self
+            .workers
+            .iter()
+            .find(|w| w.is_live() && w.is_ready() && w.generation != self.current);
+        if let Some(w) = old {
+            return Some((w.id, Reason::Reload));
+        }
+        let good = self.count(|w| w.is_live() && w.generation == self.current);
+        (good > target)
+            .then(|| self.workers.iter().find(|w| w.is_live() && w.is_ready()))
+            .flatten()
+            .map(|w| (w.id, Reason::ScaleDown))
+    }
+
+    /// After a scale-down, extra workers of the current generation that are still booting.
+    fn next_booting_surplus(&self) -> Option<(WorkerId, Reason)> {
+        let good = self.count(|w| w.is_live() && w.generation == self.current);
+        if good <= self.policy.target as usize {
+            return None;
+        }
+        self.workers
+            .iter()
+            .rev()
+            .find(|w| w.is_live() && w.is_booting())
+            .map(|w| (w.id, Reason::ScaleDown))
+    }
+
+    fn retire(&mut self, id: WorkerId, reason: Reason, now: Instant, out: &mut Vec<Action>) {
+        let kill_at = now + self.policy.graceful_timeout;
+        let Some(w) = self.find(id) else { return };
+        info!(worker = id, pid = w.pid, generation = w.generation, reason = reason.as_str(), "retiring worker");
+        w.retiring = Some(reason);
+        w.phase = Phase::Stopping { kill_at };
+        signal(w, WorkerSignal::Term, out);
+    }
+
+    fn announce_serving(&mut self, now: Instant) {
+        if self.announced {
+            return;
+        }
+        let ready = self.count(|w| w.is_live() && w.is_ready());
+        if ready >= self.policy.target as usize {
+            self.announced = true;
+            info!(
+                workers = ready,
+                boot = ?now.saturating_duration_since(self.started),
+                "serving: all workers ready"
+            );
+        }
+    }
+
+    // ---- worker lifecycle ----------------------------------------------------------------
+
+    fn on_spawned(&mut self, id: WorkerId, pid: i32) {
+        if let Some(w) = self.find(id) {
+            w.pid = Some(pid);
+            debug!(worker = id, pid, generation = w.generation, "worker spawned");
+        }
+    }
+
+    fn on_spawn_failed(
+        &mut self,
+        id: WorkerId,
+        error: String,
+        exec_failed: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(pos) = self.workers.iter().position(|w| w.id == id) else { return };
+        let w = self.workers.remove(pos);
+        let failure = if exec_failed { Failure::Exec(error) } else { Failure::Spawn(error) };
+        self.on_boot_failure(&w, failure, now, out);
+    }
+
+    fn on_message(&mut self, id: WorkerId, message: WorkerMessage, now: Instant) {
+        let Some(w) = self.find(id) else { return };
+        w.last_seen = now;
+        match message {
+            WorkerMessage::Ready { interface } => mark_ready(w, &interface, now),
+            WorkerMessage::Heartbeat { requests, in_flight } => {
+                w.requests = requests;
+                w.in_flight = in_flight;
+            }
+            WorkerMessage::BootError { kind, message } => {
+                debug!(worker = id, ?kind, message = %message, "boot error reported");
+                w.boot_error = Some((kind, message));
+            }
+            WorkerMessage::Hello { python, engine } => {
+                debug!(worker = id, python = %python, engine = %engine, "worker runtime started")
+            }
+            WorkerMessage::Stopping { reason } => debug!(worker = id, reason = %reason, "worker stopping"),
+            WorkerMessage::Unknown => debug!(worker = id, "unknown message type ignored"),
+        }
+        let current = self.current;
+        if matches!(self.find(id), Some(w) if w.is_ready() && w.generation == current) {
+            self.ever_ready = true;
+            self.boot_failures = 0;
+        }
+    }
+
+    fn on_exited(&mut self, pid: i32, status: ExitStatus, now: Instant, out: &mut Vec<Action>) {
+        let Some(pos) = self.workers.iter().position(|w| w.pid == Some(pid)) else {
+            debug!(pid, %status, "reaped a child that is not a worker");
+            return;
+        };
+        let w = self.workers.remove(pos);
+        match w.retiring {
+            Some(Reason::BootTimeout) => self.on_boot_failure(&w, Failure::Timeout, now, out),
+            Some(reason) => report_retired(&w, reason, status),
+            None if w.ready_at.is_none() => {
+                let failure = Failure::from_exit(w.boot_error.clone(), status);
+                self.on_boot_failure(&w, failure, now, out);
+            }
+            None => report_crash(&w, status),
+        }
+    }
+
+    fn on_boot_failure(&mut self, w: &Worker, failure: Failure, now: Instant, out: &mut Vec<Action>) {
+        if self.stop.is_some() || w.generation != self.current {
+            debug!(worker = w.id, "boot failure of a worker no longer wanted");
+            return;
+        }
+        self.boot_failures += 1;
+        let delay = self.policy.backoff(self.boot_failures);
+        let attempts = self.policy.startup_attempts;
+        let decisive = !self.ever_ready || self.rollout.is_some();
+        if decisive && (failure.is_hopeless() || self.boot_failures >= attempts) {
+            error!(worker = w.id, pid = w.pid, "{}", describe_boot_failure(&failure));
+            if self.ever_ready {
+                self.roll_back(&failure, out);
+            } else {
+                self.give_up(&failure, now, out);
+            }
+            return;
+        }
+        error!(
+            worker = w.id,
+            pid = w.pid,
+            attempt = self.boot_failures,
+            retry_in = ?delay,
+            "{}",
+            describe_boot_failure(&failure)
+        );
+        self.spawn_after = Some(now + delay);
+    }
+
+    // ---- deadlines -----------------------------------------------------------------------
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let policy = self.policy.clone();
+        for w in &mut self.workers {
+            expire_worker(w, &policy, now, out);
+        }
+        if let Some(stop) = self.stop {
+            if now >= stop.deadline {
+                for w in &mut self.workers {
+                    kill(w, out);
+                }
+            }
+        }
+    }
+}
+
+fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Action>) {
+    match w.phase {
+        Phase::Booting { deadline } if now >= deadline => {
+            error!(
+                worker = w.id,
+                pid = w.pid,
+                boot_timeout = ?policy.boot_timeout,
+                "worker did not become ready within the boot timeout: dumping its traceback, then killing it"
+            );
+            dump(w, Reason::BootTimeout, now + policy.dump_grace, out);
+        }
+        Phase::Ready if now >= w.last_seen + policy.timeout => {
+            let silent = now.saturating_duration_since(w.last_seen);
+            error!(
+                worker = w.id,
+                pid = w.pid,
+                silent = ?silent,
+                timeout = ?policy.timeout,
+                in_flight = w.in_flight,
+                requests = w.requests,
+                "worker event loop blocked or frozen: no heartbeat for {silent:.1?} (timeout {:?}) while {} request(s) were in flight at its last heartbeat; dumping its traceback, then killing it",
+                policy.timeout,
+                w.in_flight
+            );
+            dump(w, Reason::Liveness, now + policy.dump_grace, out);
+        }
+        Phase::Dumping { kill_at } if now >= kill_at => kill(w, out),
+        Phase::Stopping { kill_at } if now >= kill_at => {
+            warn!(worker = w.id, pid = w.pid, "worker did not stop in time: sending SIGKILL");
+            kill(w, out);
+        }
+        _ => {}
+    }
+}
+
+fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
+    if !w.is_booting() {
+        return;
+    }
+    w.phase = Phase::Ready;
+    w.ready_at = Some(now);
+    info!(
+        worker = w.id,
+        pid = w.pid,
+        generation = w.generation,
+        interface,
+        boot = ?now.saturating_duration_since(w.started),
+        "worker ready"
+    );
+}
+
+fn signal(w: &Worker, signal: WorkerSignal, out: &mut Vec<Action>) {
+    if let Some(pid) = w.pid {
+        out.push(Action::Signal { id: w.id, pid, signal });
+    }
+}
+
+fn dump(w: &mut Worker, reason: Reason, kill_at: Instant, out: &mut Vec<Action>) {
+    w.retiring = Some(reason);
+    w.phase = Phase::Dumping { kill_at };
+    signal(w, WorkerSignal::Dump, out);
+}
+
+fn kill(w: &mut Worker, out: &mut Vec<Action>) {
+    if w.phase != Phase::Killed {
+        w.phase = Phase::Killed;
+        signal(w, WorkerSignal::Kill, out);
+    }
+}
+
+fn report_retired(w: &Worker, reason: Reason, status: ExitStatus) {
+    let why = reason.as_str();
+    match reason {
+        Reason::Liveness => {
+            error!(worker = w.id, pid = w.pid, %status, reason = why, "worker killed after its liveness timeout; replacing it")
+        }
+        _ if status.is_sigkill() => {
+            warn!(worker = w.id, pid = w.pid, %status, reason = why, "worker killed at its deadline")
+        }
+        _ => info!(worker = w.id, pid = w.pid, %status, reason = why, requests = w.requests, "worker exited"),
+    }
+}
+
+fn report_crash(w: &Worker, status: ExitStatus) {
+    if status.is_sigkill() {
+        error!(
+            worker = w.id,
+            pid = w.pid,
+            %status,
+            reason = Reason::Crash.as_str(),
+            "worker was killed by SIGKILL: most likely the out-of-memory killer (see `dmesg` or the container's memory limit); replacing it"
+        );
+    } else {
+        error!(worker = w.id, pid = w.pid, %status, reason = Reason::Crash.as_str(), "worker died unexpectedly; replacing it");
+    }
+}

@@ -1,0 +1,319 @@
+//! Unit tests of the supervision state machine, driven with an injected clock. Spawn requests
+//! are answered at once with pid 1000 + worker id.
+
+use std::time::{Duration, Instant};
+
+use super::event::{Action, Event, StopMode, WorkerSignal};
+use super::policy::test_policy;
+use super::state::Master;
+use super::workers::Phase;
+use crate::exit;
+use crate::sys::reap::ExitStatus;
+use crate::worker::{BootErrorKind, WorkerMessage};
+
+struct H {
+    m: Master,
+    now: Instant,
+}
+
+const KILLED: ExitStatus = ExitStatus::Signaled { signal: libc::SIGKILL, core_dumped: false };
+
+fn pid(id: u64) -> i32 {
+    1000 + id as i32
+}
+
+impl H {
+    fn new(target: u32) -> (H, Vec<Action>) {
+        let mut policy = test_policy();
+        policy.target = target;
+        let now = Instant::now();
+        let mut h = H { m: Master::new(policy, now), now };
+        let actions = h.ev(Event::Tick);
+        (h, actions)
+    }
+
+    /// Feeds an event, answering every spawn request like the loop would.
+    fn ev(&mut self, event: Event) -> Vec<Action> {
+        let mut all = Vec::new();
+        let mut queue = vec![event];
+        while let Some(e) = queue.pop() {
+            for a in self.m.on_event(e, self.now) {
+                if let Action::Spawn { id, .. } = a {
+                    queue.push(Event::Spawned { id, pid: pid(id) });
+                }
+                all.push(a);
+            }
+        }
+        all
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Action> {
+        self.now += by;
+        self.ev(Event::Tick)
+    }
+
+    fn msg(&mut self, id: u64, message: WorkerMessage) -> Vec<Action> {
+        self.ev(Event::Message { id, message })
+    }
+
+    fn ready(&mut self, id: u64) -> Vec<Action> {
+        self.msg(id, WorkerMessage::Ready { interface: "asgi".into() })
+    }
+
+    fn exit(&mut self, id: u64, status: ExitStatus) -> Vec<Action> {
+        self.ev(Event::Exited { pid: pid(id), status })
+    }
+
+    fn ready_count(&self) -> usize {
+        self.m.workers().iter().filter(|w| w.phase == Phase::Ready).count()
+    }
+}
+
+fn spawned(actions: &[Action]) -> Vec<u64> {
+    actions.iter().filter_map(|a| match a { Action::Spawn { id, .. } => Some(*id), _ => None }).collect()
+}
+
+fn signalled(actions: &[Action], sig: WorkerSignal) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a { Action::Signal { id, signal, .. } if *signal == sig => Some(*id), _ => None })
+        .collect()
+}
+
+fn exit_code(actions: &[Action]) -> Option<i32> {
+    actions.iter().find_map(|a| match a { Action::Exit(code) => Some(*code), _ => None })
+}
+
+fn boot_error(kind: BootErrorKind) -> WorkerMessage {
+    WorkerMessage::BootError { kind, message: "boom".into() }
+}
+
+fn started(target: u32) -> H {
+    let (mut h, actions) = H::new(target);
+    for id in spawned(&actions) {
+        h.ready(id);
+    }
+    assert_eq!(h.ready_count(), target as usize);
+    h
+}
+
+#[test]
+fn starts_the_target_number_of_workers() {
+    let (h, actions) = H::new(3);
+    assert_eq!(spawned(&actions), vec![1, 2, 3]);
+    assert_eq!(h.m.workers().iter().map(|w| w.pid).collect::<Vec<_>>(), vec![Some(1001), Some(1002), Some(1003)]);
+}
+
+#[test]
+fn a_crashed_ready_worker_is_replaced_at_once() {
+    let mut h = started(2);
+    let actions = h.exit(1, KILLED);
+    assert_eq!(spawned(&actions), vec![3]);
+    assert!(exit_code(&actions).is_none());
+}
+
+#[test]
+fn reaping_an_unknown_child_changes_nothing() {
+    let mut h = started(2);
+    let actions = h.ev(Event::Exited { pid: 4242, status: ExitStatus::Code(0) });
+    assert!(actions.is_empty());
+    assert_eq!(h.ready_count(), 2);
+}
+
+#[test]
+fn import_failures_at_first_start_back_off_then_give_up_with_app_load() {
+    let (mut h, _) = H::new(1);
+    h.msg(1, boot_error(BootErrorKind::Import));
+    let actions = h.exit(1, ExitStatus::Code(10));
+    assert!(spawned(&actions).is_empty(), "backs off before retrying");
+    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_secs(1)));
+    assert!(spawned(&h.advance(Duration::from_millis(999))).is_empty());
+    assert_eq!(spawned(&h.advance(Duration::from_millis(1))), vec![2]);
+    h.exit(2, ExitStatus::Code(10));
+    let actions = h.advance(Duration::from_secs(2));
+    assert_eq!(spawned(&actions), vec![3]);
+    let actions = h.exit(3, ExitStatus::Code(10));
+    assert_eq!(exit_code(&actions), Some(exit::APP_LOAD));
+}
+
+#[test]
+fn a_missing_dependency_gives_up_at_once() {
+    let (mut h, _) = H::new(2);
+    h.msg(1, boot_error(BootErrorKind::Dependency));
+    let actions = h.exit(1, ExitStatus::Code(11));
+    assert_eq!(signalled(&actions, WorkerSignal::Quit), vec![2]);
+    assert!(actions.contains(&Action::CloseListeners));
+    let actions = h.exit(2, ExitStatus::Code(11));
+    assert_eq!(exit_code(&actions), Some(exit::PYTHON_ENV));
+}
+
+#[test]
+fn an_exec_failure_gives_up_with_python_env() {
+    let mut policy = test_policy();
+    policy.target = 1;
+    let now = Instant::now();
+    let mut m = Master::new(policy, now);
+    let actions = m.on_event(Event::Tick, now);
+    assert_eq!(spawned(&actions), vec![1]);
+    let actions = m.on_event(Event::SpawnFailed { id: 1, error: "ENOENT".into(), exec_failed: true }, now);
+    assert_eq!(exit_code(&actions), Some(exit::PYTHON_ENV));
+}
+
+#[test]
+fn lifespan_failure_gives_up_with_worker_boot() {
+    let (mut h, _) = H::new(1);
+    for id in 1..=3 {
+        h.msg(id, boot_error(BootErrorKind::Lifespan));
+        let actions = h.exit(id, ExitStatus::Code(12));
+        if id == 3 {
+            assert_eq!(exit_code(&actions), Some(exit::WORKER_BOOT));
+        } else {
+            h.advance(Duration::from_secs(60));
+        }
+    }
+}
+
+#[test]
+fn a_worker_that_never_becomes_ready_is_dumped_then_killed() {
+    let (mut h, _) = H::new(1);
+    let actions = h.advance(Duration::from_secs(20));
+    assert_eq!(signalled(&actions, WorkerSignal::Dump), vec![1]);
+    assert!(spawned(&actions).is_empty(), "it keeps its place until reaped");
+    let actions = h.advance(Duration::from_millis(500));
+    assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1]);
+    let actions = h.exit(1, KILLED);
+    assert!(spawned(&actions).is_empty(), "a boot timeout backs off too");
+    assert_eq!(spawned(&h.advance(Duration::from_secs(1))), vec![2]);
+}
+
+#[test]
+fn heartbeats_keep_a_worker_alive_and_silence_gets_it_replaced() {
+    let mut h = started(1);
+    for _ in 0..5 {
+        assert!(h.advance(Duration::from_secs(20)).is_empty());
+        h.msg(1, WorkerMessage::Heartbeat { requests: 1, in_flight: 1 });
+    }
+    let actions = h.advance(Duration::from_secs(30));
+    assert_eq!(signalled(&actions, WorkerSignal::Dump), vec![1]);
+    assert_eq!(spawned(&actions), vec![2], "the replacement starts at once, without backoff");
+    let actions = h.advance(Duration::from_millis(500));
+    assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1]);
+    assert!(spawned(&h.exit(1, KILLED)).is_empty());
+}
+
+#[test]
+fn graceful_stop_terms_everyone_and_exits_when_all_are_reaped() {
+    let mut h = started(2);
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert_eq!(actions[0], Action::CloseListeners);
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1, 2]);
+    assert!(spawned(&h.exit(1, ExitStatus::Code(0))).is_empty(), "no replacement while stopping");
+    assert_eq!(exit_code(&h.exit(2, ExitStatus::Code(0))), Some(exit::OK));
+}
+
+#[test]
+fn graceful_stop_kills_stragglers_at_the_deadline() {
+    let mut h = started(1);
+    h.ev(Event::Stop(StopMode::Graceful));
+    assert!(h.advance(Duration::from_millis(9_999)).is_empty());
+    let actions = h.advance(Duration::from_millis(1));
+    assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1]);
+    assert_eq!(exit_code(&h.exit(1, KILLED)), Some(exit::OK));
+}
+
+#[test]
+fn a_second_stop_escalates_and_a_third_kills() {
+    let mut h = started(2);
+    h.ev(Event::Stop(StopMode::Graceful));
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert_eq!(signalled(&actions, WorkerSignal::Quit), vec![1, 2]);
+    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_secs(5)));
+    let actions = h.ev(Event::Stop(StopMode::Quick));
+    assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1, 2]);
+}
+
+#[test]
+fn reload_replaces_one_at_a_time_and_never_dips_below_target() {
+    let mut h = started(3);
+    assert_eq!(h.ev(Event::ReloadRequested), vec![Action::LoadConfig]);
+    let actions = h.ev(Event::Reload { generation: 1, target: None });
+    assert_eq!(spawned(&actions), vec![4], "surge of one");
+    assert!(signalled(&actions, WorkerSignal::Term).is_empty(), "nothing retired before a new one is ready");
+    let mut retired = Vec::new();
+    let mut next = 4;
+    while h.m.workers().iter().any(|w| w.generation == 0 && w.retiring.is_none()) {
+        let actions = h.ready(next);
+        retired.extend(signalled(&actions, WorkerSignal::Term));
+        assert!(h.ready_count() >= 3);
+        for id in signalled(&actions, WorkerSignal::Term) {
+            let actions = h.exit(id, ExitStatus::Code(0));
+            if let Some(&id) = spawned(&actions).first() {
+                next = id;
+            }
+        }
+    }
+    assert_eq!(retired, vec![1, 2, 3], "oldest first");
+    assert!(h.m.workers().iter().all(|w| w.generation == 1 && w.phase == Phase::Ready));
+}
+
+#[test]
+fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
+    let mut h = started(2);
+    h.ev(Event::ReloadRequested);
+    h.ev(Event::Reload { generation: 1, target: None });
+    let mut id = 3;
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        h.msg(id, boot_error(BootErrorKind::Import));
+        let actions = h.exit(id, ExitStatus::Code(10));
+        all.extend(actions.clone());
+        for old in [1, 2] {
+            h.msg(old, WorkerMessage::Heartbeat { requests: 0, in_flight: 0 });
+        }
+        let later = h.advance(Duration::from_secs(10));
+        all.extend(later.clone());
+        match spawned(&later).first() {
+            Some(&next) => id = next,
+            None => break,
+        }
+    }
+    assert!(exit_code(&all).is_none(), "the master keeps running");
+    assert!(signalled(&all, WorkerSignal::Term).is_empty(), "old workers untouched");
+    assert_eq!(h.ready_count(), 2);
+    assert!(h.m.workers().iter().all(|w| w.generation == 0));
+    assert_eq!(h.ev(Event::ReloadRequested), vec![Action::LoadConfig], "a later reload works");
+}
+
+#[test]
+fn reloads_requested_during_a_reload_coalesce_into_one() {
+    let mut h = started(1);
+    h.ev(Event::ReloadRequested);
+    assert!(h.ev(Event::ReloadRequested).is_empty());
+    assert!(h.ev(Event::ReloadRequested).is_empty());
+    h.ev(Event::Reload { generation: 1, target: None });
+    let actions = h.ready(2);
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1]);
+    assert_eq!(actions.iter().filter(|a| **a == Action::LoadConfig).count(), 1, "exactly one more reload");
+    assert!(h.exit(1, ExitStatus::Code(0)).is_empty());
+}
+
+#[test]
+fn scaling_adds_and_retires_the_oldest_never_below_one() {
+    let mut h = started(2);
+    assert_eq!(spawned(&h.ev(Event::Scale(1))), vec![3]);
+    h.ready(3);
+    let actions = h.ev(Event::Scale(-1));
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1]);
+    h.exit(1, ExitStatus::Code(0));
+    let actions = h.ev(Event::Scale(-10));
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![2]);
+    assert_eq!(h.m.target(), 1);
+}
+
+#[test]
+fn stopping_during_boot_failures_still_exits() {
+    let (mut h, _) = H::new(1);
+    h.exit(1, ExitStatus::Code(10));
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert_eq!(exit_code(&actions), Some(exit::OK));
+}

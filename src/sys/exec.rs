@@ -1,0 +1,205 @@
+//! fork + exec from a plan built entirely before fork.
+//!
+//! Between fork and exec the child only calls async-signal-safe functions on data prepared by the
+//! parent: no allocation, no logging, no locks. In order it: moves the planned fds to their
+//! target numbers (through temporaries above every target, so overlaps cannot clobber), resets
+//! every signal disposition to the default, starts a process group of its own, asks for SIGKILL
+//! when the master dies, empties its signal mask and execs. If exec fails, the errno travels back
+//! through a close-on-exec pipe, so the parent reports "exec failed: ENOENT" instead of a worker
+//! that mysteriously exits 127.
+//!
+//! All signals are blocked in the parent around fork, so no herdsman handler can run in the child
+//! before its dispositions are reset.
+
+use std::ffi::{CString, NulError};
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("an argument or environment entry contains a NUL byte")]
+    Nul(#[from] NulError),
+    #[error("could not create the exec status pipe")]
+    Pipe(#[source] Errno),
+    #[error("could not block signals around fork")]
+    SignalMask(#[source] Errno),
+    #[error("fork failed")]
+    Fork(#[source] Errno),
+    #[error("could not execute {program}")]
+    Exec {
+        program: String,
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Everything the child needs, as raw pointers into memory owned by the plan.
+pub struct ExecPlan {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// (source fd, target fd) pairs.
+    fds: Vec<(RawFd, RawFd)>,
+}
+
+impl ExecPlan {
+    /// `argv[0]` is `program`. `fds` maps open fds of the parent to the numbers the child gets;
+    /// every other fd must be close-on-exec in the parent.
+    pub fn new(
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+        fds: Vec<(RawFd, RawFd)>,
+    ) -> Result<ExecPlan, ExecError> {
+        let program = CString::new(program)?;
+        let mut argv = vec![program.clone()];
+        for arg in args {
+            argv.push(CString::new(arg.as_str())?);
+        }
+        let envp = env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ExecPlan {
+            argv_ptrs: null_terminated(&argv),
+            envp_ptrs: null_terminated(&envp),
+            program,
+            _argv: argv,
+            _envp: envp,
+            fds,
+        })
+    }
+
+    pub fn program(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    let mut ptrs: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    ptrs
+}
+
+/// Forks and execs `plan`, returning the child's pid once exec has succeeded.
+pub fn spawn(plan: &ExecPlan) -> Result<Pid, ExecError> {
+    let (status_read, status_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ExecError::Pipe)?;
+    let mut saved = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut saved))
+        .map_err(ExecError::SignalMask)?;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the master is single-threaded, so the child is a faithful copy with no lock held
+    // by another thread; the child only runs `child_exec`, which is async-signal-safe.
+    let forked = unsafe { fork() };
+    if let Ok(ForkResult::Child) = forked {
+        child_exec(plan, parent.as_raw(), status_write.as_raw_fd());
+    }
+    // Restoring the mask cannot fail with a valid `how`; a failure would only leave signals
+    // blocked, which the next loop iteration would not notice, so report it.
+    let restored = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+    drop(status_write);
+    let child = match forked {
+        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Child) => unreachable!("child_exec never returns"),
+        Err(errno) => return Err(ExecError::Fork(errno)),
+    };
+    restored.map_err(ExecError::SignalMask)?;
+    match read_exec_errno(status_read.as_raw_fd()) {
+        None => Ok(child),
+        Some(errno) => {
+            // The child has already exited (or is about to): reap it here so the loop never
+            // sees an unknown pid.
+            let _ = waitpid(child, None);
+            Err(ExecError::Exec {
+                program: plan.program(),
+                source: errno,
+            })
+        }
+    }
+}
+
+/// Blocks until the status pipe closes (exec succeeded) or yields an errno (exec failed).
+fn read_exec_errno(fd: RawFd) -> Option<Errno> {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into a stack buffer we own, within its bounds.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        match n {
+            0 => break,
+            n if n > 0 => got += n as usize,
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => break,
+        }
+    }
+    (got == buf.len()).then(|| Errno::from_raw(i32::from_ne_bytes(buf)))
+}
+
+/// Runs in the forked child. Never returns.
+fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
+    // SAFETY: every call below is async-signal-safe and uses only memory prepared before fork.
+    unsafe {
+        if let Err(errno) = move_fds(&plan.fds) {
+            fail(status_fd, errno);
+        }
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            // The master died between fork and prctl: nobody will supervise us.
+            libc::_exit(127);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(
+            plan.program.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
+        fail(status_fd, Errno::last_raw());
+    }
+}
+
+/// Moves each source fd to its target. Sources are first duplicated above every target, so a
+/// source that happens to sit on another pair's target number is not clobbered.
+///
+/// SAFETY (for callers): only dup/fcntl, no allocation.
+unsafe fn move_fds(fds: &[(RawFd, RawFd)]) -> Result<(), i32> {
+    let above = fds.iter().map(|&(_, target)| target).max().unwrap_or(2) + 1;
+    // Fixed-size scratch: a worker never gets more than a few dozen fds.
+    let mut temps = [-1 as RawFd; 256];
+    if fds.len() > temps.len() {
+        return Err(libc::EMFILE);
+    }
+    for (i, &(source, _)) in fds.iter().enumerate() {
+        let temp = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, above);
+        if temp < 0 {
+            return Err(Errno::last_raw());
+        }
+        temps[i] = temp;
+    }
+    for (i, &(_, target)) in fds.iter().enumerate() {
+        if libc::dup2(temps[i], target) < 0 {
+            return Err(Errno::last_raw());
+        }
+    }
+    Ok(())
+}
+
+unsafe fn fail(status_fd: RawFd, errno: i32) -> ! {
+    let bytes = errno.to_ne_bytes();
+    libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
+    libc::_exit(127)
+}
