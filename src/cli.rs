@@ -57,7 +57,12 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
 
     /// Number of workers, or `auto` for one per usable CPU [default: auto].
-    #[arg(short = 'w', long, value_name = "N|auto")]
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "N|auto",
+        allow_negative_numbers = true
+    )]
     pub workers: Option<String>,
 
     /// Address to listen on: HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable
@@ -101,23 +106,28 @@ pub struct RunArgs {
 
     /// Kill a worker silent for this long, e.g. 30s, 500ms, 2m; bare number = seconds
     /// [default: 30s].
-    #[arg(short = 't', long, value_name = "DURATION")]
+    #[arg(
+        short = 't',
+        long,
+        value_name = "DURATION",
+        allow_negative_numbers = true
+    )]
     pub timeout: Option<String>,
 
     /// Time a stopping worker gets before SIGKILL [default: 30s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
     pub graceful_timeout: Option<String>,
 
     /// Time a new worker gets to import the app and become ready [default: 60s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
     pub boot_timeout: Option<String>,
 
     /// Boot failures per worker slot, before any worker was ready, before giving up [default: 3].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub startup_attempts: Option<String>,
 
     /// listen(2) backlog, 1 to 65535 [default: 2048].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub backlog: Option<String>,
 
     /// trace, debug, info, warning, error or critical [default: info].

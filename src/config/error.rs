@@ -72,6 +72,25 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// Sort key for `ConfigErrors`: (source, line, variable).
+    fn reading_order(&self) -> (u8, usize, String) {
+        let origin = match self {
+            ConfigError::ReadFile { .. } => return (0, 0, String::new()),
+            ConfigError::ParseFile { line, .. } => return (0, *line, String::new()),
+            ConfigError::UnknownEnvVar { var } => return (1, 0, var.clone()),
+            ConfigError::MissingApp => return (3, 0, String::new()),
+            ConfigError::UnknownKey { origin, .. } => origin,
+            ConfigError::InvalidValue { origin, .. } => origin,
+        };
+        match origin {
+            Origin::File { line, .. } => (0, *line, String::new()),
+            Origin::Env(var) => (1, 0, var.clone()),
+            Origin::Cli(_) => (2, 0, String::new()),
+        }
+    }
+}
+
 fn read_file_fix(source: &io::Error) -> String {
     match source.kind() {
         io::ErrorKind::NotFound => "check the path given with --config or HERDSMAN_CONFIG".into(),
@@ -131,8 +150,10 @@ pub struct ConfigErrors {
 }
 
 impl ConfigErrors {
-    /// `None` when there is nothing to report.
-    pub fn new(errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+    /// `None` when there is nothing to report. Problems are put in reading order: the file's by
+    /// line, then the environment's by variable, then the command line's, then the rest.
+    pub fn new(mut errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+        errors.sort_by_cached_key(ConfigError::reading_order);
         (!errors.is_empty()).then_some(ConfigErrors { errors })
     }
 

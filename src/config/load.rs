@@ -22,7 +22,12 @@ pub fn load(args: &RunArgs, env: &[(String, String)]) -> Result<Config, ConfigEr
         Some((path, named_by)) => collect(file::read(path, named_by), &mut errors),
         None => Layer::default(),
     };
-    let file_failed = !errors.is_empty();
+    let file_failed = errors.iter().any(|e| {
+        matches!(
+            e,
+            ConfigError::ReadFile { .. } | ConfigError::ParseFile { .. }
+        )
+    });
     let env_layer = collect(env::read(env), &mut errors);
     let cli_layer = collect(args::read(args), &mut errors);
     let merged = file_layer.merge(env_layer).merge(cli_layer);

@@ -10,8 +10,7 @@ use super::error::{ConfigError, Invalid};
 use super::keys::Key;
 use super::layer::{Layer, Origin, Raw, Sourced};
 use super::values;
-use crate::config::WorkerCount;
-use crate::config::{defaults, AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel};
+use crate::config::{defaults, AppSpec, BindSpec, Config};
 use std::path::{Path, PathBuf};
 
 /// Validates `layer` into a `Config`; `config_file` is the file that was read, if any.
@@ -24,30 +23,30 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
     let app = v.app().unwrap_or_else(placeholder_app);
     let config = Config {
         app,
-        workers: v.value(Key::Workers, WorkerCount::Auto, values::workers),
+        workers: v.value(Key::Workers, defaults::WORKERS, values::workers),
         binds: v.binds(),
-        interface: v.value(Key::Interface, Interface::Auto, interface),
+        interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
         python: v.python(),
         chdir: v.chdir(),
         env: v.env(),
-        timeout: v.value(Key::Timeout, defaults::TIMEOUT, |raw| {
-            values::duration(raw, false)
-        }),
+        timeout: v.value(Key::Timeout, defaults::TIMEOUT, values::positive_duration),
         graceful_timeout: v.value(Key::GracefulTimeout, defaults::GRACEFUL_TIMEOUT, |raw| {
             values::duration(raw, true)
         }),
-        boot_timeout: v.value(Key::BootTimeout, defaults::BOOT_TIMEOUT, |raw| {
-            values::duration(raw, false)
-        }),
+        boot_timeout: v.value(
+            Key::BootTimeout,
+            defaults::BOOT_TIMEOUT,
+            values::positive_duration,
+        ),
         startup_attempts: v.value(Key::StartupAttempts, defaults::STARTUP_ATTEMPTS, |raw| {
-            number(raw, 1..=u64::from(u32::MAX), "3")
+            values::count(raw, 1..=u32::MAX, "3")
         }),
         backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
-            number(raw, 1..=65535, "2048")
+            values::count(raw, 1..=65535, "2048")
         }),
-        log_level: v.value(Key::LogLevel, LogLevel::Info, log_level),
-        log_format: v.value(Key::LogFormat, LogFormat::Text, log_format),
-        access_log: v.value(Key::AccessLog, true, values::boolean),
+        log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
+        log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
+        access_log: v.value(Key::AccessLog, defaults::ACCESS_LOG, values::boolean),
         config_file,
     };
     if v.errors.is_empty() {
@@ -62,42 +61,8 @@ fn placeholder_app() -> AppSpec {
     AppSpec {
         module: String::new(),
         attr: String::new(),
-        factory: false,
+        factory: defaults::FACTORY,
     }
-}
-
-fn number(raw: &Raw, range: std::ops::RangeInclusive<u64>, example: &str) -> Result<u32, Invalid> {
-    let n = values::number(raw, range, example)?;
-    Ok(u32::try_from(n).expect("ranges passed here fit in u32"))
-}
-
-fn interface(raw: &Raw) -> Result<Interface, Invalid> {
-    let choices = [
-        ("auto", Interface::Auto),
-        ("asgi", Interface::Asgi),
-        ("wsgi", Interface::Wsgi),
-    ];
-    values::choice(raw, &choices, &[])
-}
-
-fn log_level(raw: &Raw) -> Result<LogLevel, Invalid> {
-    let choices = [
-        ("trace", LogLevel::Trace),
-        ("debug", LogLevel::Debug),
-        ("info", LogLevel::Info),
-        ("warning", LogLevel::Warning),
-        ("error", LogLevel::Error),
-        ("critical", LogLevel::Critical),
-    ];
-    values::choice(raw, &choices, &[("warn", LogLevel::Warning)])
-}
-
-fn log_format(raw: &Raw) -> Result<LogFormat, Invalid> {
-    values::choice(
-        raw,
-        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-        &[],
-    )
 }
 
 struct Validator<'a> {
@@ -161,7 +126,7 @@ impl Validator<'_> {
                 );
                 self.reject(invalid, &given.origin, Key::Factory.name())
             }
-            _ => Some(called || explicit.unwrap_or(false)),
+            _ => Some(called || explicit.unwrap_or(defaults::FACTORY)),
         }
     }
 

@@ -3,10 +3,10 @@
 //! accepted wherever a number or a switch is (the environment and the command line only have
 //! text), so `workers = "4"` in the file works like `HERDSMAN_WORKERS=4`.
 
-use super::error::Invalid;
+use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
-use crate::config::WorkerCount;
+use crate::config::{Interface, LogFormat, LogLevel, WorkerCount};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -27,6 +27,13 @@ pub fn workers(raw: &Raw) -> Result<WorkerCount, Invalid> {
     Ok(WorkerCount::Fixed(
         n.expect("number_in checked 1..=u32::MAX"),
     ))
+}
+
+/// A whole number within `range`, as the `u32` every count in `Config` is.
+pub fn count(raw: &Raw, range: RangeInclusive<u32>, example: &str) -> Result<u32, Invalid> {
+    let wide = u64::from(*range.start())..=u64::from(*range.end());
+    let n = number(raw, wide, example)?;
+    Ok(u32::try_from(n).expect("number() kept it within a u32 range"))
 }
 
 /// A whole number within `range`.
@@ -55,8 +62,11 @@ fn number_in(
     if range.contains(&n) {
         return Ok(n);
     }
-    let (low, high) = (range.start(), range.end());
-    let problem = format!("must be from {low} to {high}, got {}", shown(raw));
+    let problem = if n < *range.start() {
+        format!("must be at least {}, got {}", range.start(), shown(raw))
+    } else {
+        format!("must be at most {}, got {}", range.end(), shown(raw))
+    };
     Err(Invalid::examples(problem, examples))
 }
 
@@ -80,7 +90,7 @@ fn shown(raw: &Raw) -> String {
 
 /// A duration: `"30s"`, `"500ms"`, `"1m 30s"`, or a whole number of seconds (like gunicorn).
 pub fn duration(raw: &Raw, allow_zero: bool) -> Result<Duration, Invalid> {
-    const EXAMPLES: &[&str] = &["\"30s\"", "\"500ms\"", "\"2m\""];
+    const EXAMPLES: &[&str] = &["\"30s\"", "\"500ms\""];
     let parsed = match raw {
         Raw::Int(secs) => u64::try_from(*secs).ok().map(Duration::from_secs),
         Raw::Text(text) => parse_duration(text.trim()),
@@ -111,6 +121,11 @@ fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text).ok()
 }
 
+/// A duration longer than zero.
+pub fn positive_duration(raw: &Raw) -> Result<Duration, Invalid> {
+    duration(raw, false)
+}
+
 /// A switch: a TOML boolean, or `true/false`, `yes/no`, `on/off`, `1/0` as text.
 pub fn boolean(raw: &Raw) -> Result<bool, Invalid> {
     let parsed = match raw {
@@ -128,11 +143,13 @@ pub fn boolean(raw: &Raw) -> Result<bool, Invalid> {
     })
 }
 
-/// One of the named `choices` (case-insensitive), or one of their `aliases`.
-pub fn choice<T: Copy>(
+/// One of the named `choices` (case-insensitive), or one of their `aliases`. A rejection
+/// suggests the closest choice, else `usual`.
+fn choice<T: Copy>(
     raw: &Raw,
     choices: &[(&'static str, T)],
     aliases: &[(&'static str, T)],
+    usual: &str,
 ) -> Result<T, Invalid> {
     if let Raw::Text(text) = raw {
         let text = text.trim().to_ascii_lowercase();
@@ -151,11 +168,35 @@ pub fn choice<T: Copy>(
         Raw::Text(text) => suggest(text, names.iter().copied()),
         _ => None,
     };
-    let examples: Vec<String> = match close {
-        Some(name) => vec![format!("{name:?}")],
-        None => names.iter().map(|name| format!("{name:?}")).collect(),
-    };
-    Err(Invalid::new(problem, super::error::Fix::Examples(examples)))
+    let example = format!("{:?}", close.unwrap_or(usual));
+    Err(Invalid::new(problem, Fix::Examples(vec![example])))
+}
+
+pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
+    let choices = [
+        ("auto", Interface::Auto),
+        ("asgi", Interface::Asgi),
+        ("wsgi", Interface::Wsgi),
+    ];
+    choice(raw, &choices, &[], "auto")
+}
+
+/// A log level; `warn` is accepted for `warning`.
+pub fn log_level(raw: &Raw) -> Result<LogLevel, Invalid> {
+    let choices = [
+        ("trace", LogLevel::Trace),
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warning", LogLevel::Warning),
+        ("error", LogLevel::Error),
+        ("critical", LogLevel::Critical),
+    ];
+    choice(raw, &choices, &[("warn", LogLevel::Warning)], "info")
+}
+
+pub fn log_format(raw: &Raw) -> Result<LogFormat, Invalid> {
+    let choices = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    choice(raw, &choices, &[], "text")
 }
 
 /// Non-empty text.
