@@ -55,7 +55,6 @@ fn every_problem_is_reported_at_once() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    println!("{text}");
     assert_eq!(errors.errors().len(), 11, "{text}");
 }
 
