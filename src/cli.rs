@@ -15,7 +15,12 @@ use std::path::PathBuf;
 /// Settings come from a TOML file (--config or HERDSMAN_CONFIG), then HERDSMAN_* environment
 /// variables, then these flags; later sources win, key by key.
 #[derive(Parser, Debug)]
-#[command(name = "herdsman", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "herdsman",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

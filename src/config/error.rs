@@ -57,7 +57,10 @@ impl ConfigError {
     pub fn fix(&self) -> Option<String> {
         match self {
             ConfigError::ReadFile { source, .. } => Some(read_file_fix(source)),
-            ConfigError::ParseFile { .. } => Some("correct the TOML syntax at that line".into()),
+            ConfigError::ParseFile { .. } => Some(
+                "correct the TOML syntax there; text values need double quotes (`key = \"value\"`)"
+                    .into(),
+            ),
             ConfigError::UnknownKey { key, .. } => Some(unknown_key_fix(key)),
             ConfigError::UnknownEnvVar { var } => Some(unknown_env_var_fix(var)),
             ConfigError::InvalidValue {

@@ -234,10 +234,21 @@ impl Validator<'_> {
             Raw::Text(text) => Some((name.to_string(), text.clone())),
             other => {
                 let problem = format!("must be a string, got {}", other.describe());
-                let invalid = Invalid::advice(problem, format!("quote it: {name} = \"...\""));
+                let invalid = Invalid::advice(problem, env_value_advice(name, &value.origin));
                 self.reject(invalid, &value.origin, &format!("env.{name}"))
             }
         }
+    }
+}
+
+/// Quote the value; or, for a herdsman key written below `[env]` in the file, move it up.
+fn env_value_advice(name: &str, origin: &Origin) -> String {
+    match (Key::from_name(name), origin) {
+        (Some(_), Origin::File { .. }) => format!(
+            "`{name}` is a herdsman key that landed in the [env] table: move it above [env] \
+             (everything below a [table] header belongs to that table)"
+        ),
+        _ => format!("quote it: {name} = \"...\""),
     }
 }
 

@@ -230,3 +230,16 @@ fn overridden_bad_values_are_not_reported() {
     let file = ConfigFile::new("app = \"m:app\"\nworkers = \"four\"\n");
     load_ok(&file.args(&["-w", "2"]), &[]);
 }
+
+#[test]
+fn a_setting_below_the_env_table_is_explained() {
+    let (errors, _file) = file_errors("app = \"m:app\"\n[env]\nA = \"1\"\nworkers = 4\n");
+    assert!(
+        errors.contains("line 4: `env.workers` must be a string, got an integer 4"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("fix: `workers` is a herdsman key that landed in the [env] table"),
+        "{errors}"
+    );
+}
