@@ -243,3 +243,36 @@ fn a_setting_below_the_env_table_is_explained() {
         "{errors}"
     );
 }
+
+/// The example in docs/configuration.md, verbatim: keep the two in step.
+#[test]
+fn the_documented_example_is_verbatim() {
+    let file = ConfigFile::new(
+        "app = \"myproject.asgi:application\"\nworkers = \"four\"\ngraceful_timout = \"10s\"\n\
+         bind = [\"http://0.0.0.0:8000\", \"8001\"]\n\n[env]\nPORT = 8000\n",
+    );
+    let env_set = env(&[("HERDSMAN_WORKER", "2"), ("HERDSMAN_INTERFACE", "asig")]);
+    let errors = load_err(
+        &file.args(&["--timeout", "0", "--log-level", "verbos"]),
+        &env_set,
+    );
+    let expected = r#"file herdsman.toml, line 2: `workers` must be a whole number or "auto", got a string "four"
+  fix: write `workers = 4` or `workers = "auto"`
+file herdsman.toml, line 3: unknown key `graceful_timout`
+  fix: did you mean `graceful_timeout`?
+file herdsman.toml, line 4: `bind` entry "http://0.0.0.0:8000" has a URL scheme (http://); bind takes an address, not a URL
+  fix: write `bind = "0.0.0.0:8000"`
+file herdsman.toml, line 4: `bind` entry "8001" has no host (127.0.0.1 listens on this machine only, 0.0.0.0 on every interface)
+  fix: write `bind = "127.0.0.1:8001"` or `bind = "0.0.0.0:8001"`
+file herdsman.toml, line 7: `env.PORT` must be a string, got an integer 8000
+  fix: quote it: PORT = "..."
+environment variable HERDSMAN_INTERFACE: `interface` must be one of auto, asgi, wsgi, got a string "asig"
+  fix: write `HERDSMAN_INTERFACE=asgi`
+environment variable HERDSMAN_WORKER is not a herdsman setting
+  fix: did you mean HERDSMAN_WORKERS? otherwise unset HERDSMAN_WORKER
+command line --timeout: `timeout` must be longer than zero
+  fix: write `--timeout 30s` or `--timeout 500ms`
+command line --log-level: `log_level` must be one of trace, debug, info, warning, error, critical, got a string "verbos"
+  fix: write `--log-level info`"#;
+    assert_eq!(shown(&errors.to_string(), &file), expected);
+}
