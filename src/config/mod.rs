@@ -1,6 +1,36 @@
-//! Configuration: TOML file < `HERDSMAN_*` environment < command line, merged then validated
-//! into one typed [`Config`].
+//! Configuration: a TOML file < `HERDSMAN_*` environment < command line, each read into an
+//! all-optional `Layer` of raw values tagged with their origin, merged key by key, then
+//! validated into one typed [`Config`], reporting every problem at once.
+//!
+//! Public surface:
+//! - [`load`] builds the `Config` (called at start and again on every reload).
+//! - [`render`] prints a `Config` as TOML that `load` reads back (`herdsman check`).
+//! - [`file_warnings`] lists non-fatal concerns about the config file (a root-run master reading
+//!   a group- or world-writable file) for the master to log after a successful `load`.
+//! - [`ConfigErrors`] / [`ConfigError`]: every problem, with origin, key and fix.
 
+mod app;
+mod args;
+mod bind;
+mod env;
+mod error;
+mod file;
+mod keys;
+mod layer;
+mod load;
+mod render;
 mod types;
+mod validate;
+mod values;
+mod warnings;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors, Fix};
+pub use keys::Key;
+pub use layer::Origin;
+pub use load::load;
+pub use render::render;
 pub use types::*;
+pub use warnings::file_warnings;

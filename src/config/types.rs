@@ -8,9 +8,16 @@ use std::time::Duration;
 
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
+    use super::{Interface, LogFormat, LogLevel, WorkerCount};
     use std::time::Duration;
+    /// `factory`: `app` is the application itself, not a factory to call.
+    pub const FACTORY: bool = false;
+    /// `workers`: one per CPU this process may use.
+    pub const WORKERS: WorkerCount = WorkerCount::Auto;
     /// `bind`: gunicorn's default address.
     pub const BIND: &str = "127.0.0.1:8000";
+    /// `interface`: detect ASGI or WSGI from the application object.
+    pub const INTERFACE: Interface = Interface::Auto;
     /// `timeout`: liveness, the longest a worker's event loop may go without a heartbeat.
     pub const TIMEOUT: Duration = Duration::from_secs(30);
     /// `graceful_timeout`: how long a stopping worker may take before SIGKILL.
@@ -22,6 +29,12 @@ pub mod defaults {
     /// `startup_attempts`: boot failures of one worker slot, before any worker was ever ready,
     /// after which the master gives up and exits.
     pub const STARTUP_ATTEMPTS: u32 = 3;
+    /// `log_level`.
+    pub const LOG_LEVEL: LogLevel = LogLevel::Info;
+    /// `log_format`: text, for terminals.
+    pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+    /// `access_log`: one line per request.
+    pub const ACCESS_LOG: bool = true;
 }
 
 /// The whole validated configuration.

@@ -1,0 +1,82 @@
+//! The command-line layer: what `RunArgs` gave, as raw values tagged with their flag. Only
+//! options actually given appear in the layer, so an absent flag never overrides the file or the
+//! environment (and switches are never OR-merged).
+
+use super::env::assignments;
+use super::error::ConfigError;
+use super::keys::Key;
+use super::layer::{Layer, Origin, Raw, Sourced};
+use crate::cli::RunArgs;
+
+/// The layer the command line makes, and the problems found in it (malformed `-e`).
+pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
+    let mut layer = Layer::default();
+    let mut errors = Vec::new();
+    for (key, value) in texts(args) {
+        if let Some(text) = value {
+            layer.set(key, Sourced::new(Raw::Text(text.clone()), flag(key)));
+        }
+    }
+    switch(
+        &mut layer,
+        Key::Factory,
+        args.factory_flag(),
+        "--factory",
+        "--no-factory",
+    );
+    let access = args.access_log_flag();
+    switch(
+        &mut layer,
+        Key::AccessLog,
+        access,
+        "--access-log",
+        "--no-access-log",
+    );
+    if !args.bind.is_empty() {
+        let binds = Raw::List(items(Key::Bind, &args.bind));
+        layer.set(Key::Bind, Sourced::new(binds, flag(Key::Bind)));
+    }
+    if !args.env.is_empty() {
+        let table = assignments(items(Key::Env, &args.env), &mut errors);
+        layer.set(Key::Env, Sourced::new(table, flag(Key::Env)));
+    }
+    (layer, errors)
+}
+
+/// The single-valued options, by key.
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 12] {
+    [
+        (Key::App, &args.app),
+        (Key::Workers, &args.workers),
+        (Key::Interface, &args.interface),
+        (Key::Python, &args.python),
+        (Key::Chdir, &args.chdir),
+        (Key::Timeout, &args.timeout),
+        (Key::GracefulTimeout, &args.graceful_timeout),
+        (Key::BootTimeout, &args.boot_timeout),
+        (Key::StartupAttempts, &args.startup_attempts),
+        (Key::Backlog, &args.backlog),
+        (Key::LogLevel, &args.log_level),
+        (Key::LogFormat, &args.log_format),
+    ]
+}
+
+fn flag(key: Key) -> Origin {
+    Origin::Cli(key.flag())
+}
+
+/// A `--x` / `--no-x` pair, resolved, located at the flag that decided it.
+fn switch(layer: &mut Layer, key: Key, value: Option<bool>, yes: &str, no: &str) {
+    if let Some(on) = value {
+        let origin = Origin::Cli(if on { yes } else { no }.to_string());
+        layer.set(key, Sourced::new(Raw::Bool(on), origin));
+    }
+}
+
+/// The values of a repeatable flag, each located at the flag.
+fn items(key: Key, values: &[String]) -> Vec<Sourced<Raw>> {
+    values
+        .iter()
+        .map(|value| Sourced::new(Raw::Text(value.clone()), flag(key)))
+        .collect()
+}

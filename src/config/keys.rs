@@ -1,0 +1,180 @@
+//! The catalogue of configuration keys: one `Key` per setting, with its TOML name, its
+//! `HERDSMAN_*` environment variable and its command-line flag. This is the only list of keys;
+//! the file and environment readers look names up here, and unknown names get a "did you mean"
+//! suggestion computed from it.
+
+/// Prefix of every environment variable herdsman reads.
+pub const ENV_PREFIX: &str = "HERDSMAN_";
+/// Names the config file; read by `load`, not a key of the file itself.
+pub const CONFIG_ENV_VAR: &str = "HERDSMAN_CONFIG";
+
+/// One configuration setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    App,
+    Factory,
+    Workers,
+    Bind,
+    Interface,
+    Python,
+    Chdir,
+    Env,
+    Timeout,
+    GracefulTimeout,
+    BootTimeout,
+    StartupAttempts,
+    Backlog,
+    LogLevel,
+    LogFormat,
+    AccessLog,
+}
+
+impl Key {
+    /// Every key, in the order the docs and `check` present them.
+    pub const ALL: [Key; 16] = [
+        Key::App,
+        Key::Factory,
+        Key::Workers,
+        Key::Bind,
+        Key::Interface,
+        Key::Python,
+        Key::Chdir,
+        Key::Env,
+        Key::Timeout,
+        Key::GracefulTimeout,
+        Key::BootTimeout,
+        Key::StartupAttempts,
+        Key::Backlog,
+        Key::LogLevel,
+        Key::LogFormat,
+        Key::AccessLog,
+    ];
+
+    /// The TOML key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::App => "app",
+            Key::Factory => "factory",
+            Key::Workers => "workers",
+            Key::Bind => "bind",
+            Key::Interface => "interface",
+            Key::Python => "python",
+            Key::Chdir => "chdir",
+            Key::Env => "env",
+            Key::Timeout => "timeout",
+            Key::GracefulTimeout => "graceful_timeout",
+            Key::BootTimeout => "boot_timeout",
+            Key::StartupAttempts => "startup_attempts",
+            Key::Backlog => "backlog",
+            Key::LogLevel => "log_level",
+            Key::LogFormat => "log_format",
+            Key::AccessLog => "access_log",
+        }
+    }
+
+    /// The environment variable, e.g. `HERDSMAN_GRACEFUL_TIMEOUT`.
+    pub fn env_var(self) -> String {
+        format!("{ENV_PREFIX}{}", self.name().to_ascii_uppercase())
+    }
+
+    /// The command-line flag, e.g. `--graceful-timeout`; `APP` for the positional argument.
+    pub fn flag(self) -> String {
+        match self {
+            Key::App => "APP".to_string(),
+            Key::AccessLog => "--access-log/--no-access-log".to_string(),
+            Key::Factory => "--factory/--no-factory".to_string(),
+            _ => format!("--{}", self.name().replace('_', "-")),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| key.name() == name)
+    }
+
+    /// The key an environment variable sets; `None` for unknown names and `HERDSMAN_CONFIG`.
+    pub fn from_env_var(var: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| key.env_var() == var)
+    }
+}
+
+/// The known name closest to `given`, if it is close enough to be a plausible typo.
+pub fn suggest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let given = given.to_ascii_lowercase().replace('-', "_");
+    let budget = (given.chars().count() / 3).clamp(1, 3);
+    known
+        .into_iter()
+        .map(|name| (edit_distance(&given, &name.to_ascii_lowercase()), name))
+        .filter(|(distance, _)| *distance <= budget)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// The TOML key closest to `given`.
+pub fn suggest_key(given: &str) -> Option<&'static str> {
+    suggest(given, Key::ALL.map(Key::name))
+}
+
+/// Edit distance over chars (optimal string alignment: insertions, deletions, substitutions
+/// and swaps of two neighbours each cost 1, so `asig` is one edit from `asgi`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for key in Key::ALL {
+            assert_eq!(Key::from_name(key.name()), Some(key));
+            assert_eq!(Key::from_env_var(&key.env_var()), Some(key));
+        }
+        assert_eq!(Key::from_env_var(CONFIG_ENV_VAR), None);
+    }
+
+    #[test]
+    fn flags_follow_the_key_names() {
+        assert_eq!(Key::GracefulTimeout.flag(), "--graceful-timeout");
+        assert_eq!(Key::Env.flag(), "--env");
+        assert_eq!(Key::App.flag(), "APP");
+    }
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        assert_eq!(suggest_key("graceful_timout"), Some("graceful_timeout"));
+        assert_eq!(suggest_key("graceful-timeout"), Some("graceful_timeout"));
+        assert_eq!(suggest_key("worker"), Some("workers"));
+        assert_eq!(suggest_key("Workers"), Some("workers"));
+        assert_eq!(suggest_key("binds"), Some("bind"));
+        assert_eq!(suggest_key("completely_unrelated"), None);
+    }
+
+    #[test]
+    fn edit_distance_basics() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+        assert_eq!(edit_distance("asig", "asgi"), 1);
+    }
+}

@@ -1,0 +1,159 @@
+//! One source of configuration (the file, the environment or the command line) before
+//! validation: every key optional, every value still raw and tagged with where it came from, so
+//! that validation can say "file F, line L" or "environment variable HERDSMAN_X" when it rejects
+//! it. Layers merge key by key (later wins); `env` merges variable by variable.
+
+use super::keys::Key;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A TOML file; `line` is 1-based.
+    File { path: PathBuf, line: usize },
+    /// An environment variable, e.g. `HERDSMAN_WORKERS`.
+    Env(String),
+    /// A command-line flag, e.g. `--workers`, or `APP` for the positional argument.
+    Cli(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "file {}, line {line}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Cli(flag) if flag.starts_with('-') => write!(f, "command line {flag}"),
+            Origin::Cli(arg) => write!(f, "command line argument {arg}"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Sourced<T> {
+    pub fn new(value: T, origin: Origin) -> Self {
+        Sourced { value, origin }
+    }
+}
+
+/// A value as a source gave it. The environment and the command line only give `Text` (and
+/// `List` / `Table` for `bind` and `env`); a TOML file gives whatever type was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Raw {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<Sourced<Raw>>),
+    /// `env`: variable name and value, in the order given.
+    Table(Vec<(String, Sourced<Raw>)>),
+    /// A TOML value no key accepts (float, date-time), described for messages: "a float 2.5".
+    Other(String),
+}
+
+impl Raw {
+    /// What the value is, for "got ..." in messages: `a string "four"`, `an integer 0`.
+    pub fn describe(&self) -> String {
+        match self {
+            Raw::Text(text) => format!("a string {text:?}"),
+            Raw::Int(n) => format!("an integer {n}"),
+            Raw::Bool(b) => format!("a boolean {b}"),
+            Raw::List(_) => "an array".to_string(),
+            Raw::Table(_) => "a table".to_string(),
+            Raw::Other(description) => description.clone(),
+        }
+    }
+}
+
+/// Declares `Layer` with one optional raw field per key, and the key -> field accessors, from
+/// one list so the two cannot drift apart.
+macro_rules! layer {
+    ($($field:ident => $key:ident),* $(,)?) => {
+        /// Every key of one source, each optional.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct Layer {
+            $(pub $field: Option<Sourced<Raw>>,)*
+        }
+
+        impl Layer {
+            fn slot_ref(&self, key: Key) -> &Option<Sourced<Raw>> {
+                match key {
+                    $(Key::$key => &self.$field,)*
+                }
+            }
+
+            fn slot(&mut self, key: Key) -> &mut Option<Sourced<Raw>> {
+                match key {
+                    $(Key::$key => &mut self.$field,)*
+                }
+            }
+        }
+    };
+}
+
+layer! {
+    app => App,
+    factory => Factory,
+    workers => Workers,
+    bind => Bind,
+    interface => Interface,
+    python => Python,
+    chdir => Chdir,
+    env => Env,
+    timeout => Timeout,
+    graceful_timeout => GracefulTimeout,
+    boot_timeout => BootTimeout,
+    startup_attempts => StartupAttempts,
+    backlog => Backlog,
+    log_level => LogLevel,
+    log_format => LogFormat,
+    access_log => AccessLog,
+}
+
+impl Layer {
+    /// The value given for `key`, if any.
+    pub fn get(&self, key: Key) -> Option<&Sourced<Raw>> {
+        self.slot_ref(key).as_ref()
+    }
+
+    /// Sets `key`, replacing what this layer had for it.
+    pub fn set(&mut self, key: Key, value: Sourced<Raw>) {
+        *self.slot(key) = Some(value);
+    }
+
+    /// Lays `over` on top of `self`: every key `over` has replaces ours, except `env`, where
+    /// `over` replaces ours variable by variable.
+    pub fn merge(mut self, over: Layer) -> Layer {
+        for key in Key::ALL {
+            let Some(value) = over.slot_ref(key).clone() else {
+                continue;
+            };
+            let merged = match (key, self.slot(key).take()) {
+                (Key::Env, Some(under)) => merge_env(under, value),
+                _ => value,
+            };
+            self.set(key, merged);
+        }
+        self
+    }
+}
+
+/// `over`'s variables replace `under`'s of the same name in place; new ones are appended. A
+/// malformed side (not a table) is kept as given so validation reports it.
+fn merge_env(under: Sourced<Raw>, over: Sourced<Raw>) -> Sourced<Raw> {
+    let (Raw::Table(mut merged), Raw::Table(overrides)) = (under.value, &over.value) else {
+        return over;
+    };
+    for (name, value) in overrides {
+        match merged.iter_mut().find(|(existing, _)| existing == name) {
+            Some(entry) => entry.1 = value.clone(),
+            None => merged.push((name.clone(), value.clone())),
+        }
+    }
+    Sourced::new(Raw::Table(merged), over.origin)
+}

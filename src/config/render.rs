@@ -1,0 +1,142 @@
+//! The effective configuration as TOML text, for `herdsman check`. Every key appears, in the
+//! order of `Key::ALL`; the unset optional paths (`python`, `chdir`) appear as comments saying
+//! what is used instead. The output is a valid config file: `load` reads it back to the same
+//! `Config` (apart from `config_file`).
+
+use crate::config::{AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, WorkerCount};
+use std::fmt::{self, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+/// `config` as a TOML document.
+pub fn render(config: &Config) -> String {
+    let mut out = String::from("# herdsman: effective configuration\n");
+    match &config.config_file {
+        Some(path) => out.push_str(&format!("# read from {}\n", path.display())),
+        None => out.push_str("# no config file read\n"),
+    }
+    let mut line = |key: &str, value: String| {
+        writeln!(out, "{key} = {value}").expect("writing to a String cannot fail");
+    };
+    let app = AppSpec {
+        factory: false,
+        ..config.app.clone()
+    };
+    line("app", quote(&app.to_string()));
+    line("factory", config.app.factory.to_string());
+    line("workers", workers(config.workers));
+    line("bind", binds(&config.binds));
+    line("interface", quote(interface(config.interface)));
+    render_rest(config, &mut out);
+    out
+}
+
+/// The keys after `interface`: paths, durations, numbers, logging, then `env` last because a
+/// non-empty `env` is written as a `[env]` table.
+fn render_rest(config: &Config, out: &mut String) {
+    let mut line = |key: &str, value: String| {
+        writeln!(out, "{key} = {value}").expect("writing to a String cannot fail");
+    };
+    optional_path(&mut line, "python", config.python.as_deref());
+    optional_path(&mut line, "chdir", config.chdir.as_deref());
+    line("timeout", duration(config.timeout));
+    line("graceful_timeout", duration(config.graceful_timeout));
+    line("boot_timeout", duration(config.boot_timeout));
+    line("startup_attempts", config.startup_attempts.to_string());
+    line("backlog", config.backlog.to_string());
+    line("log_level", quote(log_level(config.log_level)));
+    line("log_format", quote(log_format(config.log_format)));
+    line("access_log", config.access_log.to_string());
+    env_table(config, out);
+}
+
+fn optional_path(line: &mut impl FnMut(&str, String), key: &str, path: Option<&Path>) {
+    match path {
+        Some(path) => line(key, quote(&path.to_string_lossy())),
+        None => {
+            let instead = match key {
+                "python" => "$VIRTUAL_ENV/bin/python, else python3 on PATH",
+                _ => "the current directory",
+            };
+            line(&format!("# {key}"), format!("(not set: {instead})"));
+        }
+    }
+}
+
+fn env_table(config: &Config, out: &mut String) {
+    if config.env.is_empty() {
+        out.push_str("env = {}\n");
+        return;
+    }
+    out.push_str("\n[env]\n");
+    for (name, value) in &config.env {
+        writeln!(out, "{name} = {}", quote(value)).expect("writing to a String cannot fail");
+    }
+}
+
+/// A TOML basic string.
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn workers(count: WorkerCount) -> String {
+    match count {
+        WorkerCount::Auto => quote("auto"),
+        WorkerCount::Fixed(n) => n.to_string(),
+    }
+}
+
+fn binds(binds: &[BindSpec]) -> String {
+    let items: Vec<String> = binds.iter().map(|b| quote(&b.to_string())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn duration(value: Duration) -> String {
+    quote(&humantime::format_duration(value).to_string())
+}
+
+fn interface(value: Interface) -> &'static str {
+    match value {
+        Interface::Auto => "auto",
+        Interface::Asgi => "asgi",
+        Interface::Wsgi => "wsgi",
+    }
+}
+
+fn log_level(value: LogLevel) -> &'static str {
+    match value {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warning",
+        LogLevel::Error => "error",
+        LogLevel::Critical => "critical",
+    }
+}
+
+fn log_format(value: LogFormat) -> &'static str {
+    match value {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    }
+}
+
+/// The spec as written in configuration: `module:attr`, or `module:attr()` for a factory.
+impl fmt::Display for AppSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let call = if self.factory { "()" } else { "" };
+        write!(f, "{}:{}{call}", self.module, self.attr)
+    }
+}
+
+/// The spec as written in configuration: `HOST:PORT`, `[V6]:PORT`, `unix:PATH`, `fd://N`.
+impl fmt::Display for BindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            BindSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
+            BindSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+            BindSpec::Fd(fd) => write!(f, "fd://{fd}"),
+        }
+    }
+}

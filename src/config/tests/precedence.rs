@@ -1,0 +1,305 @@
+//! File < environment < command line, key by key; `env` merged variable by variable; switches
+//! never OR-merged; defaults from `types::defaults` when nothing is given.
+
+use super::*;
+use crate::config::{defaults, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
+use std::time::Duration;
+
+/// One key given by all three sources, and what `get` shows after each is added.
+struct Case {
+    file: &'static str,
+    env: (&'static str, &'static str),
+    cli: &'static [&'static str],
+    get: fn(&Config) -> String,
+    /// After file only, file + env, file + env + command line.
+    expect: [&'static str; 3],
+}
+
+fn check(case: &Case) {
+    let with_app = if case.file.starts_with("app ") {
+        ""
+    } else {
+        "app = \"m:app\"\n"
+    };
+    let file = ConfigFile::new(&format!("{with_app}{}\n", case.file));
+    let env_set = env(&[case.env]);
+    let stages = [
+        load_ok(&file.args(&[]), &[]),
+        load_ok(&file.args(&[]), &env_set),
+        load_ok(&file.args(case.cli), &env_set),
+    ];
+    for (stage, expected) in stages.iter().zip(case.expect) {
+        assert_eq!((case.get)(stage), expected, "{}", case.file);
+    }
+    // The command line also wins over the file alone.
+    assert_eq!(
+        (case.get)(&load_ok(&file.args(case.cli), &[])),
+        case.expect[2]
+    );
+}
+
+fn debug<T: std::fmt::Debug>(value: T) -> String {
+    format!("{value:?}")
+}
+
+#[test]
+fn every_scalar_key_follows_file_env_cli() {
+    let cases = [
+        Case {
+            file: "app = \"a:f\"",
+            env: ("HERDSMAN_APP", "b:e"),
+            cli: &["c:c"],
+            get: |c| c.app.to_string(),
+            expect: ["a:f", "b:e", "c:c"],
+        },
+        Case {
+            file: "factory = true",
+            env: ("HERDSMAN_FACTORY", "false"),
+            cli: &["--factory"],
+            get: |c| debug(c.app.factory),
+            expect: ["true", "false", "true"],
+        },
+        Case {
+            file: "workers = 2",
+            env: ("HERDSMAN_WORKERS", "3"),
+            cli: &["-w", "4"],
+            get: |c| debug(c.workers),
+            expect: ["Fixed(2)", "Fixed(3)", "Fixed(4)"],
+        },
+        Case {
+            file: "interface = \"wsgi\"",
+            env: ("HERDSMAN_INTERFACE", "asgi"),
+            cli: &["--interface", "auto"],
+            get: |c| debug(c.interface),
+            expect: ["Wsgi", "Asgi", "Auto"],
+        },
+        Case {
+            file: "python = \"py-file\"",
+            env: ("HERDSMAN_PYTHON", "py-env"),
+            cli: &["--python", "py-cli"],
+            get: |c| debug(&c.python),
+            expect: ["Some(\"py-file\")", "Some(\"py-env\")", "Some(\"py-cli\")"],
+        },
+        Case {
+            file: "timeout = 10",
+            env: ("HERDSMAN_TIMEOUT", "20s"),
+            cli: &["-t", "1m"],
+            get: |c| debug(c.timeout),
+            expect: ["10s", "20s", "60s"],
+        },
+        Case {
+            file: "graceful_timeout = \"5s\"",
+            env: ("HERDSMAN_GRACEFUL_TIMEOUT", "6"),
+            cli: &["--graceful-timeout", "700ms"],
+            get: |c| debug(c.graceful_timeout),
+            expect: ["5s", "6s", "700ms"],
+        },
+        Case {
+            file: "boot_timeout = \"2m\"",
+            env: ("HERDSMAN_BOOT_TIMEOUT", "90s"),
+            cli: &["--boot-timeout", "5"],
+            get: |c| debug(c.boot_timeout),
+            expect: ["120s", "90s", "5s"],
+        },
+        Case {
+            file: "startup_attempts = 1",
+            env: ("HERDSMAN_STARTUP_ATTEMPTS", "2"),
+            cli: &["--startup-attempts", "5"],
+            get: |c| debug(c.startup_attempts),
+            expect: ["1", "2", "5"],
+        },
+        Case {
+            file: "backlog = 10",
+            env: ("HERDSMAN_BACKLOG", "20"),
+            cli: &["--backlog", "30"],
+            get: |c| debug(c.backlog),
+            expect: ["10", "20", "30"],
+        },
+        Case {
+            file: "log_level = \"debug\"",
+            env: ("HERDSMAN_LOG_LEVEL", "WARN"),
+            cli: &["--log-level", "error"],
+            get: |c| debug(c.log_level),
+            expect: ["Debug", "Warning", "Error"],
+        },
+        Case {
+            file: "log_format = \"json\"",
+            env: ("HERDSMAN_LOG_FORMAT", "text"),
+            cli: &["--log-format", "json"],
+            get: |c| debug(c.log_format),
+            expect: ["Json", "Text", "Json"],
+        },
+        Case {
+            file: "access_log = false",
+            env: ("HERDSMAN_ACCESS_LOG", "yes"),
+            cli: &["--no-access-log"],
+            get: |c| debug(c.access_log),
+            expect: ["false", "true", "false"],
+        },
+        Case {
+            file: "bind = [\"a:1\"]",
+            env: ("HERDSMAN_BIND", "b:2, unix:/s"),
+            cli: &["-b", "fd://3", "-b", "[::1]:4"],
+            get: |c| {
+                c.binds
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+            expect: ["a:1", "b:2 unix:/s", "fd://3 [::1]:4"],
+        },
+    ];
+    for case in &cases {
+        check(case);
+    }
+}
+
+#[test]
+fn chdir_follows_file_env_cli() {
+    let dirs = tempfile::tempdir().expect("create a temporary directory");
+    let [a, b, c] = ["a", "b", "c"].map(|name| {
+        let dir = dirs.path().join(name);
+        std::fs::create_dir(&dir).expect("create a directory");
+        dir.to_str().expect("UTF-8 path").to_string()
+    });
+    let file = ConfigFile::new(&format!("app = \"m:app\"\nchdir = \"{a}\"\n"));
+    let env_set = env(&[("HERDSMAN_CHDIR", &b)]);
+    assert_eq!(load_ok(&file.args(&[]), &[]).chdir, Some(a.into()));
+    assert_eq!(load_ok(&file.args(&[]), &env_set).chdir, Some(b.into()));
+    assert_eq!(
+        load_ok(&file.args(&["--chdir", &c]), &env_set).chdir,
+        Some(c.into())
+    );
+}
+
+#[test]
+fn keys_are_overridden_one_by_one() {
+    let file = ConfigFile::new("app = \"m:app\"\nworkers = 2\ntimeout = \"10s\"\nbacklog = 5\n");
+    let env_set = env(&[("HERDSMAN_WORKERS", "3")]);
+    let config = load_ok(&file.args(&["--backlog", "7"]), &env_set);
+    assert_eq!(config.workers, WorkerCount::Fixed(3.try_into().unwrap()));
+    assert_eq!(config.timeout, Duration::from_secs(10));
+    assert_eq!(config.backlog, 7);
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_given() {
+    let config = load_ok(&args(&["main:app"]), &[]);
+    let expected = Config {
+        app: AppSpec {
+            module: "main".into(),
+            attr: "app".into(),
+            factory: false,
+        },
+        workers: WorkerCount::Auto,
+        binds: vec![BindSpec::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8000,
+        }],
+        interface: Interface::Auto,
+        python: None,
+        chdir: None,
+        env: vec![],
+        timeout: defaults::TIMEOUT,
+        graceful_timeout: defaults::GRACEFUL_TIMEOUT,
+        boot_timeout: defaults::BOOT_TIMEOUT,
+        startup_attempts: defaults::STARTUP_ATTEMPTS,
+        backlog: defaults::BACKLOG,
+        log_level: LogLevel::Info,
+        log_format: LogFormat::Text,
+        access_log: true,
+        config_file: None,
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn env_merges_variable_by_variable() {
+    let file =
+        ConfigFile::new("app = \"m:app\"\n[env]\nA = \"file\"\nB = \"file\"\nC = \"file\"\n");
+    let env_set = env(&[("HERDSMAN_ENV", "B=env;D=env\nC=env")]);
+    let config = load_ok(
+        &file.args(&["-e", "C=cli", "-e", "E=a=b", "-e", "F="]),
+        &env_set,
+    );
+    let expected = [
+        ("A", "file"),
+        ("B", "env"),
+        ("C", "cli"),
+        ("D", "env"),
+        ("E", "a=b"),
+        ("F", ""),
+    ];
+    let expected: Vec<(String, String)> = env(&expected);
+    assert_eq!(config.env, expected);
+}
+
+#[test]
+fn switches_are_not_or_merged() {
+    let file = ConfigFile::new("app = \"m:app\"\nfactory = true\naccess_log = false\n");
+    let config = load_ok(&file.args(&[]), &[]);
+    assert!(
+        config.app.factory && !config.access_log,
+        "absent flags keep the file's values"
+    );
+    let config = load_ok(&file.args(&["--no-factory", "--access-log"]), &[]);
+    assert!(
+        !config.app.factory && config.access_log,
+        "given flags override both ways"
+    );
+}
+
+#[test]
+fn parentheses_in_the_app_mean_factory() {
+    assert!(load_ok(&args(&["m:create()"]), &[]).app.factory);
+    assert!(load_ok(&args(&["--factory", "m:create"]), &[]).app.factory);
+    let config = load_ok(&args(&["--factory", "m:create()"]), &[]);
+    assert_eq!(config.app.attr, "create");
+}
+
+#[test]
+fn the_file_comes_from_the_flag_before_the_environment() {
+    let flagged = ConfigFile::new("app = \"flag:app\"\n");
+    let named = ConfigFile::new("app = \"env:app\"\n");
+    let named_env = env(&[("HERDSMAN_CONFIG", named.path.to_str().unwrap())]);
+    let config = load_ok(&args(&[]), &named_env);
+    assert_eq!(
+        (config.app.module.as_str(), config.config_file),
+        ("env", Some(named.path.clone()))
+    );
+    let config = load_ok(&flagged.args(&[]), &named_env);
+    assert_eq!(
+        (config.app.module.as_str(), config.config_file),
+        ("flag", Some(flagged.path.clone()))
+    );
+}
+
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    let env_set = env(&[
+        ("HERDSMAN_WORKERS", ""),
+        ("HERDSMAN_CONFIG", ""),
+        ("HERDSMAN_APP", "m:a"),
+    ]);
+    let config = load_ok(&args(&[]), &env_set);
+    assert_eq!(config.workers, WorkerCount::Auto);
+    assert_eq!(config.config_file, None);
+}
+
+#[test]
+fn unrelated_environment_variables_are_ignored() {
+    let env_set = env(&[
+        ("PATH", "/bin"),
+        ("HERDSMANX", "1"),
+        ("herdsman_workers", "x"),
+    ]);
+    load_ok(&args(&["m:a"]), &env_set);
+}
+
+#[test]
+fn a_single_bind_string_in_the_file_is_a_list_of_one() {
+    let file = ConfigFile::new("app = \"m:app\"\nbind = \"unix:run/app.sock\"\n");
+    let config = load_ok(&file.args(&[]), &[]);
+    assert_eq!(config.binds, [BindSpec::Unix("run/app.sock".into())]);
+}

@@ -1,0 +1,145 @@
+//! `render` output reads back through `load` to the same `Config`, and the shipped example
+//! file is valid and states the real defaults.
+
+use super::*;
+use crate::config::{render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
+use std::path::Path;
+use std::time::Duration;
+
+/// Renders `config`, loads the text back as a file, and returns what was loaded.
+fn round_trip(config: &Config) -> (Config, String) {
+    let text = render(config);
+    let file = ConfigFile::new(&text);
+    let mut loaded = load_ok(&file.args(&[]), &[]);
+    assert_eq!(loaded.config_file.as_deref(), Some(file.path.as_path()));
+    loaded.config_file = config.config_file.clone();
+    (loaded, text)
+}
+
+#[test]
+fn defaults_round_trip() {
+    let config = load_ok(&args(&["main:app"]), &[]);
+    let (loaded, text) = round_trip(&config);
+    assert_eq!(loaded, config, "{text}");
+    for key in crate::config::Key::ALL {
+        assert!(
+            text.contains(&format!("{} = ", key.name())),
+            "{key:?} missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn every_non_default_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        app: AppSpec {
+            module: "pkg.web".into(),
+            attr: "api.create".into(),
+            factory: true,
+        },
+        workers: WorkerCount::Fixed(7.try_into().unwrap()),
+        binds: vec![
+            BindSpec::Tcp {
+                host: "::1".into(),
+                port: 0,
+            },
+            BindSpec::Tcp {
+                host: "localhost".into(),
+                port: 9000,
+            },
+            BindSpec::Unix("run/app \"quoted\".sock".into()),
+            BindSpec::Fd(5),
+        ],
+        interface: Interface::Wsgi,
+        python: Some("python3.12".into()),
+        chdir: Some(dir.path().to_path_buf()),
+        env: env(&[
+            ("B", "two words"),
+            ("A", "quote\" and \\ backslash\nnewline"),
+        ]),
+        timeout: Duration::from_millis(1500),
+        graceful_timeout: Duration::ZERO,
+        boot_timeout: Duration::from_secs(3 * 3600 + 1),
+        startup_attempts: 9,
+        backlog: 65535,
+        log_level: LogLevel::Critical,
+        log_format: LogFormat::Json,
+        access_log: false,
+        config_file: Some("/etc/herdsman.toml".into()),
+    };
+    let (loaded, text) = round_trip(&config);
+    assert_eq!(loaded, config, "{text}");
+    assert!(text.contains("# read from /etc/herdsman.toml"), "{text}");
+}
+
+#[test]
+fn rendered_defaults_look_like_this() {
+    let config = load_ok(&args(&["main:app"]), &[]);
+    assert_eq!(
+        render(&config),
+        r#"# herdsman: effective configuration
+# no config file read
+app = "main:app"
+factory = false
+workers = "auto"
+bind = ["127.0.0.1:8000"]
+interface = "auto"
+# python = (not set: $VIRTUAL_ENV/bin/python, else python3 on PATH)
+# chdir = (not set: the current directory)
+timeout = "30s"
+graceful_timeout = "30s"
+boot_timeout = "1m"
+startup_attempts = 3
+backlog = 2048
+log_level = "info"
+log_format = "text"
+access_log = true
+env = {}
+"#
+    );
+}
+
+fn example_file() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/herdsman.toml")
+}
+
+#[test]
+fn the_example_file_loads() {
+    let path = example_file();
+    let config = load_ok(&args(&["-c", path.to_str().unwrap()]), &[]);
+    assert_eq!(config.app.to_string(), "myproject.asgi:application");
+}
+
+/// Uncommenting every `# key = value` line of the example (paths aside, they name directories
+/// of an imaginary project) must give exactly the defaults: the example documents them.
+#[test]
+fn the_example_file_states_the_real_defaults() {
+    let text = std::fs::read_to_string(example_file()).expect("read the example file");
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => format!("{rest}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    for key in crate::config::Key::ALL {
+        let shown = uncommented.contains(&format!("\n{} = ", key.name()))
+            || uncommented.contains(&format!("\n# {} = ", key.name()))
+            || uncommented.contains(&format!("[{}]", key.name()));
+        assert!(shown, "{key:?} missing from the example");
+    }
+    let file = ConfigFile::new(&uncommented);
+    let mut loaded = load_ok(&file.args(&[]), &[]);
+    loaded.env.clear();
+    let mut defaults = load_ok(&args(&["myproject.asgi:application"]), &[]);
+    defaults.config_file = loaded.config_file.clone();
+    assert_eq!(loaded, defaults, "{uncommented}");
+}
+
+/// `key = value` or `[env]` / `NAME = value` lines, except the two paths.
+fn is_setting(line: &str) -> bool {
+    let key = line.split(" = ").next().unwrap_or("");
+    let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (is_key && line.contains(" = ") && key != "python" && key != "chdir") || line == "[env]"
+}

@@ -1,0 +1,271 @@
+//! The merged layer to a typed `Config`. Every key is converted even after a failure, so one run
+//! reports every problem; a key nobody set takes its default from `types::defaults`. Only the
+//! effective value of a key is judged: a bad file value overridden by the environment or the
+//! command line is not an error. The only checks outside the values themselves are that `chdir`
+//! is an existing directory and that an absolute `python` exists.
+
+use super::app;
+use super::bind;
+use super::error::{ConfigError, Invalid};
+use super::keys::Key;
+use super::layer::{Layer, Origin, Raw, Sourced};
+use super::values;
+use crate::config::{defaults, AppSpec, BindSpec, Config};
+use std::path::{Path, PathBuf};
+
+/// Validates `layer` into a `Config`; `config_file` is the file that was read, if any.
+pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, Vec<ConfigError>> {
+    let mut v = Validator {
+        layer,
+        errors: Vec::new(),
+    };
+    // `app()` returns `None` only after recording why, so the placeholder never escapes.
+    let app = v.app().unwrap_or_else(placeholder_app);
+    let config = Config {
+        app,
+        workers: v.value(Key::Workers, defaults::WORKERS, values::workers),
+        binds: v.binds(),
+        interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
+        python: v.python(),
+        chdir: v.chdir(),
+        env: v.env(),
+        timeout: v.value(Key::Timeout, defaults::TIMEOUT, values::positive_duration),
+        graceful_timeout: v.value(Key::GracefulTimeout, defaults::GRACEFUL_TIMEOUT, |raw| {
+            values::duration(raw, true)
+        }),
+        boot_timeout: v.value(
+            Key::BootTimeout,
+            defaults::BOOT_TIMEOUT,
+            values::positive_duration,
+        ),
+        startup_attempts: v.value(Key::StartupAttempts, defaults::STARTUP_ATTEMPTS, |raw| {
+            values::count(raw, 1..=u32::MAX, "3")
+        }),
+        backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
+            values::count(raw, 1..=65535, "2048")
+        }),
+        log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
+        log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
+        access_log: v.value(Key::AccessLog, defaults::ACCESS_LOG, values::boolean),
+        config_file,
+    };
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(v.errors)
+    }
+}
+
+/// Stands in for a missing or invalid app while the other keys are still being checked.
+fn placeholder_app() -> AppSpec {
+    AppSpec {
+        module: String::new(),
+        attr: String::new(),
+        factory: defaults::FACTORY,
+    }
+}
+
+struct Validator<'a> {
+    layer: &'a Layer,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    /// The converted value of `key`, its default if unset, or the default plus a recorded error.
+    fn value<T>(
+        &mut self,
+        key: Key,
+        default: T,
+        convert: impl Fn(&Raw) -> Result<T, Invalid>,
+    ) -> T {
+        let layer = self.layer;
+        let Some(given) = layer.get(key) else {
+            return default;
+        };
+        convert(&given.value).unwrap_or_else(|invalid| {
+            self.errors.push(invalid.at(&given.origin, key.name()));
+            default
+        })
+    }
+
+    /// Records `invalid` for `key` at `origin` and returns `None`.
+    fn reject<T>(&mut self, invalid: Invalid, origin: &Origin, key: &str) -> Option<T> {
+        self.errors.push(invalid.at(origin, key));
+        None
+    }
+
+    fn app(&mut self) -> Option<AppSpec> {
+        let layer = self.layer;
+        let Some(given) = layer.get(Key::App) else {
+            self.errors.push(ConfigError::MissingApp);
+            return None;
+        };
+        let parsed =
+            values::text(&given.value, "\"myproject.asgi:application\"").and_then(app::parse);
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(invalid) => return self.reject(invalid, &given.origin, Key::App.name()),
+        };
+        let factory = self.factory(parsed.factory)?;
+        Some(AppSpec {
+            module: parsed.module,
+            attr: parsed.attr,
+            factory,
+        })
+    }
+
+    /// `factory`, or `true` when the app spec ends in `()`; `None` if the two disagree.
+    fn factory(&mut self, called: bool) -> Option<bool> {
+        let layer = self.layer;
+        let explicit = self.value(Key::Factory, None, |raw| values::boolean(raw).map(Some));
+        match (explicit, layer.get(Key::Factory)) {
+            (Some(false), Some(given)) if called => {
+                let invalid = Invalid::advice(
+                    "is false, but the app spec ends in `()`, which calls a factory",
+                    "drop the `()` from the app spec, or set `factory` to true",
+                );
+                self.reject(invalid, &given.origin, Key::Factory.name())
+            }
+            _ => Some(called || explicit.unwrap_or(defaults::FACTORY)),
+        }
+    }
+
+    fn binds(&mut self) -> Vec<BindSpec> {
+        let layer = self.layer;
+        let Some(given) = layer.get(Key::Bind) else {
+            let default = bind::parse(defaults::BIND).expect("the default bind spec is valid");
+            return vec![default];
+        };
+        let items = match &given.value {
+            Raw::List(items) => items.as_slice(),
+            _ => std::slice::from_ref(given),
+        };
+        if items.is_empty() {
+            let invalid = Invalid::examples("needs at least one address", &["\"127.0.0.1:8000\""]);
+            self.errors
+                .push(invalid.at(&given.origin, Key::Bind.name()));
+        }
+        items.iter().filter_map(|item| self.bind(item)).collect()
+    }
+
+    fn bind(&mut self, item: &Sourced<Raw>) -> Option<BindSpec> {
+        let spec = match &item.value {
+            Raw::Text(text) => bind::parse(text),
+            other => Err(Invalid::examples(
+                format!("entries must be strings, got {}", other.describe()),
+                &[
+                    "\"127.0.0.1:8000\"",
+                    "[\"127.0.0.1:8000\", \"unix:/run/app.sock\"]",
+                ],
+            )),
+        };
+        match spec {
+            Ok(spec) => Some(spec),
+            Err(invalid) => self.reject(invalid, &item.origin, Key::Bind.name()),
+        }
+    }
+
+    fn python(&mut self) -> Option<PathBuf> {
+        let path = self.path(Key::Python, "\"/srv/app/.venv/bin/python\"")?;
+        if !path.is_absolute() {
+            return Some(path);
+        }
+        let found = std::fs::metadata(&path).map(|meta| meta.is_file());
+        match found {
+            Ok(true) => Some(path),
+            Ok(false) => self.reject_path(Key::Python, "is not a file", &path),
+            Err(source) => self.reject_path(Key::Python, missing(&source), &path),
+        }
+    }
+
+    fn chdir(&mut self) -> Option<PathBuf> {
+        let path = self.path(Key::Chdir, "\"/srv/app\"")?;
+        match std::fs::metadata(&path).map(|meta| meta.is_dir()) {
+            Ok(true) => Some(path),
+            Ok(false) => self.reject_path(Key::Chdir, "is not a directory", &path),
+            Err(source) => self.reject_path(Key::Chdir, missing(&source), &path),
+        }
+    }
+
+    fn path(&mut self, key: Key, example: &str) -> Option<PathBuf> {
+        let layer = self.layer;
+        let given = layer.get(key)?;
+        match values::text(&given.value, example) {
+            Ok(text) => Some(PathBuf::from(text)),
+            Err(invalid) => self.reject(invalid, &given.origin, key.name()),
+        }
+    }
+
+    fn reject_path<T>(&mut self, key: Key, what: &str, path: &Path) -> Option<T> {
+        let layer = self.layer;
+        let given = layer.get(key).expect("only given paths are checked");
+        let problem = format!("{} {what}", path.display());
+        let invalid = Invalid::advice(problem, "fix the path, or create it before starting");
+        self.reject(invalid, &given.origin, key.name())
+    }
+
+    fn env(&mut self) -> Vec<(String, String)> {
+        let layer = self.layer;
+        let Some(given) = layer.get(Key::Env) else {
+            return Vec::new();
+        };
+        let Raw::Table(entries) = &given.value else {
+            let problem = format!("must be a table of strings, got {}", given.value.describe());
+            let invalid =
+                Invalid::advice(problem, "write it as a table: [env] then NAME = \"value\"");
+            return self
+                .reject(invalid, &given.origin, "env")
+                .unwrap_or_default();
+        };
+        entries
+            .iter()
+            .filter_map(|(name, value)| self.env_var(name, value))
+            .collect()
+    }
+
+    fn env_var(&mut self, name: &str, value: &Sourced<Raw>) -> Option<(String, String)> {
+        if !is_env_name(name) {
+            let problem = format!("variable name {name:?} is not valid");
+            let advice =
+                "use letters, digits and `_`, not starting with a digit, e.g. DJANGO_SETTINGS";
+            return self.reject(Invalid::advice(problem, advice), &value.origin, "env");
+        }
+        match &value.value {
+            Raw::Text(text) => Some((name.to_string(), text.clone())),
+            other => {
+                let problem = format!("must be a string, got {}", other.describe());
+                let invalid = Invalid::advice(problem, env_value_advice(name, &value.origin));
+                self.reject(invalid, &value.origin, &format!("env.{name}"))
+            }
+        }
+    }
+}
+
+/// Quote the value; or, for a herdsman key written below `[env]` in the file, move it up.
+fn env_value_advice(name: &str, origin: &Origin) -> String {
+    match (Key::from_name(name), origin) {
+        (Some(_), Origin::File { .. }) => format!(
+            "`{name}` is a herdsman key that landed in the [env] table: move it above [env] \
+             (everything below a [table] header belongs to that table)"
+        ),
+        _ => format!("quote it: {name} = \"...\""),
+    }
+}
+
+/// What a failed `stat` means for the user.
+fn missing(source: &std::io::Error) -> &'static str {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => "does not exist",
+        std::io::ErrorKind::PermissionDenied => "cannot be reached (permission denied)",
+        _ => "cannot be checked",
+    }
+}
+
+/// A POSIX-portable environment variable name.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic());
+    first_ok && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}

@@ -1,0 +1,211 @@
+//! Conversions of single raw values into typed ones: numbers, durations, switches, choices,
+//! paths. Each rejects with what was expected, what was got, and accepted examples. Text is
+//! accepted wherever a number or a switch is (the environment and the command line only have
+//! text), so `workers = "4"` in the file works like `HERDSMAN_WORKERS=4`.
+
+use super::error::{Fix, Invalid};
+use super::keys::suggest;
+use super::layer::Raw;
+use crate::config::{Interface, LogFormat, LogLevel, WorkerCount};
+use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// The longest accepted duration: longer is a mistake, and would overflow deadline arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `auto`, or a whole number of at least 1.
+pub fn workers(raw: &Raw) -> Result<WorkerCount, Invalid> {
+    const EXPECTED: &str = "must be a whole number or \"auto\"";
+    if let Raw::Text(text) = raw {
+        if text.trim().eq_ignore_ascii_case("auto") {
+            return Ok(WorkerCount::Auto);
+        }
+    }
+    let n = number_in(raw, 1..=u64::from(u32::MAX), EXPECTED, &["4", "\"auto\""])?;
+    let n = u32::try_from(n).ok().and_then(NonZeroU32::new);
+    Ok(WorkerCount::Fixed(
+        n.expect("number_in checked 1..=u32::MAX"),
+    ))
+}
+
+/// A whole number within `range`, as the `u32` every count in `Config` is.
+pub fn count(raw: &Raw, range: RangeInclusive<u32>, example: &str) -> Result<u32, Invalid> {
+    let wide = u64::from(*range.start())..=u64::from(*range.end());
+    let n = number(raw, wide, example)?;
+    Ok(u32::try_from(n).expect("number() kept it within a u32 range"))
+}
+
+/// A whole number within `range`.
+pub fn number(raw: &Raw, range: RangeInclusive<u64>, example: &str) -> Result<u64, Invalid> {
+    number_in(raw, range, "must be a whole number", &[example])
+}
+
+fn number_in(
+    raw: &Raw,
+    range: RangeInclusive<u64>,
+    expected: &str,
+    examples: &[&str],
+) -> Result<u64, Invalid> {
+    let n = match raw {
+        Raw::Int(n) => u64::try_from(*n).ok(),
+        Raw::Text(text) => text.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let Some(n) = n.or_else(|| negative_as_zero(raw)) else {
+        let got = raw.describe();
+        return Err(Invalid::examples(
+            format!("{expected}, got {got}"),
+            examples,
+        ));
+    };
+    if range.contains(&n) {
+        return Ok(n);
+    }
+    let problem = if n < *range.start() {
+        format!("must be at least {}, got {}", range.start(), shown(raw))
+    } else {
+        format!("must be at most {}, got {}", range.end(), shown(raw))
+    };
+    Err(Invalid::examples(problem, examples))
+}
+
+/// Negative integers are out of range rather than of the wrong type.
+fn negative_as_zero(raw: &Raw) -> Option<u64> {
+    match raw {
+        Raw::Int(n) if *n < 0 => Some(0),
+        Raw::Text(text) if text.trim().parse::<i64>().is_ok_and(|n| n < 0) => Some(0),
+        _ => None,
+    }
+}
+
+/// The value itself, for range messages.
+fn shown(raw: &Raw) -> String {
+    match raw {
+        Raw::Int(n) => n.to_string(),
+        Raw::Text(text) => text.trim().to_string(),
+        other => other.describe(),
+    }
+}
+
+/// A duration: `"30s"`, `"500ms"`, `"1m 30s"`, or a whole number of seconds (like gunicorn).
+pub fn duration(raw: &Raw, allow_zero: bool) -> Result<Duration, Invalid> {
+    const EXAMPLES: &[&str] = &["\"30s\"", "\"500ms\""];
+    let parsed = match raw {
+        Raw::Int(secs) => u64::try_from(*secs).ok().map(Duration::from_secs),
+        Raw::Text(text) => parse_duration(text.trim()),
+        _ => None,
+    };
+    let Some(parsed) = parsed else {
+        let problem = format!(
+            "must be a duration such as \"30s\", \"500ms\" or \"1m\" (a bare number means \
+             seconds), got {}",
+            raw.describe()
+        );
+        return Err(Invalid::examples(problem, EXAMPLES));
+    };
+    if parsed.is_zero() && !allow_zero {
+        return Err(Invalid::examples("must be longer than zero", EXAMPLES));
+    }
+    if parsed > MAX_DURATION {
+        let problem = format!("must be at most 24h, got {}", shown(raw));
+        return Err(Invalid::examples(problem, EXAMPLES));
+    }
+    Ok(parsed)
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(text).ok()
+}
+
+/// A duration longer than zero.
+pub fn positive_duration(raw: &Raw) -> Result<Duration, Invalid> {
+    duration(raw, false)
+}
+
+/// A switch: a TOML boolean, or `true/false`, `yes/no`, `on/off`, `1/0` as text.
+pub fn boolean(raw: &Raw) -> Result<bool, Invalid> {
+    let parsed = match raw {
+        Raw::Bool(b) => Some(*b),
+        Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        let problem = format!("must be true or false, got {}", raw.describe());
+        Invalid::examples(problem, &["true", "false"])
+    })
+}
+
+/// One of the named `choices` (case-insensitive), or one of their `aliases`. A rejection
+/// suggests the closest choice, else `usual`.
+fn choice<T: Copy>(
+    raw: &Raw,
+    choices: &[(&'static str, T)],
+    aliases: &[(&'static str, T)],
+    usual: &str,
+) -> Result<T, Invalid> {
+    if let Raw::Text(text) = raw {
+        let text = text.trim().to_ascii_lowercase();
+        let all = choices.iter().chain(aliases);
+        if let Some((_, value)) = all.into_iter().find(|(name, _)| *name == text) {
+            return Ok(*value);
+        }
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let problem = format!(
+        "must be one of {}, got {}",
+        names.join(", "),
+        raw.describe()
+    );
+    let close = match raw {
+        Raw::Text(text) => suggest(text, names.iter().copied()),
+        _ => None,
+    };
+    let example = format!("{:?}", close.unwrap_or(usual));
+    Err(Invalid::new(problem, Fix::Examples(vec![example])))
+}
+
+pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
+    let choices = [
+        ("auto", Interface::Auto),
+        ("asgi", Interface::Asgi),
+        ("wsgi", Interface::Wsgi),
+    ];
+    choice(raw, &choices, &[], "auto")
+}
+
+/// A log level; `warn` is accepted for `warning`.
+pub fn log_level(raw: &Raw) -> Result<LogLevel, Invalid> {
+    let choices = [
+        ("trace", LogLevel::Trace),
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warning", LogLevel::Warning),
+        ("error", LogLevel::Error),
+        ("critical", LogLevel::Critical),
+    ];
+    choice(raw, &choices, &[("warn", LogLevel::Warning)], "info")
+}
+
+pub fn log_format(raw: &Raw) -> Result<LogFormat, Invalid> {
+    let choices = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    choice(raw, &choices, &[], "text")
+}
+
+/// Non-empty text.
+pub fn text<'a>(raw: &'a Raw, example: &str) -> Result<&'a str, Invalid> {
+    match raw {
+        Raw::Text(text) if !text.is_empty() => Ok(text),
+        _ => {
+            let problem = format!("must be a non-empty string, got {}", raw.describe());
+            Err(Invalid::examples(problem, &[example]))
+        }
+    }
+}

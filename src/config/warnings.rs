@@ -1,0 +1,97 @@
+//! Non-fatal concerns about the configuration, for the master to log after a successful load:
+//! - a master running as root that reads a config file others may write. Whoever can write that
+//!   file chooses the code root starts, but refusing to run would break setups that are safe for
+//!   reasons herdsman cannot see, so it is a warning;
+//! - a worker variable named like a herdsman key (`workers = 4` written below `[env]` lands in
+//!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name).
+
+use super::keys::Key;
+use crate::config::Config;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Warnings about `config` and its file, one message each; empty when there is nothing to say.
+pub fn file_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = misplaced_keys(config);
+    warnings.extend(root_writable(config));
+    warnings
+}
+
+/// A writable-file warning, when running as root.
+fn root_writable(config: &Config) -> Option<String> {
+    let path = config.config_file.as_ref()?;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    writable_warning(path, meta.permissions().mode())
+}
+
+/// Worker variables named like herdsman keys: most likely settings written below `[env]`.
+fn misplaced_keys(config: &Config) -> Vec<String> {
+    let misplaced = config
+        .env
+        .iter()
+        .filter(|(name, _)| Key::from_name(name).is_some());
+    misplaced
+        .map(|(name, _)| {
+            format!(
+                "worker environment variable `{name}` is named like the herdsman key; if it was \
+                 meant as a setting, move it above the [env] table of the config file"
+            )
+        })
+        .collect()
+}
+
+/// The warning for a root-read file with permission bits `mode`, if it is group/world-writable.
+fn writable_warning(path: &Path, mode: u32) -> Option<String> {
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (_, true) => "world-writable",
+        (true, false) => "group-writable",
+        (false, false) => return None,
+    };
+    Some(format!(
+        "config file {} is {who} (mode {:04o}) and herdsman runs as root: anyone who can write \
+         it chooses what runs as root; fix with `chmod go-w {}`",
+        path.display(),
+        mode & 0o7777,
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_below_the_env_table_are_pointed_out() {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let path = dir.path().join("herdsman.toml");
+        std::fs::write(
+            &path,
+            "app = \"m:a\"\n[env]\nA = \"1\"\nbind = \"0.0.0.0:80\"\n",
+        )
+        .unwrap();
+        let argv = ["herdsman", "-c", path.to_str().expect("UTF-8 path")];
+        let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
+        let config = crate::config::load(&args, &[]).expect("valid configuration");
+        let warnings = file_warnings(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("variable `bind` is named like"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn only_group_or_world_writable_files_warn() {
+        let path = Path::new("/etc/herdsman.toml");
+        assert_eq!(writable_warning(path, 0o100644), None);
+        assert_eq!(writable_warning(path, 0o100600), None);
+        let group = writable_warning(path, 0o100664).expect("group-writable warns");
+        assert!(group.contains("group-writable (mode 0664)"), "{group}");
+        assert!(group.contains("chmod go-w /etc/herdsman.toml"), "{group}");
+        let world = writable_warning(path, 0o100666).expect("world-writable warns");
+        assert!(world.contains("world-writable"), "{world}");
+    }
+}
