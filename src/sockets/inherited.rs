@@ -97,3 +97,107 @@ fn sockaddr_text(addr: &SockAddr) -> String {
     }
     format!("address family {}", addr.family())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    use socket2::{Domain, Socket, Type};
+
+    use super::*;
+    use crate::sockets::testutil::is_cloexec;
+    use crate::sockets::{bind_all, close_all};
+
+    fn is_open(fd: i32) -> bool {
+        check_open(fd).is_ok()
+    }
+
+    #[test]
+    fn listening_socket_is_adopted_with_its_address() {
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = std_listener.local_addr().expect("local addr").port();
+        let fd = std_listener.into_raw_fd();
+        nix::fcntl::fcntl(
+            // SAFETY: `fd` is the open listener released by into_raw_fd just above.
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            FcntlArg::F_SETFD(FdFlag::empty()),
+        )
+        .expect("clear CLOEXEC as an inherited fd would have it");
+        let listeners = bind_all(&[BindSpec::Fd(fd)], 16).expect("adopt");
+        let expected = BoundAddr::Inherited {
+            fd,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        assert_eq!(listeners[0].local(), &expected);
+        assert_eq!(
+            listeners[0].local().to_string(),
+            format!("fd://{fd} (127.0.0.1:{port})")
+        );
+        assert_eq!(listeners[0].fd().as_raw_fd(), fd);
+        assert!(is_cloexec(listeners[0].fd()));
+        close_all(listeners);
+    }
+
+    #[test]
+    fn non_listening_socket_is_refused_and_not_closed() {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let fd = socket.as_raw_fd();
+        let err = bind_all(&[BindSpec::Fd(fd)], 16).expect_err("not listening");
+        assert!(
+            matches!(err, SocketError::FdNotListening { fd: f } if f == fd),
+            "{err:?}"
+        );
+        assert!(is_open(fd), "a refused fd stays open");
+    }
+
+    #[test]
+    fn closed_fd_is_refused() {
+        let (read, _write) = nix::unistd::pipe().expect("pipe");
+        let high = fcntl(&read, FcntlArg::F_DUPFD_CLOEXEC(900)).expect("dup to a high fd");
+        // SAFETY: `high` is the fd F_DUPFD_CLOEXEC just created; nothing else owns it.
+        drop(unsafe { OwnedFd::from_raw_fd(high) });
+        let err = bind_all(&[BindSpec::Fd(high)], 16).expect_err("closed");
+        assert!(
+            matches!(
+                err,
+                SocketError::FdBad {
+                    source: Errno::EBADF,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = bind_all(&[BindSpec::Fd(-1)], 16).expect_err("negative");
+        assert!(
+            matches!(
+                err,
+                SocketError::FdBad {
+                    source: Errno::EBADF,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn pipe_is_refused_and_not_closed() {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let err = bind_all(&[BindSpec::Fd(write.as_raw_fd())], 16).expect_err("a pipe");
+        assert!(matches!(err, SocketError::FdNotSocket { .. }), "{err:?}");
+        let mut writer = std::fs::File::from(write);
+        writer.write_all(b"x").expect("the pipe is still open");
+        drop(read);
+    }
+
+    #[test]
+    fn duplicate_fd_is_refused_before_adopting() {
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let fd = std_listener.as_raw_fd();
+        let err = bind_all(&[BindSpec::Fd(fd), BindSpec::Fd(fd)], 16).expect_err("twice");
+        assert!(matches!(err, SocketError::FdDuplicate { .. }), "{err:?}");
+        assert!(is_open(fd));
+    }
+}

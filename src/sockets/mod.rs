@@ -10,6 +10,9 @@ mod listener;
 mod tcp;
 mod unix;
 
+#[cfg(test)]
+mod testutil;
+
 pub use bind::bind_all;
 pub use error::{PathOccupant, SocketError};
 pub use listener::{close_all, BoundAddr, Listener};

@@ -146,3 +146,110 @@ fn set_options(socket: &Socket, addr: SocketAddr) -> Result<(), SocketError> {
 pub(crate) fn listen_backlog(backlog: u32) -> i32 {
     i32::try_from(backlog).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use socket2::SockRef;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+
+    use super::*;
+    use crate::sockets::testutil::is_cloexec;
+    use crate::sockets::{bind_all, close_all};
+
+    fn tcp(host: &str, port: u16) -> BindSpec {
+        BindSpec::Tcp {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    fn tcp_addr(listener: &Listener) -> SocketAddr {
+        match listener.local() {
+            BoundAddr::Tcp(addr) => *addr,
+            other => panic!("expected a TCP listener, got {other}"),
+        }
+    }
+
+    #[test]
+    fn port_zero_binds_loopback_v4_with_the_real_port() {
+        let listeners = bind_all(&[tcp("127.0.0.1", 0)], 16).expect("bind 127.0.0.1:0");
+        assert_eq!(listeners.len(), 1);
+        let addr = tcp_addr(&listeners[0]);
+        assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_ne!(addr.port(), 0);
+        assert_eq!(
+            listeners[0].local().to_string(),
+            format!("127.0.0.1:{}", addr.port())
+        );
+        assert!(is_cloexec(listeners[0].fd()));
+        assert!(SockRef::from(&listeners[0].fd())
+            .is_listener()
+            .expect("SO_ACCEPTCONN"));
+        TcpStream::connect(addr).expect("connect to the listener");
+        close_all(listeners);
+    }
+
+    #[test]
+    fn port_zero_binds_loopback_v6_only() {
+        if let Err(err) = TcpListener::bind("[::1]:0") {
+            eprintln!("skipping: this machine has no IPv6 loopback ([::1]:0 failed: {err})");
+            return;
+        }
+        let listeners = bind_all(&[tcp("::1", 0)], 16).expect("bind [::1]:0");
+        let addr = tcp_addr(&listeners[0]);
+        assert_eq!(addr.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(
+            listeners[0].local().to_string(),
+            format!("[::1]:{}", addr.port())
+        );
+        assert!(SockRef::from(&listeners[0].fd())
+            .only_v6()
+            .expect("IPV6_V6ONLY"));
+        TcpStream::connect(addr).expect("connect to the listener");
+        close_all(listeners);
+    }
+
+    #[test]
+    fn localhost_binds_every_address_on_one_port() {
+        let listeners = bind_all(&[tcp("localhost", 0)], 16).expect("bind localhost:0");
+        assert!(!listeners.is_empty());
+        let port = tcp_addr(&listeners[0]).port();
+        for listener in &listeners {
+            assert_eq!(tcp_addr(listener).port(), port);
+            assert!(tcp_addr(listener).ip().is_loopback());
+            assert_eq!(listener.spec(), &tcp("localhost", 0));
+        }
+        close_all(listeners);
+    }
+
+    #[test]
+    fn address_in_use_is_a_bind_error_with_a_hint() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port to occupy");
+        let port = taken.local_addr().expect("local addr").port();
+        let err = bind_all(&[tcp("127.0.0.1", port)], 16).expect_err("port is taken");
+        match &err {
+            SocketError::Bind { addr, source } => {
+                assert_eq!(addr.port(), port);
+                assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            }
+            other => panic!("expected Bind, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("already in use") && text.contains("another port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn resolve_keeps_order_and_drops_duplicates() {
+        let addrs = resolve("127.0.0.1", 80).expect("a literal resolves");
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 80))]);
+    }
+
+    #[test]
+    fn backlog_is_capped_to_a_c_int() {
+        assert_eq!(listen_backlog(2048), 2048);
+        assert_eq!(listen_backlog(u32::MAX), i32::MAX);
+    }
+}

@@ -32,7 +32,7 @@ use crate::config::BindSpec;
 const BIND_UMASK: u32 = 0o117;
 
 /// Serialises the save/restore of the process-wide umask around bind(2).
-static UMASK_LOCK: Mutex<()> = Mutex::new(());
+pub(super) static UMASK_LOCK: Mutex<()> = Mutex::new(());
 
 /// Longest path sun_path holds, leaving room for the terminating NUL.
 pub(crate) fn max_path_len() -> usize {
@@ -210,4 +210,206 @@ fn bind_with_umask(socket: &Socket, path: &Path) -> Result<(), SocketError> {
     let bound = socket.bind(&addr);
     umask(previous);
     bound.map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    use super::*;
+    use crate::sockets::testutil::{is_cloexec, tempdir};
+    use crate::sockets::{bind_all, close_all};
+
+    fn unix(path: &Path) -> BindSpec {
+        BindSpec::Unix(path.to_path_buf())
+    }
+
+    fn bind_one(path: &Path) -> Result<Vec<Listener>, SocketError> {
+        bind_all(&[unix(path)], 16)
+    }
+
+    fn taken_by(err: SocketError) -> PathOccupant {
+        match err {
+            SocketError::UnixPathTaken { what, .. } => what,
+            other => panic!("expected UnixPathTaken, got {other:?}"),
+        }
+    }
+
+    /// A socket file nobody listens on, as a killed server leaves it.
+    fn stale_socket(path: &Path) {
+        drop(UnixListener::bind(path).expect("bind a socket to leave behind"));
+    }
+
+    #[test]
+    fn socket_is_created_with_mode_0660_and_accepts() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        let listeners = bind_one(&path).expect("bind a fresh path");
+        let meta = fs::symlink_metadata(&path).expect("socket file exists");
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(listeners[0].local(), &BoundAddr::Unix(path.clone()));
+        assert_eq!(
+            listeners[0].local().to_string(),
+            format!("unix:{}", path.display())
+        );
+        assert!(is_cloexec(listeners[0].fd()));
+        UnixStream::connect(&path).expect("connect to the listener");
+        close_all(listeners);
+    }
+
+    #[test]
+    fn stale_socket_is_replaced() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        stale_socket(&path);
+        let listeners = bind_one(&path).expect("a stale socket is replaced");
+        // The inode number may be reused, so a successful connect is the proof: the stale file
+        // refused connections.
+        UnixStream::connect(&path).expect("connect to the new listener");
+        let mode = fs::symlink_metadata(&path)
+            .expect("new file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o660);
+        close_all(listeners);
+    }
+
+    #[test]
+    fn live_socket_is_refused_and_keeps_serving() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        let live = UnixListener::bind(&path).expect("a live server");
+        let err = bind_one(&path).expect_err("a live server holds the path");
+        assert!(
+            err.to_string().contains("in use by a running server"),
+            "{err}"
+        );
+        assert_eq!(taken_by(err), PathOccupant::LiveServer);
+        UnixStream::connect(&path).expect("the live server still answers");
+        drop(live);
+    }
+
+    #[test]
+    fn regular_file_is_refused_and_left_intact() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        fs::write(&path, "precious").expect("write a regular file");
+        let err = bind_one(&path).expect_err("a regular file holds the path");
+        assert_eq!(taken_by(err), PathOccupant::NotSocket);
+        assert_eq!(fs::read_to_string(&path).expect("file kept"), "precious");
+    }
+
+    #[test]
+    fn symlink_is_refused_and_left_intact() {
+        let dir = tempdir();
+        let target = dir.path().join("target");
+        let path = dir.path().join("app.sock");
+        fs::write(&target, "precious").expect("write the target");
+        symlink(&target, &path).expect("create the symlink");
+        let err = bind_one(&path).expect_err("a symlink holds the path");
+        assert_eq!(taken_by(err), PathOccupant::Symlink);
+        assert!(fs::symlink_metadata(&path)
+            .expect("link kept")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_to_string(&target).expect("target kept"),
+            "precious"
+        );
+    }
+
+    #[test]
+    fn symlink_to_a_stale_socket_is_refused_too() {
+        let dir = tempdir();
+        let target = dir.path().join("old.sock");
+        let path = dir.path().join("app.sock");
+        stale_socket(&target);
+        symlink(&target, &path).expect("create the symlink");
+        assert_eq!(
+            taken_by(bind_one(&path).expect_err("symlink")),
+            PathOccupant::Symlink
+        );
+        assert!(fs::symlink_metadata(&target)
+            .expect("target kept")
+            .file_type()
+            .is_socket());
+    }
+
+    #[test]
+    fn missing_parent_directory_is_named() {
+        let dir = tempdir();
+        let path = dir.path().join("missing").join("app.sock");
+        match bind_one(&path).expect_err("no parent") {
+            SocketError::UnixParentMissing { parent, .. } => {
+                assert_eq!(parent, dir.path().join("missing"))
+            }
+            other => panic!("expected UnixParentMissing, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_long_path_reports_the_limit() {
+        let path = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
+        match bind_one(&path).expect_err("too long") {
+            SocketError::UnixPathTooLong { len, max, .. } => {
+                assert_eq!((len, max), (205, max_path_len()));
+                assert_eq!(max, 107);
+            }
+            other => panic!("expected UnixPathTooLong, got {other:?}"),
+        }
+        assert!(matches!(
+            bind_one(Path::new("")),
+            Err(SocketError::UnixPathEmpty)
+        ));
+    }
+
+    #[test]
+    fn close_all_removes_our_socket_file() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        close_all(bind_one(&path).expect("bind"));
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "our socket file is removed"
+        );
+    }
+
+    #[test]
+    fn close_all_leaves_a_replacement_alone() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        let listeners = bind_one(&path).expect("bind");
+        fs::remove_file(&path).expect("someone removes our file");
+        let other = UnixListener::bind(&path).expect("and binds their own");
+        close_all(listeners);
+        assert!(fs::symlink_metadata(&path)
+            .expect("theirs kept")
+            .file_type()
+            .is_socket());
+        UnixStream::connect(&path).expect("their server still answers");
+        drop(other);
+    }
+
+    #[test]
+    fn failure_later_removes_the_socket_file_created_earlier() {
+        let dir = tempdir();
+        let path = dir.path().join("app.sock");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("occupy a port");
+        let port = taken.local_addr().expect("local addr").port();
+        let specs = [
+            unix(&path),
+            BindSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        ];
+        let err = bind_all(&specs, 16).expect_err("the port is taken");
+        assert!(matches!(err, SocketError::Bind { .. }), "{err:?}");
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "the unix socket file is removed"
+        );
+    }
 }
