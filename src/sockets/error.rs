@@ -13,7 +13,10 @@ use nix::errno::Errno;
 /// A listener could not be bound, adopted or set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("could not resolve host {host:?} of a `bind` address; check its spelling or use an IP address")]
+    #[error(
+        "could not resolve host {host:?} of a `bind` address; check its spelling or use an IP \
+         address"
+    )]
     Resolve {
         host: String,
         #[source]
@@ -82,7 +85,10 @@ pub enum SocketError {
     #[error("unix socket path {} {what}", path.display())]
     UnixPathTaken { path: PathBuf, what: PathOccupant },
 
-    #[error("could not inspect unix socket path {}; check the permissions of its directory", path.display())]
+    #[error(
+        "could not inspect unix socket path {}; check the permissions of its directory",
+        path.display()
+    )]
     UnixInspect {
         path: PathBuf,
         #[source]
@@ -221,5 +227,118 @@ fn unix_bind_hint(source: &io::Error) -> &'static str {
             "permission denied; herdsman needs write access to the directory"
         }
         _ => "the operating system refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_variant() -> Vec<SocketError> {
+        let os = |errno: i32| io::Error::from_raw_os_error(errno);
+        let (addr, path) = ("127.0.0.1:8000".to_owned(), PathBuf::from("/run/app.sock"));
+        let sock: SocketAddr = ([127, 0, 0, 1], 8000).into();
+        let taken = |what| SocketError::UnixPathTaken {
+            path: path.clone(),
+            what,
+        };
+        vec![
+            SocketError::Resolve {
+                host: "exmaple".into(),
+                source: os(libc::ENOENT),
+            },
+            SocketError::ResolveEmpty {
+                host: "example".into(),
+            },
+            SocketError::Socket {
+                addr: addr.clone(),
+                source: os(libc::EMFILE),
+            },
+            SocketError::SetOption {
+                addr: addr.clone(),
+                option: "SO_REUSEADDR",
+                source: os(1),
+            },
+            SocketError::Bind {
+                addr: sock,
+                source: os(libc::EADDRINUSE),
+            },
+            SocketError::Bind {
+                addr: sock,
+                source: os(libc::EACCES),
+            },
+            SocketError::Bind {
+                addr: sock,
+                source: os(libc::EADDRNOTAVAIL),
+            },
+            SocketError::Listen {
+                addr: addr.clone(),
+                source: os(libc::EOPNOTSUPP),
+            },
+            SocketError::LocalAddr {
+                addr,
+                source: os(libc::ENOTSOCK),
+            },
+            SocketError::UnixPathEmpty,
+            SocketError::UnixPathTooLong {
+                path: path.clone(),
+                len: 120,
+                max: 107,
+            },
+            SocketError::UnixParentMissing {
+                path: path.clone(),
+                parent: "/run".into(),
+            },
+            taken(PathOccupant::LiveServer),
+            taken(PathOccupant::Symlink),
+            taken(PathOccupant::NotSocket),
+            SocketError::UnixInspect {
+                path: path.clone(),
+                source: os(libc::EACCES),
+            },
+            SocketError::UnixProbe {
+                path: path.clone(),
+                source: os(libc::EACCES),
+            },
+            SocketError::UnixRemoveStale {
+                path: path.clone(),
+                source: os(libc::EACCES),
+            },
+            SocketError::UnixBind {
+                path,
+                source: os(libc::EACCES),
+            },
+            SocketError::FdDuplicate { fd: 3 },
+            SocketError::FdBad {
+                fd: 3,
+                source: Errno::EBADF,
+            },
+            SocketError::FdNotSocket { fd: 3 },
+            SocketError::FdNotListening { fd: 3 },
+            SocketError::FdProbe {
+                fd: 3,
+                source: os(libc::ENOTSOCK),
+            },
+            SocketError::FdCloexec {
+                fd: 3,
+                source: Errno::EBADF,
+            },
+        ]
+    }
+
+    #[test]
+    fn messages_are_lowercase_fragments_without_the_cause() {
+        for err in every_variant() {
+            let text = err.to_string();
+            eprintln!("{text}");
+            assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
+            assert!(!text.ends_with('.'), "{text}");
+            if let Some(source) = std::error::Error::source(&err) {
+                assert!(
+                    !text.contains(&source.to_string()),
+                    "cause pasted in: {text}"
+                );
+            }
+        }
     }
 }

@@ -22,16 +22,17 @@ use crate::config::BindSpec;
 /// Checks that `fd` is an open listening socket, marks it close-on-exec and takes ownership.
 pub(crate) fn adopt(spec: &BindSpec, fd: i32) -> Result<Listener, SocketError> {
     check_open(fd)?;
-    // SAFETY: `fd` was open a moment ago (check_open) and, by the fd:// contract, it was handed
-    // to this process for herdsman to own: nothing else in the process closes it while this
-    // borrow lives (bind_all runs before any worker or other owner exists).
+    // SAFETY: `fd` is open (check_open just succeeded); it is only borrowed for the checks
+    // below, which close nothing, and by the fd:// contract no other part of the process closes
+    // an fd it handed to herdsman.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     check_listening_socket(fd, borrowed)?;
     fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(|source| SocketError::FdCloexec { fd, source })?;
     let addr = describe_local(fd, borrowed)?;
-    // SAFETY: `fd` is open and is a listening socket (checked above); the fd:// contract gives
-    // it to herdsman, bind_all rejects duplicates, and no OwnedFd in this process holds it.
+    // SAFETY: `fd` is open and a listening socket (checked above). By the fd:// contract it was
+    // handed to herdsman and nothing else in the process owns it; bind_all adopts each fd at
+    // most once and before creating any fd itself, so this is the only OwnedFd for it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     Ok(Listener::new(
         spec.clone(),
