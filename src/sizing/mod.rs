@@ -1,0 +1,11 @@
+//! How many workers `workers = "auto"` means: the CPUs this process may really use, from its
+//! affinity mask and its cgroup CPU quota, each read directly so that `Sizing::explain` can say
+//! where the number came from. Detection never fails; what could not be read is reported in the
+//! explanation and the next source is used.
+
+mod cgroup;
+mod detect;
+mod parse;
+
+pub use cgroup::{CgroupQuota, CgroupVersion};
+pub use detect::{detect, Sizing, SizingNote};
