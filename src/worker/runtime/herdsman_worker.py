@@ -5,7 +5,7 @@ once per worker with the user's Python interpreter:
 
     PYTHON RUNTIME_DIR/herdsman_worker.py --app MODULE:ATTR [--factory] --interface auto|asgi|wsgi
         --listen-fd 3 [--listen-fd 4 ...] --channel-fd N --worker-id ID --heartbeat-interval S
-        --graceful-timeout S --log-level LEVEL [--no-access-log] [--chdir DIR]
+        --graceful-timeout S --log-level LEVEL [--no-access-log] [--chdir DIR] [--backlog N]
 
 It imports the app and serves the inherited listening sockets with uvicorn. docs/protocol.md is the
 contract with the master (argv, channel messages, signals, exit codes); this file implements it.
@@ -737,6 +737,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         log_level=args.log_level,
         access_log=not args.no_access_log,
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
+        backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
@@ -791,6 +792,9 @@ def parse_args(argv):
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--no-access-log", action="store_true")
     parser.add_argument("--chdir")
+    # uvicorn calls listen() again on every socket it serves, with its own backlog (2048 unless
+    # told): without this the last worker to start would decide the backlog, not the master.
+    parser.add_argument("--backlog", type=int, default=2048)
     return parser.parse_args(argv)
 
 
