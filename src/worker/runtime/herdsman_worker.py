@@ -19,7 +19,6 @@ for the same reason (uvicorn itself needs >= 3.10).
 from __future__ import annotations
 
 import argparse
-import errno
 import faulthandler
 import functools
 import inspect
@@ -46,10 +45,11 @@ EXIT_CODES = {
     "interface": EXIT_INTERFACE,
 }
 
-# Threads started by a2wsgi (one pool per WSGI app). The worker is one process per CPU, so these
-# threads only overlap the time WSGI requests spend waiting (database, upstream HTTP, sleep): the
-# GIL serialises the Python work anyway. 10 is a2wsgi's own default and matches what people run
-# with gunicorn's gthread worker; more threads mostly add memory and lock contention.
+# Threads a2wsgi runs WSGI requests in (one pool per worker; a2wsgi.WSGIMiddleware(app, workers=10,
+# send_queue_size=10) in 1.10.10). The worker is one process per CPU, so these threads only overlap
+# the time requests spend waiting (database, upstream HTTP): the GIL serialises the Python work.
+# 10 (a2wsgi's own default) lets a worker wait on 10 slow calls at once; more threads mostly add
+# memory and GIL contention, and a request beyond 10 queues inside the worker (counted in_flight).
 WSGI_THREADS = 10
 
 # Before the event loop runs, channel writes are blocking with this timeout: the master always
@@ -776,6 +776,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="herdsman_worker.py",
@@ -788,7 +795,7 @@ def parse_args(argv):
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
-    parser.add_argument("--graceful-timeout", type=positive_float, required=True)
+    parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--no-access-log", action="store_true")
     parser.add_argument("--chdir")
