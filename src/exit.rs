@@ -23,10 +23,30 @@ pub const PYTHON_ENV: i32 = 6;
 /// Every code with its meaning, for `--help` texts and the docs test.
 pub const TABLE: &[(i32, &str, &str)] = &[
     (OK, "OK", "clean stop, or `check` found no problem"),
-    (FAILURE, "FAILURE", "unexpected operating-system failure in the master"),
-    (USAGE, "USAGE", "bad command line or configuration; nothing was started"),
-    (WORKER_BOOT, "WORKER_BOOT", "workers could not boot at first start"),
-    (APP_LOAD, "APP_LOAD", "the application failed to import at first start"),
+    (
+        FAILURE,
+        "FAILURE",
+        "unexpected operating-system failure in the master",
+    ),
+    (
+        USAGE,
+        "USAGE",
+        "bad command line or configuration; nothing was started",
+    ),
+    (
+        WORKER_BOOT,
+        "WORKER_BOOT",
+        "workers could not boot at first start",
+    ),
+    (
+        APP_LOAD,
+        "APP_LOAD",
+        "the application failed to import at first start",
+    ),
     (BIND, "BIND", "a listening socket could not be set up"),
-    (PYTHON_ENV, "PYTHON_ENV", "the Python interpreter, uvicorn or a2wsgi is missing or unusable"),
+    (
+        PYTHON_ENV,
+        "PYTHON_ENV",
+        "the Python interpreter, uvicorn or a2wsgi is missing or unusable",
+    ),
 ];

@@ -25,8 +25,14 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     // Already initialised (only possible in tests): keep the first subscriber.
     drop(result);

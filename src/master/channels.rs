@@ -23,7 +23,11 @@ pub struct Channels {
 
 impl Channels {
     pub fn insert(&mut self, id: WorkerId, fd: OwnedFd) {
-        let channel = Channel { fd, buffer: LineBuffer::default(), open: true };
+        let channel = Channel {
+            fd,
+            buffer: LineBuffer::default(),
+            open: true,
+        };
         self.by_worker.insert(id, channel);
     }
 
@@ -42,7 +46,9 @@ impl Channels {
 
     /// Reads everything available on worker `id`'s channel into events.
     pub fn drain(&mut self, id: WorkerId, events: &mut Vec<Event>) {
-        let Some(channel) = self.by_worker.get_mut(&id) else { return };
+        let Some(channel) = self.by_worker.get_mut(&id) else {
+            return;
+        };
         if !channel.open {
             return;
         }

@@ -26,15 +26,25 @@ pub enum Event {
     /// A reload was requested (SIGHUP).
     ReloadRequested,
     /// The loop built generation `generation` from a freshly loaded config: roll over to it.
-    Reload { generation: u64, target: Option<u32> },
+    Reload {
+        generation: u64,
+        target: Option<u32>,
+    },
     /// The reload could not start (the config is invalid); the current generation stays.
     ReloadAborted,
     /// A spawn asked for by [`Action::Spawn`] succeeded.
     Spawned { id: WorkerId, pid: i32 },
     /// A spawn failed before a process existed (exec failed, fork failed).
-    SpawnFailed { id: WorkerId, error: String, exec_failed: bool },
+    SpawnFailed {
+        id: WorkerId,
+        error: String,
+        exec_failed: bool,
+    },
     /// A worker sent a message.
-    Message { id: WorkerId, message: WorkerMessage },
+    Message {
+        id: WorkerId,
+        message: WorkerMessage,
+    },
     /// A worker's channel reached end-of-file.
     ChannelClosed { id: WorkerId },
     /// A child was reaped.
@@ -73,7 +83,11 @@ pub enum Action {
     /// `SpawnFailed`.
     Spawn { id: WorkerId, generation: u64 },
     /// Signal a worker that has not been reaped yet.
-    Signal { id: WorkerId, pid: i32, signal: WorkerSignal },
+    Signal {
+        id: WorkerId,
+        pid: i32,
+        signal: WorkerSignal,
+    },
     /// Load the config again and answer with `Reload` or `ReloadAborted`.
     LoadConfig,
     /// Stop listening: close the master's copies of the listeners (at the start of a stop).

@@ -9,7 +9,10 @@ use crate::worker::BootErrorKind;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
     /// The worker said why (`boot_error`), or its exit code did.
-    Reported { kind: BootErrorKind, message: String },
+    Reported {
+        kind: BootErrorKind,
+        message: String,
+    },
     /// It did not become ready within the boot timeout.
     Timeout,
     /// It exited or died before becoming ready without saying why.
@@ -25,7 +28,10 @@ impl Failure {
         match (reported, status) {
             (Some((kind, message)), _) => Failure::Reported { kind, message },
             (None, ExitStatus::Code(code)) => match BootErrorKind::from_exit_code(code) {
-                Some(kind) => Failure::Reported { kind, message: format!("worker exited with code {code}") },
+                Some(kind) => Failure::Reported {
+                    kind,
+                    message: format!("worker exited with code {code}"),
+                },
                 None => Failure::Died(status),
             },
             (None, status) => Failure::Died(status),
@@ -36,15 +42,26 @@ impl Failure {
     pub fn is_hopeless(&self) -> bool {
         matches!(
             self,
-            Failure::Exec(_) | Failure::Reported { kind: BootErrorKind::Dependency, .. }
+            Failure::Exec(_)
+                | Failure::Reported {
+                    kind: BootErrorKind::Dependency,
+                    ..
+                }
         )
     }
 
     /// The master's exit code when it gives up at first start because of this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Reported { kind: BootErrorKind::Import | BootErrorKind::Interface, .. } => exit::APP_LOAD,
-            Failure::Reported { kind: BootErrorKind::Dependency, .. } | Failure::Exec(_) => exit::PYTHON_ENV,
+            Failure::Reported {
+                kind: BootErrorKind::Import | BootErrorKind::Interface,
+                ..
+            } => exit::APP_LOAD,
+            Failure::Reported {
+                kind: BootErrorKind::Dependency,
+                ..
+            }
+            | Failure::Exec(_) => exit::PYTHON_ENV,
             _ => exit::WORKER_BOOT,
         }
     }
@@ -74,9 +91,13 @@ impl Failure {
 /// One log line for one failed boot attempt.
 pub fn describe_boot_failure(failure: &Failure) -> String {
     match failure {
-        Failure::Reported { kind, message } => format!("worker failed to boot ({}): {message}", kind_name(*kind)),
+        Failure::Reported { kind, message } => {
+            format!("worker failed to boot ({}): {message}", kind_name(*kind))
+        }
         Failure::Timeout => "worker failed to boot: boot timeout".into(),
-        Failure::Died(status) => format!("worker failed to boot: it exited before becoming ready ({status})"),
+        Failure::Died(status) => {
+            format!("worker failed to boot: it exited before becoming ready ({status})")
+        }
         Failure::Exec(error) => format!("worker could not be started: {error}"),
         Failure::Spawn(error) => format!("worker could not be started: {error}"),
     }
@@ -100,7 +121,10 @@ mod tests {
     fn exit_codes_follow_the_failure() {
         let import = Failure::from_exit(None, ExitStatus::Code(10));
         assert_eq!(import.exit_code(), exit::APP_LOAD);
-        let dep = Failure::from_exit(Some((BootErrorKind::Dependency, "m".into())), ExitStatus::Code(11));
+        let dep = Failure::from_exit(
+            Some((BootErrorKind::Dependency, "m".into())),
+            ExitStatus::Code(11),
+        );
         assert!(dep.is_hopeless());
         assert_eq!(dep.exit_code(), exit::PYTHON_ENV);
         let died = Failure::from_exit(None, ExitStatus::Code(1));

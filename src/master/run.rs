@@ -94,7 +94,11 @@ impl Supervisor {
         let channels = self.channels.pollable();
         let mut fds = Vec::with_capacity(channels.len() + 1);
         fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
-        fds.extend(channels.iter().map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)));
+        fds.extend(
+            channels
+                .iter()
+                .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
+        );
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -116,7 +120,12 @@ impl Supervisor {
         for (sig, count) in self.signals.take() {
             self.on_signal(sig, count, &mut events);
         }
-        let ids: Vec<WorkerId> = self.channels.pollable().into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<WorkerId> = self
+            .channels
+            .pollable()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         for id in ids {
             self.channels.drain(id, &mut events);
         }
@@ -141,7 +150,9 @@ impl Supervisor {
             Sig::Ttin => events.push(Event::Scale(count as i64)),
             Sig::Ttou => events.push(Event::Scale(-(count as i64))),
             Sig::Usr1 => info!("SIGUSR1: logs go to stderr, there is no log file to reopen"),
-            Sig::Usr2 => warn!("SIGUSR2 (binary upgrade) is not supported by this version; ignored"),
+            Sig::Usr2 => {
+                warn!("SIGUSR2 (binary upgrade) is not supported by this version; ignored")
+            }
             Sig::Chld => {} // reaping happens on every wakeup
         }
     }
@@ -160,17 +171,28 @@ impl Supervisor {
 
     fn spawn(&mut self, id: WorkerId, generation: u64) -> Event {
         let Some(spec) = self.specs.get(&generation) else {
-            return Event::SpawnFailed { id, error: format!("generation {generation} has no spec"), exec_failed: false };
+            return Event::SpawnFailed {
+                id,
+                error: format!("generation {generation} has no spec"),
+                exec_failed: false,
+            };
         };
         match self.spawner.spawn(id, spec) {
             Ok(spawned) => {
                 self.pids.insert(spawned.pid, id);
                 self.channels.insert(id, spawned.channel);
-                Event::Spawned { id, pid: spawned.pid }
+                Event::Spawned {
+                    id,
+                    pid: spawned.pid,
+                }
             }
             Err(err) => {
                 let exec_failed = matches!(err, SpawnError::Exec(ExecError::Exec { .. }));
-                Event::SpawnFailed { id, error: error_chain(&err), exec_failed }
+                Event::SpawnFailed {
+                    id,
+                    error: error_chain(&err),
+                    exec_failed,
+                }
             }
         }
     }
@@ -180,7 +202,8 @@ impl Supervisor {
         if !self.pids.contains_key(&pid) {
             return;
         }
-        let sig = Signal::try_from(signal.number()).expect("WorkerSignal numbers are valid signals");
+        let sig =
+            Signal::try_from(signal.number()).expect("WorkerSignal numbers are valid signals");
         if let Err(e) = kill(Pid::from_raw(pid), sig) {
             warn!(worker = id, pid, signal = sig.as_str(), error = %e, "could not signal worker");
         }
@@ -210,7 +233,8 @@ impl Supervisor {
             .then(|| super::start::worker_target(config.workers));
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.specs.insert(generation, WorkerSpec::new(&config, python, &env));
+        self.specs
+            .insert(generation, WorkerSpec::new(&config, python, &env));
         self.config = config;
         Event::Reload { generation, target }
     }

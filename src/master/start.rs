@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::policy::Policy;
 use super::run::{env_snapshot, error_chain, run, Supervisor};
@@ -24,7 +24,11 @@ pub fn worker_target(count: WorkerCount) -> u32 {
         WorkerCount::Fixed(n) => n.get(),
         WorkerCount::Auto => {
             let sizing = sizing::detect();
-            info!(workers = sizing.workers, "auto sizing: {}", sizing.explain());
+            info!(
+                workers = sizing.workers,
+                "auto sizing: {}",
+                sizing.explain()
+            );
             sizing.workers
         }
     }
@@ -32,7 +36,14 @@ pub fn worker_target(count: WorkerCount) -> u32 {
 
 /// Starts everything and runs until the master exits; returns the process exit code.
 pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
-    info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), "herdsman starting");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        "herdsman starting"
+    );
+    for warning in crate::config::file_warnings(&config) {
+        warn!("{warning}");
+    }
     let target = worker_target(config.workers);
     let env = env_snapshot();
     let python = match python::resolve(config.python.as_deref(), &env) {

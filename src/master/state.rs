@@ -87,9 +87,11 @@ impl Master {
             Event::Reload { generation, target } => self.on_reload(generation, target, now),
             Event::ReloadAborted => self.on_reload_aborted(&mut out),
             Event::Spawned { id, pid } => self.on_spawned(id, pid),
-            Event::SpawnFailed { id, error, exec_failed } => {
-                self.on_spawn_failed(id, error, exec_failed, now, &mut out)
-            }
+            Event::SpawnFailed {
+                id,
+                error,
+                exec_failed,
+            } => self.on_spawn_failed(id, error, exec_failed, now, &mut out),
             Event::Message { id, message } => self.on_message(id, message, now),
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
             Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
@@ -105,8 +107,13 @@ impl Master {
 
     /// The earliest instant at which [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let workers = self.workers.iter().filter_map(|w| w.deadline(self.policy.timeout));
-        let spawn = self.spawn_after.filter(|_| self.stop.is_none() && self.short_of_target());
+        let workers = self
+            .workers
+            .iter()
+            .filter_map(|w| w.deadline(self.policy.timeout));
+        let spawn = self
+            .spawn_after
+            .filter(|_| self.stop.is_none() && self.short_of_target());
         let stop = self.stop.map(|s| s.deadline);
         workers.chain(spawn).chain(stop).min()
     }
@@ -170,7 +177,11 @@ impl Master {
         };
         let deadline = now + timeout;
         info!(mode = ?mode, workers = self.workers.len(), timeout = ?timeout, "stopping");
-        self.stop = Some(Stopping { mode, deadline, exit_code: code });
+        self.stop = Some(Stopping {
+            mode,
+            deadline,
+            exit_code: code,
+        });
         out.push(Action::CloseListeners);
         for w in &mut self.workers {
             w.retiring.get_or_insert(Reason::Shutdown);
@@ -182,7 +193,9 @@ impl Master {
     }
 
     fn begin_quick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let Some(stop) = self.stop.as_mut() else { return };
+        let Some(stop) = self.stop.as_mut() else {
+            return;
+        };
         stop.mode = StopMode::Quick;
         stop.deadline = stop.deadline.min(now + self.policy.quick_timeout);
         let deadline = stop.deadline;
@@ -222,7 +235,11 @@ impl Master {
         }
         let target = (self.policy.target as i64 + delta).clamp(1, u32::MAX as i64) as u32;
         if target != self.policy.target {
-            info!(from = self.policy.target, to = target, "target worker count changed");
+            info!(
+                from = self.policy.target,
+                to = target,
+                "target worker count changed"
+            );
             self.policy.target = target;
         }
     }
@@ -248,7 +265,12 @@ impl Master {
         if let Some(target) = target {
             self.policy.target = target.max(1);
         }
-        info!(generation, from = self.current, workers = self.policy.target, "reloading");
+        info!(
+            generation,
+            from = self.current,
+            workers = self.policy.target,
+            "reloading"
+        );
         self.current = generation;
         self.rollout = Some(Rollout { started: now });
         self.boot_failures = 0;
@@ -318,7 +340,10 @@ impl Master {
             self.next_id += 1;
             self.workers
                 .push(Worker::new(id, self.current, now, self.policy.boot_timeout));
-            out.push(Action::Spawn { id, generation: self.current });
+            out.push(Action::Spawn {
+                id,
+                generation: self.current,
+            });
         }
     }
 
@@ -377,7 +402,13 @@ impl Master {
     fn retire(&mut self, id: WorkerId, reason: Reason, now: Instant, out: &mut Vec<Action>) {
         let kill_at = now + self.policy.graceful_timeout;
         let Some(w) = self.find(id) else { return };
-        info!(worker = id, pid = w.pid, generation = w.generation, reason = reason.as_str(), "retiring worker");
+        info!(
+            worker = id,
+            pid = w.pid,
+            generation = w.generation,
+            reason = reason.as_str(),
+            "retiring worker"
+        );
         w.retiring = Some(reason);
         w.phase = Phase::Stopping { kill_at };
         signal(w, WorkerSignal::Term, out);
@@ -403,7 +434,12 @@ impl Master {
     fn on_spawned(&mut self, id: WorkerId, pid: i32) {
         if let Some(w) = self.find(id) {
             w.pid = Some(pid);
-            debug!(worker = id, pid, generation = w.generation, "worker spawned");
+            debug!(
+                worker = id,
+                pid,
+                generation = w.generation,
+                "worker spawned"
+            );
         }
     }
 
@@ -415,9 +451,15 @@ impl Master {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(pos) = self.workers.iter().position(|w| w.id == id) else { return };
+        let Some(pos) = self.workers.iter().position(|w| w.id == id) else {
+            return;
+        };
         let w = self.workers.remove(pos);
-        let failure = if exec_failed { Failure::Exec(error) } else { Failure::Spawn(error) };
+        let failure = if exec_failed {
+            Failure::Exec(error)
+        } else {
+            Failure::Spawn(error)
+        };
         self.on_boot_failure(&w, failure, now, out);
     }
 
@@ -426,7 +468,10 @@ impl Master {
         w.last_seen = now;
         match message {
             WorkerMessage::Ready { interface } => mark_ready(w, &interface, now),
-            WorkerMessage::Heartbeat { requests, in_flight } => {
+            WorkerMessage::Heartbeat {
+                requests,
+                in_flight,
+            } => {
                 w.requests = requests;
                 w.in_flight = in_flight;
             }
@@ -437,7 +482,9 @@ impl Master {
             WorkerMessage::Hello { python, engine } => {
                 debug!(worker = id, python = %python, engine = %engine, "worker runtime started")
             }
-            WorkerMessage::Stopping { reason } => debug!(worker = id, reason = %reason, "worker stopping"),
+            WorkerMessage::Stopping { reason } => {
+                debug!(worker = id, reason = %reason, "worker stopping")
+            }
             WorkerMessage::Unknown => debug!(worker = id, "unknown message type ignored"),
         }
         let current = self.current;
@@ -464,7 +511,13 @@ impl Master {
         }
     }
 
-    fn on_boot_failure(&mut self, w: &Worker, failure: Failure, now: Instant, out: &mut Vec<Action>) {
+    fn on_boot_failure(
+        &mut self,
+        w: &Worker,
+        failure: Failure,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if self.stop.is_some() || w.generation != self.current {
             debug!(worker = w.id, "boot failure of a worker no longer wanted");
             return;
@@ -474,7 +527,12 @@ impl Master {
         let attempts = self.policy.startup_attempts;
         let decisive = !self.ever_ready || self.rollout.is_some();
         if decisive && (failure.is_hopeless() || self.boot_failures >= attempts) {
-            error!(worker = w.id, pid = w.pid, "{}", describe_boot_failure(&failure));
+            error!(
+                worker = w.id,
+                pid = w.pid,
+                "{}",
+                describe_boot_failure(&failure)
+            );
             if self.ever_ready {
                 self.roll_back(&failure, out);
             } else {
@@ -538,7 +596,11 @@ fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Ac
         }
         Phase::Dumping { kill_at } if now >= kill_at => kill(w, out),
         Phase::Stopping { kill_at } if now >= kill_at => {
-            warn!(worker = w.id, pid = w.pid, "worker did not stop in time: sending SIGKILL");
+            warn!(
+                worker = w.id,
+                pid = w.pid,
+                "worker did not stop in time: sending SIGKILL"
+            );
             kill(w, out);
         }
         _ => {}
@@ -563,7 +625,11 @@ fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
 
 fn signal(w: &Worker, signal: WorkerSignal, out: &mut Vec<Action>) {
     if let Some(pid) = w.pid {
-        out.push(Action::Signal { id: w.id, pid, signal });
+        out.push(Action::Signal {
+            id: w.id,
+            pid,
+            signal,
+        });
     }
 }
 
@@ -589,7 +655,9 @@ fn report_retired(w: &Worker, reason: Reason, status: ExitStatus) {
         _ if status.is_sigkill() => {
             warn!(worker = w.id, pid = w.pid, %status, reason = why, "worker killed at its deadline")
         }
-        _ => info!(worker = w.id, pid = w.pid, %status, reason = why, requests = w.requests, "worker exited"),
+        _ => {
+            info!(worker = w.id, pid = w.pid, %status, reason = why, requests = w.requests, "worker exited")
+        }
     }
 }
 

@@ -16,7 +16,10 @@ struct H {
     now: Instant,
 }
 
-const KILLED: ExitStatus = ExitStatus::Signaled { signal: libc::SIGKILL, core_dumped: false };
+const KILLED: ExitStatus = ExitStatus::Signaled {
+    signal: libc::SIGKILL,
+    core_dumped: false,
+};
 
 fn pid(id: u64) -> i32 {
     1000 + id as i32
@@ -27,7 +30,10 @@ impl H {
         let mut policy = test_policy();
         policy.target = target;
         let now = Instant::now();
-        let mut h = H { m: Master::new(policy, now), now };
+        let mut h = H {
+            m: Master::new(policy, now),
+            now,
+        };
         let actions = h.ev(Event::Tick);
         (h, actions)
     }
@@ -57,35 +63,62 @@ impl H {
     }
 
     fn ready(&mut self, id: u64) -> Vec<Action> {
-        self.msg(id, WorkerMessage::Ready { interface: "asgi".into() })
+        self.msg(
+            id,
+            WorkerMessage::Ready {
+                interface: "asgi".into(),
+            },
+        )
     }
 
     fn exit(&mut self, id: u64, status: ExitStatus) -> Vec<Action> {
-        self.ev(Event::Exited { pid: pid(id), status })
+        self.ev(Event::Exited {
+            pid: pid(id),
+            status,
+        })
     }
 
     fn ready_count(&self) -> usize {
-        self.m.workers().iter().filter(|w| w.phase == Phase::Ready).count()
+        self.m
+            .workers()
+            .iter()
+            .filter(|w| w.phase == Phase::Ready)
+            .count()
     }
 }
 
 fn spawned(actions: &[Action]) -> Vec<u64> {
-    actions.iter().filter_map(|a| match a { Action::Spawn { id, .. } => Some(*id), _ => None }).collect()
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
 }
 
 fn signalled(actions: &[Action], sig: WorkerSignal) -> Vec<u64> {
     actions
         .iter()
-        .filter_map(|a| match a { Action::Signal { id, signal, .. } if *signal == sig => Some(*id), _ => None })
+        .filter_map(|a| match a {
+            Action::Signal { id, signal, .. } if *signal == sig => Some(*id),
+            _ => None,
+        })
         .collect()
 }
 
 fn exit_code(actions: &[Action]) -> Option<i32> {
-    actions.iter().find_map(|a| match a { Action::Exit(code) => Some(*code), _ => None })
+    actions.iter().find_map(|a| match a {
+        Action::Exit(code) => Some(*code),
+        _ => None,
+    })
 }
 
 fn boot_error(kind: BootErrorKind) -> WorkerMessage {
-    WorkerMessage::BootError { kind, message: "boom".into() }
+    WorkerMessage::BootError {
+        kind,
+        message: "boom".into(),
+    }
 }
 
 fn started(target: u32) -> H {
@@ -101,7 +134,10 @@ fn started(target: u32) -> H {
 fn starts_the_target_number_of_workers() {
     let (h, actions) = H::new(3);
     assert_eq!(spawned(&actions), vec![1, 2, 3]);
-    assert_eq!(h.m.workers().iter().map(|w| w.pid).collect::<Vec<_>>(), vec![Some(1001), Some(1002), Some(1003)]);
+    assert_eq!(
+        h.m.workers().iter().map(|w| w.pid).collect::<Vec<_>>(),
+        vec![Some(1001), Some(1002), Some(1003)]
+    );
 }
 
 #[test]
@@ -115,7 +151,10 @@ fn a_crashed_ready_worker_is_replaced_at_once() {
 #[test]
 fn reaping_an_unknown_child_changes_nothing() {
     let mut h = started(2);
-    let actions = h.ev(Event::Exited { pid: 4242, status: ExitStatus::Code(0) });
+    let actions = h.ev(Event::Exited {
+        pid: 4242,
+        status: ExitStatus::Code(0),
+    });
     assert!(actions.is_empty());
     assert_eq!(h.ready_count(), 2);
 }
@@ -155,7 +194,14 @@ fn an_exec_failure_gives_up_with_python_env() {
     let mut m = Master::new(policy, now);
     let actions = m.on_event(Event::Tick, now);
     assert_eq!(spawned(&actions), vec![1]);
-    let actions = m.on_event(Event::SpawnFailed { id: 1, error: "ENOENT".into(), exec_failed: true }, now);
+    let actions = m.on_event(
+        Event::SpawnFailed {
+            id: 1,
+            error: "ENOENT".into(),
+            exec_failed: true,
+        },
+        now,
+    );
     assert_eq!(exit_code(&actions), Some(exit::PYTHON_ENV));
 }
 
@@ -178,7 +224,10 @@ fn a_worker_that_never_becomes_ready_is_dumped_then_killed() {
     let (mut h, _) = H::new(1);
     let actions = h.advance(Duration::from_secs(20));
     assert_eq!(signalled(&actions, WorkerSignal::Dump), vec![1]);
-    assert!(spawned(&actions).is_empty(), "it keeps its place until reaped");
+    assert!(
+        spawned(&actions).is_empty(),
+        "it keeps its place until reaped"
+    );
     let actions = h.advance(Duration::from_millis(500));
     assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1]);
     let actions = h.exit(1, KILLED);
@@ -191,11 +240,21 @@ fn heartbeats_keep_a_worker_alive_and_silence_gets_it_replaced() {
     let mut h = started(1);
     for _ in 0..5 {
         assert!(h.advance(Duration::from_secs(20)).is_empty());
-        h.msg(1, WorkerMessage::Heartbeat { requests: 1, in_flight: 1 });
+        h.msg(
+            1,
+            WorkerMessage::Heartbeat {
+                requests: 1,
+                in_flight: 1,
+            },
+        );
     }
     let actions = h.advance(Duration::from_secs(30));
     assert_eq!(signalled(&actions, WorkerSignal::Dump), vec![1]);
-    assert_eq!(spawned(&actions), vec![2], "the replacement starts at once, without backoff");
+    assert_eq!(
+        spawned(&actions),
+        vec![2],
+        "the replacement starts at once, without backoff"
+    );
     let actions = h.advance(Duration::from_millis(500));
     assert_eq!(signalled(&actions, WorkerSignal::Kill), vec![1]);
     assert!(spawned(&h.exit(1, KILLED)).is_empty());
@@ -207,7 +266,10 @@ fn graceful_stop_terms_everyone_and_exits_when_all_are_reaped() {
     let actions = h.ev(Event::Stop(StopMode::Graceful));
     assert_eq!(actions[0], Action::CloseListeners);
     assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1, 2]);
-    assert!(spawned(&h.exit(1, ExitStatus::Code(0))).is_empty(), "no replacement while stopping");
+    assert!(
+        spawned(&h.exit(1, ExitStatus::Code(0))).is_empty(),
+        "no replacement while stopping"
+    );
     assert_eq!(exit_code(&h.exit(2, ExitStatus::Code(0))), Some(exit::OK));
 }
 
@@ -236,12 +298,23 @@ fn a_second_stop_escalates_and_a_third_kills() {
 fn reload_replaces_one_at_a_time_and_never_dips_below_target() {
     let mut h = started(3);
     assert_eq!(h.ev(Event::ReloadRequested), vec![Action::LoadConfig]);
-    let actions = h.ev(Event::Reload { generation: 1, target: None });
+    let actions = h.ev(Event::Reload {
+        generation: 1,
+        target: None,
+    });
     assert_eq!(spawned(&actions), vec![4], "surge of one");
-    assert!(signalled(&actions, WorkerSignal::Term).is_empty(), "nothing retired before a new one is ready");
+    assert!(
+        signalled(&actions, WorkerSignal::Term).is_empty(),
+        "nothing retired before a new one is ready"
+    );
     let mut retired = Vec::new();
     let mut next = 4;
-    while h.m.workers().iter().any(|w| w.generation == 0 && w.retiring.is_none()) {
+    while h
+        .m
+        .workers()
+        .iter()
+        .any(|w| w.generation == 0 && w.retiring.is_none())
+    {
         let actions = h.ready(next);
         retired.extend(signalled(&actions, WorkerSignal::Term));
         assert!(h.ready_count() >= 3);
@@ -253,14 +326,21 @@ fn reload_replaces_one_at_a_time_and_never_dips_below_target() {
         }
     }
     assert_eq!(retired, vec![1, 2, 3], "oldest first");
-    assert!(h.m.workers().iter().all(|w| w.generation == 1 && w.phase == Phase::Ready));
+    assert!(h
+        .m
+        .workers()
+        .iter()
+        .all(|w| w.generation == 1 && w.phase == Phase::Ready));
 }
 
 #[test]
 fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
     let mut h = started(2);
     h.ev(Event::ReloadRequested);
-    h.ev(Event::Reload { generation: 1, target: None });
+    h.ev(Event::Reload {
+        generation: 1,
+        target: None,
+    });
     let mut id = 3;
     let mut all = Vec::new();
     for _ in 0..10 {
@@ -268,7 +348,13 @@ fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
         let actions = h.exit(id, ExitStatus::Code(10));
         all.extend(actions.clone());
         for old in [1, 2] {
-            h.msg(old, WorkerMessage::Heartbeat { requests: 0, in_flight: 0 });
+            h.msg(
+                old,
+                WorkerMessage::Heartbeat {
+                    requests: 0,
+                    in_flight: 0,
+                },
+            );
         }
         let later = h.advance(Duration::from_secs(10));
         all.extend(later.clone());
@@ -278,10 +364,17 @@ fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
         }
     }
     assert!(exit_code(&all).is_none(), "the master keeps running");
-    assert!(signalled(&all, WorkerSignal::Term).is_empty(), "old workers untouched");
+    assert!(
+        signalled(&all, WorkerSignal::Term).is_empty(),
+        "old workers untouched"
+    );
     assert_eq!(h.ready_count(), 2);
     assert!(h.m.workers().iter().all(|w| w.generation == 0));
-    assert_eq!(h.ev(Event::ReloadRequested), vec![Action::LoadConfig], "a later reload works");
+    assert_eq!(
+        h.ev(Event::ReloadRequested),
+        vec![Action::LoadConfig],
+        "a later reload works"
+    );
 }
 
 #[test]
@@ -290,10 +383,17 @@ fn reloads_requested_during_a_reload_coalesce_into_one() {
     h.ev(Event::ReloadRequested);
     assert!(h.ev(Event::ReloadRequested).is_empty());
     assert!(h.ev(Event::ReloadRequested).is_empty());
-    h.ev(Event::Reload { generation: 1, target: None });
+    h.ev(Event::Reload {
+        generation: 1,
+        target: None,
+    });
     let actions = h.ready(2);
     assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1]);
-    assert_eq!(actions.iter().filter(|a| **a == Action::LoadConfig).count(), 1, "exactly one more reload");
+    assert_eq!(
+        actions.iter().filter(|a| **a == Action::LoadConfig).count(),
+        1,
+        "exactly one more reload"
+    );
     assert!(h.exit(1, ExitStatus::Code(0)).is_empty());
 }
 

@@ -92,8 +92,12 @@ pub fn spawn(plan: &ExecPlan) -> Result<Pid, ExecError> {
     let (status_read, status_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ExecError::Pipe)?;
     let mut saved = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut saved))
-        .map_err(ExecError::SignalMask)?;
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut saved),
+    )
+    .map_err(ExecError::SignalMask)?;
     let parent = nix::unistd::getpid();
     // SAFETY: the master is single-threaded, so the child is a faithful copy with no lock held
     // by another thread; the child only runs `child_exec`, which is async-signal-safe.

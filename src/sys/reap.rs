@@ -23,8 +23,13 @@ impl std::fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExitStatus::Code(code) => write!(f, "exit code {code}"),
-            ExitStatus::Signaled { signal, core_dumped } => {
-                let name = Signal::try_from(*signal).map(|s| s.as_str()).unwrap_or("signal");
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                let name = Signal::try_from(*signal)
+                    .map(|s| s.as_str())
+                    .unwrap_or("signal");
                 let core = if *core_dumped { " (core dumped)" } else { "" };
                 write!(f, "{name} ({signal}){core}")
             }
@@ -38,7 +43,9 @@ pub fn reap_all() -> Vec<(i32, ExitStatus)> {
     let mut reaped = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid.as_raw(), ExitStatus::Code(code))),
+            Ok(WaitStatus::Exited(pid, code)) => {
+                reaped.push((pid.as_raw(), ExitStatus::Code(code)))
+            }
             Ok(WaitStatus::Signaled(pid, signal, core_dumped)) => reaped.push((
                 pid.as_raw(),
                 ExitStatus::Signaled {

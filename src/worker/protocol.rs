@@ -118,8 +118,13 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Ok(WorkerMessage::Ready { interface: "asgi".into() }),
-                Ok(WorkerMessage::Heartbeat { requests: 3, in_flight: 1 }),
+                Ok(WorkerMessage::Ready {
+                    interface: "asgi".into()
+                }),
+                Ok(WorkerMessage::Heartbeat {
+                    requests: 3,
+                    in_flight: 1
+                }),
             ]
         );
     }
@@ -132,7 +137,9 @@ mod tests {
             got,
             vec![
                 Ok(WorkerMessage::Unknown),
-                Ok(WorkerMessage::Stopping { reason: "signal".into() }),
+                Ok(WorkerMessage::Stopping {
+                    reason: "signal".into()
+                }),
             ]
         );
     }
@@ -140,11 +147,15 @@ mod tests {
     #[test]
     fn reports_garbage_and_unknown_boot_error_kinds() {
         let mut buf = LineBuffer::default();
-        let got = buf.push(b"not json\n{\"type\":\"boot_error\",\"kind\":\"weird\",\"message\":\"m\"}\n");
+        let got =
+            buf.push(b"not json\n{\"type\":\"boot_error\",\"kind\":\"weird\",\"message\":\"m\"}\n");
         assert_eq!(got[0], Err("not json".to_string()));
         assert_eq!(
             got[1],
-            Ok(WorkerMessage::BootError { kind: BootErrorKind::Other, message: "m".into() })
+            Ok(WorkerMessage::BootError {
+                kind: BootErrorKind::Other,
+                message: "m".into()
+            })
         );
     }
 
@@ -155,13 +166,24 @@ mod tests {
         let got = buf.push(&long);
         assert!(matches!(got.as_slice(), [Err(_)]));
         let got = buf.push(b"yyy\n{\"type\":\"ready\"}\n");
-        assert_eq!(got, vec![Ok(WorkerMessage::Ready { interface: String::new() })]);
+        assert_eq!(
+            got,
+            vec![Ok(WorkerMessage::Ready {
+                interface: String::new()
+            })]
+        );
     }
 
     #[test]
     fn boot_error_kinds_from_exit_codes() {
-        assert_eq!(BootErrorKind::from_exit_code(10), Some(BootErrorKind::Import));
-        assert_eq!(BootErrorKind::from_exit_code(11), Some(BootErrorKind::Dependency));
+        assert_eq!(
+            BootErrorKind::from_exit_code(10),
+            Some(BootErrorKind::Import)
+        );
+        assert_eq!(
+            BootErrorKind::from_exit_code(11),
+            Some(BootErrorKind::Dependency)
+        );
         assert_eq!(BootErrorKind::from_exit_code(1), None);
     }
 }

@@ -14,7 +14,10 @@ pub enum PythonError {
 }
 
 /// Resolves the interpreter from the configured value and the master's environment.
-pub fn resolve(configured: Option<&Path>, env: &[(String, String)]) -> Result<PathBuf, PythonError> {
+pub fn resolve(
+    configured: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<PathBuf, PythonError> {
     let lookup = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     if let Some(path) = configured {
         return if path.components().count() > 1 || path.is_absolute() {
@@ -36,7 +39,9 @@ fn executable(path: &Path) -> Result<PathBuf, PythonError> {
     if is_executable(path) {
         Ok(path.to_path_buf())
     } else {
-        Err(PythonError::NotExecutable { path: path.to_path_buf() })
+        Err(PythonError::NotExecutable {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -47,7 +52,9 @@ fn on_path(name: &str, path_var: Option<&str>) -> Result<PathBuf, PythonError> {
         .filter(|dir| !dir.is_empty())
         .map(|dir| Path::new(dir).join(name))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| PythonError::NotOnPath { name: name.to_string() })
+        .ok_or_else(|| PythonError::NotOnPath {
+            name: name.to_string(),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -72,9 +79,18 @@ mod tests {
         assert_eq!(resolve(None, &venv).expect("venv python"), py);
         assert_eq!(resolve(Some(&py), &[]).expect("configured"), py);
         let missing = dir.path().join("nope/python");
-        assert!(matches!(resolve(Some(&missing), &venv), Err(PythonError::NotExecutable { .. })));
+        assert!(matches!(
+            resolve(Some(&missing), &venv),
+            Err(PythonError::NotExecutable { .. })
+        ));
         let path = vec![("PATH".to_string(), bin.display().to_string())];
-        assert_eq!(resolve(Some(Path::new("python")), &path).expect("on PATH"), py);
-        assert!(matches!(resolve(None, &path), Err(PythonError::NotOnPath { .. })));
+        assert_eq!(
+            resolve(Some(Path::new("python")), &path).expect("on PATH"),
+            py
+        );
+        assert!(matches!(
+            resolve(None, &path),
+            Err(PythonError::NotOnPath { .. })
+        ));
     }
 }

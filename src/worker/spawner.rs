@@ -71,6 +71,10 @@ fn runtime_args(config: &Config) -> Vec<String> {
         seconds(config.graceful_timeout),
         "--log-level".to_string(),
         level_name(config.log_level).to_string(),
+        // uvicorn calls listen() again on every socket it serves; without this it would replace
+        // the configured backlog with its own default.
+        "--backlog".to_string(),
+        config.backlog.to_string(),
     ];
     if app.factory {
         args.push("--factory".into());
@@ -156,7 +160,12 @@ impl ExecSpawner {
         self.listeners = listeners;
     }
 
-    fn plan(&self, worker_id: u64, spec: &WorkerSpec, channel: RawFd) -> Result<ExecPlan, ExecError> {
+    fn plan(
+        &self,
+        worker_id: u64,
+        spec: &WorkerSpec,
+        channel: RawFd,
+    ) -> Result<ExecPlan, ExecError> {
         let first = 3;
         let channel_target = first + self.listeners.len() as RawFd;
         let mut args = vec![self.script.display().to_string()];
@@ -168,7 +177,12 @@ impl ExecSpawner {
         args.extend(["--worker-id".into(), worker_id.to_string()]);
         args.extend(spec.args.iter().cloned());
         let mut fds = vec![(self.devnull.as_raw_fd(), 0)];
-        fds.extend(self.listeners.iter().enumerate().map(|(i, &fd)| (fd, first + i as RawFd)));
+        fds.extend(
+            self.listeners
+                .iter()
+                .enumerate()
+                .map(|(i, &fd)| (fd, first + i as RawFd)),
+        );
         fds.push((channel, channel_target));
         ExecPlan::new(&spec.python.display().to_string(), &args, &spec.env, fds)
     }
@@ -201,7 +215,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -214,13 +231,25 @@ mod tests {
             ("KEEP", "old"),
         ]);
         let got = worker_env(&master, &env(&[("KEEP", "new"), ("ADDED", "1")]));
-        assert_eq!(got, env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")]));
+        assert_eq!(
+            got,
+            env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")])
+        );
     }
 
     #[test]
     fn heartbeat_interval_is_bounded() {
-        assert_eq!(heartbeat_interval(Duration::from_secs(30)), Duration::from_secs(1));
-        assert_eq!(heartbeat_interval(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(heartbeat_interval(Duration::from_millis(100)), Duration::from_millis(50));
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(30)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
     }
 }

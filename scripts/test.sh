@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of herdsman on a fresh machine: builds the pinned Python venv the real workers
+# run in (scripts/venv.sh), then every Rust unit and integration test under cargo-nextest (one
+# process per test, each with a hard deadline: .config/nextest.toml). Extra arguments go to nextest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/venv.sh
+export HERDSMAN_TEST_PYTHON="$PWD/.venv/bin/python"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-nextest" >&2
+    cargo install cargo-nextest --locked
+fi
+
+profile=default
+[[ "${CI:-}" == "true" ]] && profile=ci
+cargo nextest run --all-targets --profile "$profile" "$@"

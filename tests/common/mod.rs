@@ -1,0 +1,543 @@
+//! Test harness: starts the real `herdsman` binary with real Python workers (the venv built by
+//! scripts/venv.sh) on loopback, collects its log lines as they come, and waits for events,
+//! never for a fixed time. Every wait has a deadline; dropping a [`Herdsman`] SIGKILLs the
+//! master and every worker it reported, by pid, and reaps them, and [`Herdsman::finish`]
+//! asserts that nothing was left behind.
+//!
+//! The test process makes itself a child subreaper, so workers orphaned by a killed master are
+//! reparented to it and can be checked and reaped here. Tests run one per process (nextest),
+//! so this never touches another test's children.
+
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Default deadline for a single wait.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn apps_dir() -> PathBuf {
+    repo().join("tests/apps")
+}
+
+/// The test interpreter: `HERDSMAN_TEST_PYTHON`, else the repo's `.venv`.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("HERDSMAN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "test Python {} is missing: run `bash scripts/test.sh` (it builds the venv) or set HERDSMAN_TEST_PYTHON",
+        path.display()
+    );
+    path
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_herdsman")
+}
+
+/// Makes this test process the reaper of orphaned descendants (once).
+fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and has no memory
+    // safety requirements.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+}
+
+/// Everything the master wrote on stderr, one entry per line, JSON lines parsed.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<(Vec<String>, bool)>,
+    grew: Condvar,
+}
+
+impl Log {
+    fn push(&self, line: String) {
+        let mut guard = self.lines.lock().expect("log lock");
+        guard.0.push(line);
+        self.grew.notify_all();
+    }
+
+    fn close(&self) {
+        self.lines.lock().expect("log lock").1 = true;
+        self.grew.notify_all();
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().expect("log lock").0.join("\n")
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("log lock").0.clone()
+    }
+
+    /// Master log records (the JSON lines), in order.
+    pub fn records(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| parse_record(l))
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the lines seen so far; returns its answer.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[String]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().expect("log lock");
+        loop {
+            if let Some(found) = pred(&guard.0) {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline || guard.1 {
+                let closed = if guard.1 {
+                    " (the master's stderr closed)"
+                } else {
+                    ""
+                };
+                panic!(
+                    "timed out waiting for {what}{closed}; log so far:\n{}",
+                    guard.0.join("\n")
+                );
+            }
+            guard = self
+                .grew
+                .wait_timeout(guard, deadline - now)
+                .expect("log lock")
+                .0;
+        }
+    }
+}
+
+pub fn parse_record(line: &str) -> Option<Value> {
+    line.starts_with('{')
+        .then(|| serde_json::from_str(line).ok())
+        .flatten()
+}
+
+/// The `message` of a master log record.
+pub fn message(record: &Value) -> &str {
+    record.get("message").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Records whose message starts with `prefix`.
+pub fn records_with(lines: &[String], prefix: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| parse_record(l))
+        .filter(|r| message(r).starts_with(prefix))
+        .collect()
+}
+
+pub fn field_i64(record: &Value, key: &str) -> Option<i64> {
+    record.get(key).and_then(Value::as_i64)
+}
+
+/// A running master.
+pub struct Herdsman {
+    exited: std::sync::mpsc::Receiver<ExitStatus>,
+    pub pid: i32,
+    pub log: Arc<Log>,
+    pub dir: tempfile::TempDir,
+    status: Option<ExitStatus>,
+}
+
+/// How to start one.
+pub struct Start {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    default_bind: bool,
+    prefix: Vec<String>,
+}
+
+impl Start {
+    /// `herdsman --python VENV --chdir tests/apps --log-format json -b 127.0.0.1:0 ARGS...`
+    pub fn new(args: &[&str]) -> Start {
+        Start {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            default_bind: true,
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Do not add the default `-b 127.0.0.1:0` (the test gives its own binds).
+    pub fn no_default_bind(mut self) -> Start {
+        self.default_bind = false;
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Start {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run the binary under a wrapper command (e.g. `taskset -c 0`).
+    pub fn wrapped(mut self, prefix: &[&str]) -> Start {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn spawn(self) -> Herdsman {
+        become_subreaper();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut argv: Vec<String> = self.prefix.clone();
+        argv.push(binary().to_string());
+        argv.extend(["--python".into(), python().display().to_string()]);
+        argv.extend(["--chdir".into(), apps_dir().display().to_string()]);
+        argv.extend(["--log-format".into(), "json".into()]);
+        if self.default_bind {
+            argv.extend(["-b".into(), "127.0.0.1:0".into()]);
+        }
+        argv.extend(self.args);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("VIRTUAL_ENV")
+            .env("XDG_RUNTIME_DIR", dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start herdsman");
+        let log = Arc::new(Log::default());
+        pump(child.stderr.take().expect("stderr"), Arc::clone(&log));
+        pump(child.stdout.take().expect("stdout"), Arc::clone(&log));
+        let pid = child.id() as i32;
+        Herdsman {
+            pid,
+            exited: wait_in_thread(child),
+            log,
+            dir,
+            status: None,
+        }
+    }
+}
+
+fn wait_in_thread(mut child: Child) -> std::sync::mpsc::Receiver<ExitStatus> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = tx.send(status);
+        }
+    });
+    rx
+}
+
+fn pump(stream: impl std::io::Read + Send + 'static, log: Arc<Log>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => log.push(line),
+                Err(_) => break,
+            }
+        }
+        log.close();
+    });
+}
+
+impl Herdsman {
+    pub fn start(args: &[&str]) -> Herdsman {
+        Start::new(args).spawn()
+    }
+
+    /// Waits for a master record whose message starts with `prefix` and that satisfies `pred`.
+    pub fn wait_record(&self, prefix: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_record_for(prefix, WAIT, pred)
+    }
+
+    pub fn wait_record_for(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.log.wait_for(
+            &format!("a log record starting {prefix:?}"),
+            timeout,
+            |lines| records_with(lines, prefix).into_iter().find(|r| pred(r)),
+        )
+    }
+
+    /// Waits until `n` records starting with `prefix` were logged; returns them.
+    pub fn wait_records(&self, prefix: &str, n: usize) -> Vec<Value> {
+        self.log.wait_for(
+            &format!("{n} log records starting {prefix:?}"),
+            WAIT,
+            |lines| {
+                let found = records_with(lines, prefix);
+                (found.len() >= n).then_some(found)
+            },
+        )
+    }
+
+    /// Waits for a raw (non-JSON, e.g. worker stderr) line containing `needle`.
+    pub fn wait_line(&self, needle: &str) -> String {
+        self.log
+            .wait_for(&format!("a line containing {needle:?}"), WAIT, |lines| {
+                lines.iter().find(|l| l.contains(needle)).cloned()
+            })
+    }
+
+    /// The first listening address the master logged.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs(1)[0]
+    }
+
+    /// The first `n` TCP listening addresses the master logged.
+    pub fn addrs(&self, n: usize) -> Vec<SocketAddr> {
+        self.wait_records("listening", n)
+            .iter()
+            .filter_map(|r| {
+                r.get("address")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse().ok())
+            })
+            .collect()
+    }
+
+    /// Waits until the master says all workers are ready; returns the pids of the ready workers
+    /// that have not exited.
+    pub fn wait_serving(&self) -> Vec<i32> {
+        self.wait_record("serving: all workers ready", |_| true);
+        self.live_worker_pids()
+    }
+
+    /// Pids the master logged as ready, minus those it logged as exited.
+    pub fn live_worker_pids(&self) -> Vec<i32> {
+        let lines = self.log.lines();
+        let exited: Vec<i64> = lines
+            .iter()
+            .filter_map(|l| parse_record(l))
+            .filter(|r| r.get("status").is_some())
+            .filter_map(|r| field_i64(&r, "pid"))
+            .collect();
+        records_with(&lines, "worker ready")
+            .iter()
+            .filter_map(|r| field_i64(r, "pid"))
+            .filter(|pid| !exited.contains(pid))
+            .map(|pid| pid as i32)
+            .collect()
+    }
+
+    /// Every worker pid the master ever mentioned.
+    pub fn all_worker_pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .log
+            .records()
+            .iter()
+            .filter(|r| r.get("worker").is_some())
+            .filter_map(|r| field_i64(r, "pid"))
+            .map(|p| p as i32)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid, sig);
+    }
+
+    /// Waits for the master to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match self.exited.recv_timeout(timeout) {
+            Ok(status) => {
+                self.status = Some(status);
+                status
+            }
+            Err(_) => panic!(
+                "herdsman did not exit within {timeout:?}; log:\n{}",
+                self.log.text()
+            ),
+        }
+    }
+
+    /// Whether the master has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.exited.try_recv().ok();
+        }
+        self.status.is_some()
+    }
+
+    /// Stops the master gracefully (if running), waits, and asserts that no process it started
+    /// is left and no zombie remains. Returns the master's exit status.
+    pub fn finish(mut self) -> ExitStatus {
+        if self.status.is_none() {
+            self.signal(libc::SIGTERM);
+        }
+        let status = self.wait_exit(WAIT);
+        assert_gone(&self.all_worker_pids(), Duration::from_secs(5));
+        status
+    }
+}
+
+impl Drop for Herdsman {
+    fn drop(&mut self) {
+        if !self.has_exited() {
+            signal(self.pid, libc::SIGKILL);
+            let _ = self.exited.recv_timeout(WAIT);
+        }
+        for pid in self.all_worker_pids() {
+            if is_our_descendant_alive(pid) {
+                signal(pid, libc::SIGKILL);
+            }
+            reap(pid);
+        }
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety requirements.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Reaps `pid` if it is an exited child of ours (orphans reparented to us as subreaper).
+fn reap(pid: i32) {
+    // SAFETY: waitpid with a null status pointer is allowed.
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+    }
+}
+
+fn is_our_descendant_alive(pid: i32) -> bool {
+    process_state(pid).is_some_and(|s| s != 'Z')
+}
+
+/// The process state letter of `pid`, or None if it does not exist.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// The parent pid of `pid`.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Children of `pid` (from /proc), with their states.
+pub fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| parent_pid(p) == Some(pid))
+        .filter_map(|p| Some((p, process_state(p)?)))
+        .collect()
+}
+
+/// Asserts that every pid in `pids` is gone within `timeout`, reaping any that were
+/// reparented to this (subreaper) process. Waits on each process's pidfd, so it wakes on the exit
+/// itself.
+pub fn assert_gone(pids: &[i32], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for &pid in pids {
+        wait_pid_exit(pid, deadline);
+        reap(pid);
+    }
+    let left: Vec<(i32, char)> = pids
+        .iter()
+        .filter_map(|&p| process_state(p).map(|s| (p, s)))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left behind (pid, state): {left:?}"
+    );
+}
+
+/// Blocks until `pid` has exited (or does not exist), or `deadline`.
+pub fn wait_pid_exit(pid: i32, deadline: Instant) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags; the returned fd is owned and closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return true; // no such process
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis()
+        .min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd; fd is ours to close.
+    let ready = unsafe {
+        let n = libc::poll(&mut pfd, 1, wait);
+        libc::close(fd);
+        n
+    };
+    ready > 0
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// Runs `herdsman ARGS` to completion (for `check` and early failures), with a deadline.
+pub fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env_remove("VIRTUAL_ENV");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => {
+            let out = out.expect("output");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+        Err(_) => {
+            signal(pid, libc::SIGKILL);
+            panic!("herdsman {args:?} did not finish within {WAIT:?}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Serving real apps: raw ASGI, raw WSGI, FastAPI, Flask and an app factory, each through real
+//! Python workers over loopback; N workers are N distinct processes, each a child of the master.
+
+mod common;
+
+use common::http::{get, start_block};
+use common::{parent_pid, Herdsman};
+
+/// Serves `app` with one worker, checks `GET /` answers from a worker pid, stops cleanly.
+fn serves(app: &str, expected_name: &str, extra: &[&str]) {
+    let mut args = vec!["-w", "1", app];
+    args.extend_from_slice(extra);
+    let h = Herdsman::start(&args);
+    let pids = h.wait_serving();
+    let resp = get(h.addr(), "/").expect("GET /");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.json()["app"], expected_name);
+    assert_eq!(vec![resp.pid()], pids, "answered by the ready worker");
+    assert!(h.finish().success());
+}
+
+#[test]
+fn serves_a_raw_asgi_app() {
+    serves("asgi_app:app", "asgi_app", &[]);
+}
+
+#[test]
+fn serves_a_raw_wsgi_app() {
+    serves("wsgi_app:app", "wsgi_app", &[]);
+}
+
+#[test]
+fn serves_a_fastapi_app() {
+    let h = Herdsman::start(&["-w", "1", "fastapi_app:app"]);
+    h.wait_serving();
+    let resp = get(h.addr(), "/items/42").expect("GET /items/42");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["item_id"], 42);
+    assert!(h.finish().success());
+}
+
+#[test]
+fn serves_a_flask_app() {
+    serves("flask_app:app", "flask_app", &[]);
+}
+
+#[test]
+fn serves_an_app_factory_both_ways() {
+    serves("asgi_app:create_app()", "asgi_app", &[]);
+    serves("asgi_app:create_app", "asgi_app", &["--factory"]);
+}
+
+#[test]
+fn n_workers_are_n_distinct_children_of_the_master_and_all_serve() {
+    let h = Herdsman::start(&["-w", "3", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 3, "three ready workers: {pids:?}");
+    for &pid in &pids {
+        assert_eq!(
+            parent_pid(pid),
+            Some(h.pid),
+            "worker {pid} is the master's child"
+        );
+    }
+    // Block the event loop of one worker at a time: a blocked worker cannot accept, so each
+    // next request must be answered by a worker not seen yet.
+    let addr = h.addr();
+    let mut blocked = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (inflight, pid) = start_block(addr, 3.0).expect("start /block");
+        assert!(
+            !seen.contains(&pid),
+            "pid {pid} answered twice while blocked: {seen:?}"
+        );
+        seen.push(pid);
+        blocked.push(inflight);
+    }
+    seen.sort_unstable();
+    let mut expected = pids.clone();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "every worker served a request");
+    for inflight in blocked {
+        assert_eq!(inflight.finish().expect("block body"), "done\n");
+    }
+    assert!(h.finish().success());
+}
