@@ -29,6 +29,24 @@ pub mod defaults {
     /// `startup_attempts`: boot failures of one worker slot, before any worker was ever ready,
     /// after which the master gives up and exits.
     pub const STARTUP_ATTEMPTS: u32 = 3;
+    /// `max_surge`: extra workers that may boot at once while replacing others (reload,
+    /// recycling): one keeps memory bounded, and capacity never dips either way.
+    pub const MAX_SURGE: u32 = 1;
+    /// `max_requests`: recycle a worker after this many requests; `None` (0 in the file) = never.
+    pub const MAX_REQUESTS: Option<u64> = None;
+    /// `max_requests_jitter`: up to this many more requests, drawn per worker, so workers
+    /// started together are not recycled together.
+    pub const MAX_REQUESTS_JITTER: u64 = 0;
+    /// `max_worker_memory`: recycle a worker whose proportional set size (PSS) stays above this
+    /// many bytes; `None` = never.
+    pub const MAX_WORKER_MEMORY: Option<u64> = None;
+    /// `max_worker_lifetime`: recycle a worker this long after it became ready; `None` = never.
+    pub const MAX_WORKER_LIFETIME: Option<Duration> = None;
+    /// `max_worker_lifetime_jitter`: up to this much longer, drawn per worker.
+    pub const MAX_WORKER_LIFETIME_JITTER: Duration = Duration::ZERO;
+    /// `memory_check_interval`: how often worker memory is sampled when `max_worker_memory` is
+    /// set; a worker is recycled after 3 consecutive samples over the limit.
+    pub const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
     /// `log_level`.
     pub const LOG_LEVEL: LogLevel = LogLevel::Info;
     /// `log_format`: text, for terminals.
@@ -62,6 +80,20 @@ pub struct Config {
     pub boot_timeout: Duration,
     /// Boot failures per slot, before any worker was ever ready, before giving up.
     pub startup_attempts: u32,
+    /// Extra workers allowed to boot at once while replacing others.
+    pub max_surge: u32,
+    /// Recycle a worker after this many requests (plus its jitter); `None`: never.
+    pub max_requests: Option<u64>,
+    /// Per-worker random extra requests before recycling, 0..=this.
+    pub max_requests_jitter: u64,
+    /// Recycle a worker whose PSS stays above this many bytes; `None`: never.
+    pub max_worker_memory: Option<u64>,
+    /// Recycle a worker this long after it became ready (plus its jitter); `None`: never.
+    pub max_worker_lifetime: Option<Duration>,
+    /// Per-worker random extra lifetime, 0..=this.
+    pub max_worker_lifetime_jitter: Duration,
+    /// How often worker memory is sampled when `max_worker_memory` is set.
+    pub memory_check_interval: Duration,
     /// listen(2) backlog.
     pub backlog: u32,
     /// Master and worker log level.

@@ -41,6 +41,13 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         startup_attempts: v.value(Key::StartupAttempts, defaults::STARTUP_ATTEMPTS, |raw| {
             values::count(raw, 1..=u32::MAX, "3")
         }),
+        max_surge: defaults::MAX_SURGE,
+        max_requests: defaults::MAX_REQUESTS,
+        max_requests_jitter: defaults::MAX_REQUESTS_JITTER,
+        max_worker_memory: defaults::MAX_WORKER_MEMORY,
+        max_worker_lifetime: defaults::MAX_WORKER_LIFETIME,
+        max_worker_lifetime_jitter: defaults::MAX_WORKER_LIFETIME_JITTER,
+        memory_check_interval: defaults::MEMORY_CHECK_INTERVAL,
         backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
             values::count(raw, 1..=65535, "2048")
         }),
