@@ -2,6 +2,7 @@
 //! file is valid and states the real defaults.
 
 use super::*;
+use crate::config::defaults;
 use crate::config::{render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
 use std::path::Path;
 use std::time::Duration;
@@ -62,6 +63,13 @@ fn every_non_default_round_trips() {
         graceful_timeout: Duration::ZERO,
         boot_timeout: Duration::from_secs(3 * 3600 + 1),
         startup_attempts: 9,
+        max_surge: defaults::MAX_SURGE,
+        max_requests: defaults::MAX_REQUESTS,
+        max_requests_jitter: defaults::MAX_REQUESTS_JITTER,
+        max_worker_memory: defaults::MAX_WORKER_MEMORY,
+        max_worker_lifetime: defaults::MAX_WORKER_LIFETIME,
+        max_worker_lifetime_jitter: defaults::MAX_WORKER_LIFETIME_JITTER,
+        memory_check_interval: defaults::MEMORY_CHECK_INTERVAL,
         backlog: 65535,
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
