@@ -2,6 +2,7 @@
 //! signals, reaped children and channel messages into events, and applies actions with system
 //! calls; nothing else crosses between the two.
 
+use super::policy::Policy;
 use crate::sys::reap::ExitStatus;
 use crate::worker::WorkerMessage;
 
@@ -25,10 +26,14 @@ pub enum Event {
     Scale(i64),
     /// A reload was requested (SIGHUP).
     ReloadRequested,
-    /// The loop built generation `generation` from a freshly loaded config: roll over to it.
+    /// The loop built generation `generation` from a freshly loaded config: roll over to it,
+    /// deciding from now on with `policy`. Its target applies only if the config changed the
+    /// worker count (`workers_changed`); otherwise the current target (scaled by TTIN/TTOU)
+    /// stays.
     Reload {
         generation: u64,
-        target: Option<u32>,
+        policy: Box<Policy>,
+        workers_changed: bool,
     },
     /// The reload could not start (the config is invalid); the current generation stays.
     ReloadAborted,
@@ -49,6 +54,10 @@ pub enum Event {
     ChannelClosed { id: WorkerId },
     /// A child was reaped.
     Exited { pid: i32, status: ExitStatus },
+    /// Memory samples asked for by [`Action::MeasureMemory`]: PSS in bytes, `None` if unreadable.
+    Memory {
+        samples: Vec<(WorkerId, Option<u64>)>,
+    },
     /// Time passed (a deadline may have expired).
     Tick,
 }
@@ -90,6 +99,8 @@ pub enum Action {
     },
     /// Load the config again and answer with `Reload` or `ReloadAborted`.
     LoadConfig,
+    /// Read the PSS of these workers and answer with `Memory`.
+    MeasureMemory { workers: Vec<(WorkerId, i32)> },
     /// Stop listening: close the master's copies of the listeners (at the start of a stop).
     CloseListeners,
     /// Exit the master with this code (every worker is gone).

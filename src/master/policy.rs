@@ -28,16 +28,58 @@ pub struct Policy {
     pub backoff_base: Duration,
     /// Longest backoff delay.
     pub backoff_max: Duration,
+    /// Recycling limits.
+    pub recycle: Recycle,
 }
 
-/// Default surge: one extra worker at a time keeps memory bounded and capacity never dips.
-pub const DEFAULT_MAX_SURGE: u32 = 1;
+/// When workers are recycled (replaced through the readiness-gated path while healthy).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recycle {
+    /// After this many requests plus a per-worker jitter in `0..=max_requests_jitter`.
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: u64,
+    /// This long after becoming ready plus a per-worker jitter in `0..=lifetime_jitter`.
+    pub max_lifetime: Option<Duration>,
+    pub lifetime_jitter: Duration,
+    /// When the worker's PSS stays above this many bytes for `MEMORY_STRIKES` samples.
+    pub max_memory: Option<u64>,
+    /// How often memory is sampled.
+    pub memory_interval: Duration,
+    /// Seeds the per-worker jitter draws (fixed in tests, the start time in production).
+    pub seed: u64,
+}
+
+/// Consecutive samples over `max_memory` before a worker is recycled: one spike is not enough.
+pub const MEMORY_STRIKES: u32 = 3;
+
+impl Recycle {
+    /// The request limit of worker `id`, jitter included.
+    pub fn request_limit(&self, id: u64) -> Option<u64> {
+        let jitter = draw(self.seed, id, 1) % self.max_requests_jitter.saturating_add(1);
+        self.max_requests.map(|n| n.saturating_add(jitter))
+    }
+
+    /// The lifetime of worker `id`, jitter included.
+    pub fn lifetime(&self, id: u64) -> Option<Duration> {
+        let span = self.lifetime_jitter.as_millis() as u64;
+        let jitter = Duration::from_millis(draw(self.seed, id, 2) % span.saturating_add(1));
+        self.max_lifetime.map(|d| d + jitter)
+    }
+}
+
+/// A deterministic pseudo-random draw (splitmix64) for worker `id`: pure, so tests can pin it.
+fn draw(seed: u64, id: u64, stream: u64) -> u64 {
+    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 impl Policy {
-    pub fn from_config(config: &Config, target: u32) -> Policy {
+    pub fn from_config(config: &Config, target: u32, seed: u64) -> Policy {
         Policy {
             target: target.max(1),
-            max_surge: DEFAULT_MAX_SURGE,
+            max_surge: config.max_surge.max(1),
             startup_attempts: config.startup_attempts.max(1),
             timeout: config.timeout,
             graceful_timeout: config.graceful_timeout,
@@ -46,6 +88,7 @@ impl Policy {
             dump_grace: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            recycle: Recycle::from_config(config, seed),
         }
     }
 
@@ -55,6 +98,20 @@ impl Policy {
         self.backoff_base
             .saturating_mul(1u32 << doublings)
             .min(self.backoff_max)
+    }
+}
+
+impl Recycle {
+    pub fn from_config(config: &Config, seed: u64) -> Recycle {
+        Recycle {
+            max_requests: config.max_requests,
+            max_requests_jitter: config.max_requests_jitter,
+            max_lifetime: config.max_worker_lifetime,
+            lifetime_jitter: config.max_worker_lifetime_jitter,
+            max_memory: config.max_worker_memory,
+            memory_interval: config.memory_check_interval,
+            seed,
+        }
     }
 }
 
@@ -84,7 +141,40 @@ mod tests {
             dump_grace: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            recycle: Recycle {
+                memory_interval: Duration::from_secs(5),
+                seed: 7,
+                ..Recycle::default()
+            },
         }
+    }
+
+    #[test]
+    fn jitter_is_within_bounds_and_differs_between_workers() {
+        let recycle = Recycle {
+            max_requests: Some(100),
+            max_requests_jitter: 50,
+            max_lifetime: Some(Duration::from_secs(60)),
+            lifetime_jitter: Duration::from_secs(10),
+            seed: 42,
+            ..Recycle::default()
+        };
+        let limits: Vec<u64> = (1..=20)
+            .filter_map(|id| recycle.request_limit(id))
+            .collect();
+        assert!(limits.iter().all(|n| (100..=150).contains(n)), "{limits:?}");
+        let mut distinct = limits.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 5, "draws spread out: {limits:?}");
+        let lifetime = recycle.lifetime(3).expect("lifetime set");
+        assert!(lifetime >= Duration::from_secs(60) && lifetime <= Duration::from_secs(70));
+        assert_eq!(Recycle::default().request_limit(1), None);
+        let no_jitter = Recycle {
+            max_requests: Some(10),
+            ..Recycle::default()
+        };
+        assert_eq!(no_jitter.request_limit(9), Some(10));
     }
 }
 

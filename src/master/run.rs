@@ -44,6 +44,8 @@ pub struct Supervisor {
     config: Config,
     args: RunArgs,
     next_generation: u64,
+    /// Seeds the per-worker jitter draws.
+    seed: u64,
 }
 
 impl Supervisor {
@@ -54,6 +56,7 @@ impl Supervisor {
         spec: WorkerSpec,
         config: Config,
         args: RunArgs,
+        seed: u64,
     ) -> Supervisor {
         Supervisor {
             signals,
@@ -65,6 +68,7 @@ impl Supervisor {
             config,
             args,
             next_generation: 1,
+            seed,
         }
     }
 }
@@ -163,6 +167,7 @@ impl Supervisor {
             Action::Spawn { id, generation } => queue.push_back(self.spawn(id, generation)),
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
             Action::LoadConfig => queue.push_back(self.reload()),
+            Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
             Action::CloseListeners => self.close_listeners(),
             Action::Exit(code) => return Some(code),
         }
@@ -229,14 +234,23 @@ impl Supervisor {
         if config.binds != self.config.binds || config.backlog != self.config.backlog {
             warn!("the listeners (bind, backlog) cannot change on reload: restart herdsman to apply that change; keeping the current listeners");
         }
-        let target = (config.workers != self.config.workers)
-            .then(|| super::start::worker_target(config.workers));
+        let workers_changed = config.workers != self.config.workers;
+        let target = if workers_changed {
+            super::start::worker_target(config.workers)
+        } else {
+            1
+        };
+        let policy = Box::new(Policy::from_config(&config, target, self.seed));
         let generation = self.next_generation;
         self.next_generation += 1;
         self.specs
             .insert(generation, WorkerSpec::new(&config, python, &env));
         self.config = config;
-        Event::Reload { generation, target }
+        Event::Reload {
+            generation,
+            policy,
+            workers_changed,
+        }
     }
 
     fn close_listeners(&mut self) {
@@ -251,6 +265,15 @@ impl Supervisor {
         let keep = master.generations_in_use();
         self.specs.retain(|generation, _| keep.contains(generation));
     }
+}
+
+/// Samples the PSS of each worker.
+fn measure_memory(workers: &[(WorkerId, i32)]) -> Event {
+    let samples = workers
+        .iter()
+        .map(|&(id, pid)| (id, crate::sys::proc::pss_bytes(pid)))
+        .collect();
+    Event::Memory { samples }
 }
 
 /// The master's environment as it is now.

@@ -80,9 +80,10 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
     let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
     let spec = WorkerSpec::new(&config, python, &env);
-    let policy = Policy::from_config(&config, target);
+    let seed = jitter_seed();
+    let policy = Policy::from_config(&config, target, seed);
     info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");
-    let supervisor = Supervisor::new(signals, listeners, spawner, spec, config, args);
+    let supervisor = Supervisor::new(signals, listeners, spawner, spec, config, args, seed);
     let code = match run(supervisor, policy) {
         Ok(code) => code,
         Err(e) => {
@@ -92,4 +93,13 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     };
     drop(runtime);
     code
+}
+
+/// A seed for the per-worker jitter draws that differs between runs and hosts.
+fn jitter_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
 }

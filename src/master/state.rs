@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 use super::exits::{describe_boot_failure, Failure};
-use super::policy::Policy;
+use super::policy::{Policy, MEMORY_STRIKES};
 use super::workers::{Phase, Reason, Worker};
 use crate::exit;
 use crate::sys::reap::ExitStatus;
@@ -54,11 +54,18 @@ pub struct Master {
     spawn_after: Option<Instant>,
     stop: Option<Stopping>,
     announced: bool,
+    /// When worker memory is sampled next (only with `max_worker_memory`).
+    next_memory_sample: Option<Instant>,
 }
 
 impl Master {
     /// A master that will start `policy.target` workers of generation 0 on its first event.
     pub fn new(policy: Policy, now: Instant) -> Master {
+        let memory_interval = policy
+            .recycle
+            .max_memory
+            .map(|_| policy.recycle.memory_interval);
+        let memory_start = |now: Instant| memory_interval.map(|every| now + every);
         Master {
             policy,
             workers: Vec::new(),
@@ -74,6 +81,7 @@ impl Master {
             spawn_after: None,
             stop: None,
             announced: false,
+            next_memory_sample: memory_start(now),
         }
     }
 
@@ -84,7 +92,11 @@ impl Master {
             Event::Stop(mode) => self.on_stop(mode, exit::OK, now, &mut out),
             Event::Scale(delta) => self.on_scale(delta),
             Event::ReloadRequested => self.on_reload_requested(&mut out),
-            Event::Reload { generation, target } => self.on_reload(generation, target, now),
+            Event::Reload {
+                generation,
+                policy,
+                workers_changed,
+            } => self.on_reload(generation, *policy, workers_changed, now),
             Event::ReloadAborted => self.on_reload_aborted(&mut out),
             Event::Spawned { id, pid } => self.on_spawned(id, pid),
             Event::SpawnFailed {
@@ -95,9 +107,11 @@ impl Master {
             Event::Message { id, message } => self.on_message(id, message, now),
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
             Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
+            Event::Memory { samples } => self.on_memory(samples),
             Event::Tick => {}
         }
         self.expire(now, &mut out);
+        self.sample_memory(now, &mut out);
         if self.stop.is_none() {
             self.reconcile(now, &mut out);
         }
@@ -140,8 +154,18 @@ impl Master {
         self.stop.is_some()
     }
 
+    /// Serving (or about to) from the current generation and not due for recycling: the
+    /// workers that count towards the target.
+    fn is_good(&self, w: &Worker) -> bool {
+        w.is_live() && w.generation == self.current && w.recycle.is_none()
+    }
+
+    fn good(&self) -> usize {
+        self.count(|w| self.is_good(w))
+    }
+
     fn short_of_target(&self) -> bool {
-        self.count(|w| w.is_live() && w.generation == self.current) < self.policy.target as usize
+        self.good() < self.policy.target as usize
     }
 
     fn count(&self, pred: impl Fn(&Worker) -> bool) -> usize {
@@ -257,14 +281,22 @@ impl Master {
         out.push(Action::LoadConfig);
     }
 
-    fn on_reload(&mut self, generation: u64, target: Option<u32>, now: Instant) {
+    fn on_reload(&mut self, generation: u64, policy: Policy, workers_changed: bool, now: Instant) {
         self.loading_config = false;
         if self.stop.is_some() {
             return;
         }
-        if let Some(target) = target {
-            self.policy.target = target.max(1);
-        }
+        let target = if workers_changed {
+            policy.target
+        } else {
+            self.policy.target
+        };
+        self.policy = Policy {
+            target: target.max(1),
+            ..policy
+        };
+        let every = self.policy.recycle.memory_interval;
+        self.next_memory_sample = self.policy.recycle.max_memory.map(|_| now + every);
         info!(
             generation,
             from = self.current,
@@ -291,7 +323,7 @@ impl Master {
     fn check_rollout(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(rollout) = self.rollout else { return };
         let old_left = self.count(|w| w.is_live() && w.generation != self.current);
-        let ready = self.count(|w| w.is_live() && w.is_ready() && w.generation == self.current);
+        let ready = self.count(|w| self.is_good(w) && w.is_ready());
         if old_left == 0 && ready >= self.policy.target as usize {
             info!(
                 generation = self.current,
@@ -339,7 +371,7 @@ impl Master {
             let id = self.next_id;
             self.next_id += 1;
             self.workers
-                .push(Worker::new(id, self.current, now, self.policy.boot_timeout));
+                .push(Worker::new(id, self.current, now, &self.policy));
             out.push(Action::Spawn {
                 id,
                 generation: self.current,
@@ -372,15 +404,14 @@ impl Master {
         if ready <= target {
             return self.next_booting_surplus();
         }
-        let old = self
+        let replaced = self
             .workers
             .iter()
-            .find(|w| w.is_live() && w.is_ready() && w.generation != self.current);
-        if let Some(w) = old {
-            return Some((w.id, Reason::Reload));
+            .find(|w| w.is_live() && w.is_ready() && !self.is_good(w));
+        if let Some(w) = replaced {
+            return Some((w.id, w.recycle.unwrap_or(Reason::Reload)));
         }
-        let good = self.count(|w| w.is_live() && w.generation == self.current);
-        (good > target)
+        (self.good() > target)
             .then(|| self.workers.iter().find(|w| w.is_live() && w.is_ready()))
             .flatten()
             .map(|w| (w.id, Reason::ScaleDown))
@@ -388,8 +419,7 @@ impl Master {
 
     /// After a scale-down, extra workers of the current generation that are still booting.
     fn next_booting_surplus(&self) -> Option<(WorkerId, Reason)> {
-        let good = self.count(|w| w.is_live() && w.generation == self.current);
-        if good <= self.policy.target as usize {
+        if self.good() <= self.policy.target as usize {
             return None;
         }
         self.workers
@@ -474,6 +504,9 @@ impl Master {
             } => {
                 w.requests = requests;
                 w.in_flight = in_flight;
+                if w.request_limit.is_some_and(|limit| requests >= limit) {
+                    mark_recycle(w, Reason::MaxRequests);
+                }
             }
             WorkerMessage::BootError { kind, message } => {
                 debug!(worker = id, ?kind, message = %message, "boot error reported");
@@ -551,6 +584,45 @@ impl Master {
         self.spawn_after = Some(now + delay);
     }
 
+    // ---- recycling ----------------------------------------------------------------------
+
+    fn sample_memory(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(due) = self.next_memory_sample else {
+            return;
+        };
+        if now < due || self.stop.is_some() {
+            return;
+        }
+        self.next_memory_sample = Some(now + self.policy.recycle.memory_interval);
+        let workers: Vec<(WorkerId, i32)> = self
+            .workers
+            .iter()
+            .filter(|w| w.is_live() && w.is_ready() && w.recycle.is_none())
+            .filter_map(|w| Some((w.id, w.pid?)))
+            .collect();
+        if !workers.is_empty() {
+            out.push(Action::MeasureMemory { workers });
+        }
+    }
+
+    fn on_memory(&mut self, samples: Vec<(WorkerId, Option<u64>)>) {
+        let Some(limit) = self.policy.recycle.max_memory else {
+            return;
+        };
+        for (id, pss) in samples {
+            let Some(w) = self.find(id) else { continue };
+            w.pss = pss;
+            match pss {
+                Some(bytes) if bytes > limit => w.memory_strikes += 1,
+                Some(_) => w.memory_strikes = 0,
+                None => {}
+            }
+            if w.memory_strikes >= MEMORY_STRIKES {
+                mark_recycle(w, Reason::Memory);
+            }
+        }
+    }
+
     // ---- deadlines -----------------------------------------------------------------------
 
     fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -569,6 +641,9 @@ impl Master {
 }
 
 fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Action>) {
+    if w.lifetime_end().is_some_and(|end| now >= end) {
+        mark_recycle(w, Reason::Lifetime);
+    }
     match w.phase {
         Phase::Booting { deadline } if now >= deadline => {
             error!(
@@ -620,6 +695,22 @@ fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
         interface,
         boot = ?now.saturating_duration_since(w.started),
         "worker ready"
+    );
+}
+
+/// Marks a serving worker for replacement; the replacement boots before it is retired.
+fn mark_recycle(w: &mut Worker, reason: Reason) {
+    if w.recycle.is_some() || w.retiring.is_some() || !w.is_ready() {
+        return;
+    }
+    w.recycle = Some(reason);
+    info!(
+        worker = w.id,
+        pid = w.pid,
+        reason = reason.as_str(),
+        requests = w.requests,
+        pss = w.pss,
+        "recycling worker: its replacement starts first"
     );
 }
 

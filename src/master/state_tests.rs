@@ -87,6 +87,14 @@ impl H {
     }
 }
 
+fn reload(generation: u64) -> Event {
+    Event::Reload {
+        generation,
+        policy: Box::new(test_policy()),
+        workers_changed: false,
+    }
+}
+
 fn spawned(actions: &[Action]) -> Vec<u64> {
     actions
         .iter()
@@ -298,10 +306,7 @@ fn a_second_stop_escalates_and_a_third_kills() {
 fn reload_replaces_one_at_a_time_and_never_dips_below_target() {
     let mut h = started(3);
     assert_eq!(h.ev(Event::ReloadRequested), vec![Action::LoadConfig]);
-    let actions = h.ev(Event::Reload {
-        generation: 1,
-        target: None,
-    });
+    let actions = h.ev(reload(1));
     assert_eq!(spawned(&actions), vec![4], "surge of one");
     assert!(
         signalled(&actions, WorkerSignal::Term).is_empty(),
@@ -337,10 +342,7 @@ fn reload_replaces_one_at_a_time_and_never_dips_below_target() {
 fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
     let mut h = started(2);
     h.ev(Event::ReloadRequested);
-    h.ev(Event::Reload {
-        generation: 1,
-        target: None,
-    });
+    h.ev(reload(1));
     let mut id = 3;
     let mut all = Vec::new();
     for _ in 0..10 {
@@ -383,10 +385,7 @@ fn reloads_requested_during_a_reload_coalesce_into_one() {
     h.ev(Event::ReloadRequested);
     assert!(h.ev(Event::ReloadRequested).is_empty());
     assert!(h.ev(Event::ReloadRequested).is_empty());
-    h.ev(Event::Reload {
-        generation: 1,
-        target: None,
-    });
+    h.ev(reload(1));
     let actions = h.ready(2);
     assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1]);
     assert_eq!(
@@ -416,4 +415,157 @@ fn stopping_during_boot_failures_still_exits() {
     h.exit(1, ExitStatus::Code(10));
     let actions = h.ev(Event::Stop(StopMode::Graceful));
     assert_eq!(exit_code(&actions), Some(exit::OK));
+}
+
+fn started_with(target: u32, tweak: impl FnOnce(&mut super::policy::Policy)) -> H {
+    let mut policy = test_policy();
+    policy.target = target;
+    tweak(&mut policy);
+    let now = Instant::now();
+    let mut h = H {
+        m: Master::new(policy, now),
+        now,
+    };
+    for id in spawned(&h.ev(Event::Tick)) {
+        h.ready(id);
+    }
+    h
+}
+
+/// Drives a replacement to its end: the new worker becomes ready, the old one is retired.
+fn complete_replacement(h: &mut H, new: u64, old: u64) {
+    let actions = h.ready(new);
+    assert_eq!(
+        signalled(&actions, WorkerSignal::Term),
+        vec![old],
+        "old retired only now"
+    );
+    assert!(
+        h.ready_count() >= h.m.target() as usize,
+        "capacity never below target"
+    );
+    h.exit(old, ExitStatus::Code(0));
+}
+
+#[test]
+fn max_requests_recycles_through_the_replacement_path() {
+    let mut h = started_with(2, |p| p.recycle.max_requests = Some(100));
+    let actions = h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 99,
+            in_flight: 0,
+        },
+    );
+    assert!(actions.is_empty());
+    let actions = h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 100,
+            in_flight: 3,
+        },
+    );
+    assert_eq!(spawned(&actions), vec![3], "the replacement starts first");
+    assert!(
+        signalled(&actions, WorkerSignal::Term).is_empty(),
+        "the old one keeps serving"
+    );
+    assert_eq!(h.ready_count(), 2);
+    complete_replacement(&mut h, 3, 1);
+    assert_eq!(h.ready_count(), 2);
+}
+
+#[test]
+fn recycles_are_one_at_a_time_and_never_dip_below_target() {
+    let mut h = started_with(3, |p| p.recycle.max_requests = Some(10));
+    let mut spawns = Vec::new();
+    for id in 1..=3 {
+        spawns.extend(spawned(&h.msg(
+            id,
+            WorkerMessage::Heartbeat {
+                requests: 10,
+                in_flight: 0,
+            },
+        )));
+    }
+    assert_eq!(spawns, vec![4], "max_surge 1: one replacement at a time");
+    complete_replacement(&mut h, 4, 1);
+    let next = h.m.workers().iter().map(|w| w.id).max().expect("a worker");
+    assert_eq!(
+        next, 5,
+        "the next replacement started when the first finished"
+    );
+    complete_replacement(&mut h, 5, 2);
+    complete_replacement(&mut h, 6, 3);
+    assert_eq!(h.ready_count(), 3);
+    assert!(h.m.workers().iter().all(|w| w.id >= 4));
+}
+
+#[test]
+fn lifetime_recycles_after_becoming_ready() {
+    let mut h = started_with(1, |p| {
+        p.recycle.max_lifetime = Some(Duration::from_secs(60))
+    });
+    assert_eq!(
+        h.m.next_deadline(),
+        Some(h.now + Duration::from_secs(30)),
+        "liveness first"
+    );
+    h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 0,
+            in_flight: 0,
+        },
+    );
+    h.advance(Duration::from_secs(29));
+    h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 0,
+            in_flight: 0,
+        },
+    );
+    h.advance(Duration::from_secs(29));
+    h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 0,
+            in_flight: 0,
+        },
+    );
+    let actions = h.advance(Duration::from_secs(2));
+    assert_eq!(spawned(&actions), vec![2]);
+    complete_replacement(&mut h, 2, 1);
+}
+
+#[test]
+fn memory_recycles_after_three_samples_over_the_limit() {
+    let mut h = started_with(2, |p| {
+        p.recycle.max_memory = Some(100 << 20);
+        p.recycle.memory_interval = Duration::from_secs(5);
+    });
+    let actions = h.advance(Duration::from_secs(5));
+    let Some(Action::MeasureMemory { workers }) = actions.first() else {
+        panic!("expected a memory measurement, got {actions:?}");
+    };
+    assert_eq!(workers, &vec![(1, 1001), (2, 1002)]);
+    let over = |h: &mut H, pss: u64| {
+        h.ev(Event::Memory {
+            samples: vec![(1, Some(pss)), (2, Some(10 << 20))],
+        })
+    };
+    assert!(spawned(&over(&mut h, 200 << 20)).is_empty());
+    assert!(
+        spawned(&over(&mut h, 50 << 20)).is_empty(),
+        "a dip resets the count"
+    );
+    assert!(spawned(&over(&mut h, 200 << 20)).is_empty());
+    assert!(spawned(&over(&mut h, 200 << 20)).is_empty());
+    assert_eq!(
+        spawned(&over(&mut h, 200 << 20)),
+        vec![3],
+        "third consecutive sample over"
+    );
+    complete_replacement(&mut h, 3, 1);
 }

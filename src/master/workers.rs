@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::event::WorkerId;
+use super::policy::Policy;
 use crate::worker::BootErrorKind;
 
 /// Why a worker is being retired or was restarted. Carried into logs (and later metrics).
@@ -19,6 +20,12 @@ pub enum Reason {
     Liveness,
     /// A reload replaced its generation.
     Reload,
+    /// It served `max_requests` (plus jitter).
+    MaxRequests,
+    /// Its PSS stayed above `max_worker_memory`.
+    Memory,
+    /// It reached `max_worker_lifetime` (plus jitter).
+    Lifetime,
     /// The target worker count went down.
     ScaleDown,
     /// The master is stopping.
@@ -33,6 +40,9 @@ impl Reason {
             Reason::BootTimeout => "boot-timeout",
             Reason::Liveness => "liveness",
             Reason::Reload => "reload",
+            Reason::MaxRequests => "max-requests",
+            Reason::Memory => "memory",
+            Reason::Lifetime => "lifetime",
             Reason::ScaleDown => "scale-down",
             Reason::Shutdown => "shutdown",
         }
@@ -70,16 +80,27 @@ pub struct Worker {
     pub boot_error: Option<(BootErrorKind, String)>,
     /// Set once the master decided this worker goes away, and why.
     pub retiring: Option<Reason>,
+    /// Set when the worker is due for recycling: it keeps serving until its replacement is
+    /// ready, but no longer counts towards the target.
+    pub recycle: Option<Reason>,
+    /// Requests after which it is recycled (jitter included).
+    pub request_limit: Option<u64>,
+    /// Time after becoming ready at which it is recycled (jitter included).
+    pub lifetime: Option<Duration>,
+    /// Latest proportional set size sample, in bytes.
+    pub pss: Option<u64>,
+    /// Consecutive memory samples over the limit.
+    pub memory_strikes: u32,
 }
 
 impl Worker {
-    pub fn new(id: WorkerId, generation: u64, now: Instant, boot_timeout: Duration) -> Worker {
+    pub fn new(id: WorkerId, generation: u64, now: Instant, policy: &Policy) -> Worker {
         Worker {
             id,
             pid: None,
             generation,
             phase: Phase::Booting {
-                deadline: now + boot_timeout,
+                deadline: now + policy.boot_timeout,
             },
             started: now,
             ready_at: None,
@@ -88,6 +109,19 @@ impl Worker {
             in_flight: 0,
             boot_error: None,
             retiring: None,
+            recycle: None,
+            request_limit: policy.recycle.request_limit(id),
+            lifetime: policy.recycle.lifetime(id),
+            pss: None,
+            memory_strikes: 0,
+        }
+    }
+
+    /// When it is due for recycling by age, if it has a lifetime and is serving.
+    pub fn lifetime_end(&self) -> Option<Instant> {
+        match (self.recycle, self.ready_at, self.lifetime) {
+            (None, Some(ready), Some(lifetime)) if self.is_live() => Some(ready + lifetime),
+            _ => None,
         }
     }
 

@@ -19,6 +19,18 @@ pub fn rss_bytes(pid: i32) -> Option<u64> {
     Some(pages * page_size())
 }
 
+/// Proportional set size in bytes from /proc/PID/smaps_rollup: shared pages count once, split
+/// between the processes that share them, so copy-on-write memory is not counted N times.
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_kb_field(&rollup, "Pss:").map(|kb| kb * 1024)
+}
+
+fn parse_kb_field(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
 fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -26,5 +38,26 @@ fn page_size() -> u64 {
         size as u64
     } else {
         4096
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_memory() {
+        let me = std::process::id() as i32;
+        assert!(rss_bytes(me).is_some_and(|b| b > 0));
+        assert!(pss_bytes(me).is_some_and(|b| b > 0));
+        assert_eq!(state(me), Some('R'));
+        assert_eq!(pss_bytes(i32::MAX), None);
+    }
+
+    #[test]
+    fn parses_kb_fields() {
+        let text = "55d0-7ff [rollup]\nRss:  2048 kB\nPss:    1000 kB\nPss_Anon: 10 kB\n";
+        assert_eq!(parse_kb_field(text, "Pss:"), Some(1000));
+        assert_eq!(parse_kb_field(text, "Swap:"), None);
     }
 }
