@@ -495,13 +495,17 @@ impl Master {
 
     fn on_message(&mut self, id: WorkerId, message: WorkerMessage, now: Instant) {
         let Some(w) = self.find(id) else { return };
-        w.last_seen = now;
         match message {
-            WorkerMessage::Ready { interface } => mark_ready(w, &interface, now),
+            WorkerMessage::Ready { interface } => {
+                w.last_seen = now;
+                mark_ready(w, &interface, now);
+            }
             WorkerMessage::Heartbeat {
                 requests,
                 in_flight,
             } => {
+                w.last_seen = now;
+                w.stall = None;
                 w.requests = requests;
                 w.in_flight = in_flight;
                 if w.request_limit.is_some_and(|limit| requests >= limit) {
@@ -517,6 +521,16 @@ impl Master {
             }
             WorkerMessage::Stopping { reason } => {
                 debug!(worker = id, reason = %reason, "worker stopping")
+            }
+            WorkerMessage::Stalled { silent, in_flight } => {
+                warn!(
+                    worker = id,
+                    pid = w.pid,
+                    silent,
+                    in_flight = %list(&in_flight),
+                    "worker event loop stalled: its watchdog thread reports no loop activity for {silent:.1}s"
+                );
+                w.stall = Some((now, silent, in_flight));
             }
             WorkerMessage::Unknown => debug!(worker = id, "unknown message type ignored"),
         }
@@ -655,18 +669,7 @@ fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Ac
             dump(w, Reason::BootTimeout, now + policy.dump_grace, out);
         }
         Phase::Ready if now >= w.last_seen + policy.timeout => {
-            let silent = now.saturating_duration_since(w.last_seen);
-            error!(
-                worker = w.id,
-                pid = w.pid,
-                silent = ?silent,
-                timeout = ?policy.timeout,
-                in_flight = w.in_flight,
-                requests = w.requests,
-                "worker event loop blocked or frozen: no heartbeat for {silent:.1?} (timeout {:?}) while {} request(s) were in flight at its last heartbeat; dumping its traceback, then killing it",
-                policy.timeout,
-                w.in_flight
-            );
+            report_liveness_failure(w, policy, now);
             dump(w, Reason::Liveness, now + policy.dump_grace, out);
         }
         Phase::Dumping { kill_at } if now >= kill_at => kill(w, out),
@@ -696,6 +699,51 @@ fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
         boot = ?now.saturating_duration_since(w.started),
         "worker ready"
     );
+}
+
+/// Says what the missing heartbeats mean: a blocked event loop in a live process (its watchdog
+/// thread still reported recently) or a process that answers nothing at all.
+fn report_liveness_failure(w: &Worker, policy: &Policy, now: Instant) {
+    let silent = now.saturating_duration_since(w.last_seen);
+    let recent = policy.timeout.min(std::time::Duration::from_secs(5));
+    let stall = w
+        .stall
+        .as_ref()
+        .filter(|(at, _, _)| now.saturating_duration_since(*at) <= recent);
+    match stall {
+        Some((_, _, in_flight)) => error!(
+            worker = w.id,
+            pid = w.pid,
+            silent = ?silent,
+            timeout = ?policy.timeout,
+            in_flight = %list(in_flight),
+            "worker event loop blocked: no heartbeat for {silent:.1?} (timeout {:?}) although the process is alive (its watchdog thread still reports); in flight: {}; dumping its traceback, then killing it",
+            policy.timeout,
+            list(in_flight)
+        ),
+        None => error!(
+            worker = w.id,
+            pid = w.pid,
+            silent = ?silent,
+            timeout = ?policy.timeout,
+            in_flight = w.in_flight,
+            "worker unresponsive: no heartbeat for {silent:.1?} (timeout {:?}) and no word from its watchdog thread either: the process is stopped, starved of CPU, or a C extension holds the GIL ({} request(s) in flight at its last heartbeat); dumping its traceback, then killing it",
+            policy.timeout,
+            w.in_flight
+        ),
+    }
+}
+
+/// Requests as one line: "GET /a (1.0s), POST /b (0.2s)", or "none known".
+fn list(requests: &[crate::worker::InFlightRequest]) -> String {
+    if requests.is_empty() {
+        return "none known".to_string();
+    }
+    requests
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Marks a serving worker for replacement; the replacement boots before it is retired.

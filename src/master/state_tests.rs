@@ -569,3 +569,24 @@ fn memory_recycles_after_three_samples_over_the_limit() {
     );
     complete_replacement(&mut h, 3, 1);
 }
+
+#[test]
+fn a_stalled_report_is_not_a_heartbeat() {
+    let mut h = started(1);
+    h.advance(Duration::from_secs(20));
+    let stalled = WorkerMessage::Stalled {
+        silent: 20.0,
+        in_flight: vec![crate::worker::InFlightRequest {
+            method: "GET".into(),
+            path: "/block".into(),
+            age: 20.0,
+        }],
+    };
+    assert!(h.msg(1, stalled).is_empty());
+    let actions = h.advance(Duration::from_secs(10));
+    assert_eq!(
+        signalled(&actions, WorkerSignal::Dump),
+        vec![1],
+        "killed at the liveness timeout all the same"
+    );
+}

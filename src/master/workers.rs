@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::event::WorkerId;
 use super::policy::Policy;
-use crate::worker::BootErrorKind;
+use crate::worker::{BootErrorKind, InFlightRequest};
 
 /// Why a worker is being retired or was restarted. Carried into logs (and later metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,10 @@ pub struct Worker {
     pub phase: Phase,
     pub started: Instant,
     pub ready_at: Option<Instant>,
-    /// When the master last heard from it (any message).
+    /// When the master last got a heartbeat (or the ready message) from its event loop.
     pub last_seen: Instant,
+    /// The latest report from its watchdog thread that the event loop is stuck, and when it came.
+    pub stall: Option<(Instant, f64, Vec<InFlightRequest>)>,
     pub requests: u64,
     pub in_flight: u64,
     /// What it reported before failing to boot.
@@ -105,6 +107,7 @@ impl Worker {
             started: now,
             ready_at: None,
             last_seen: now,
+            stall: None,
             requests: 0,
             in_flight: 0,
             boot_error: None,

@@ -6,6 +6,6 @@ pub mod python;
 mod runtime;
 mod spawner;
 
-pub use protocol::{BootErrorKind, LineBuffer, WorkerMessage};
+pub use protocol::{BootErrorKind, InFlightRequest, LineBuffer, WorkerMessage};
 pub use runtime::{RuntimeDir, RuntimeError};
 pub use spawner::{ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};

@@ -61,8 +61,34 @@ pub enum WorkerMessage {
         #[serde(default)]
         reason: String,
     },
+    /// From the worker's watchdog thread: the event loop has been silent for `silent` seconds
+    /// while the process itself is alive. Not a heartbeat.
+    Stalled {
+        #[serde(default)]
+        silent: f64,
+        #[serde(default)]
+        in_flight: Vec<InFlightRequest>,
+    },
     #[serde(other)]
     Unknown,
+}
+
+/// A request being handled, as the worker's in-flight registry saw it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InFlightRequest {
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub path: String,
+    /// Seconds since the request started.
+    #[serde(default)]
+    pub age: f64,
+}
+
+impl std::fmt::Display for InFlightRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({:.1}s)", self.method, self.path, self.age)
+    }
 }
 
 /// Longest line accepted from a worker; a longer one is a protocol violation and is dropped.
@@ -172,6 +198,17 @@ mod tests {
                 interface: String::new()
             })]
         );
+    }
+
+    #[test]
+    fn parses_stalled_reports() {
+        let mut buf = LineBuffer::default();
+        let got = buf.push(b"{\"type\":\"stalled\",\"silent\":3.5,\"in_flight\":[{\"method\":\"GET\",\"path\":\"/block\",\"age\":3.4}]}\n");
+        let Ok(WorkerMessage::Stalled { silent, in_flight }) = &got[0] else {
+            panic!("not a stalled message: {got:?}");
+        };
+        assert_eq!(*silent, 3.5);
+        assert_eq!(in_flight[0].to_string(), "GET /block (3.4s)");
     }
 
     #[test]
