@@ -150,9 +150,25 @@ fn read_exec_errno(fd: RawFd) -> Option<Errno> {
 fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
     // SAFETY: every call below is async-signal-safe and uses only memory prepared before fork.
     unsafe {
-        if let Err(errno) = move_fds(&plan.fds) {
+        let above = plan
+            .fds
+            .iter()
+            .map(|&(_, target)| target)
+            .max()
+            .unwrap_or(2)
+            + 1;
+        // The status pipe may sit on a target number (a hole left by a closed channel): move it
+        // above every target first, so the fd moves cannot clobber it.
+        let status_fd = match libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, above) {
+            moved if moved >= 0 => moved,
+            _ => libc::_exit(127),
+        };
+        if let Err(errno) = move_fds(&plan.fds, above) {
             fail(status_fd, errno);
         }
+        // Whatever the master itself inherited without close-on-exec must not reach a worker:
+        // close everything above the planned fds but the status pipe (close-on-exec itself).
+        close_above(above, status_fd);
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
@@ -180,8 +196,7 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
 /// source that happens to sit on another pair's target number is not clobbered.
 ///
 /// SAFETY (for callers): only dup/fcntl, no allocation.
-unsafe fn move_fds(fds: &[(RawFd, RawFd)]) -> Result<(), i32> {
-    let above = fds.iter().map(|&(_, target)| target).max().unwrap_or(2) + 1;
+unsafe fn move_fds(fds: &[(RawFd, RawFd)], above: RawFd) -> Result<(), i32> {
     // Fixed-size scratch: a worker never gets more than a few dozen fds.
     let mut temps = [-1 as RawFd; 256];
     if fds.len() > temps.len() {
@@ -200,6 +215,32 @@ unsafe fn move_fds(fds: &[(RawFd, RawFd)]) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// Closes every fd from `first` up, except `keep` (>= `first`: the exec status pipe, needed
+/// until exec).
+///
+/// SAFETY (for callers): close_range/close only.
+unsafe fn close_above(first: RawFd, keep: RawFd) {
+    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
+    for (low, high) in ranges {
+        if low > high {
+            continue;
+        }
+        let done = libc::syscall(
+            libc::SYS_close_range,
+            low as libc::c_uint,
+            high as libc::c_uint,
+            0,
+        ) == 0;
+        if !done {
+            // Kernels before 5.9: close one by one up to the fd limit.
+            let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65536) as RawFd;
+            for fd in low..high.min(limit) {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 unsafe fn fail(status_fd: RawFd, errno: i32) -> ! {

@@ -8,7 +8,7 @@
 //! first instant (PID 1 in a container included).
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -83,9 +83,12 @@ pub enum SignalError {
     },
 }
 
-/// The installed handlers and the read end of the self-pipe.
+/// The installed handlers and both ends of the self-pipe. The write end is shared by every
+/// handler by its raw number, so it must live (here) as long as the handlers are installed: for
+/// the master's whole life.
 pub struct Signals {
     read: UnixStream,
+    _write: UnixStream,
     counters: Vec<(Sig, Arc<AtomicUsize>)>,
 }
 
@@ -99,16 +102,19 @@ impl Signals {
         for sig in Sig::ALL {
             let counter = Arc::new(AtomicUsize::new(0));
             register_counter(sig, Arc::clone(&counter))?;
-            let write = write.try_clone().map_err(SignalError::Pipe)?;
-            signal_hook::low_level::pipe::register(sig.number(), write).map_err(|source| {
-                SignalError::Register {
+            signal_hook::low_level::pipe::register_raw(sig.number(), write.as_raw_fd()).map_err(
+                |source| SignalError::Register {
                     signal: sig.name(),
                     source,
-                }
-            })?;
+                },
+            )?;
             counters.push((sig, counter));
         }
-        Ok(Signals { read, counters })
+        Ok(Signals {
+            read,
+            _write: write,
+            counters,
+        })
     }
 
     /// The fd to poll for readability.
