@@ -50,3 +50,73 @@ pub const TABLE: &[(i32, &str, &str)] = &[
         "the Python interpreter, uvicorn or a2wsgi is missing or unusable",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::TABLE;
+
+    /// docs/exit-codes.md, which documents [`TABLE`] for users.
+    const DOC: &str = include_str!("../docs/exit-codes.md");
+    /// The heading of the section whose first table lists the master's codes.
+    const SECTION: &str = "## The master";
+
+    /// The rows of the first markdown table after `SECTION`, as trimmed cells without backticks.
+    fn documented_rows() -> Vec<Vec<String>> {
+        let section = DOC
+            .split_once(SECTION)
+            .map(|(_, rest)| rest)
+            .expect("docs/exit-codes.md has a `## The master` section");
+        section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2) // the header and the `|---|` separator
+            .map(|line| {
+                line.trim_matches('|')
+                    .split('|')
+                    .map(|cell| cell.trim().trim_matches('`').to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_exit_code_is_documented_with_its_name() {
+        let rows = documented_rows();
+        for &(code, name, _) in TABLE {
+            let row = rows.iter().find(|row| row[0] == code.to_string());
+            let row = row.unwrap_or_else(|| {
+                panic!("docs/exit-codes.md: exit code {code} ({name}) is missing from the table")
+            });
+            assert_eq!(
+                row.get(1).map(String::as_str),
+                Some(name),
+                "docs/exit-codes.md: exit code {code} is documented under another name"
+            );
+        }
+    }
+
+    #[test]
+    fn the_doc_lists_no_exit_code_that_does_not_exist() {
+        let rows = documented_rows();
+        for row in &rows {
+            assert!(
+                TABLE
+                    .iter()
+                    .any(|&(code, name, _)| row[0] == code.to_string() && row[1] == name),
+                "docs/exit-codes.md lists {row:?}, which is not in exit::TABLE"
+            );
+        }
+        assert_eq!(rows.len(), TABLE.len(), "one row per exit code");
+    }
+
+    #[test]
+    fn codes_and_names_are_unique() {
+        for (i, &(code, name, _)) in TABLE.iter().enumerate() {
+            for &(other_code, other_name, _) in &TABLE[i + 1..] {
+                assert_ne!(code, other_code, "exit code {code} is used twice");
+                assert_ne!(name, other_name, "exit code name {name} is used twice");
+            }
+        }
+    }
+}
