@@ -131,6 +131,36 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub startup_attempts: Option<String>,
 
+    /// Extra workers that may boot at once while replacing others, 1 to 64 [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_surge: Option<String>,
+
+    /// Recycle a worker after this many requests; 0 = never [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_requests: Option<String>,
+
+    /// Up to this many extra requests per worker, drawn at random [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_requests_jitter: Option<String>,
+
+    /// Recycle a worker whose memory (PSS) stays above this, e.g. 512MiB, 1GB; 0 or off = never
+    /// [default: off].
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true)]
+    pub max_worker_memory: Option<String>,
+
+    /// Recycle a worker this long after it became ready, e.g. 6h; 0 = never [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub max_worker_lifetime: Option<String>,
+
+    /// Up to this much extra lifetime per worker, drawn at random [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub max_worker_lifetime_jitter: Option<String>,
+
+    /// How often worker memory is sampled for --max-worker-memory, at least 100ms
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub memory_check_interval: Option<String>,
+
     /// listen(2) backlog, 1 to 65535 [default: 2048].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub backlog: Option<String>,
@@ -240,5 +270,8 @@ mod tests {
         assert_eq!(run.workers.as_deref(), Some("abc"));
         assert_eq!(run.timeout.as_deref(), Some("soon"));
         assert_eq!(run.env, ["NOEQUALS"]);
+        let run = parse(&["--max-requests", "-1", "--max-worker-memory", "512M"]).run;
+        assert_eq!(run.max_requests.as_deref(), Some("-1"));
+        assert_eq!(run.max_worker_memory.as_deref(), Some("512M"));
     }
 }

@@ -44,7 +44,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 12] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 19] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -55,6 +55,16 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 12] {
         (Key::GracefulTimeout, &args.graceful_timeout),
         (Key::BootTimeout, &args.boot_timeout),
         (Key::StartupAttempts, &args.startup_attempts),
+        (Key::MaxSurge, &args.max_surge),
+        (Key::MaxRequests, &args.max_requests),
+        (Key::MaxRequestsJitter, &args.max_requests_jitter),
+        (Key::MaxWorkerMemory, &args.max_worker_memory),
+        (Key::MaxWorkerLifetime, &args.max_worker_lifetime),
+        (
+            Key::MaxWorkerLifetimeJitter,
+            &args.max_worker_lifetime_jitter,
+        ),
+        (Key::MemoryCheckInterval, &args.memory_check_interval),
         (Key::Backlog, &args.backlog),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),

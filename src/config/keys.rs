@@ -23,6 +23,13 @@ pub enum Key {
     GracefulTimeout,
     BootTimeout,
     StartupAttempts,
+    MaxSurge,
+    MaxRequests,
+    MaxRequestsJitter,
+    MaxWorkerMemory,
+    MaxWorkerLifetime,
+    MaxWorkerLifetimeJitter,
+    MemoryCheckInterval,
     Backlog,
     LogLevel,
     LogFormat,
@@ -31,7 +38,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 16] = [
+    pub const ALL: [Key; 23] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -44,6 +51,13 @@ impl Key {
         Key::GracefulTimeout,
         Key::BootTimeout,
         Key::StartupAttempts,
+        Key::MaxSurge,
+        Key::MaxRequests,
+        Key::MaxRequestsJitter,
+        Key::MaxWorkerMemory,
+        Key::MaxWorkerLifetime,
+        Key::MaxWorkerLifetimeJitter,
+        Key::MemoryCheckInterval,
         Key::Backlog,
         Key::LogLevel,
         Key::LogFormat,
@@ -65,6 +79,13 @@ impl Key {
             Key::GracefulTimeout => "graceful_timeout",
             Key::BootTimeout => "boot_timeout",
             Key::StartupAttempts => "startup_attempts",
+            Key::MaxSurge => "max_surge",
+            Key::MaxRequests => "max_requests",
+            Key::MaxRequestsJitter => "max_requests_jitter",
+            Key::MaxWorkerMemory => "max_worker_memory",
+            Key::MaxWorkerLifetime => "max_worker_lifetime",
+            Key::MaxWorkerLifetimeJitter => "max_worker_lifetime_jitter",
+            Key::MemoryCheckInterval => "memory_check_interval",
             Key::Backlog => "backlog",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
@@ -157,6 +178,8 @@ mod tests {
     fn flags_follow_the_key_names() {
         assert_eq!(Key::GracefulTimeout.flag(), "--graceful-timeout");
         assert_eq!(Key::Env.flag(), "--env");
+        assert_eq!(Key::MaxRequestsJitter.flag(), "--max-requests-jitter");
+        assert_eq!(Key::MaxWorkerMemory.env_var(), "HERDSMAN_MAX_WORKER_MEMORY");
         assert_eq!(Key::App.flag(), "APP");
     }
 

@@ -5,8 +5,9 @@
 //! Public surface:
 //! - [`load`] builds the `Config` (called at start and again on every reload).
 //! - [`render`] prints a `Config` as TOML that `load` reads back (`herdsman check`).
-//! - [`file_warnings`] lists non-fatal concerns about the config file (a root-run master reading
-//!   a group- or world-writable file) for the master to log after a successful `load`.
+//! - [`file_warnings`] lists non-fatal concerns (a root-run master reading a group- or
+//!   world-writable file, a jitter without its limit) for the master to log after a successful
+//!   `load`.
 //! - [`ConfigErrors`] / [`ConfigError`]: every problem, with origin, key and fix.
 
 mod app;
@@ -19,6 +20,7 @@ mod keys;
 mod layer;
 mod load;
 mod render;
+mod size;
 mod types;
 mod validate;
 mod values;

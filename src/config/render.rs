@@ -1,7 +1,7 @@
 //! The effective configuration as TOML text, for `herdsman check`. Every key appears, in the
 //! order of `Key::ALL`; the unset optional paths (`python`, `chdir`) appear as comments saying
-//! what is used instead. The output is a valid config file: `load` reads it back to the same
-//! `Config` (apart from `config_file`).
+//! what is used instead, and a recycling limit that is off appears as `0  # off`. The output is a
+//! valid config file: `load` reads it back to the same `Config` (apart from `config_file`).
 
 use crate::config::{AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, WorkerCount};
 use std::fmt::{self, Write as _};
@@ -43,11 +43,49 @@ fn render_rest(config: &Config, out: &mut String) {
     line("graceful_timeout", duration(config.graceful_timeout));
     line("boot_timeout", duration(config.boot_timeout));
     line("startup_attempts", config.startup_attempts.to_string());
+    recycling(&mut line, config);
     line("backlog", config.backlog.to_string());
     line("log_level", quote(log_level(config.log_level)));
     line("log_format", quote(log_format(config.log_format)));
     line("access_log", config.access_log.to_string());
     env_table(config, out);
+}
+
+/// `max_surge` and the recycling limits; a limit that is off is `0`, the value that turns it off.
+fn recycling(line: &mut impl FnMut(&str, String), config: &Config) {
+    line("max_surge", config.max_surge.to_string());
+    line("max_requests", or_off(config.max_requests.map(integer)));
+    line("max_requests_jitter", integer(config.max_requests_jitter));
+    line(
+        "max_worker_memory",
+        or_off(config.max_worker_memory.map(size)),
+    );
+    let lifetime = config.max_worker_lifetime.map(duration);
+    line("max_worker_lifetime", or_off(lifetime));
+    let lifetime_jitter = duration(config.max_worker_lifetime_jitter);
+    line("max_worker_lifetime_jitter", lifetime_jitter);
+    line(
+        "memory_check_interval",
+        duration(config.memory_check_interval),
+    );
+}
+
+/// The value of a limit, or `0  # off`.
+fn or_off(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "0  # off".to_string())
+}
+
+/// A byte size, `"512MiB"`, or `"1000001"` (bytes) when no unit holds it exactly.
+fn size(bytes: u64) -> String {
+    quote(&super::size::format(bytes))
+}
+
+/// A whole number; one past TOML's 64-bit signed integers as a string, which reads back the same.
+fn integer(n: u64) -> String {
+    match i64::try_from(n) {
+        Ok(_) => n.to_string(),
+        Err(_) => quote(&n.to_string()),
+    }
 }
 
 fn optional_path(line: &mut impl FnMut(&str, String), key: &str, path: Option<&Path>) {

@@ -2,7 +2,8 @@
 //! reports every problem; a key nobody set takes its default from `types::defaults`. Only the
 //! effective value of a key is judged: a bad file value overridden by the environment or the
 //! command line is not an error. The only checks outside the values themselves are that `chdir`
-//! is an existing directory and that an absolute `python` exists.
+//! is an existing directory and that an absolute `python` exists. Combinations that are allowed
+//! but pointless (a jitter without its limit) are `warnings`, not errors.
 
 use super::app;
 use super::bind;
@@ -12,6 +13,16 @@ use super::layer::{Layer, Origin, Raw, Sourced};
 use super::values;
 use crate::config::{defaults, AppSpec, BindSpec, Config};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Most extra workers booting at once: each boot imports the whole app, so more is a typo.
+const MAX_SURGE: u32 = 64;
+/// Smallest `max_worker_memory`: no Python worker fits in less, so a smaller value is a unit left
+/// out (`512` meant as 512MiB) and would recycle every worker at every check.
+const MIN_WORKER_MEMORY: u64 = 1 << 20;
+/// Shortest `memory_check_interval`: each sample reads /proc/PID/smaps_rollup of every worker,
+/// which costs the kernel a walk of the worker's page tables.
+const MIN_MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Validates `layer` into a `Config`; `config_file` is the file that was read, if any.
 pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, Vec<ConfigError>> {
@@ -41,13 +52,35 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         startup_attempts: v.value(Key::StartupAttempts, defaults::STARTUP_ATTEMPTS, |raw| {
             values::count(raw, 1..=u32::MAX, "3")
         }),
-        max_surge: defaults::MAX_SURGE,
-        max_requests: defaults::MAX_REQUESTS,
-        max_requests_jitter: defaults::MAX_REQUESTS_JITTER,
-        max_worker_memory: defaults::MAX_WORKER_MEMORY,
-        max_worker_lifetime: defaults::MAX_WORKER_LIFETIME,
-        max_worker_lifetime_jitter: defaults::MAX_WORKER_LIFETIME_JITTER,
-        memory_check_interval: defaults::MEMORY_CHECK_INTERVAL,
+        max_surge: v.value(Key::MaxSurge, defaults::MAX_SURGE, |raw| {
+            values::count(raw, 1..=MAX_SURGE, "1")
+        }),
+        max_requests: v.value(Key::MaxRequests, defaults::MAX_REQUESTS, |raw| {
+            values::optional_number(raw, "1000")
+        }),
+        max_requests_jitter: v.value(
+            Key::MaxRequestsJitter,
+            defaults::MAX_REQUESTS_JITTER,
+            |raw| values::number(raw, 0..=u64::MAX, "50"),
+        ),
+        max_worker_memory: v.value(Key::MaxWorkerMemory, defaults::MAX_WORKER_MEMORY, |raw| {
+            values::size(raw, MIN_WORKER_MEMORY)
+        }),
+        max_worker_lifetime: v.value(
+            Key::MaxWorkerLifetime,
+            defaults::MAX_WORKER_LIFETIME,
+            values::optional_duration,
+        ),
+        max_worker_lifetime_jitter: v.value(
+            Key::MaxWorkerLifetimeJitter,
+            defaults::MAX_WORKER_LIFETIME_JITTER,
+            |raw| values::duration(raw, true),
+        ),
+        memory_check_interval: v.value(
+            Key::MemoryCheckInterval,
+            defaults::MEMORY_CHECK_INTERVAL,
+            |raw| values::duration_at_least(raw, MIN_MEMORY_CHECK_INTERVAL),
+        ),
         backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
             values::count(raw, 1..=65535, "2048")
         }),

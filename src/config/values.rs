@@ -1,11 +1,12 @@
-//! Conversions of single raw values into typed ones: numbers, durations, switches, choices,
-//! paths. Each rejects with what was expected, what was got, and accepted examples. Text is
-//! accepted wherever a number or a switch is (the environment and the command line only have
-//! text), so `workers = "4"` in the file works like `HERDSMAN_WORKERS=4`.
+//! Conversions of single raw values into typed ones: numbers, durations, sizes, switches,
+//! choices, paths. Each rejects with what was expected, what was got, and accepted examples.
+//! Text is accepted wherever a number or a switch is (the environment and the command line only
+//! have text), so `workers = "4"` in the file works like `HERDSMAN_WORKERS=4`.
 
 use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
+use super::size;
 use crate::config::{Interface, LogFormat, LogLevel, WorkerCount};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
@@ -52,12 +53,13 @@ fn number_in(
         Raw::Text(text) => text.trim().parse::<u64>().ok(),
         _ => None,
     };
-    let Some(n) = n.or_else(|| negative_as_zero(raw)) else {
-        let got = raw.describe();
-        return Err(Invalid::examples(
-            format!("{expected}, got {got}"),
-            examples,
-        ));
+    let Some(n) = n else {
+        let problem = if is_negative(raw) {
+            format!("must be at least {}, got {}", range.start(), shown(raw))
+        } else {
+            format!("{expected}, got {}", raw.describe())
+        };
+        return Err(Invalid::examples(problem, examples));
     };
     if range.contains(&n) {
         return Ok(n);
@@ -70,12 +72,13 @@ fn number_in(
     Err(Invalid::examples(problem, examples))
 }
 
-/// Negative integers are out of range rather than of the wrong type.
-fn negative_as_zero(raw: &Raw) -> Option<u64> {
+/// Negative integers are out of range rather than of the wrong type (even when the range
+/// starts at 0: `-1` is never read as "off").
+fn is_negative(raw: &Raw) -> bool {
     match raw {
-        Raw::Int(n) if *n < 0 => Some(0),
-        Raw::Text(text) if text.trim().parse::<i64>().is_ok_and(|n| n < 0) => Some(0),
-        _ => None,
+        Raw::Int(n) => *n < 0,
+        Raw::Text(text) => text.trim().parse::<i64>().is_ok_and(|n| n < 0),
+        _ => false,
     }
 }
 
@@ -124,6 +127,74 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// A duration longer than zero.
 pub fn positive_duration(raw: &Raw) -> Result<Duration, Invalid> {
     duration(raw, false)
+}
+
+/// A duration of at least `min`; zero is "below the minimum", not a special case.
+pub fn duration_at_least(raw: &Raw, min: Duration) -> Result<Duration, Invalid> {
+    let parsed = duration(raw, true)?;
+    if parsed < min {
+        let min = humantime::format_duration(min);
+        let problem = format!("must be at least {min}, got {}", shown(raw));
+        return Err(Invalid::examples(problem, &["\"5s\"", "\"1s\""]));
+    }
+    Ok(parsed)
+}
+
+/// A duration, where zero means "off" (`None`).
+pub fn optional_duration(raw: &Raw) -> Result<Option<Duration>, Invalid> {
+    duration(raw, true).map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// A whole number, where zero means "off" (`None`), as gunicorn's `--max-requests`.
+pub fn optional_number(raw: &Raw, example: &str) -> Result<Option<u64>, Invalid> {
+    number(raw, 0..=u64::MAX, example).map(|n| (n > 0).then_some(n))
+}
+
+/// A size in bytes (see `size` for the syntax) of at least `min`; `0` or `"off"` mean `None`.
+/// A TOML integer is a number of bytes.
+pub fn size(raw: &Raw, min: u64) -> Result<Option<u64>, Invalid> {
+    let bytes = match raw {
+        Raw::Text(text) if text.trim().eq_ignore_ascii_case("off") => return Ok(None),
+        Raw::Text(text) => size::parse(text.trim())?,
+        Raw::Int(n) => u64::try_from(*n).map_err(|_| negative_size(raw))?,
+        other => {
+            let problem = format!(
+                "must be a size such as \"512MiB\", got {}",
+                other.describe()
+            );
+            return Err(Invalid::examples(problem, size::EXAMPLES));
+        }
+    };
+    if bytes == 0 {
+        return Ok(None);
+    }
+    if bytes < min {
+        return Err(too_small(raw, min));
+    }
+    Ok(Some(bytes))
+}
+
+fn negative_size(raw: &Raw) -> Invalid {
+    let problem = format!("must be a size of zero or more, got {}", shown(raw));
+    Invalid::examples(problem, size::EXAMPLES)
+}
+
+/// Below `min`: most likely a unit left out (`512` meant as 512MiB), so suggest adding one.
+fn too_small(raw: &Raw, min: u64) -> Invalid {
+    let bare = match raw {
+        Raw::Int(n) => Some(n.to_string()),
+        Raw::Text(text) if text.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            Some(text.trim().to_string())
+        }
+        _ => None,
+    };
+    let min = size::format(min);
+    let Some(bare) = bare else {
+        let problem = format!("must be at least {min}, got {}", shown(raw));
+        return Invalid::examples(problem, size::EXAMPLES);
+    };
+    let problem = format!("must be at least {min}, got {bare} bytes (a bare number means bytes)");
+    Invalid::examples(problem, &[&format!("\"{bare}MiB\"")])
 }
 
 /// A switch: a TOML boolean, or `true/false`, `yes/no`, `on/off`, `1/0` as text.

@@ -3,7 +3,9 @@
 //!   file chooses the code root starts, but refusing to run would break setups that are safe for
 //!   reasons herdsman cannot see, so it is a warning;
 //! - a worker variable named like a herdsman key (`workers = 4` written below `[env]` lands in
-//!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name).
+//!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name);
+//! - a recycling jitter without its limit (`max_requests_jitter` without `max_requests`): it does
+//!   nothing, which is harmless, but the limit was probably meant to be set too.
 
 use super::keys::Key;
 use crate::config::Config;
@@ -14,7 +16,27 @@ use std::path::Path;
 pub fn file_warnings(config: &Config) -> Vec<String> {
     let mut warnings = misplaced_keys(config);
     warnings.extend(root_writable(config));
+    warnings.extend(idle_jitter(config));
     warnings
+}
+
+/// A jitter set while its limit is off.
+fn idle_jitter(config: &Config) -> Vec<String> {
+    let requests = config.max_requests.is_none() && config.max_requests_jitter > 0;
+    let lifetime =
+        config.max_worker_lifetime.is_none() && !config.max_worker_lifetime_jitter.is_zero();
+    [
+        (requests, Key::MaxRequestsJitter, Key::MaxRequests),
+        (
+            lifetime,
+            Key::MaxWorkerLifetimeJitter,
+            Key::MaxWorkerLifetime,
+        ),
+    ]
+    .into_iter()
+    .filter(|(idle, _, _)| *idle)
+    .map(|(_, jitter, limit)| format!("{} has no effect without {}", jitter.name(), limit.name()))
+    .collect()
 }
 
 /// A writable-file warning, when running as root.
@@ -81,6 +103,32 @@ mod tests {
             warnings[0].contains("variable `bind` is named like"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn a_jitter_without_its_limit_is_pointed_out() {
+        let load = |argv: &[&str]| {
+            let argv = [&["herdsman"], argv, &["m:a"]].concat();
+            let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
+            crate::config::load(&args, &[]).expect("valid configuration")
+        };
+        let config = load(&["--max-requests-jitter", "50"]);
+        assert_eq!(
+            file_warnings(&config),
+            ["max_requests_jitter has no effect without max_requests"]
+        );
+        let config = load(&["--max-worker-lifetime-jitter", "10m"]);
+        assert_eq!(
+            file_warnings(&config),
+            ["max_worker_lifetime_jitter has no effect without max_worker_lifetime"]
+        );
+        let config = load(&[
+            "--max-requests-jitter=50",
+            "--max-requests=1000",
+            "--max-worker-lifetime=1h",
+            "--max-worker-lifetime-jitter=10m",
+        ]);
+        assert_eq!(file_warnings(&config), Vec::<String>::new());
     }
 
     #[test]

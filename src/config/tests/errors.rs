@@ -59,6 +59,29 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn recycling_problems_are_reported_with_the_others() {
+    let file = ConfigFile::new("workers = 0\nmax_worker_memory = \"2 G\"\nmax_surge = 0\n");
+    let env_set = env(&[("HERDSMAN_MAX_REQUESTS", "many")]);
+    let errors = load_err(
+        &file.args(&["--memory-check-interval", "10ms", "m:a"]),
+        &env_set,
+    );
+    let text = shown(&errors.to_string(), &file);
+    for expected in [
+        "file herdsman.toml, line 1: `workers` must be at least 1, got 0",
+        "file herdsman.toml, line 2: `max_worker_memory` has an unknown unit \"G\"",
+        "fix: write `max_worker_memory = \"2GiB\"` or `max_worker_memory = \"2GB\"`",
+        "file herdsman.toml, line 3: `max_surge` must be at least 1, got 0",
+        "environment variable HERDSMAN_MAX_REQUESTS: `max_requests` must be a whole number",
+        "fix: write `HERDSMAN_MAX_REQUESTS=1000`",
+        "command line --memory-check-interval: `memory_check_interval` must be at least 100ms",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(errors.errors().len(), 5, "{text}");
+}
+
+#[test]
 fn fixes_use_the_syntax_of_the_source() {
     let file = ConfigFile::new("app = \"m:app\"\nworkers = 0\n");
     let text = load_err(&file.args(&[]), &[]).to_string();

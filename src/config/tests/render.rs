@@ -2,7 +2,6 @@
 //! file is valid and states the real defaults.
 
 use super::*;
-use crate::config::defaults;
 use crate::config::{render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
 use std::path::Path;
 use std::time::Duration;
@@ -63,13 +62,13 @@ fn every_non_default_round_trips() {
         graceful_timeout: Duration::ZERO,
         boot_timeout: Duration::from_secs(3 * 3600 + 1),
         startup_attempts: 9,
-        max_surge: defaults::MAX_SURGE,
-        max_requests: defaults::MAX_REQUESTS,
-        max_requests_jitter: defaults::MAX_REQUESTS_JITTER,
-        max_worker_memory: defaults::MAX_WORKER_MEMORY,
-        max_worker_lifetime: defaults::MAX_WORKER_LIFETIME,
-        max_worker_lifetime_jitter: defaults::MAX_WORKER_LIFETIME_JITTER,
-        memory_check_interval: defaults::MEMORY_CHECK_INTERVAL,
+        max_surge: 64,
+        max_requests: Some(1000),
+        max_requests_jitter: 50,
+        max_worker_memory: Some(3 << 29),
+        max_worker_lifetime: Some(Duration::from_secs(6 * 3600 + 30)),
+        max_worker_lifetime_jitter: Duration::from_millis(90_500),
+        memory_check_interval: Duration::from_millis(100),
         backlog: 65535,
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
@@ -79,6 +78,38 @@ fn every_non_default_round_trips() {
     let (loaded, text) = round_trip(&config);
     assert_eq!(loaded, config, "{text}");
     assert!(text.contains("# read from /etc/herdsman.toml"), "{text}");
+    assert!(text.contains("max_worker_memory = \"1536MiB\"\n"), "{text}");
+}
+
+/// Limits at the edges of their types, and sizes no unit holds exactly, read back unchanged.
+#[test]
+fn recycling_extremes_round_trip() {
+    let base = load_ok(&args(&["main:app"]), &[]);
+    let configs = [
+        Config {
+            max_requests: Some(u64::MAX),
+            max_requests_jitter: u64::MAX,
+            max_worker_memory: Some(u64::MAX),
+            max_worker_lifetime: Some(Duration::from_secs(24 * 3600)),
+            max_worker_lifetime_jitter: Duration::from_millis(1),
+            memory_check_interval: Duration::from_secs(24 * 3600),
+            ..base.clone()
+        },
+        Config {
+            max_requests: Some(1),
+            max_worker_memory: Some((1 << 20) + 1),
+            max_worker_lifetime: Some(Duration::from_millis(1)),
+            ..base.clone()
+        },
+        Config {
+            max_worker_memory: Some(2_000_000_000),
+            ..base
+        },
+    ];
+    for config in configs {
+        let (loaded, text) = round_trip(&config);
+        assert_eq!(loaded, config, "{text}");
+    }
 }
 
 #[test]
@@ -99,6 +130,13 @@ timeout = "30s"
 graceful_timeout = "30s"
 boot_timeout = "1m"
 startup_attempts = 3
+max_surge = 1
+max_requests = 0  # off
+max_requests_jitter = 0
+max_worker_memory = 0  # off
+max_worker_lifetime = 0  # off
+max_worker_lifetime_jitter = "0s"
+memory_check_interval = "5s"
 backlog = 2048
 log_level = "info"
 log_format = "text"

@@ -174,3 +174,142 @@ fn app_spec_errors_come_with_their_origin() {
         "{text}"
     );
 }
+
+#[test]
+fn max_surge_is_1_to_64() {
+    let surge = |v: &str| with(&["--max-surge", v]).map(|c| c.max_surge);
+    assert_eq!(surge("1"), Ok(1));
+    assert_eq!(surge("64"), Ok(64));
+    assert!(surge("0")
+        .unwrap_err()
+        .contains("`max_surge` must be at least 1, got 0"));
+    assert!(surge("65")
+        .unwrap_err()
+        .contains("`max_surge` must be at most 64, got 65"));
+}
+
+#[test]
+fn max_requests_zero_means_off() {
+    let requests = |v: &str| with(&["--max-requests", v]).map(|c| c.max_requests);
+    assert_eq!(requests("1000"), Ok(Some(1000)));
+    assert_eq!(requests("0"), Ok(None));
+    assert_eq!(requests("18446744073709551615"), Ok(Some(u64::MAX)));
+    let error = requests("-1").unwrap_err();
+    assert!(
+        error.contains("command line --max-requests: `max_requests` must be at least 0, got -1"),
+        "{error}"
+    );
+    let error = requests("lots").unwrap_err();
+    assert!(error.contains("must be a whole number"), "{error}");
+    assert!(
+        error.contains("fix: write `--max-requests 1000`"),
+        "{error}"
+    );
+    let jitter = |v: &str| with(&["--max-requests-jitter", v]).map(|c| c.max_requests_jitter);
+    assert_eq!(jitter("0"), Ok(0));
+    assert_eq!(jitter("50"), Ok(50));
+    assert!(jitter("1.5")
+        .unwrap_err()
+        .contains("must be a whole number"));
+}
+
+#[test]
+fn max_worker_memory_takes_sizes() {
+    let memory = |v: &str| with(&["--max-worker-memory", v]).map(|c| c.max_worker_memory);
+    assert_eq!(memory("512MiB"), Ok(Some(512 << 20)));
+    assert_eq!(memory("1.5 GiB"), Ok(Some(3 << 29)));
+    assert_eq!(memory("800mb"), Ok(Some(800_000_000)));
+    assert_eq!(memory("1048576"), Ok(Some(1 << 20)));
+    assert_eq!(memory("1MiB"), Ok(Some(1 << 20)));
+    assert_eq!(memory("0"), Ok(None));
+    assert_eq!(memory("0MiB"), Ok(None));
+    assert_eq!(memory("OFF"), Ok(None));
+    let error = memory("512").unwrap_err();
+    assert_eq!(
+        error,
+        "command line --max-worker-memory: `max_worker_memory` must be at least 1MiB, got 512 \
+         bytes (a bare number means bytes)\n  fix: write `--max-worker-memory 512MiB`"
+    );
+    let error = memory("1MB").unwrap_err();
+    assert!(
+        error.contains("must be at least 1MiB, got 1MB\n  fix: write `--max-worker-memory 512MiB`"),
+        "{error}"
+    );
+    let error = memory("512M").unwrap_err();
+    assert!(
+        error.contains("`max_worker_memory` has an unknown unit \"M\"; the units are KB, MB, GB"),
+        "{error}"
+    );
+    assert!(
+        error.contains("fix: write `--max-worker-memory 512MiB` or `--max-worker-memory 512MB`"),
+        "{error}"
+    );
+    assert!(memory("lots")
+        .unwrap_err()
+        .contains("must be a size such as \"512MiB\", \"1GiB\" or \"800MB\""));
+}
+
+#[test]
+fn max_worker_memory_in_the_file() {
+    let file = ConfigFile::new("app = \"m:a\"\nmax_worker_memory = 2097152\n");
+    assert_eq!(
+        load_ok(&file.args(&[]), &[]).max_worker_memory,
+        Some(2 << 20)
+    );
+    let file = ConfigFile::new("app = \"m:a\"\nmax_worker_memory = 0\n");
+    assert_eq!(load_ok(&file.args(&[]), &[]).max_worker_memory, None);
+    let (errors, _file) = file_errors("app = \"m:a\"\nmax_worker_memory = 512\n");
+    assert!(
+        errors.contains("line 2: `max_worker_memory` must be at least 1MiB, got 512 bytes"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("fix: write `max_worker_memory = \"512MiB\"`"),
+        "{errors}"
+    );
+    let (errors, _file) = file_errors("app = \"m:a\"\nmax_worker_memory = -1\n");
+    assert!(
+        errors.contains("`max_worker_memory` must be a size of zero or more, got -1"),
+        "{errors}"
+    );
+    let (errors, _file) = file_errors("app = \"m:a\"\nmax_worker_memory = 1.5\n");
+    assert!(
+        errors.contains("`max_worker_memory` must be a size such as \"512MiB\", got a float 1.5"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn max_worker_lifetime_zero_means_off() {
+    let lifetime = |v: &str| with(&["--max-worker-lifetime", v]).map(|c| c.max_worker_lifetime);
+    assert_eq!(lifetime("6h"), Ok(Some(Duration::from_secs(6 * 3600))));
+    assert_eq!(lifetime("0"), Ok(None));
+    assert_eq!(lifetime("0s"), Ok(None));
+    assert!(lifetime("25h").unwrap_err().contains("must be at most 24h"));
+    assert!(lifetime("soon")
+        .unwrap_err()
+        .contains("`max_worker_lifetime` must be a duration"));
+    let jitter =
+        |v: &str| with(&["--max-worker-lifetime-jitter", v]).map(|c| c.max_worker_lifetime_jitter);
+    assert_eq!(jitter("0"), Ok(Duration::ZERO));
+    assert_eq!(jitter("10m"), Ok(Duration::from_secs(600)));
+}
+
+#[test]
+fn memory_check_interval_is_at_least_100ms() {
+    let interval = |v: &str| with(&["--memory-check-interval", v]).map(|c| c.memory_check_interval);
+    assert_eq!(interval("100ms"), Ok(Duration::from_millis(100)));
+    assert_eq!(interval("1"), Ok(Duration::from_secs(1)));
+    let error = interval("50ms").unwrap_err();
+    assert!(
+        error.contains("`memory_check_interval` must be at least 100ms, got 50ms"),
+        "{error}"
+    );
+    assert!(
+        error.contains("fix: write `--memory-check-interval 5s`"),
+        "{error}"
+    );
+    assert!(interval("0")
+        .unwrap_err()
+        .contains("must be at least 100ms, got 0"));
+}
