@@ -34,6 +34,9 @@ fn real_main() -> i32 {
 fn check(args: &RunArgs) -> i32 {
     match config::load(args, &master::env_snapshot()) {
         Ok(config) => {
+            for warning in config::file_warnings(&config) {
+                eprintln!("herdsman: warning: {warning}");
+            }
             print!("{}", config::render(&config));
             exit::OK
         }

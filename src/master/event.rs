@@ -99,6 +99,10 @@ pub enum Action {
     },
     /// Load the config again and answer with `Reload` or `ReloadAborted`.
     LoadConfig,
+    /// A reload finished: generation `generation` serves with every worker ready.
+    Reloaded { generation: u64 },
+    /// A reload was rolled back; the previous generation keeps serving.
+    ReloadFailed { reason: String },
     /// Read the PSS of these workers and answer with `Memory`.
     MeasureMemory { workers: Vec<(WorkerId, i32)> },
     /// Stop listening: close the master's copies of the listeners (at the start of a stop).

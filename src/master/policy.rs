@@ -116,6 +116,9 @@ impl Recycle {
 }
 
 #[cfg(test)]
+pub(crate) use tests::test_policy;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -177,6 +180,3 @@ mod tests {
         assert_eq!(no_jitter.request_limit(9), Some(10));
     }
 }
-
-#[cfg(test)]
-pub(crate) use tests::test_policy;

@@ -169,6 +169,8 @@ impl Supervisor {
             Action::LoadConfig => queue.push_back(self.reload()),
             Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
             Action::CloseListeners => self.close_listeners(),
+            // Logged by the state machine; the control socket will answer waiting clients.
+            Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
             Action::Exit(code) => return Some(code),
         }
         None

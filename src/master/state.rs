@@ -12,6 +12,7 @@
 //! - Stopping is a state with a deadline: TERM (or QUIT) all, SIGKILL at the deadline, exit when
 //!   the last worker is reaped; a second stop request escalates at once.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
@@ -19,6 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 use super::exits::{describe_boot_failure, Failure};
 use super::policy::{Policy, MEMORY_STRIKES};
+use super::snapshot::{LastRestart, Snapshot, WorkerStatus};
 use super::workers::{Phase, Reason, Worker};
 use crate::exit;
 use crate::sys::reap::ExitStatus;
@@ -56,6 +58,19 @@ pub struct Master {
     announced: bool,
     /// When worker memory is sampled next (only with `max_worker_memory`).
     next_memory_sample: Option<Instant>,
+    stats: Stats,
+}
+
+/// Counters for operators (see [`Snapshot`]).
+#[derive(Debug, Default)]
+struct Stats {
+    restarts: BTreeMap<&'static str, u64>,
+    last_restart: Option<(WorkerId, Option<i32>, Reason, Instant)>,
+    boots: u64,
+    boot_seconds: f64,
+    reloads: u64,
+    reload_failures: u64,
+    reload_seconds: f64,
 }
 
 impl Master {
@@ -82,6 +97,7 @@ impl Master {
             stop: None,
             announced: false,
             next_memory_sample: memory_start(now),
+            stats: Stats::default(),
         }
     }
 
@@ -333,6 +349,12 @@ impl Master {
             );
             self.stable = self.current;
             self.rollout = None;
+            self.stats.reloads += 1;
+            self.stats.reload_seconds +=
+                now.saturating_duration_since(rollout.started).as_secs_f64();
+            out.push(Action::Reloaded {
+                generation: self.current,
+            });
             self.start_pending_reload(out);
         }
     }
@@ -348,6 +370,10 @@ impl Master {
         self.rollout = None;
         self.boot_failures = 0;
         self.spawn_after = None;
+        self.stats.reload_failures += 1;
+        out.push(Action::ReloadFailed {
+            reason: failure.give_up_hint(),
+        });
         self.start_pending_reload(out);
     }
 
@@ -498,7 +524,11 @@ impl Master {
         match message {
             WorkerMessage::Ready { interface } => {
                 w.last_seen = now;
-                mark_ready(w, &interface, now);
+                if mark_ready(w, &interface, now) {
+                    let boot = now.saturating_duration_since(w.started).as_secs_f64();
+                    self.stats.boots += 1;
+                    self.stats.boot_seconds += boot;
+                }
             }
             WorkerMessage::Heartbeat {
                 requests,
@@ -547,6 +577,7 @@ impl Master {
             return;
         };
         let w = self.workers.remove(pos);
+        self.count_exit(&w, now);
         match w.retiring {
             Some(Reason::BootTimeout) => self.on_boot_failure(&w, Failure::Timeout, now, out),
             Some(reason) => report_retired(&w, reason, status),
@@ -555,6 +586,41 @@ impl Master {
                 self.on_boot_failure(&w, failure, now, out);
             }
             None => report_crash(&w, status),
+        }
+    }
+
+    fn count_exit(&mut self, w: &Worker, now: Instant) {
+        let reason = match (w.retiring, w.ready_at) {
+            (Some(reason), _) => reason,
+            (None, None) => Reason::BootFailure,
+            (None, Some(_)) => Reason::Crash,
+        };
+        *self.stats.restarts.entry(reason.as_str()).or_default() += 1;
+        self.stats.last_restart = Some((w.id, w.pid, reason, now));
+    }
+
+    /// What operators see: workers, counters, generation.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let s = &self.stats;
+        Snapshot {
+            uptime: now.saturating_duration_since(self.started),
+            target: self.policy.target,
+            generation: self.current,
+            reloading: self.rollout.is_some() || self.loading_config,
+            stopping: self.stop.is_some(),
+            workers: self.workers.iter().map(|w| status_of(w, now)).collect(),
+            restarts: s.restarts.clone(),
+            last_restart: s.last_restart.map(|(worker, pid, reason, at)| LastRestart {
+                worker,
+                pid,
+                reason: reason.as_str(),
+                ago: now.saturating_duration_since(at),
+            }),
+            boots: s.boots,
+            boot_seconds_total: s.boot_seconds,
+            reloads: s.reloads,
+            reload_failures: s.reload_failures,
+            reload_seconds_total: s.reload_seconds,
         }
     }
 
@@ -685,9 +751,10 @@ fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Ac
     }
 }
 
-fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
+/// Marks a booting worker ready; false if it was not booting.
+fn mark_ready(w: &mut Worker, interface: &str, now: Instant) -> bool {
     if !w.is_booting() {
-        return;
+        return false;
     }
     w.phase = Phase::Ready;
     w.ready_at = Some(now);
@@ -699,6 +766,30 @@ fn mark_ready(w: &mut Worker, interface: &str, now: Instant) {
         boot = ?now.saturating_duration_since(w.started),
         "worker ready"
     );
+    true
+}
+
+fn status_of(w: &Worker, now: Instant) -> WorkerStatus {
+    let state = match (w.phase, w.recycle) {
+        (Phase::Booting { .. }, _) => "booting",
+        (Phase::Ready, Some(_)) => "recycling",
+        (Phase::Ready, None) => "ready",
+        (Phase::Dumping { .. }, _) => "dumping",
+        (Phase::Stopping { .. }, _) => "stopping",
+        (Phase::Killed, _) => "killed",
+    };
+    WorkerStatus {
+        id: w.id,
+        pid: w.pid,
+        generation: w.generation,
+        state,
+        age: now.saturating_duration_since(w.started),
+        heartbeat_age: now.saturating_duration_since(w.last_seen),
+        requests: w.requests,
+        in_flight: w.in_flight,
+        pss: w.pss,
+        leaving: w.retiring.or(w.recycle).map(Reason::as_str),
+    }
 }
 
 /// Says what the missing heartbeats mean: a blocked event loop in a live process (its watchdog

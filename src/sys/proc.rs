@@ -50,7 +50,7 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(pss_bytes(me).is_some_and(|b| b > 0));
-        assert_eq!(state(me), Some('R'));
+        assert!(state(me).is_some(), "our own state is readable");
         assert_eq!(pss_bytes(i32::MAX), None);
     }
 

@@ -1,0 +1,69 @@
+//! A read-only picture of the master for operators: what `herdsman ctl status` shows and what
+//! `/metrics` exports. Built by the state machine on demand ([`super::Master::snapshot`]), so
+//! it never disagrees with the decisions being made.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::event::WorkerId;
+
+/// One worker as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerStatus {
+    pub id: WorkerId,
+    pub pid: Option<i32>,
+    pub generation: u64,
+    /// `booting`, `ready`, `recycling`, `dumping`, `stopping`, `killed`.
+    pub state: &'static str,
+    /// Time since it was started.
+    pub age: Duration,
+    /// Time since its event loop last sent a heartbeat (or its ready message).
+    pub heartbeat_age: Duration,
+    pub requests: u64,
+    pub in_flight: u64,
+    /// Latest PSS sample in bytes (only sampled with `max_worker_memory`).
+    pub pss: Option<u64>,
+    /// Why it is going away, if it is.
+    pub leaving: Option<&'static str>,
+}
+
+/// The most recent worker exit and why it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRestart {
+    pub worker: WorkerId,
+    pub pid: Option<i32>,
+    pub reason: &'static str,
+    /// How long ago.
+    pub ago: Duration,
+}
+
+/// Everything at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub uptime: Duration,
+    pub target: u32,
+    pub generation: u64,
+    pub reloading: bool,
+    pub stopping: bool,
+    pub workers: Vec<WorkerStatus>,
+    /// Worker exits by reason since the master started (`crash`, `liveness`, `reload`, ...).
+    pub restarts: BTreeMap<&'static str, u64>,
+    pub last_restart: Option<LastRestart>,
+    /// Workers that became ready, and the total of their boot times (start to ready).
+    pub boots: u64,
+    pub boot_seconds_total: f64,
+    /// Completed and failed reloads, and the total duration of the completed ones.
+    pub reloads: u64,
+    pub reload_failures: u64,
+    pub reload_seconds_total: f64,
+}
+
+impl Snapshot {
+    /// Workers serving now (ready, including those about to be recycled).
+    pub fn ready(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| matches!(w.state, "ready" | "recycling"))
+            .count()
+    }
+}
