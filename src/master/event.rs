@@ -24,6 +24,8 @@ pub enum Event {
     Stop(StopMode),
     /// Change the target worker count by this much (SIGTTIN +1, SIGTTOU -1); never below 1.
     Scale(i64),
+    /// Set the target worker count (`herdsman ctl scale N`); never below 1.
+    SetTarget(u32),
     /// A reload was requested (SIGHUP).
     ReloadRequested,
     /// The loop built generation `generation` from a freshly loaded config: roll over to it,

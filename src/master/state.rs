@@ -107,6 +107,7 @@ impl Master {
         match event {
             Event::Stop(mode) => self.on_stop(mode, exit::OK, now, &mut out),
             Event::Scale(delta) => self.on_scale(delta),
+            Event::SetTarget(target) => self.on_scale(i64::from(target) - i64::from(self.target())),
             Event::ReloadRequested => self.on_reload_requested(&mut out),
             Event::Reload {
                 generation,

@@ -410,6 +410,25 @@ fn scaling_adds_and_retires_the_oldest_never_below_one() {
 }
 
 #[test]
+fn set_target_is_absolute_never_below_one_and_ignored_while_stopping() {
+    let mut h = started(2);
+    assert_eq!(spawned(&h.ev(Event::SetTarget(4))), vec![3, 4]);
+    assert_eq!(h.m.target(), 4);
+    assert!(
+        spawned(&h.ev(Event::SetTarget(4))).is_empty(),
+        "same target"
+    );
+    h.ready(3);
+    h.ready(4);
+    let actions = h.ev(Event::SetTarget(0));
+    assert_eq!(h.m.target(), 1);
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1, 2, 3]);
+    h.ev(Event::Stop(StopMode::Graceful));
+    h.ev(Event::SetTarget(5));
+    assert_eq!(h.m.target(), 1, "no scaling while stopping");
+}
+
+#[test]
 fn stopping_during_boot_failures_still_exits() {
     let (mut h, _) = H::new(1);
     h.exit(1, ExitStatus::Code(10));
