@@ -22,6 +22,7 @@ import argparse
 import faulthandler
 import functools
 import inspect
+import itertools
 import json
 import os
 import select
@@ -56,8 +57,16 @@ WSGI_THREADS = 10
 # reads, so a write that cannot complete means it is stopped or gone.
 BOOT_SEND_TIMEOUT = 5.0
 # Bytes of unsent channel output kept while the master does not read (it is SIGSTOPped, say).
-# Beyond this, heartbeats are dropped rather than buffered: they are only useful when fresh.
+# Beyond this, heartbeats and stall reports are dropped rather than buffered: they are only useful
+# when fresh.
 CHANNEL_BUFFER_LIMIT = 64 * 1024
+# `stalled` reports: the event loop counts as stalled after this many heartbeat intervals without a
+# tick; a report lists at most this many requests, and paths are cut to this many characters.
+STALL_INTERVALS = 2
+STALL_LISTED = 5
+PATH_LIMIT = 200
+# The messages dropped (not buffered) beyond that limit.
+DROPPABLE = ("heartbeat", "stalled")
 # After a quick stop (SIGINT, SIGQUIT, master gone), how long lifespan shutdown and interpreter
 # teardown (joining a2wsgi threads stuck in a request, atexit hooks) may take before the process
 # leaves with os._exit(0). The master's SIGKILL is the last resort behind this.
@@ -134,6 +143,11 @@ class Channel:
     event loop, writes are non-blocking: what the kernel does not take is kept in a small buffer and
     flushed when the socket becomes writable, so the event loop never waits on the master. The
     loop also watches the socket for end-of-file, which means the master is gone.
+
+    Two threads write: the event loop (`send`) and the stall watchdog (`send_from_thread`). Both
+    append to the same buffer and push it with non-blocking `send` calls under `_lock`, so the bytes
+    of two messages never interleave; the lock is held only for those calls, never while waiting.
+    Only the loop thread registers and removes the loop's reader and writer.
     """
 
     def __init__(self, fd: int) -> None:
@@ -144,40 +158,67 @@ class Channel:
         self.loop = None
         self.on_gone = None
         self.gone = False
+        self._lock = threading.Lock()
         self._out = bytearray()
         self._writing = False
         self._inbuf = b""
 
-    def send(self, type_: str, **fields) -> None:
-        if self.gone:
-            return
+    @staticmethod
+    def _encode(type_: str, fields) -> bytes:
         message = {"type": type_}
         message.update(fields)
-        data = (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
+        return (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
+
+    def send(self, type_: str, **fields) -> None:
+        """Send from the main thread: blocking while booting, from the event loop once attached."""
+        if self.gone:
+            return
+        data = self._encode(type_, fields)
         if self.loop is None:
             try:
                 self.sock.sendall(data)
             except OSError as exc:  # includes socket.timeout
                 self._lost("send failed: %s" % (exc,))
             return
-        if len(self._out) + len(data) > CHANNEL_BUFFER_LIMIT and type_ == "heartbeat":
-            log.debug("channel: master not reading, heartbeat dropped")
-            return
-        self._out += data
+        with self._lock:
+            if len(self._out) + len(data) > CHANNEL_BUFFER_LIMIT and type_ in DROPPABLE:
+                log.debug("channel: master not reading, %s dropped" % type_)
+                return
+            self._out += data
         if not self._writing:
             self._flush()
 
+    def send_from_thread(self, type_: str, **fields) -> bool:
+        """Send from a thread other than the event loop's, never waiting on the master: what the
+        socket does not take now stays buffered for the loop to flush (the message is dropped if
+        the buffer is full). False once the master is gone or the loop has finished: stop sending."""
+        data = self._encode(type_, fields)
+        with self._lock:
+            if self.gone or self.loop is None:
+                return False
+            if len(self._out) + len(data) > CHANNEL_BUFFER_LIMIT:
+                return True
+            self._out += data
+            error = self._send_buffered()
+        # On an error the loop finds out itself (end-of-file or its own failed send).
+        return error is None
+
     def attach(self, loop, on_gone) -> None:
         """Switch to non-blocking writes from `loop` and watch for end-of-file."""
-        self.sock.setblocking(False)
-        self.loop = loop
+        with self._lock:
+            self.sock.setblocking(False)
+            self.loop = loop
         self.on_gone = on_gone
         if not self.gone:
             loop.add_reader(self.fd, self._on_readable)
 
     def detach(self) -> None:
         """The loop is about to close: go back to blocking writes (with a timeout)."""
-        loop, self.loop = self.loop, None
+        with self._lock:
+            loop, self.loop = self.loop, None
+            self.sock.settimeout(BOOT_SEND_TIMEOUT)
+            out = bytes(self._out)
+            self._out.clear()
         if loop is not None and not loop.is_closed():
             try:
                 loop.remove_reader(self.fd)
@@ -187,26 +228,36 @@ class Channel:
                 pass
         self._writing = False
         try:
-            self.sock.settimeout(BOOT_SEND_TIMEOUT)
-            if self._out and not self.gone:
-                self.sock.sendall(bytes(self._out))
+            if out and not self.gone:
+                self.sock.sendall(out)
         except OSError as exc:
             self._lost("send failed: %s" % (exc,))
-        self._out.clear()
 
-    def _flush(self) -> None:
+    def _send_buffered(self):
+        """One non-blocking send of the buffer, with `_lock` held. Returns the OSError, if any."""
+        if not self._out:
+            return None
         try:
             sent = self.sock.send(self._out)
         except (BlockingIOError, InterruptedError):
-            sent = 0
+            return None
         except OSError as exc:
-            self._lost("send failed: %s" % (exc,))
-            return
+            return exc
         del self._out[:sent]
-        if self._out and not self._writing:
+        return None
+
+    def _flush(self) -> None:
+        """Event loop thread only (also the loop's writer callback)."""
+        with self._lock:
+            error = self._send_buffered()
+            pending = bool(self._out)
+        if error is not None:
+            self._lost("send failed: %s" % (error,))
+            return
+        if pending and not self._writing:
             self.loop.add_writer(self.fd, self._flush)
             self._writing = True
-        elif not self._out and self._writing:
+        elif not pending and self._writing:
             self.loop.remove_writer(self.fd)
             self._writing = False
 
@@ -231,8 +282,9 @@ class Channel:
     def _lost(self, why: str) -> None:
         if self.gone:
             return
-        self.gone = True
-        self._out.clear()
+        with self._lock:
+            self.gone = True
+            self._out.clear()
         log.debug("channel: master gone (%s)" % why)
         if self.loop is not None:
             try:
@@ -533,6 +585,137 @@ def _shield_from_factory_guess(app):
 
 
 # --------------------------------------------------------------------------------------------------
+# In-flight requests and the stall watchdog
+#
+# The heartbeat is sent from the event loop, so missing heartbeats alone cannot tell a blocked loop
+# (a sync call in an async handler) from a process that does not run at all (SIGSTOP, starved of CPU,
+# a C extension holding the GIL). A watchdog thread tells them apart: it keeps running when only the
+# loop is blocked, and reports `stalled` with the requests in flight, which a registry kept by a thin
+# ASGI wrapper around the app knows. docs/protocol.md describes both.
+
+
+def track_in_flight(app, registry: dict):
+    """Wrap the ASGI app handed to uvicorn: while the app handles an `http` or `websocket` scope,
+    `registry` holds `(method, path, started)` under a key of its own. Other scopes (lifespan) pass
+    through untouched. This is the hot path: one dict insert and one delete per request, on the
+    event loop thread only (other threads copy the values, tolerating changes)."""
+    ids = itertools.count().__next__
+    monotonic = time.monotonic
+
+    async def tracked(scope, receive, send):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            return await app(scope, receive, send)
+        key = ids()
+        registry[key] = (
+            scope.get("method") or "WEBSOCKET",
+            scope.get("path", "")[:PATH_LIMIT],
+            monotonic(),
+        )
+        try:
+            return await app(scope, receive, send)
+        finally:
+            del registry[key]
+
+    return tracked
+
+
+def running_request_key(loop_thread: int, tracked_code):
+    """The registry key of the request whose handler is running on the (blocked) event loop thread
+    right now, or None: while a coroutine runs, the frames of the coroutines awaiting it are on the
+    thread's stack, so the innermost `tracked` frame there is the one that holds the loop. Not
+    found when the app runs the handler in a task of its own (e.g. Starlette's BaseHTTPMiddleware),
+    or when the loop is blocked outside any request."""
+    frame = sys._current_frames().get(loop_thread)
+    depth = 0
+    while frame is not None and depth < 1000:
+        if frame.f_code is tracked_code:
+            return frame.f_locals.get("key")
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def in_flight_snapshot(registry: dict, now: float, running=None, limit: int = STALL_LISTED):
+    """The requests in `registry` as `stalled` lists them, and how many there are: the one under
+    key `running` first (marked `"blocking": true`), then HTTP requests oldest first, then WebSocket
+    connections (long-lived by nature, they would hide the request that blocks), at most `limit`."""
+    items = []
+    for _ in range(5):  # the loop thread may change the dict while it is copied
+        try:
+            items = list(registry.items())
+            break
+        except RuntimeError:
+            continue
+    items.sort(key=lambda kv: (kv[0] != running, kv[1][0] == "WEBSOCKET", kv[1][2]))
+    listed = []
+    for key, (method, path, started) in items[:limit]:
+        entry = {"method": method, "path": path, "age": round(max(0.0, now - started), 1)}
+        if key == running:
+            entry["blocking"] = True
+        listed.append(entry)
+    return listed, len(items)
+
+
+class StallWatchdog:
+    """A daemon thread that reports `stalled` while the event loop does not tick.
+
+    The heartbeat task calls `tick` every interval. Every interval the thread looks at the time since
+    the last tick; beyond STALL_INTERVALS intervals it sends one `stalled`. If its own wait overran
+    by more than half an interval, the whole process was not running (stopped, starved, the GIL
+    held): the loop's silence is not the loop's doing, so that round reports nothing, and the loop
+    gets an interval to tick after the process runs again."""
+
+    def __init__(self, channel: Channel, interval: float, registry: dict, tracked_app) -> None:
+        self.channel = channel
+        self.interval = interval
+        self.registry = registry
+        self.tracked_code = tracked_app.__code__  # the frames to look for on the loop's stack
+        self.loop_thread = None
+        self.last_tick = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def start(self) -> None:
+        """Called from the event loop thread."""
+        if self._thread is None:
+            self.loop_thread = threading.get_ident()
+            self.last_tick = time.monotonic()
+            self._thread = threading.Thread(target=self._run, name="herdsman-stall-watchdog", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = self.interval
+        limit = STALL_INTERVALS * interval
+        monotonic = time.monotonic
+        try:
+            while True:
+                before = monotonic()
+                if self._stop.wait(interval):
+                    return
+                now = monotonic()
+                if now - before > 1.5 * interval:
+                    continue  # the process itself did not run: not the loop's silence
+                silent = now - self.last_tick
+                if silent <= limit:
+                    continue
+                running = running_request_key(self.loop_thread, self.tracked_code)
+                listed, total = in_flight_snapshot(self.registry, now, running)
+                if not self.channel.send_from_thread(
+                    "stalled", silent=round(silent, 1), in_flight=listed, in_flight_total=total
+                ):
+                    return  # the master is gone, or the loop has finished
+        except Exception as exc:  # never take the worker down; the heartbeats still tell the truth
+            log.warning("stall watchdog stopped: %s: %s" % (type(exc).__name__, exc))
+
+
+# --------------------------------------------------------------------------------------------------
 # Serving
 
 
@@ -575,8 +758,11 @@ def make_server_class(uvicorn):
         of the captured signal after serve() returns (uvicorn would kill the process with it)."""
 
         def __init__(self, config, channel: Channel, interface: str, heartbeat_interval: float,
-                     graceful_timeout: float, app_spec: str, process_started: float) -> None:
+                     graceful_timeout: float, app_spec: str, process_started: float,
+                     in_flight: dict) -> None:
             super().__init__(config)
+            self.in_flight = in_flight  # filled by track_in_flight around the app
+            self.watchdog = StallWatchdog(channel, heartbeat_interval, in_flight, config.app)
             self.config_app_spec = app_spec
             self.process_started = process_started
             self.channel = channel
@@ -643,6 +829,7 @@ def make_server_class(uvicorn):
                          % (self.config_app_spec, self.interface, len(sockets or ()),
                             self.ready_at - self.process_started))
                 self._heartbeat_task = loop.create_task(self._heartbeat())
+                self.watchdog.start()
             self._announce_stop()
 
         async def on_tick(self, counter: int) -> bool:
@@ -716,9 +903,16 @@ def make_server_class(uvicorn):
 
         async def _heartbeat(self) -> None:
             state = self.server_state
-            while True:
-                await asyncio.sleep(self.heartbeat_interval)
-                self.channel.send("heartbeat", requests=state.total_requests, in_flight=len(state.tasks))
+            in_flight = self.in_flight
+            tick = self.watchdog.tick
+            try:
+                while True:
+                    await asyncio.sleep(self.heartbeat_interval)
+                    tick()
+                    self.channel.send("heartbeat", requests=state.total_requests, in_flight=len(in_flight))
+            finally:
+                # Cancelled as the loop closes: from here on its silence is not a stall.
+                self.watchdog.stop()
 
     return HerdsmanServer
 
@@ -729,6 +923,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         asgi_app = a2wsgi.WSGIMiddleware(app, workers=WSGI_THREADS)
     else:
         asgi_app = _shield_from_factory_guess(app)
+    in_flight = {}
+    asgi_app = track_in_flight(asgi_app, in_flight)
 
     config = uvicorn.Config(
         asgi_app,
@@ -741,7 +937,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
-                          args.app, started)
+                          args.app, started, in_flight)
 
     with _state.lock:
         if _state.phase != "boot":  # a stop signal arrived since the last check
@@ -761,6 +957,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         raise
     finally:
         _state.phase = "done"
+        server.watchdog.stop()
         channel.detach()
     return EXIT_OK
 
