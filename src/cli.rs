@@ -190,6 +190,19 @@ pub struct RunArgs {
         overrides_with = "access_log"
     )]
     pub no_access_log: Option<bool>,
+
+    /// Control socket for `herdsman ctl` [default: $XDG_RUNTIME_DIR/herdsman-UID/PID.sock, or
+    /// under /tmp].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<String>,
+
+    /// Serve /metrics, /livez and /readyz on HOST:PORT or unix:PATH; off = none [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_bind: Option<String>,
+
+    /// Ready workers /readyz needs: a number, or all = the target count [default: all].
+    #[arg(long, value_name = "N|all", allow_negative_numbers = true)]
+    pub ready_min: Option<String>,
 }
 
 impl RunArgs {
@@ -273,5 +286,8 @@ mod tests {
         let run = parse(&["--max-requests", "-1", "--max-worker-memory", "512M"]).run;
         assert_eq!(run.max_requests.as_deref(), Some("-1"));
         assert_eq!(run.max_worker_memory.as_deref(), Some("512M"));
+        let run = parse(&["--ready-min", "-1", "--admin-bind", "8000"]).run;
+        assert_eq!(run.ready_min.as_deref(), Some("-1"));
+        assert_eq!(run.admin_bind.as_deref(), Some("8000"));
     }
 }

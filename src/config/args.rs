@@ -44,7 +44,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 19] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 22] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -68,6 +68,9 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 19] {
         (Key::Backlog, &args.backlog),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
+        (Key::ControlSocket, &args.control_socket),
+        (Key::AdminBind, &args.admin_bind),
+        (Key::ReadyMin, &args.ready_min),
     ]
 }
 

@@ -34,11 +34,14 @@ pub enum Key {
     LogLevel,
     LogFormat,
     AccessLog,
+    ControlSocket,
+    AdminBind,
+    ReadyMin,
 }
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 26] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -62,6 +65,9 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::AccessLog,
+        Key::ControlSocket,
+        Key::AdminBind,
+        Key::ReadyMin,
     ];
 
     /// The TOML key.
@@ -90,6 +96,9 @@ impl Key {
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::AccessLog => "access_log",
+            Key::ControlSocket => "control_socket",
+            Key::AdminBind => "admin_bind",
+            Key::ReadyMin => "ready_min",
         }
     }
 
@@ -180,6 +189,8 @@ mod tests {
         assert_eq!(Key::Env.flag(), "--env");
         assert_eq!(Key::MaxRequestsJitter.flag(), "--max-requests-jitter");
         assert_eq!(Key::MaxWorkerMemory.env_var(), "HERDSMAN_MAX_WORKER_MEMORY");
+        assert_eq!(Key::AdminBind.flag(), "--admin-bind");
+        assert_eq!(Key::ControlSocket.env_var(), "HERDSMAN_CONTROL_SOCKET");
         assert_eq!(Key::App.flag(), "APP");
     }
 

@@ -120,6 +120,9 @@ layer! {
     log_level => LogLevel,
     log_format => LogFormat,
     access_log => AccessLog,
+    control_socket => ControlSocket,
+    admin_bind => AdminBind,
+    ready_min => ReadyMin,
 }
 
 impl Layer {

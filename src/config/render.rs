@@ -1,9 +1,12 @@
 //! The effective configuration as TOML text, for `herdsman check`. Every key appears, in the
-//! order of `Key::ALL`; the unset optional paths (`python`, `chdir`) appear as comments saying
+//! order of `Key::ALL`; the unset optional paths (`python`, `chdir`, `control_socket`) appear as
+//! comments saying
 //! what is used instead, and a recycling limit that is off appears as `0  # off`. The output is a
 //! valid config file: `load` reads it back to the same `Config` (apart from `config_file`).
 
-use crate::config::{AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, WorkerCount};
+use crate::config::{
+    AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
+};
 use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
@@ -48,7 +51,20 @@ fn render_rest(config: &Config, out: &mut String) {
     line("log_level", quote(log_level(config.log_level)));
     line("log_format", quote(log_format(config.log_format)));
     line("access_log", config.access_log.to_string());
+    operations(&mut line, config);
     env_table(config, out);
+}
+
+/// The control socket, the admin listener and readiness.
+fn operations(line: &mut impl FnMut(&str, String), config: &Config) {
+    optional_path(line, "control_socket", config.control_socket.as_deref());
+    let admin = config.admin_bind.as_ref().map(ToString::to_string);
+    line("admin_bind", quote(admin.as_deref().unwrap_or("off")));
+    let ready_min = match config.ready_min {
+        ReadyMin::All => quote("all"),
+        ReadyMin::AtLeast(n) => n.to_string(),
+    };
+    line("ready_min", ready_min);
 }
 
 /// `max_surge` and the recycling limits; a limit that is off is `0`, the value that turns it off.
@@ -94,6 +110,7 @@ fn optional_path(line: &mut impl FnMut(&str, String), key: &str, path: Option<&P
         None => {
             let instead = match key {
                 "python" => "$VIRTUAL_ENV/bin/python, else python3 on PATH",
+                "control_socket" => "${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock",
                 _ => "the current directory",
             };
             line(&format!("# {key}"), format!("(not set: {instead})"));

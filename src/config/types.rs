@@ -8,7 +8,8 @@ use std::time::Duration;
 
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
-    use super::{Interface, LogFormat, LogLevel, WorkerCount};
+    use super::{BindSpec, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount};
+    use std::path::PathBuf;
     use std::time::Duration;
     /// `factory`: `app` is the application itself, not a factory to call.
     pub const FACTORY: bool = false;
@@ -53,6 +54,13 @@ pub mod defaults {
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
     /// `access_log`: one line per request.
     pub const ACCESS_LOG: bool = true;
+    /// `control_socket`: `None` = `<pid>.sock` in the private directory
+    /// `${XDG_RUNTIME_DIR:-/tmp}/herdsman-<uid>/`, where `herdsman ctl` finds it.
+    pub const CONTROL_SOCKET: Option<PathBuf> = None;
+    /// `admin_bind`: no admin HTTP listener (metrics and health endpoints are opt-in).
+    pub const ADMIN_BIND: Option<BindSpec> = None;
+    /// `ready_min`: `/readyz` wants every worker of the target count ready.
+    pub const READY_MIN: ReadyMin = ReadyMin::All;
 }
 
 /// The whole validated configuration.
@@ -102,6 +110,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether the engine writes an access log line per request.
     pub access_log: bool,
+    /// Where the control socket is created; `None`: the private per-user directory.
+    pub control_socket: Option<PathBuf>,
+    /// Where the admin HTTP listener (metrics, health) listens; `None`: nowhere. Never `Fd`.
+    pub admin_bind: Option<BindSpec>,
+    /// Ready workers `/readyz` needs.
+    pub ready_min: ReadyMin,
     /// Where the configuration file came from, if one was read (for reloads and messages).
     pub config_file: Option<PathBuf>,
 }
@@ -122,6 +136,15 @@ pub struct AppSpec {
 pub enum WorkerCount {
     Auto,
     Fixed(NonZeroU32),
+}
+
+/// How many ready workers make the server ready (`/readyz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyMin {
+    /// The target worker count at the moment (it follows scaling).
+    All,
+    /// At least this many, and never more than the target.
+    AtLeast(NonZeroU32),
 }
 
 /// One listener to bind (or adopt).

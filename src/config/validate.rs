@@ -2,7 +2,8 @@
 //! reports every problem; a key nobody set takes its default from `types::defaults`. Only the
 //! effective value of a key is judged: a bad file value overridden by the environment or the
 //! command line is not an error. The only checks outside the values themselves are that `chdir`
-//! is an existing directory and that an absolute `python` exists. Combinations that are allowed
+//! is an existing directory and that an absolute `python` exists (and that `control_socket` fits in
+//! a unix socket address). Combinations that are allowed
 //! but pointless (a jitter without its limit) are `warnings`, not errors.
 
 use super::app;
@@ -87,6 +88,9 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         access_log: v.value(Key::AccessLog, defaults::ACCESS_LOG, values::boolean),
+        control_socket: v.control_socket(),
+        admin_bind: v.admin_bind(),
+        ready_min: v.value(Key::ReadyMin, defaults::READY_MIN, values::ready_min),
         config_file,
     };
     if v.errors.is_empty() {
@@ -227,6 +231,50 @@ impl Validator<'_> {
         }
     }
 
+    /// A path that fits in `sun_path`; its directory is checked when the socket is created.
+    fn control_socket(&mut self) -> Option<PathBuf> {
+        let path = self.path(Key::ControlSocket, "\"/run/myproject/herdsman.sock\"")?;
+        let (len, max) = (path.as_os_str().len(), crate::sockets::max_unix_path_len());
+        if len <= max {
+            return Some(path);
+        }
+        let problem = format!(
+            "{} is {len} bytes long, longer than a unix socket address holds ({max})",
+            path.display()
+        );
+        let invalid = Invalid::advice(problem, "choose a shorter path");
+        self.reject_path_with(Key::ControlSocket, invalid)
+    }
+
+    /// `HOST:PORT`, `[V6]:PORT` or `unix:PATH`; `off` (or nothing) for no admin listener.
+    fn admin_bind(&mut self) -> Option<BindSpec> {
+        const EXAMPLES: &[&str] = &["\"127.0.0.1:9191\"", "\"unix:/run/myproject/admin.sock\""];
+        let layer = self.layer;
+        let given = layer.get(Key::AdminBind)?;
+        let parsed = match &given.value {
+            Raw::Text(text) if text.trim().eq_ignore_ascii_case("off") => return None,
+            Raw::Text(text) => bind::parse(text.trim()),
+            other => Err(Invalid::examples(
+                format!(
+                    "must be an address string or \"off\", got {}",
+                    other.describe()
+                ),
+                EXAMPLES,
+            )),
+        };
+        let parsed = parsed.and_then(|spec| match spec {
+            BindSpec::Fd(fd) => Err(Invalid::examples(
+                format!("cannot be an inherited socket (fd://{fd}): give an address to bind"),
+                EXAMPLES,
+            )),
+            spec => Ok(spec),
+        });
+        match parsed {
+            Ok(spec) => Some(spec),
+            Err(invalid) => self.reject(invalid, &given.origin, Key::AdminBind.name()),
+        }
+    }
+
     fn path(&mut self, key: Key, example: &str) -> Option<PathBuf> {
         let layer = self.layer;
         let given = layer.get(key)?;
@@ -237,10 +285,14 @@ impl Validator<'_> {
     }
 
     fn reject_path<T>(&mut self, key: Key, what: &str, path: &Path) -> Option<T> {
-        let layer = self.layer;
-        let given = layer.get(key).expect("only given paths are checked");
         let problem = format!("{} {what}", path.display());
         let invalid = Invalid::advice(problem, "fix the path, or create it before starting");
+        self.reject_path_with(key, invalid)
+    }
+
+    fn reject_path_with<T>(&mut self, key: Key, invalid: Invalid) -> Option<T> {
+        let layer = self.layer;
+        let given = layer.get(key).expect("only given paths are checked");
         self.reject(invalid, &given.origin, key.name())
     }
 

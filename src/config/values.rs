@@ -7,7 +7,7 @@ use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
 use super::size;
-use crate::config::{Interface, LogFormat, LogLevel, WorkerCount};
+use crate::config::{Interface, LogFormat, LogLevel, ReadyMin, WorkerCount};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -26,6 +26,21 @@ pub fn workers(raw: &Raw) -> Result<WorkerCount, Invalid> {
     let n = number_in(raw, 1..=u64::from(u32::MAX), EXPECTED, &["4", "\"auto\""])?;
     let n = u32::try_from(n).ok().and_then(NonZeroU32::new);
     Ok(WorkerCount::Fixed(
+        n.expect("number_in checked 1..=u32::MAX"),
+    ))
+}
+
+/// `all`, or a whole number of at least 1.
+pub fn ready_min(raw: &Raw) -> Result<ReadyMin, Invalid> {
+    const EXPECTED: &str = "must be a whole number or \"all\"";
+    if let Raw::Text(text) = raw {
+        if text.trim().eq_ignore_ascii_case("all") {
+            return Ok(ReadyMin::All);
+        }
+    }
+    let n = number_in(raw, 1..=u64::from(u32::MAX), EXPECTED, &["1", "\"all\""])?;
+    let n = u32::try_from(n).ok().and_then(NonZeroU32::new);
+    Ok(ReadyMin::AtLeast(
         n.expect("number_in checked 1..=u32::MAX"),
     ))
 }

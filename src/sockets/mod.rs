@@ -16,3 +16,8 @@ mod testutil;
 pub use bind::bind_all;
 pub use error::{PathOccupant, SocketError};
 pub use listener::{close_all, BoundAddr, Listener};
+
+/// The longest path a unix socket address holds.
+pub fn max_unix_path_len() -> usize {
+    unix::max_path_len()
+}

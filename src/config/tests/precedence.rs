@@ -186,6 +186,31 @@ fn every_scalar_key_follows_file_env_cli() {
             expect: ["false", "true", "false"],
         },
         Case {
+            file: "control_socket = \"/a.sock\"",
+            env: ("HERDSMAN_CONTROL_SOCKET", "/b.sock"),
+            cli: &["--control-socket", "c.sock"],
+            get: |c| debug(&c.control_socket),
+            expect: ["Some(\"/a.sock\")", "Some(\"/b.sock\")", "Some(\"c.sock\")"],
+        },
+        Case {
+            file: "admin_bind = \"127.0.0.1:9191\"",
+            env: ("HERDSMAN_ADMIN_BIND", "unix:/run/admin.sock"),
+            cli: &["--admin-bind", "off"],
+            get: |c| debug(&c.admin_bind),
+            expect: [
+                "Some(Tcp { host: \"127.0.0.1\", port: 9191 })",
+                "Some(Unix(\"/run/admin.sock\"))",
+                "None",
+            ],
+        },
+        Case {
+            file: "ready_min = 2",
+            env: ("HERDSMAN_READY_MIN", "ALL"),
+            cli: &["--ready-min", "1"],
+            get: |c| debug(c.ready_min),
+            expect: ["AtLeast(2)", "All", "AtLeast(1)"],
+        },
+        Case {
             file: "bind = [\"a:1\"]",
             env: ("HERDSMAN_BIND", "b:2, unix:/s"),
             cli: &["-b", "fd://3", "-b", "[::1]:4"],
@@ -265,6 +290,9 @@ fn defaults_apply_when_nothing_is_given() {
         log_level: LogLevel::Info,
         log_format: LogFormat::Text,
         access_log: true,
+        control_socket: None,
+        admin_bind: None,
+        ready_min: defaults::READY_MIN,
         config_file: None,
     };
     assert_eq!(config, expected);

@@ -2,7 +2,9 @@
 //! file is valid and states the real defaults.
 
 use super::*;
-use crate::config::{render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
+use crate::config::{
+    render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -73,6 +75,12 @@ fn every_non_default_round_trips() {
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
+        control_socket: Some("run/ctl \"q\".sock".into()),
+        admin_bind: Some(BindSpec::Tcp {
+            host: "::1".into(),
+            port: 9191,
+        }),
+        ready_min: ReadyMin::AtLeast(2.try_into().unwrap()),
         config_file: Some("/etc/herdsman.toml".into()),
     };
     let (loaded, text) = round_trip(&config);
@@ -141,6 +149,9 @@ backlog = 2048
 log_level = "info"
 log_format = "text"
 access_log = true
+# control_socket = (not set: ${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock)
+admin_bind = "off"
+ready_min = "all"
 env = {}
 "#
     );
@@ -183,9 +194,10 @@ fn the_example_file_states_the_real_defaults() {
     assert_eq!(loaded, defaults, "{uncommented}");
 }
 
-/// `key = value` or `[env]` / `NAME = value` lines, except the two paths.
+/// `key = value` or `[env]` / `NAME = value` lines, except the example paths.
 fn is_setting(line: &str) -> bool {
     let key = line.split(" = ").next().unwrap_or("");
     let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    (is_key && line.contains(" = ") && key != "python" && key != "chdir") || line == "[env]"
+    let example_path = ["python", "chdir", "control_socket"].contains(&key);
+    (is_key && line.contains(" = ") && !example_path) || line == "[env]"
 }

@@ -313,3 +313,62 @@ fn memory_check_interval_is_at_least_100ms() {
         .unwrap_err()
         .contains("must be at least 100ms, got 0"));
 }
+
+#[test]
+fn operations_keys_accept_their_forms() {
+    use crate::config::{BindSpec, ReadyMin};
+    let config = with(&["--admin-bind", "[::1]:9191", "--ready-min", "3"]).expect("valid");
+    let admin = BindSpec::Tcp {
+        host: "::1".into(),
+        port: 9191,
+    };
+    assert_eq!(config.admin_bind, Some(admin));
+    assert_eq!(config.ready_min, ReadyMin::AtLeast(3.try_into().unwrap()));
+    let config = with(&["--admin-bind", "unix:admin.sock", "--ready-min", "all"]).expect("valid");
+    assert_eq!(config.admin_bind, Some(BindSpec::Unix("admin.sock".into())));
+    assert_eq!(config.ready_min, ReadyMin::All);
+    let config = with(&["--control-socket", "/run/h.sock"]).expect("valid");
+    assert_eq!(config.control_socket, Some("/run/h.sock".into()));
+}
+
+#[test]
+fn operations_keys_reject_with_a_fix() {
+    let cases = [
+        (
+            &["--admin-bind", "fd://3"][..],
+            "`admin_bind` cannot be an inherited socket (fd://3)",
+        ),
+        (
+            &["--admin-bind", "9191"],
+            "`admin_bind` entry \"9191\" has no host",
+        ),
+        (
+            &["--ready-min", "0"],
+            "`ready_min` must be at least 1, got 0",
+        ),
+        (
+            &["--ready-min", "most"],
+            "`ready_min` must be a whole number or \"all\"",
+        ),
+        (
+            &["--control-socket", ""],
+            "`control_socket` must be a non-empty string",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let error = with(flags).expect_err(expected);
+        assert!(error.contains(expected), "{flags:?}: {error}");
+    }
+    let long = format!("/{}", "x".repeat(200));
+    let error = with(&["--control-socket", &long]).expect_err("too long");
+    assert!(
+        error.contains("longer than a unix socket address holds"),
+        "{error}"
+    );
+    let file = ConfigFile::new("app = \"m:a\"\nadmin_bind = 9191\n");
+    let errors = load_err(&file.args(&[]), &[]).to_string();
+    assert!(
+        errors.contains("`admin_bind` must be an address string or \"off\", got an integer 9191"),
+        "{errors}"
+    );
+}
