@@ -173,6 +173,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "text|json")]
     pub log_format: Option<String>,
 
+    /// Write the master's log to FILE (appending) instead of stderr; SIGUSR1 reopens it
+    /// [default: stderr].
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<String>,
+
     /// Log one line per request [default: on].
     #[arg(
         long,
@@ -190,6 +195,42 @@ pub struct RunArgs {
         overrides_with = "access_log"
     )]
     pub no_access_log: Option<bool>,
+
+    /// Capture the workers' stdout and stderr into the master's log, each line prefixed with
+    /// `[worker ID pid PID]` [default: off: workers write to the master's stdout/stderr].
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        overrides_with = "no_capture_output"
+    )]
+    pub capture_output: Option<bool>,
+
+    /// Let the workers write to the master's stdout and stderr directly.
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        overrides_with = "capture_output"
+    )]
+    pub no_capture_output: Option<bool>,
+
+    /// Write the master's pid to FILE at start, remove it at exit [default: none].
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pidfile: Option<String>,
+
+    /// Run the workers as this user (name or uid); the master keeps its own [default: the
+    /// master's user].
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run the workers with this group (name or gid) [default: the user's primary group].
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// The workers' umask, in octal, e.g. 027 or 0o027 [default: the master's].
+    #[arg(short = 'm', long, value_name = "OCTAL")]
+    pub umask: Option<String>,
 
     /// Control socket for `herdsman ctl` [default: $XDG_RUNTIME_DIR/herdsman-UID/PID.sock, or
     /// under /tmp].
@@ -214,6 +255,11 @@ impl RunArgs {
     /// `--access-log` / `--no-access-log` resolved: the last one given wins; `None` if neither.
     pub fn access_log_flag(&self) -> Option<bool> {
         resolve_pair(self.access_log, self.no_access_log)
+    }
+
+    /// `--capture-output` / `--no-capture-output` resolved, as `access_log_flag`.
+    pub fn capture_output_flag(&self) -> Option<bool> {
+        resolve_pair(self.capture_output, self.no_capture_output)
     }
 }
 
@@ -265,6 +311,9 @@ mod tests {
         let run = parse(&["app:app"]).run;
         assert_eq!(run.factory_flag(), None);
         assert_eq!(run.access_log_flag(), None);
+        assert_eq!(run.capture_output_flag(), None);
+        let run = parse(&["--capture-output", "--no-capture-output"]).run;
+        assert_eq!(run.capture_output_flag(), Some(false));
     }
 
     #[test]
@@ -286,6 +335,11 @@ mod tests {
         let run = parse(&["--max-requests", "-1", "--max-worker-memory", "512M"]).run;
         assert_eq!(run.max_requests.as_deref(), Some("-1"));
         assert_eq!(run.max_worker_memory.as_deref(), Some("512M"));
+        let run = parse(&["-p", "x.pid", "-u", "nobody", "-g", "65534", "-m", "027"]).run;
+        assert_eq!(run.pidfile.as_deref(), Some("x.pid"));
+        assert_eq!(run.user.as_deref(), Some("nobody"));
+        assert_eq!(run.group.as_deref(), Some("65534"));
+        assert_eq!(run.umask.as_deref(), Some("027"));
         let run = parse(&["--ready-min", "-1", "--admin-bind", "8000"]).run;
         assert_eq!(run.ready_min.as_deref(), Some("-1"));
         assert_eq!(run.admin_bind.as_deref(), Some("8000"));

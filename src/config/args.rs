@@ -32,6 +32,14 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
         "--access-log",
         "--no-access-log",
     );
+    let capture = args.capture_output_flag();
+    switch(
+        &mut layer,
+        Key::CaptureOutput,
+        capture,
+        "--capture-output",
+        "--no-capture-output",
+    );
     if !args.bind.is_empty() {
         let binds = Raw::List(items(Key::Bind, &args.bind));
         layer.set(Key::Bind, Sourced::new(binds, flag(Key::Bind)));
@@ -44,7 +52,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 22] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 27] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -68,6 +76,11 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 22] {
         (Key::Backlog, &args.backlog),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
+        (Key::LogFile, &args.log_file),
+        (Key::Pidfile, &args.pidfile),
+        (Key::User, &args.user),
+        (Key::Group, &args.group),
+        (Key::Umask, &args.umask),
         (Key::ControlSocket, &args.control_socket),
         (Key::AdminBind, &args.admin_bind),
         (Key::ReadyMin, &args.ready_min),

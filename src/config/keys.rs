@@ -33,7 +33,13 @@ pub enum Key {
     Backlog,
     LogLevel,
     LogFormat,
+    LogFile,
     AccessLog,
+    CaptureOutput,
+    Pidfile,
+    User,
+    Group,
+    Umask,
     ControlSocket,
     AdminBind,
     ReadyMin,
@@ -41,7 +47,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 26] = [
+    pub const ALL: [Key; 32] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -64,7 +70,13 @@ impl Key {
         Key::Backlog,
         Key::LogLevel,
         Key::LogFormat,
+        Key::LogFile,
         Key::AccessLog,
+        Key::CaptureOutput,
+        Key::Pidfile,
+        Key::User,
+        Key::Group,
+        Key::Umask,
         Key::ControlSocket,
         Key::AdminBind,
         Key::ReadyMin,
@@ -95,7 +107,13 @@ impl Key {
             Key::Backlog => "backlog",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
+            Key::LogFile => "log_file",
             Key::AccessLog => "access_log",
+            Key::CaptureOutput => "capture_output",
+            Key::Pidfile => "pidfile",
+            Key::User => "user",
+            Key::Group => "group",
+            Key::Umask => "umask",
             Key::ControlSocket => "control_socket",
             Key::AdminBind => "admin_bind",
             Key::ReadyMin => "ready_min",
@@ -113,6 +131,9 @@ impl Key {
             Key::App => "APP".to_string(),
             Key::AccessLog => "--access-log/--no-access-log".to_string(),
             Key::Factory => "--factory/--no-factory".to_string(),
+            Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
+            // gunicorn's flag for its `pidfile` setting.
+            Key::Pidfile => "--pid".to_string(),
             _ => format!("--{}", self.name().replace('_', "-")),
         }
     }
@@ -192,6 +213,9 @@ mod tests {
         assert_eq!(Key::AdminBind.flag(), "--admin-bind");
         assert_eq!(Key::ControlSocket.env_var(), "HERDSMAN_CONTROL_SOCKET");
         assert_eq!(Key::App.flag(), "APP");
+        assert_eq!(Key::Pidfile.flag(), "--pid");
+        assert_eq!(Key::Pidfile.env_var(), "HERDSMAN_PIDFILE");
+        assert_eq!(Key::LogFile.flag(), "--log-file");
     }
 
     #[test]

@@ -50,7 +50,10 @@ fn render_rest(config: &Config, out: &mut String) {
     line("backlog", config.backlog.to_string());
     line("log_level", quote(log_level(config.log_level)));
     line("log_format", quote(log_format(config.log_format)));
+    optional(&mut line, "log_file", path(&config.log_file), "stderr");
     line("access_log", config.access_log.to_string());
+    line("capture_output", config.capture_output.to_string());
+    hygiene(&mut line, config);
     operations(&mut line, config);
     env_table(config, out);
 }
@@ -84,6 +87,30 @@ fn recycling(line: &mut impl FnMut(&str, String), config: &Config) {
         "memory_check_interval",
         duration(config.memory_check_interval),
     );
+}
+
+/// `pidfile` and the workers' identity; unset ones as comments saying what is used instead.
+fn hygiene(line: &mut impl FnMut(&str, String), config: &Config) {
+    optional(line, "pidfile", path(&config.pidfile), "no pidfile");
+    let user = config.user.as_ref().map(|u| u.given.clone());
+    optional(line, "user", user, "the master's user");
+    let group = config.group.as_ref().map(|g| g.given.clone());
+    let primary = "the user's primary group, or the master's group";
+    optional(line, "group", group, primary);
+    let umask = config.umask.map(super::account::format_umask);
+    optional(line, "umask", umask, "the master's umask");
+}
+
+fn path(path: &Option<std::path::PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// `key = "value"`, or a comment saying what is used when it is not set.
+fn optional(line: &mut impl FnMut(&str, String), key: &str, value: Option<String>, unset: &str) {
+    match value {
+        Some(value) => line(key, quote(&value)),
+        None => line(&format!("# {key}"), format!("(not set: {unset})")),
+    }
 }
 
 /// The value of a limit, or `0  # off`.

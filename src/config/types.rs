@@ -54,6 +54,11 @@ pub mod defaults {
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
     /// `access_log`: one line per request.
     pub const ACCESS_LOG: bool = true;
+    /// `capture_output`: workers write straight to the master's stdout and stderr (or the log
+    /// file), untouched; journald and container runtimes collect them as they are.
+    pub const CAPTURE_OUTPUT: bool = false;
+    // `log_file`, `pidfile`, `user`, `group` and `umask` have no default value: unset means
+    // stderr, no pidfile, and the master's own user, group and umask.
     /// `control_socket`: `None` = `<pid>.sock` in the private directory
     /// `${XDG_RUNTIME_DIR:-/tmp}/herdsman-<uid>/`, where `herdsman ctl` finds it.
     pub const CONTROL_SOCKET: Option<PathBuf> = None;
@@ -108,8 +113,21 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Master log format.
     pub log_format: LogFormat,
+    /// Where the master logs; `None`: stderr. Reopened on SIGUSR1.
+    pub log_file: Option<PathBuf>,
     /// Whether the engine writes an access log line per request.
     pub access_log: bool,
+    /// Capture each worker's stdout and stderr, prefix every line with the worker id, and write
+    /// it where the master logs.
+    pub capture_output: bool,
+    /// The pidfile the master writes at start and removes at exit; `None`: none.
+    pub pidfile: Option<PathBuf>,
+    /// The account the workers run as (the master keeps its own); `None`: the master's.
+    pub user: Option<User>,
+    /// The group the workers run as; `None`: the user's primary group, or the master's.
+    pub group: Option<Group>,
+    /// The workers' umask; `None`: the master's.
+    pub umask: Option<u32>,
     /// Where the control socket is created; `None`: the private per-user directory.
     pub control_socket: Option<PathBuf>,
     /// Where the admin HTTP listener (metrics, health) listens; `None`: nowhere. Never `Fd`.
@@ -118,6 +136,32 @@ pub struct Config {
     pub ready_min: ReadyMin,
     /// Where the configuration file came from, if one was read (for reloads and messages).
     pub config_file: Option<PathBuf>,
+}
+
+/// `user`: an account, resolved (name service lookups) when the configuration is loaded, so
+/// that spawning a worker never needs one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// As written: a name or a numeric uid.
+    pub given: String,
+    pub uid: u32,
+    /// The account's name, if the uid has a passwd entry.
+    pub name: Option<String>,
+    /// The primary group of the passwd entry, if there is one.
+    pub gid: Option<u32>,
+    /// The home directory of the passwd entry, if there is one.
+    pub home: Option<PathBuf>,
+    /// The workers' supplementary groups: the account's memberships plus the workers' group
+    /// (what `initgroups(name, gid)` would set).
+    pub groups: Vec<u32>,
+}
+
+/// `group`: a group, resolved when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// As written: a name or a numeric gid.
+    pub given: String,
+    pub gid: u32,
 }
 
 /// The application: `module:attr`, optionally an app factory to call.

@@ -2,10 +2,13 @@
 //! reports every problem; a key nobody set takes its default from `types::defaults`. Only the
 //! effective value of a key is judged: a bad file value overridden by the environment or the
 //! command line is not an error. The only checks outside the values themselves are that `chdir`
-//! is an existing directory and that an absolute `python` exists (and that `control_socket` fits in
-//! a unix socket address). Combinations that are allowed
-//! but pointless (a jitter without its limit) are `warnings`, not errors.
+//! is an existing directory, that an absolute `python` exists, that `control_socket` fits in a
+//! unix socket address, that the directories of `log_file` and `pidfile` exist, and that `user`
+//! and `group` name accounts this system knows and that a master which is not root does not ask
+//! to switch them (see `account`). Combinations that are allowed but pointless (a jitter without
+//! its limit) are `warnings`, not errors.
 
+use super::account;
 use super::app;
 use super::bind;
 use super::error::{ConfigError, Invalid};
@@ -87,12 +90,24 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         }),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
+        log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),
         access_log: v.value(Key::AccessLog, defaults::ACCESS_LOG, values::boolean),
+        capture_output: v.value(
+            Key::CaptureOutput,
+            defaults::CAPTURE_OUTPUT,
+            values::boolean,
+        ),
+        pidfile: v.file_path(Key::Pidfile, "\"/run/herdsman.pid\""),
+        user: v.value(Key::User, None, |raw| account::user(raw).map(Some)),
+        group: v.value(Key::Group, None, |raw| account::group(raw).map(Some)),
+        umask: v.value(Key::Umask, None, |raw| account::umask(raw).map(Some)),
         control_socket: v.control_socket(),
         admin_bind: v.admin_bind(),
         ready_min: v.value(Key::ReadyMin, defaults::READY_MIN, values::ready_min),
         config_file,
     };
+    let mut config = config;
+    v.identity(&mut config, nix::unistd::geteuid(), nix::unistd::getegid());
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -273,6 +288,60 @@ impl Validator<'_> {
             Ok(spec) => Some(spec),
             Err(invalid) => self.reject(invalid, &given.origin, Key::AdminBind.name()),
         }
+    }
+
+    /// A file herdsman writes (`log_file`, `pidfile`): its directory must exist and the path
+    /// must not be a directory. The file itself is opened at start.
+    fn file_path(&mut self, key: Key, example: &str) -> Option<PathBuf> {
+        let path = self.path(key, example)?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if path.is_dir() {
+            return self.reject_path(key, "is a directory", &path);
+        }
+        match std::fs::metadata(dir).map(|meta| meta.is_dir()) {
+            Ok(true) => Some(path),
+            Ok(false) => self.reject_path(key, "is in something that is not a directory", &path),
+            Err(source) => {
+                let what = format!("is in a directory that {}", missing(&source));
+                self.reject_path(key, &what, &path)
+            }
+        }
+    }
+
+    /// Completes `user` with its supplementary groups, and checks that this master (running as
+    /// `euid`/`egid`) may give the workers that identity.
+    fn identity(&mut self, config: &mut Config, euid: nix::unistd::Uid, egid: nix::unistd::Gid) {
+        let gid = account::workers_gid(config.user.as_ref(), config.group.as_ref());
+        if let Some(user) = config.user.as_mut() {
+            let groups = match gid {
+                Some(gid) => account::supplementary_groups(user, gid),
+                None => Err(account::no_primary_group(user.uid)),
+            };
+            match groups {
+                Ok(groups) => user.groups = groups,
+                Err(invalid) => self.reject_key(Key::User, invalid),
+            }
+        }
+        let uid = config.user.as_ref().map(|u| u.uid);
+        let checked = account::check_can_switch(euid.as_raw(), egid.as_raw(), uid, gid);
+        if let Err((is_user, invalid)) = checked {
+            let key = if is_user || config.group.is_none() {
+                Key::User
+            } else {
+                Key::Group
+            };
+            self.reject_key(key, invalid);
+        }
+    }
+
+    /// Records `invalid` at the origin of `key`, which must have been given.
+    fn reject_key(&mut self, key: Key, invalid: Invalid) {
+        let layer = self.layer;
+        let given = layer.get(key).expect("only given keys are rejected");
+        self.errors.push(invalid.at(&given.origin, key.name()));
     }
 
     fn path(&mut self, key: Key, example: &str) -> Option<PathBuf> {

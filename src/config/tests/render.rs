@@ -75,6 +75,22 @@ fn every_non_default_round_trips() {
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
+        log_file: Some(dir.path().join("master.log")),
+        capture_output: true,
+        pidfile: Some(dir.path().join("herdsman.pid")),
+        user: Some(crate::config::User {
+            given: "root".into(),
+            uid: 0,
+            name: Some("root".into()),
+            gid: Some(0),
+            home: Some("/root".into()),
+            groups: vec![0],
+        }),
+        group: Some(crate::config::Group {
+            given: "0".into(),
+            gid: 0,
+        }),
+        umask: Some(0o027),
         control_socket: Some("run/ctl \"q\".sock".into()),
         admin_bind: Some(BindSpec::Tcp {
             host: "::1".into(),
@@ -148,7 +164,13 @@ memory_check_interval = "5s"
 backlog = 2048
 log_level = "info"
 log_format = "text"
+# log_file = (not set: stderr)
 access_log = true
+capture_output = false
+# pidfile = (not set: no pidfile)
+# user = (not set: the master's user)
+# group = (not set: the user's primary group, or the master's group)
+# umask = (not set: the master's umask)
 # control_socket = (not set: ${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock)
 admin_bind = "off"
 ready_min = "all"
@@ -198,6 +220,16 @@ fn the_example_file_states_the_real_defaults() {
 fn is_setting(line: &str) -> bool {
     let key = line.split(" = ").next().unwrap_or("");
     let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let example_path = ["python", "chdir", "control_socket"].contains(&key);
+    let example_path = [
+        "python",
+        "chdir",
+        "log_file",
+        "pidfile",
+        "user",
+        "group",
+        "umask",
+        "control_socket",
+    ]
+    .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"
 }
