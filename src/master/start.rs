@@ -15,6 +15,7 @@ use crate::config::{Config, WorkerCount};
 use crate::exit;
 use crate::sizing;
 use crate::sockets;
+use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};
 
@@ -77,6 +78,14 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     for listener in &listeners {
         info!(address = %listener.local(), "listening");
     }
+    // After binding (a second instance has failed on the address by now), before any fork.
+    let pidfile = match config.pidfile.as_deref().map(Pidfile::create).transpose() {
+        Ok(pidfile) => pidfile,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            return exit::USAGE;
+        }
+    };
     let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
     let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
     let spec = WorkerSpec::new(&config, python, &env);
@@ -91,8 +100,20 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
             exit::FAILURE
         }
     };
+    remove_pidfile(pidfile);
     drop(runtime);
     code
+}
+
+/// Removes the pidfile if it is still ours; one left alone is said so.
+fn remove_pidfile(pidfile: Option<Pidfile>) {
+    let Some(pidfile) = pidfile else { return };
+    let path = pidfile.path().display().to_string();
+    match pidfile.remove() {
+        Ok(true) => {}
+        Ok(false) => warn!(path, "the pidfile no longer holds our pid: left in place"),
+        Err(e) => warn!(path, error = %e, "could not remove the pidfile"),
+    }
 }
 
 /// A seed for the per-worker jitter draws that differs between runs and hosts.
