@@ -61,7 +61,8 @@ fn become_subreaper() {
 /// Everything the master wrote on stderr, one entry per line, JSON lines parsed.
 #[derive(Default)]
 pub struct Log {
-    lines: Mutex<(Vec<String>, bool)>,
+    /// The lines, whether both streams closed, and how many streams closed.
+    lines: Mutex<(Vec<String>, bool, usize)>,
     grew: Condvar,
 }
 
@@ -73,7 +74,12 @@ impl Log {
     }
 
     fn close(&self) {
-        self.lines.lock().expect("log lock").1 = true;
+        let mut guard = self.lines.lock().expect("log lock");
+        guard.2 += 1;
+        // Only when both stdout and stderr ended can no more lines come: the master's exit ends
+        // both at once, and the stdout pump (usually with nothing to read) may get there while the
+        // stderr pump is still pushing the master's last lines.
+        guard.1 = guard.2 >= 2;
         self.grew.notify_all();
     }
 
