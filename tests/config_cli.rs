@@ -1,0 +1,378 @@
+//! The command line and configuration as a user meets them: `herdsman check` layering a file, the
+//! environment and flags key by key; every problem reported at once with its origin and a fix;
+//! a bad configuration starting nothing; `--version` and `--help`; `workers = auto` following the
+//! CPU affinity mask; and the workers' environment (configured variables in, herdsman's private
+//! ones out).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::http::get;
+use common::{
+    children_of, field_i64, message, records_with, run_to_end, write_file, Herdsman, Start, WAIT,
+};
+use serde_json::Value;
+
+const USAGE_EXIT: i32 = 2;
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Runs `herdsman check ARGS` and parses the effective configuration it prints.
+fn check_ok(args: &[&str], env: &[(&str, &str)]) -> toml::Table {
+    let mut argv = vec!["check"];
+    argv.extend_from_slice(args);
+    let (code, stdout, stderr) = run_to_end(&argv, env);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
+    stdout
+        .parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("check printed invalid TOML ({e}):\n{stdout}"))
+}
+
+/// Runs `herdsman ARGS`, expects exit code 2 and nothing on stdout; returns stderr.
+fn usage_error(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (code, stdout, stderr) = run_to_end(args, env);
+    assert_eq!(
+        code,
+        Some(USAGE_EXIT),
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert!(stdout.is_empty(), "nothing printed on stdout: {stdout}");
+    stderr
+}
+
+fn assert_has(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn check_layers_file_env_and_flags_key_by_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(
+        dir.path(),
+        "herdsman.toml",
+        r#"app = "file_mod:app"
+workers = 2
+backlog = 100
+timeout = "11s"
+graceful_timeout = "12s"
+log_level = "debug"
+factory = true
+access_log = false
+
+[env]
+A = "file"
+B = "file"
+C = "file"
+"#,
+    );
+    let env = [
+        ("HERDSMAN_APP", "env_mod:app"),
+        ("HERDSMAN_WORKERS", "3"),
+        ("HERDSMAN_BACKLOG", "200"),
+        ("HERDSMAN_TIMEOUT", "21s"),
+        ("HERDSMAN_ACCESS_LOG", "yes"),
+        ("HERDSMAN_ENV", "B=env;C=env"),
+    ];
+    let cfg = check_ok(
+        &[
+            "-c",
+            path_str(&file),
+            "-w",
+            "4",
+            "--timeout",
+            "31s",
+            "-e",
+            "C=cli",
+        ],
+        &env,
+    );
+    let get = |key: &str| {
+        cfg.get(key)
+            .unwrap_or_else(|| panic!("no {key} in {cfg:#?}"))
+    };
+    // file < env < CLI, key by key.
+    assert_eq!(
+        get("workers").as_integer(),
+        Some(4),
+        "CLI beats env and file"
+    );
+    assert_eq!(
+        get("timeout").as_str(),
+        Some("31s"),
+        "CLI beats env and file"
+    );
+    assert_eq!(get("backlog").as_integer(), Some(200), "env beats file");
+    assert_eq!(get("app").as_str(), Some("env_mod:app"), "env beats file");
+    assert_eq!(get("access_log").as_bool(), Some(true), "env beats file");
+    assert_eq!(get("graceful_timeout").as_str(), Some("12s"), "file alone");
+    assert_eq!(get("log_level").as_str(), Some("debug"), "file alone");
+    assert_eq!(
+        get("factory").as_bool(),
+        Some(true),
+        "a switch absent from the command line leaves the file's value"
+    );
+    assert_eq!(get("startup_attempts").as_integer(), Some(3), "default");
+    // env merges variable by variable.
+    let workers_env = get("env").as_table().expect("env table");
+    let vars: Vec<(&str, &str)> = workers_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(vars, vec![("A", "file"), ("B", "env"), ("C", "cli")]);
+}
+
+#[test]
+fn check_accepts_the_shipped_example_and_its_output_is_a_valid_config() {
+    let example = common::repo().join("config/herdsman.toml");
+    let (code, stdout, stderr) = run_to_end(&["check", "-c", path_str(&example)], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let cfg: toml::Table = stdout.parse().expect("TOML output");
+    assert_eq!(
+        cfg.get("app").and_then(|v| v.as_str()),
+        Some("myproject.asgi:application")
+    );
+    // The printed configuration is itself a config file that checks to the same result.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let again = write_file(dir.path(), "effective.toml", &stdout);
+    let (code, stdout2, stderr) = run_to_end(&["check", "-c", path_str(&again)], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let cfg2: toml::Table = stdout2.parse().expect("TOML output");
+    assert_eq!(cfg, cfg2);
+}
+
+const BAD_FILE: &str = r#"app = "asgi_app:app"
+workrs = 2
+graceful_timeout = true
+bind = ["127.0.0.1:8000", "8001"]
+"#;
+
+#[test]
+fn check_reports_every_problem_at_once_with_origin_and_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "herdsman.toml", BAD_FILE);
+    let at = |line: u32| format!("file {}, line {line}: ", file.display());
+    let stderr = usage_error(
+        &["check", "-c", path_str(&file), "--log-level", "verbos"],
+        &[("HERDSMAN_WORKER", "2")],
+    );
+    assert_has(
+        &stderr,
+        &[
+            &format!("{}unknown key `workrs`", at(2)),
+            "fix: did you mean `workers`?",
+            &format!("{}`graceful_timeout` must be a duration", at(3)),
+            &format!("{}`bind` entry \"8001\" has no host", at(4)),
+            "fix: write `bind = \"127.0.0.1:8001\"`",
+            "environment variable HERDSMAN_WORKER is not a herdsman setting",
+            "fix: did you mean HERDSMAN_WORKERS?",
+            "command line --log-level",
+            "fix: write `--log-level info`",
+        ],
+    );
+}
+
+#[test]
+fn bad_flag_value_says_how_to_fix_it() {
+    let stderr = usage_error(&["check", "-w", "abc", "asgi_app:app"], &[]);
+    assert_has(
+        &stderr,
+        &[
+            "`workers` must be a whole number or \"auto\", got a string \"abc\"",
+            "fix: write `--workers 4` or `--workers auto`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_herdsman_variable_is_reported() {
+    let stderr = usage_error(&["check", "asgi_app:app"], &[("HERDSMAN_BAKLOG", "10")]);
+    assert_has(
+        &stderr,
+        &[
+            "environment variable HERDSMAN_BAKLOG is not a herdsman setting",
+            "did you mean HERDSMAN_BACKLOG?",
+        ],
+    );
+}
+
+#[test]
+fn missing_app_says_how_to_give_it() {
+    let stderr = usage_error(&["check"], &[]);
+    assert_has(
+        &stderr,
+        &[
+            "no application given",
+            "herdsman myproject.asgi:app",
+            "app = \"myproject.asgi:app\"",
+            "HERDSMAN_APP",
+        ],
+    );
+}
+
+#[test]
+fn starting_with_a_bad_config_exits_2_and_spawns_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "herdsman.toml", BAD_FILE);
+    let mut h = Start::new(&["-c", path_str(&file)]).spawn();
+    let status = h.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(USAGE_EXIT), "{}", h.log.text());
+    // The master may exit before this process has read its output: wait for the last problem
+    // (the file's bad bind is not checked: the harness's `-b` overrides it).
+    h.wait_line("`graceful_timeout` must be a duration");
+    let text = h.log.text();
+    assert_has(
+        &text,
+        &["the configuration is invalid", "unknown key `workrs`"],
+    );
+    assert!(
+        h.log.records().is_empty(),
+        "nothing started, not even logging:\n{text}"
+    );
+    // The test process is the subreaper: a worker spawned and orphaned would be its child now.
+    let orphans = children_of(std::process::id() as i32);
+    assert!(orphans.is_empty(), "nothing spawned: {orphans:?}");
+    assert_eq!(h.finish().code(), Some(USAGE_EXIT));
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let (code, stdout, stderr) = run_to_end(&["--version"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("herdsman {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, stdout, stderr) = run_to_end(&["--help"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_has(
+        &stdout,
+        &[
+            "Usage: herdsman [OPTIONS] [APP]",
+            "--workers",
+            "--bind",
+            "check",
+        ],
+    );
+}
+
+/// CPUs in this test process's affinity mask.
+fn affinity_cpus() -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        assert_eq!(rc, 0, "sched_getaffinity");
+        libc::CPU_COUNT(&set) as usize
+    }
+}
+
+/// Starts with `-w auto`; returns the auto-sizing record and the ready worker pids.
+fn auto_sized(start: Start) -> (Herdsman, Value, Vec<i32>) {
+    let h = start.spawn();
+    let pids = h.wait_serving();
+    let sizing = h.wait_record("auto sizing", |_| true);
+    (h, sizing, pids)
+}
+
+#[test]
+fn auto_workers_follow_the_affinity_mask() {
+    let runs = Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        eprintln!("SKIPPED: `taskset -c 0 true` does not run here, so the affinity cannot be set");
+        return;
+    }
+    let (h, sizing, pids) =
+        auto_sized(Start::new(&["-w", "auto", "asgi_app:app"]).wrapped(&["taskset", "-c", "0"]));
+    assert_eq!(pids.len(), 1, "one CPU, one worker: {pids:?}");
+    assert_eq!(field_i64(&sizing, "workers"), Some(1), "{sizing}");
+    let why = message(&sizing);
+    assert!(
+        why.contains("1 in this process's affinity mask"),
+        "the record explains the count: {why}"
+    );
+    assert_eq!(
+        records_with(&h.log.lines(), "worker ready").len(),
+        1,
+        "no other worker was started"
+    );
+    assert!(h.finish().success());
+}
+
+#[test]
+fn auto_workers_default_to_the_usable_cpus() {
+    let cpus = affinity_cpus();
+    let (h, sizing, pids) = auto_sized(Start::new(&["-w", "auto", "asgi_app:app"]));
+    let why = message(&sizing).to_string();
+    assert!(
+        why.contains(&format!("{cpus} in this process's affinity mask")),
+        "{why}"
+    );
+    if why.contains("no cgroup CPU quota") {
+        assert_eq!(pids.len(), cpus, "one worker per CPU of the mask ({why})");
+    } else {
+        eprintln!("a cgroup CPU quota applies here ({why}): only checking it is not exceeded");
+        assert!(pids.len() <= cpus, "{why}");
+    }
+    assert_eq!(field_i64(&sizing, "workers"), Some(pids.len() as i64));
+    assert!(h.finish().success());
+}
+
+#[test]
+fn workers_get_configured_variables_but_not_herdsman_private_ones() {
+    // LISTEN_PID and WATCHDOG_PID name another process, so a master that one day honours socket
+    // activation or the watchdog would still ignore these for itself.
+    let h = Start::new(&[
+        "-w",
+        "1",
+        "-e",
+        "FROM_CLI=cli-value",
+        "-e",
+        "OVERRIDDEN=cli",
+        "asgi_app:app",
+    ])
+    .env("PLAIN_INHERITED", "kept")
+    .env("OVERRIDDEN", "master")
+    .env("HERDSMAN_LOG_LEVEL", "info")
+    .env("NOTIFY_SOCKET", "/nonexistent")
+    .env("LISTEN_FDS", "3")
+    .env("LISTEN_PID", "1")
+    .env("LISTEN_FDNAMES", "http")
+    .env("WATCHDOG_USEC", "1000000")
+    .env("WATCHDOG_PID", "1")
+    .spawn();
+    h.wait_serving();
+    let addr = h.addr();
+    let value = |key: &str| {
+        let resp = get(addr, &format!("/env?k={key}")).expect("GET /env");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        resp.json()["value"].clone()
+    };
+    assert_eq!(value("FROM_CLI"), "cli-value");
+    assert_eq!(value("OVERRIDDEN"), "cli", "-e beats the inherited value");
+    assert_eq!(value("PLAIN_INHERITED"), "kept", "the rest is inherited");
+    for private in [
+        "HERDSMAN_LOG_LEVEL",
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ] {
+        assert_eq!(
+            value(private),
+            Value::Null,
+            "{private} must not reach workers"
+        );
+    }
+    assert!(h.finish().success());
+}
