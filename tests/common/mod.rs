@@ -83,6 +83,26 @@ impl Log {
         self.grew.notify_all();
     }
 
+    /// Waits until both the master's stdout and stderr reached end-of-file (the master and every
+    /// worker closed them), so that every line written has been seen. Panics after `timeout`.
+    pub fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().expect("log lock");
+        while guard.2 < 2 {
+            let now = Instant::now();
+            if now >= deadline {
+                let so_far = guard.0.join("\n");
+                drop(guard);
+                panic!("the output did not end within {timeout:?}; so far:\n{so_far}");
+            }
+            guard = self
+                .grew
+                .wait_timeout(guard, deadline - now)
+                .expect("log lock")
+                .0;
+        }
+    }
+
     pub fn text(&self) -> String {
         self.lines.lock().expect("log lock").0.join("\n")
     }
@@ -119,10 +139,10 @@ impl Log {
                 } else {
                     ""
                 };
-                panic!(
-                    "timed out waiting for {what}{closed}; log so far:\n{}",
-                    guard.0.join("\n")
-                );
+                let so_far = guard.0.join("\n");
+                // Unlock first: a panic holding the lock would poison it for Drop.
+                drop(guard);
+                panic!("timed out waiting for {what}{closed}; log so far:\n{so_far}");
             }
             guard = self
                 .grew
@@ -157,6 +177,15 @@ pub fn field_i64(record: &Value, key: &str) -> Option<i64> {
     record.get(key).and_then(Value::as_i64)
 }
 
+/// When the master wrote `record` (its RFC 3339 `timestamp`), on the wall clock.
+pub fn record_time(record: &Value) -> std::time::SystemTime {
+    let text = record
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("record without a timestamp: {record}"));
+    humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad timestamp {text:?}: {e}"))
+}
+
 /// A running master.
 pub struct Herdsman {
     exited: std::sync::mpsc::Receiver<ExitStatus>,
@@ -172,6 +201,7 @@ pub struct Start {
     env: Vec<(String, String)>,
     default_bind: bool,
     prefix: Vec<String>,
+    python: Option<PathBuf>,
 }
 
 impl Start {
@@ -182,7 +212,14 @@ impl Start {
             env: Vec::new(),
             default_bind: true,
             prefix: Vec::new(),
+            python: None,
         }
+    }
+
+    /// Pass `--python PATH` instead of the test interpreter.
+    pub fn python(mut self, path: impl Into<PathBuf>) -> Start {
+        self.python = Some(path.into());
+        self
     }
 
     /// Do not add the default `-b 127.0.0.1:0` (the test gives its own binds).
@@ -207,7 +244,8 @@ impl Start {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut argv: Vec<String> = self.prefix.clone();
         argv.push(binary().to_string());
-        argv.extend(["--python".into(), python().display().to_string()]);
+        let python = self.python.clone().unwrap_or_else(python);
+        argv.extend(["--python".into(), python.display().to_string()]);
         argv.extend(["--chdir".into(), apps_dir().display().to_string()]);
         argv.extend(["--log-format".into(), "json".into()]);
         if self.default_bind {
@@ -220,6 +258,8 @@ impl Start {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("VIRTUAL_ENV")
+            // The harness's own variable: herdsman rejects unknown HERDSMAN_* variables.
+            .env_remove("HERDSMAN_TEST_PYTHON")
             .env("XDG_RUNTIME_DIR", dir.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -518,7 +558,9 @@ pub fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, 
     let mut cmd = Command::new(binary());
     cmd.args(args)
         .stdin(Stdio::null())
-        .env_remove("VIRTUAL_ENV");
+        .env_remove("VIRTUAL_ENV")
+        // The harness's own variable: herdsman rejects unknown HERDSMAN_* variables.
+        .env_remove("HERDSMAN_TEST_PYTHON");
     for (k, v) in env {
         cmd.env(k, v);
     }
