@@ -1,0 +1,709 @@
+//! Supervision with real processes (RELIABILITY.md F1–F4, F6–F9): workers that die or are killed
+//! are reaped, reported and replaced; apps that cannot boot make the master give up with the
+//! documented exit code and the app's own error; a blocked event loop is dumped, killed and
+//! replaced while a busy-but-alive one is left alone; a killed master takes its workers with it
+//! and a stopped one does not kill or double-spawn anything when it resumes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::http::{get, start_block};
+use common::{
+    apps_dir, children_of, field_i64, message, process_state, record_time, records_with, signal,
+    wait_pid_exit, write_file, Herdsman, Start, WAIT,
+};
+use serde_json::Value;
+
+const READY: &str = "worker ready";
+const OOM_KILLED: &str = "worker was killed by SIGKILL";
+const DIED: &str = "worker died unexpectedly";
+/// A live process whose event loop sent no heartbeat for `--timeout` (its watchdog thread
+/// still reports).
+const BLOCKED: &str = "worker event loop blocked";
+/// The watchdog thread reporting a stall, before the timeout.
+const STALLED: &str = "worker event loop stalled";
+/// No heartbeat and no watchdog report either.
+const UNRESPONSIVE: &str = "worker unresponsive";
+const LIVENESS_KILLED: &str = "worker killed after its liveness timeout";
+const GIVING_UP: &str = "giving up";
+const BOOT_TIMEOUT: &str = "worker did not become ready within the boot timeout";
+
+fn pid_of(record: &Value) -> Option<i32> {
+    field_i64(record, "pid").map(|p| p as i32)
+}
+
+fn sorted(mut pids: Vec<i32>) -> Vec<i32> {
+    pids.sort_unstable();
+    pids
+}
+
+/// The master's children as `ps` sees them: asserts that none is a zombie; returns their pids.
+fn live_children(master: i32) -> Vec<i32> {
+    let children = children_of(master);
+    let zombies: Vec<_> = children.iter().filter(|(_, s)| *s == 'Z').collect();
+    assert!(
+        zombies.is_empty(),
+        "the master left zombie children: {zombies:?}"
+    );
+    sorted(children.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Proves that `n` distinct workers serve: blocks the event loop of one worker at a time for
+/// `secs` (a blocked worker cannot accept), so each next request goes to a worker not blocked
+/// yet; a repeat only means an earlier block already ended, and the next try goes on. Returns
+/// the pids that answered, sorted. Keep `secs` well under the liveness timeout.
+fn pids_serving(addr: SocketAddr, n: usize, secs: f64) -> Vec<i32> {
+    let mut blocked = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let (inflight, pid) = start_block(addr, secs).expect("start /block");
+        blocked.push(inflight);
+        if !seen.contains(&pid) {
+            seen.push(pid);
+        }
+        if seen.len() == n {
+            break;
+        }
+    }
+    for inflight in blocked {
+        assert_eq!(inflight.finish().expect("/block body"), "done\n");
+    }
+    sorted(seen)
+}
+
+/// Every record saying a worker's liveness was in doubt, or that it was killed for it.
+fn liveness_records(lines: &[String]) -> Vec<Value> {
+    [BLOCKED, STALLED, UNRESPONSIVE, LIVENESS_KILLED]
+        .iter()
+        .flat_map(|prefix| records_with(lines, prefix))
+        .collect()
+}
+
+fn ok_from(addr: SocketAddr) -> i32 {
+    let resp = get(addr, "/").expect("GET /");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    resp.pid()
+}
+
+fn ms_between(from: SystemTime, to: SystemTime) -> i128 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_millis() as i128,
+        Err(e) => -(e.duration().as_millis() as i128),
+    }
+}
+
+/// The 1-based line of `needle` in a test app, for matching its frame in a traceback.
+fn line_of(app_file: &str, needle: &str) -> usize {
+    let text = std::fs::read_to_string(apps_dir().join(app_file)).expect("read test app");
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {app_file}"))
+        + 1
+}
+
+// ---- F1, F2: workers killed -----------------------------------------------------------------
+
+/// F1: a ready worker SIGKILLed (as by the OOM killer) while a client keeps sending requests.
+#[test]
+fn a_sigkilled_worker_is_reported_as_oom_and_replaced() {
+    let h = Herdsman::start(&["-w", "2", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = h.addr();
+
+    // One client, one request at a time: at most the one request in flight on the victim may
+    // fail, and never with "connection refused" (the listener belongs to the master).
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let (mut ok, mut refused, mut failed) = (0u32, 0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match get(addr, "/") {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status)),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, refused, failed)
+        })
+    };
+
+    let victim = pids[0];
+    let killed_at = SystemTime::now();
+    signal(victim, libc::SIGKILL);
+
+    let reported = h.wait_record(OOM_KILLED, |r| pid_of(r) == Some(victim));
+    let text = message(&reported);
+    assert!(text.contains("out-of-memory killer"), "{reported}");
+    assert_eq!(reported["level"], "ERROR", "{reported}");
+    assert_eq!(reported["reason"], "crash", "{reported}");
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+
+    stop.store(true, Ordering::Relaxed);
+    let (ok, refused, failed) = client.join().expect("client thread");
+
+    let reaped_ms = ms_between(killed_at, record_time(&reported));
+    let ready_ms = ms_between(killed_at, record_time(&ready));
+    eprintln!("F1: SIGKILL -> reported {reaped_ms} ms, -> replacement ready {ready_ms} ms");
+    assert!(
+        reaped_ms < 1000,
+        "the kill was reported {reaped_ms} ms after it happened (at most 1 s)"
+    );
+
+    assert_eq!(
+        refused, 0,
+        "connections were refused during the replacement"
+    );
+    assert!(
+        failed.len() <= 1,
+        "more than the victim's one in-flight request failed: {failed:?}"
+    );
+    assert!(ok > 0, "the client got no answer at all");
+
+    let mut expected = vec![pids[1], replacement];
+    expected.sort_unstable();
+    assert_eq!(sorted(h.live_worker_pids()), expected);
+    assert_eq!(
+        live_children(h.pid),
+        expected,
+        "exactly N live children, no zombie"
+    );
+    assert_eq!(process_state(victim), None, "the victim was reaped");
+    assert_eq!(pids_serving(addr, 2, 3.0), expected, "both workers serve");
+    assert!(h.finish().success());
+}
+
+/// F2: every worker SIGKILLed in one go; the SIGCHLDs coalesce, every exit is still reaped.
+#[test]
+fn all_workers_sigkilled_at_once_are_all_replaced() {
+    let h = Herdsman::start(&["-w", "3", "asgi_app:app"]);
+    let old = sorted(h.wait_serving());
+    assert_eq!(old.len(), 3, "{old:?}");
+    let addr = h.addr();
+
+    for &pid in &old {
+        signal(pid, libc::SIGKILL);
+    }
+
+    let reported: Vec<i32> = h
+        .wait_records(OOM_KILLED, 3)
+        .iter()
+        .filter_map(pid_of)
+        .collect();
+    assert_eq!(sorted(reported), old, "each killed worker reported once");
+    let new = h.log.wait_for("3 replacements ready", WAIT, |lines| {
+        let fresh: Vec<i32> = records_with(lines, READY)
+            .iter()
+            .filter_map(pid_of)
+            .filter(|p| !old.contains(p))
+            .collect();
+        (fresh.len() >= 3).then_some(sorted(fresh))
+    });
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|p| !old.contains(p)));
+    assert_eq!(sorted(h.live_worker_pids()), new);
+    assert_eq!(
+        live_children(h.pid),
+        new,
+        "exactly N live children, no zombie"
+    );
+    for &pid in &old {
+        assert_eq!(process_state(pid), None, "{pid} reaped");
+    }
+    assert_eq!(
+        pids_serving(addr, 3, 3.0),
+        new,
+        "all three replacements serve"
+    );
+    assert!(h.finish().success());
+}
+
+/// A worker that leaves on its own (here: SIGTERM sent to it directly, so it stops gracefully
+/// and exits 0) was not asked to stop by the master: that is a crash, and it is replaced.
+#[test]
+fn a_worker_that_exits_by_itself_is_replaced() {
+    let h = Herdsman::start(&["-w", "2", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let victim = pids[1];
+
+    signal(victim, libc::SIGTERM);
+
+    let reported = h.wait_record(DIED, |r| pid_of(r) == Some(victim));
+    assert_eq!(reported["reason"], "crash", "{reported}");
+    assert_eq!(reported["status"], "exit code 0", "{reported}");
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+
+    let mut expected = vec![pids[0], replacement];
+    expected.sort_unstable();
+    assert_eq!(sorted(h.live_worker_pids()), expected);
+    assert_eq!(live_children(h.pid), expected);
+    assert_eq!(pids_serving(h.addr(), 2, 3.0), expected);
+    assert!(h.finish().success());
+}
+
+// ---- F3, F4: boot failures at first start ----------------------------------------------------
+
+/// Starts a master that must give up; returns its exit code, every output line (all of it: the
+/// output has ended) and the master's records. Checks that nothing it started is left.
+fn gives_up(start: Start) -> (i32, Vec<String>, Vec<Value>) {
+    let mut h = start.spawn();
+    let status = h.wait_exit(WAIT * 2);
+    h.log.wait_closed(WAIT);
+    let lines = h.log.lines();
+    let records = h.log.records();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {status:?}"));
+    h.finish();
+    (code, lines, records)
+}
+
+fn the_record<'a>(records: &'a [Value], prefix: &str, lines: &[String]) -> &'a Value {
+    let found: Vec<&Value> = records
+        .iter()
+        .filter(|r| message(r).starts_with(prefix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {prefix:?} record; output:\n{}",
+        lines.join("\n")
+    );
+    found[0]
+}
+
+#[test]
+fn an_app_that_fails_to_import_exits_4_with_its_traceback() {
+    let (code, lines, records) = gives_up(Start::new(&[
+        "-w",
+        "1",
+        "--startup-attempts",
+        "2",
+        "import_error:app",
+    ]));
+    let all = lines.join("\n");
+    assert_eq!(code, 4, "APP_LOAD; output:\n{all}");
+    assert!(
+        lines.iter().any(|l| l == "RuntimeError: boom at import"),
+        "the app's traceback: {all}"
+    );
+    assert!(
+        all.contains("import_error.py\", line 3, in <module>"),
+        "{all}"
+    );
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(4), "{give_up}");
+    assert_eq!(field_i64(give_up, "attempts"), Some(2), "{give_up}");
+    assert!(
+        message(give_up).contains("could not be imported"),
+        "{give_up}"
+    );
+    let attempts = records_with(&lines, "worker failed to boot (import error)");
+    assert_eq!(attempts.len(), 2, "two attempts: {all}");
+    assert!(message(&attempts[0]).contains("RuntimeError: boom at import"));
+}
+
+#[test]
+fn a_failing_lifespan_startup_exits_3() {
+    let (code, lines, records) = gives_up(Start::new(&[
+        "-w",
+        "1",
+        "--startup-attempts",
+        "2",
+        "lifespan_fail:app",
+    ]));
+    let all = lines.join("\n");
+    assert_eq!(code, 3, "WORKER_BOOT; output:\n{all}");
+    // The app's own failure message, as uvicorn logs it.
+    assert!(all.contains("database unreachable (on purpose)"), "{all}");
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(3), "{give_up}");
+    assert!(
+        message(give_up).contains("lifespan startup failed"),
+        "{give_up}"
+    );
+    assert_eq!(
+        records_with(&lines, "worker failed to boot (lifespan startup failed)").len(),
+        2,
+        "{all}"
+    );
+}
+
+/// F4 at first start: a worker that never becomes ready is dumped (SIGUSR2: its traceback shows
+/// where it hangs), killed, retried, and the master gives up with WORKER_BOOT.
+#[test]
+fn an_app_that_hangs_at_import_hits_the_boot_timeout_and_exits_3() {
+    // 3 s rather than 1 s: the interpreter and uvicorn must have been imported (and the hang
+    // reached) before the dump for the traceback to show the hanging frame, and this machine is
+    // shared.
+    let (code, lines, records) = gives_up(Start::new(&[
+        "-w",
+        "1",
+        "--startup-attempts",
+        "2",
+        "--boot-timeout",
+        "3s",
+        "hang_boot:app",
+    ]));
+    let all = lines.join("\n");
+    assert_eq!(code, 3, "WORKER_BOOT; output:\n{all}");
+    let timeouts = records_with(&lines, BOOT_TIMEOUT);
+    assert_eq!(timeouts.len(), 2, "one per attempt: {all}");
+    assert_eq!(timeouts[0]["boot_timeout"], "3s", "{}", timeouts[0]);
+    let frame = format!(
+        "hang_boot.py\", line {} in <module>",
+        line_of("hang_boot.py", "time.sleep(")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(&frame)),
+        "faulthandler traceback with {frame:?}: {all}"
+    );
+    // The dump comes after the boot-timeout record (SIGUSR2 first, SIGKILL after the grace).
+    let first_timeout = lines
+        .iter()
+        .position(|l| l.contains(BOOT_TIMEOUT))
+        .expect("boot timeout line");
+    assert!(lines[first_timeout..].iter().any(|l| l.contains(&frame)));
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(3), "{give_up}");
+    assert!(message(give_up).contains("boot timeout"), "{give_up}");
+}
+
+#[test]
+fn an_object_that_is_not_an_app_exits_4() {
+    let (code, lines, records) = gives_up(Start::new(&[
+        "-w",
+        "1",
+        "--startup-attempts",
+        "2",
+        "not_an_app:app",
+    ]));
+    let all = lines.join("\n");
+    assert_eq!(code, 4, "APP_LOAD; output:\n{all}");
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(4), "{give_up}");
+    assert!(
+        message(give_up).contains("not an ASGI or WSGI application"),
+        "{give_up}"
+    );
+    assert!(message(give_up).contains("is int 42"), "{give_up}");
+}
+
+/// An interpreter without uvicorn: one clear line saying what to install, no traceback, and
+/// PYTHON_ENV at once (retrying cannot help), even with two workers failing at the same time.
+#[test]
+fn a_python_without_uvicorn_exits_6_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrapper = write_file(
+        dir.path(),
+        "python",
+        &format!(
+            "#!/bin/sh\n# No site-packages: no uvicorn.\nexec {} -S \"$@\"\n",
+            common::python().display()
+        ),
+    );
+    make_executable(&wrapper);
+    let (code, lines, records) =
+        gives_up(Start::new(&["-w", "2", "asgi_app:app"]).python(&wrapper));
+    let all = lines.join("\n");
+    assert_eq!(code, 6, "PYTHON_ENV; output:\n{all}");
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(6), "{give_up}");
+    assert_eq!(
+        field_i64(give_up, "attempts"),
+        Some(1),
+        "no retry: {give_up}"
+    );
+    assert!(!all.contains("Traceback"), "no Python traceback: {all}");
+    let said: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("uvicorn is not installed"))
+        .collect();
+    assert_eq!(
+        said.len(),
+        1,
+        "the missing uvicorn is said exactly once, not once per worker or per log record: {said:#?}"
+    );
+    assert!(said[0].contains("pip install uvicorn"), "{}", said[0]);
+}
+
+/// A `--python` that does not exist. The configuration rejects an absolute path that does not
+/// exist (docs/configuration.md, `python`), so this is a USAGE error naming the path and nothing
+/// is started.
+#[test]
+fn a_python_that_does_not_exist_is_named_in_a_usage_error() {
+    let (code, lines, records) =
+        gives_up(Start::new(&["-w", "2", "asgi_app:app"]).python("/nonexistent/python"));
+    let all = lines.join("\n");
+    assert_eq!(code, 2, "USAGE; output:\n{all}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("/nonexistent/python") && l.contains("does not exist")),
+        "{all}"
+    );
+    assert!(
+        records.iter().all(|r| message(r) != "starting workers"),
+        "nothing was started: {all}"
+    );
+}
+
+/// An interpreter that exists but cannot be run (not executable): PYTHON_ENV, naming the path.
+#[test]
+fn a_python_that_is_not_executable_exits_6_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_file(dir.path(), "python", "#!/bin/sh\n");
+    let (code, lines, records) = gives_up(Start::new(&["-w", "2", "asgi_app:app"]).python(&path));
+    let all = lines.join("\n");
+    assert_eq!(code, 6, "PYTHON_ENV; output:\n{all}");
+    let named = records
+        .iter()
+        .find(|r| message(r).contains(&path.display().to_string()))
+        .unwrap_or_else(|| panic!("no record names {}: {all}", path.display()));
+    assert_eq!(named["level"], "ERROR", "{named}");
+    assert!(message(named).contains("not executable"), "{named}");
+    assert!(
+        records.iter().all(|r| message(r) != "starting workers"),
+        "nothing was started: {all}"
+    );
+}
+
+/// An interpreter the kernel cannot execute (its `#!` names a missing program): the exec fails
+/// in the forked child, and the master gives up at once with PYTHON_ENV.
+#[test]
+fn a_python_that_cannot_be_executed_exits_6() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_file(dir.path(), "python", "#!/nonexistent/interpreter\n");
+    make_executable(&path);
+    let (code, lines, records) = gives_up(Start::new(&["-w", "2", "asgi_app:app"]).python(&path));
+    let all = lines.join("\n");
+    assert_eq!(code, 6, "PYTHON_ENV; output:\n{all}");
+    let give_up = the_record(&records, GIVING_UP, &lines);
+    assert_eq!(field_i64(give_up, "exit_code"), Some(6), "{give_up}");
+    assert!(
+        message(give_up).contains(&path.display().to_string()),
+        "{give_up}"
+    );
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+// ---- F6, F7: liveness -------------------------------------------------------------------------
+
+/// F6: a worker whose event loop is blocked stops heartbeating; the others keep serving; after
+/// the liveness timeout the master dumps its traceback, kills it and replaces it.
+#[test]
+fn a_blocked_event_loop_is_dumped_killed_and_replaced() {
+    let timeout = Duration::from_secs(2);
+    let h = Herdsman::start(&["-w", "2", "--timeout", "2s", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = h.addr();
+
+    let (_blocked, victim) = start_block(addr, 30.0).expect("start /block");
+    let blocked_at = Instant::now();
+    assert!(pids.contains(&victim), "{victim} not in {pids:?}");
+    let other = *pids.iter().find(|&&p| p != victim).expect("other worker");
+
+    // The other worker serves meanwhile (the blocked one cannot accept).
+    for _ in 0..5 {
+        assert_eq!(ok_from(addr), other);
+    }
+
+    let slack = Duration::from_secs(10);
+    let liveness = h.wait_record_for(BLOCKED, timeout + slack, |r| pid_of(r) == Some(victim));
+    let waited = blocked_at.elapsed();
+    assert!(waited < timeout + slack, "liveness after {waited:?}");
+    let text = message(&liveness);
+    assert!(text.contains("no heartbeat for"), "{liveness}");
+    let silent = liveness["silent"].as_str().expect("silent field");
+    let silent_s: f64 = silent
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("silent {silent:?} is not in seconds"));
+    assert!(
+        silent_s >= timeout.as_secs_f64(),
+        "killed after only {silent} of silence: {liveness}"
+    );
+    assert_eq!(liveness["timeout"], "2s", "{liveness}");
+    // The watchdog thread's report names the request that blocks the loop.
+    assert!(
+        liveness["in_flight"]
+            .as_str()
+            .is_some_and(|s| s.contains("/block")),
+        "{liveness}"
+    );
+
+    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
+    // The victim is reaped: its pid may be gone or (briefly) reused by nobody of ours.
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+
+    // The dump (SIGUSR2, faulthandler) shows the blocking call in the app.
+    let frame = format!(
+        "asgi_app.py\", line {} in app",
+        line_of("asgi_app.py", "time.sleep(")
+    );
+    let lines = h.log.lines();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(BLOCKED))
+        .expect("liveness line");
+    assert!(
+        lines[at..].iter().any(|l| l.contains(&frame)),
+        "the worker's traceback with {frame:?}:\n{}",
+        lines[at..].join("\n")
+    );
+
+    let mut expected = vec![other, replacement];
+    expected.sort_unstable();
+    assert_eq!(sorted(h.live_worker_pids()), expected);
+    assert_eq!(live_children(h.pid), expected);
+    assert!(!live_children(h.pid).contains(&victim));
+    // Blocks short enough not to trip the 2 s liveness timeout themselves.
+    assert_eq!(pids_serving(addr, 2, 0.5), expected);
+    assert!(h.finish().success());
+}
+
+/// F7: a request that takes longer than `--timeout` without blocking the event loop is not a
+/// liveness failure: the worker keeps heartbeating and its request completes.
+#[test]
+fn a_long_non_blocking_request_is_not_a_liveness_failure() {
+    let h = Herdsman::start(&["-w", "1", "--timeout", "2s", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    let addr = h.addr();
+    let started = Instant::now();
+    let resp = get(addr, "/slow?s=4").expect("GET /slow");
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(vec![resp.pid()], pids, "answered by the same worker");
+    assert_eq!(ok_from(addr), pids[0], "and it still serves");
+    let lines = h.log.lines();
+    assert!(liveness_records(&lines).is_empty(), "{}", lines.join("\n"));
+    assert_eq!(records_with(&lines, READY).len(), 1, "no replacement");
+    assert!(h.finish().success());
+}
+
+// ---- F8, F9: the master itself killed or stopped ---------------------------------------------
+
+/// F8: the master SIGKILLed: every worker follows within 2 s (PR_SET_PDEATHSIG), and a new
+/// master can bind the same address at once.
+#[test]
+fn a_killed_master_takes_its_workers_and_the_address_is_free_again() {
+    let mut first = Herdsman::start(&["-w", "2", "asgi_app:app"]);
+    let pids = first.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = first.addr();
+    ok_from(addr);
+
+    first.signal(libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for &pid in &pids {
+        assert!(
+            wait_pid_exit(pid, deadline),
+            "worker {pid} still alive 2 s after the master was killed"
+        );
+    }
+    assert!(!first.wait_exit(WAIT).success());
+    first.finish();
+
+    let bind = addr.to_string();
+    let second = Start::new(&["-w", "2", "-b", &bind, "asgi_app:app"])
+        .no_default_bind()
+        .spawn();
+    let new = second.wait_serving();
+    assert_eq!(second.addr(), addr);
+    let pid = ok_from(addr);
+    assert!(new.contains(&pid), "{pid} not in {new:?}");
+    assert!(second.finish().success());
+}
+
+/// Waits (up to WAIT) until `pid`, a child of this process, is stopped by a signal.
+fn wait_stopped(pid: i32) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: waitid with WNOWAIT only observes the state change and leaves it waitable; the
+        // siginfo is written into a zeroed local.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WSTOPPED | libc::WNOWAIT,
+            )
+        };
+        let _ = tx.send(rc);
+    });
+    let rc = rx.recv_timeout(WAIT).expect("the master did not stop");
+    assert_eq!(rc, 0, "waitid failed");
+    assert_eq!(process_state(pid), Some('T'), "the master is stopped");
+}
+
+/// F9, shortened: the master SIGSTOPped for longer than `--timeout`, then continued. Workers
+/// serve throughout; once it runs again it reads the heartbeats that piled up before judging
+/// deadlines, so no worker is killed for liveness and none is spawned.
+#[test]
+fn a_stopped_master_kills_and_spawns_nothing_when_continued() {
+    let timeout = Duration::from_secs(2);
+    let h = Herdsman::start(&["-w", "2", "--timeout", "2s", "asgi_app:app"]);
+    let pids = sorted(h.wait_serving());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = h.addr();
+
+    h.signal(libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    wait_stopped(h.pid);
+    assert!(
+        pids.contains(&ok_from(addr)),
+        "served while the master is stopped"
+    );
+
+    // The pause is the fault being injected: keep the master stopped for longer than the
+    // liveness timeout. Waiting for the stopped master to exit cannot succeed before the
+    // deadline, so this returns at the deadline.
+    let pause_until = stopped_at + timeout + Duration::from_secs(1);
+    assert!(!wait_pid_exit(h.pid, pause_until), "the master exited");
+    assert_eq!(process_state(h.pid), Some('T'), "still stopped");
+    assert!(pids.contains(&ok_from(addr)), "still served");
+    signal(h.pid, libc::SIGCONT);
+
+    // Two SIGUSR1 round trips: the second record is logged on a loop iteration after the one
+    // that resumed (and ticked), so any liveness kill would have been logged before it.
+    for n in 1..=2 {
+        h.signal(libc::SIGUSR1);
+        h.wait_records("SIGUSR1", n);
+    }
+    let lines = h.log.lines();
+    assert!(
+        liveness_records(&lines).is_empty(),
+        "a worker was suspected or killed for liveness:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(records_with(&lines, READY).len(), 2, "no extra worker");
+    assert_eq!(sorted(h.live_worker_pids()), pids);
+    assert_eq!(live_children(h.pid), pids);
+    assert_eq!(pids_serving(addr, 2, 0.5), pids);
+    // (The short blocks above may draw a stall warning; no worker may have been killed.)
+    let lines = h.log.lines();
+    let kills: Vec<Value> = [BLOCKED, UNRESPONSIVE, LIVENESS_KILLED]
+        .iter()
+        .flat_map(|prefix| records_with(&lines, prefix))
+        .collect();
+    assert!(kills.is_empty(), "{}", lines.join("\n"));
+    assert_eq!(records_with(&lines, READY).len(), 2, "{}", lines.join("\n"));
+    assert!(h.finish().success());
+}
