@@ -71,6 +71,9 @@ DROPPABLE = ("heartbeat", "stalled")
 # teardown (joining a2wsgi threads stuck in a request, atexit hooks) may take before the process
 # leaves with os._exit(0). The master's SIGKILL is the last resort behind this.
 QUICK_EXIT_BUDGET = 1.0
+# How long a graceful stop waits, after it stopped accepting, for connections just accepted to
+# deliver their request (see HerdsmanServer._stop_accepting_then_linger).
+FRESH_CONNECTION_LINGER = 0.25
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 _LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
@@ -847,6 +850,8 @@ def make_server_class(uvicorn):
             # for every connection to close, so without this a quick stop would still drain).
             quick_stop = asyncio.ensure_future(self._quick_stop_when_requested())
             try:
+                if not self.quick:
+                    await self._stop_accepting_then_linger(sockets)
                 await super().shutdown(sockets=sockets)
             finally:
                 if self.quick:
@@ -860,6 +865,25 @@ def make_server_class(uvicorn):
             else:
                 left = self.graceful_timeout - (time.monotonic() - (self.stop_requested_at or 0.0))
                 _exit_soon(max(0.5, left - 0.1))
+
+        async def _stop_accepting_then_linger(self, sockets) -> None:
+            # uvicorn's shutdown closes the listeners and, in the same loop iteration, every
+            # connection with no request cycle yet. A connection this worker has just accepted
+            # but whose request bytes the loop has not read yet would be closed unanswered, and
+            # its client (which never reused it, so cannot retry) sees a failed request. Stop
+            # accepting first, then give such fresh connections a brief moment to deliver their
+            # request: once read, it is in flight and uvicorn completes it. Bounded, and skipped
+            # when no connection is waiting.
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            deadline = time.monotonic() + FRESH_CONNECTION_LINGER
+            while time.monotonic() < deadline and not self.quick:
+                fresh = [c for c in self.server_state.connections if getattr(c, "cycle", 0) is None]
+                if not fresh:
+                    return
+                await asyncio.sleep(0.01)
 
         async def _quick_stop_when_requested(self) -> None:
             while not self.quick:
