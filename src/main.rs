@@ -63,6 +63,13 @@ fn serve(args: RunArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    logging::init(config.log_level, config.log_format);
+    if let Err(e) = logging::init(
+        config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    ) {
+        eprintln!("herdsman: {}", error_chain(&e));
+        return exit::USAGE;
+    }
     master::start(args, config, signals)
 }

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use super::channels::Channels;
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
@@ -153,7 +153,7 @@ impl Supervisor {
             Sig::Hup => events.push(Event::ReloadRequested),
             Sig::Ttin => events.push(Event::Scale(count as i64)),
             Sig::Ttou => events.push(Event::Scale(-(count as i64))),
-            Sig::Usr1 => info!("SIGUSR1: logs go to stderr, there is no log file to reopen"),
+            Sig::Usr1 => crate::logging::reopen(),
             Sig::Usr2 => {
                 warn!("SIGUSR2 (binary upgrade) is not supported by this version; ignored")
             }
@@ -235,6 +235,9 @@ impl Supervisor {
         };
         if config.binds != self.config.binds || config.backlog != self.config.backlog {
             warn!("the listeners (bind, backlog) cannot change on reload: restart herdsman to apply that change; keeping the current listeners");
+        }
+        if config.log_file != self.config.log_file || config.pidfile != self.config.pidfile {
+            warn!("log_file and pidfile cannot change on reload: restart herdsman to apply that change; keeping the current ones");
         }
         let workers_changed = config.workers != self.config.workers;
         let target = if workers_changed {
