@@ -17,6 +17,8 @@ pub enum Failure {
     Timeout,
     /// It exited or died before becoming ready without saying why.
     Died(ExitStatus),
+    /// It died within moments of becoming ready.
+    DiedAfterReady(ExitStatus),
     /// The interpreter could not be executed at all.
     Exec(String),
     /// The process could not be created (fork failed).
@@ -82,6 +84,9 @@ impl Failure {
                 "workers never became ready within the boot timeout (raise --boot-timeout if the app is just slow to import)".into()
             }
             Failure::Died(status) => format!("workers died before becoming ready ({status})"),
+            Failure::DiedAfterReady(status) => {
+                format!("workers died right after becoming ready ({status})")
+            }
             Failure::Exec(error) => format!("{error}; point --python at an interpreter that has uvicorn installed"),
             Failure::Spawn(error) => format!("workers could not be started: {error}"),
         }
@@ -97,6 +102,9 @@ pub fn describe_boot_failure(failure: &Failure) -> String {
         Failure::Timeout => "worker failed to boot: boot timeout".into(),
         Failure::Died(status) => {
             format!("worker failed to boot: it exited before becoming ready ({status})")
+        }
+        Failure::DiedAfterReady(status) => {
+            format!("worker died right after becoming ready ({status}); counted as a failed boot")
         }
         Failure::Exec(error) => format!("worker could not be started: {error}"),
         Failure::Spawn(error) => format!("worker could not be started: {error}"),

@@ -49,6 +49,11 @@ pub struct Recycle {
     pub seed: u64,
 }
 
+/// A worker that dies this soon after becoming ready counts as a failed boot (so a crash loop
+/// of "ready, then dead" backs off too), and failures are forgotten only once a worker has
+/// stayed ready this long.
+pub const CRASH_GRACE: Duration = Duration::from_secs(5);
+
 /// Consecutive samples over `max_memory` before a worker is recycled: one spike is not enough.
 pub const MEMORY_STRIKES: u32 = 3;
 

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 use super::exits::{describe_boot_failure, Failure};
-use super::policy::{Policy, MEMORY_STRIKES};
+use super::policy::{Policy, CRASH_GRACE, MEMORY_STRIKES};
 use super::snapshot::{LastRestart, Snapshot, WorkerStatus};
 use super::workers::{Phase, Reason, Worker};
 use crate::exit;
@@ -53,6 +53,9 @@ pub struct Master {
     ever_ready: bool,
     started: Instant,
     boot_failures: u32,
+    /// When the latest boot failure happened: only a worker started after it can prove that
+    /// booting works again.
+    last_boot_failure: Option<Instant>,
     spawn_after: Option<Instant>,
     stop: Option<Stopping>,
     announced: bool,
@@ -93,6 +96,7 @@ impl Master {
             ever_ready: false,
             started: now,
             boot_failures: 0,
+            last_boot_failure: None,
             spawn_after: None,
             stop: None,
             announced: false,
@@ -138,15 +142,19 @@ impl Master {
 
     /// The earliest instant at which [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let workers = self
-            .workers
-            .iter()
-            .filter_map(|w| w.deadline(self.policy.timeout));
+        let workers = self.workers.iter().filter_map(Worker::deadline);
         let spawn = self
             .spawn_after
             .filter(|_| self.stop.is_none() && self.short_of_target());
         let stop = self.stop.map(|s| s.deadline);
-        workers.chain(spawn).chain(stop).min()
+        let lifetimes = self.workers.iter().filter_map(Worker::lifetime_end);
+        let memory = self.next_memory_sample.filter(|_| self.stop.is_none());
+        workers
+            .chain(spawn)
+            .chain(stop)
+            .chain(lifetimes)
+            .chain(memory)
+            .min()
     }
 
     /// Generations that still have workers, plus the current and stable ones: the loop keeps
@@ -548,7 +556,7 @@ impl Master {
                 w.boot_error = Some((kind, message));
             }
             WorkerMessage::Hello { python, engine } => {
-                debug!(worker = id, python = %python, engine = %engine, "worker runtime started")
+                debug!(worker = id, python = ?python, engine = ?engine, "worker runtime started")
             }
             WorkerMessage::Stopping { reason } => {
                 debug!(worker = id, reason = %reason, "worker stopping")
@@ -566,9 +574,19 @@ impl Master {
             WorkerMessage::Unknown => debug!(worker = id, "unknown message type ignored"),
         }
         let current = self.current;
-        if matches!(self.find(id), Some(w) if w.is_ready() && w.generation == current) {
+        let last_failure = self.last_boot_failure;
+        let Some(w) = self.find(id) else { return };
+        if w.is_ready() && w.generation == current {
+            // Only a worker that newly proves it stays up clears the failure count: one that dies
+            // right after becoming ready is a failed boot too (see `on_exited`), and workers that
+            // were stable all along say nothing about the slot that keeps failing.
+            let proven = !w.stable && w.ready_at.is_some_and(|t| now >= t + CRASH_GRACE);
+            w.stable |= proven;
+            let started_after_failure = last_failure.is_none_or(|t| w.started >= t);
             self.ever_ready = true;
-            self.boot_failures = 0;
+            if proven && started_after_failure {
+                self.boot_failures = 0;
+            }
         }
     }
 
@@ -585,6 +603,9 @@ impl Master {
             None if w.ready_at.is_none() => {
                 let failure = Failure::from_exit(w.boot_error.clone(), status);
                 self.on_boot_failure(&w, failure, now, out);
+            }
+            None if w.ready_at.is_some_and(|t| now < t + CRASH_GRACE) => {
+                self.on_boot_failure(&w, Failure::DiedAfterReady(status), now, out);
             }
             None => report_crash(&w, status),
         }
@@ -637,6 +658,7 @@ impl Master {
             return;
         }
         self.boot_failures += 1;
+        self.last_boot_failure = Some(now);
         let delay = self.policy.backoff(self.boot_failures);
         let attempts = self.policy.startup_attempts;
         let decisive = !self.ever_ready || self.rollout.is_some();
@@ -735,8 +757,8 @@ fn expire_worker(w: &mut Worker, policy: &Policy, now: Instant, out: &mut Vec<Ac
             );
             dump(w, Reason::BootTimeout, now + policy.dump_grace, out);
         }
-        Phase::Ready if now >= w.last_seen + policy.timeout => {
-            report_liveness_failure(w, policy, now);
+        Phase::Ready if now >= w.last_seen + w.timeout => {
+            report_liveness_failure(w, now);
             dump(w, Reason::Liveness, now + policy.dump_grace, out);
         }
         Phase::Dumping { kill_at } if now >= kill_at => kill(w, out),
@@ -795,9 +817,9 @@ fn status_of(w: &Worker, now: Instant) -> WorkerStatus {
 
 /// Says what the missing heartbeats mean: a blocked event loop in a live process (its watchdog
 /// thread still reported recently) or a process that answers nothing at all.
-fn report_liveness_failure(w: &Worker, policy: &Policy, now: Instant) {
+fn report_liveness_failure(w: &Worker, now: Instant) {
     let silent = now.saturating_duration_since(w.last_seen);
-    let recent = policy.timeout.min(std::time::Duration::from_secs(5));
+    let recent = w.timeout.min(std::time::Duration::from_secs(5));
     let stall = w
         .stall
         .as_ref()
@@ -807,20 +829,20 @@ fn report_liveness_failure(w: &Worker, policy: &Policy, now: Instant) {
             worker = w.id,
             pid = w.pid,
             silent = ?silent,
-            timeout = ?policy.timeout,
+            timeout = ?w.timeout,
             in_flight = %list(in_flight),
             "worker event loop blocked: no heartbeat for {silent:.1?} (timeout {:?}) although the process is alive (its watchdog thread still reports); in flight: {}; dumping its traceback, then killing it",
-            policy.timeout,
+            w.timeout,
             list(in_flight)
         ),
         None => error!(
             worker = w.id,
             pid = w.pid,
             silent = ?silent,
-            timeout = ?policy.timeout,
+            timeout = ?w.timeout,
             in_flight = w.in_flight,
             "worker unresponsive: no heartbeat for {silent:.1?} (timeout {:?}) and no word from its watchdog thread either: the process is stopped, starved of CPU, or a C extension holds the GIL ({} request(s) in flight at its last heartbeat); dumping its traceback, then killing it",
-            policy.timeout,
+            w.timeout,
             w.in_flight
         ),
     }

@@ -151,6 +151,18 @@ fn starts_the_target_number_of_workers() {
 #[test]
 fn a_crashed_ready_worker_is_replaced_at_once() {
     let mut h = started(2);
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(2));
+        for id in [1, 2] {
+            h.msg(
+                id,
+                WorkerMessage::Heartbeat {
+                    requests: 1,
+                    in_flight: 0,
+                },
+            );
+        }
+    }
     let actions = h.exit(1, KILLED);
     assert_eq!(spawned(&actions), vec![3]);
     assert!(exit_code(&actions).is_none());
@@ -564,6 +576,11 @@ fn memory_recycles_after_three_samples_over_the_limit() {
         p.recycle.max_memory = Some(100 << 20);
         p.recycle.memory_interval = Duration::from_secs(5);
     });
+    assert_eq!(
+        h.m.next_deadline(),
+        Some(h.now + Duration::from_secs(5)),
+        "the loop wakes for the sample"
+    );
     let actions = h.advance(Duration::from_secs(5));
     let Some(Action::MeasureMemory { workers }) = actions.first() else {
         panic!("expected a memory measurement, got {actions:?}");
@@ -599,6 +616,7 @@ fn a_stalled_report_is_not_a_heartbeat() {
             method: "GET".into(),
             path: "/block".into(),
             age: 20.0,
+            blocking: true,
         }],
     };
     assert!(h.msg(1, stalled).is_empty());
@@ -607,5 +625,37 @@ fn a_stalled_report_is_not_a_heartbeat() {
         signalled(&actions, WorkerSignal::Dump),
         vec![1],
         "killed at the liveness timeout all the same"
+    );
+}
+
+#[test]
+fn a_worker_dying_right_after_ready_backs_off_like_a_failed_boot() {
+    let mut h = started(2);
+    let mut delays = Vec::new();
+    let mut victim = 1;
+    for _ in 0..4 {
+        let actions = h.exit(victim, KILLED);
+        assert!(spawned(&actions).is_empty(), "no instant respawn");
+        let due = h.m.next_deadline().expect("a retry is scheduled");
+        delays.push(due.saturating_duration_since(h.now).as_secs());
+        let actions = h.advance(due.saturating_duration_since(h.now));
+        victim = spawned(&actions)[0];
+        h.ready(victim);
+        h.msg(
+            2,
+            WorkerMessage::Heartbeat {
+                requests: 0,
+                in_flight: 0,
+            },
+        );
+    }
+    assert_eq!(
+        delays,
+        vec![1, 2, 4, 8],
+        "exponential while it keeps dying, though worker 2 is stable"
+    );
+    assert!(
+        !h.m.is_stopping(),
+        "the master keeps serving with the others"
     );
 }

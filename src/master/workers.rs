@@ -33,6 +33,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for metrics that list each one from the start.
+    pub const ALL: [Reason; 10] = [
+        Reason::Crash,
+        Reason::BootFailure,
+        Reason::BootTimeout,
+        Reason::Liveness,
+        Reason::Reload,
+        Reason::MaxRequests,
+        Reason::Memory,
+        Reason::Lifetime,
+        Reason::ScaleDown,
+        Reason::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Crash => "crash",
@@ -74,6 +88,9 @@ pub struct Worker {
     pub ready_at: Option<Instant>,
     /// When the master last got a heartbeat (or the ready message) from its event loop.
     pub last_seen: Instant,
+    /// Its liveness timeout, fixed at spawn: it heartbeats at the interval derived from it, so a
+    /// reload that shortens `timeout` must not judge it by the new value.
+    pub timeout: Duration,
     /// The latest report from its watchdog thread that the event loop is stuck, and when it came.
     pub stall: Option<(Instant, f64, Vec<InFlightRequest>)>,
     pub requests: u64,
@@ -93,6 +110,8 @@ pub struct Worker {
     pub pss: Option<u64>,
     /// Consecutive memory samples over the limit.
     pub memory_strikes: u32,
+    /// It stayed ready past `CRASH_GRACE` (and cleared the boot-failure count once).
+    pub stable: bool,
 }
 
 impl Worker {
@@ -107,6 +126,7 @@ impl Worker {
             started: now,
             ready_at: None,
             last_seen: now,
+            timeout: policy.timeout,
             stall: None,
             requests: 0,
             in_flight: 0,
@@ -117,6 +137,7 @@ impl Worker {
             lifetime: policy.recycle.lifetime(id),
             pss: None,
             memory_strikes: 0,
+            stable: false,
         }
     }
 
@@ -146,10 +167,10 @@ impl Worker {
     }
 
     /// The next instant at which something happens to this worker on its own.
-    pub fn deadline(&self, timeout: Duration) -> Option<Instant> {
+    pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Booting { deadline } => Some(deadline),
-            Phase::Ready => Some(self.last_seen + timeout),
+            Phase::Ready => Some(self.last_seen + self.timeout),
             Phase::Dumping { kill_at } | Phase::Stopping { kill_at } => Some(kill_at),
             Phase::Killed => None,
         }

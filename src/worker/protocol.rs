@@ -36,11 +36,12 @@ impl BootErrorKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
+    /// `engine` is null when uvicorn is missing (a `boot_error` follows).
     Hello {
         #[serde(default)]
-        python: String,
+        python: Option<String>,
         #[serde(default)]
-        engine: String,
+        engine: Option<String>,
     },
     Ready {
         #[serde(default)]
@@ -83,11 +84,23 @@ pub struct InFlightRequest {
     /// Seconds since the request started.
     #[serde(default)]
     pub age: f64,
+    /// This request's handler is the one running on the blocked event loop.
+    #[serde(default)]
+    pub blocking: bool,
 }
 
 impl std::fmt::Display for InFlightRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} ({:.1}s)", self.method, self.path, self.age)
+        let blocking = if self.blocking {
+            ", blocking the loop"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{} {} ({:.1}s{blocking})",
+            self.method, self.path, self.age
+        )
     }
 }
 
@@ -209,6 +222,15 @@ mod tests {
         };
         assert_eq!(*silent, 3.5);
         assert_eq!(in_flight[0].to_string(), "GET /block (3.4s)");
+        let mut buf = LineBuffer::default();
+        let got = buf.push(b"{\"type\":\"hello\",\"pid\":1,\"python\":\"3.11\",\"engine\":null}\n");
+        assert_eq!(
+            got,
+            vec![Ok(WorkerMessage::Hello {
+                python: Some("3.11".into()),
+                engine: None
+            })]
+        );
     }
 
     #[test]
