@@ -1,12 +1,15 @@
 //! fork + exec from a plan built entirely before fork.
 //!
 //! Between fork and exec the child only calls async-signal-safe functions on data prepared by the
-//! parent: no allocation, no logging, no locks. In order it: moves the planned fds to their
-//! target numbers (through temporaries above every target, so overlaps cannot clobber), resets
-//! every signal disposition to the default, starts a process group of its own, asks for SIGKILL
-//! when the master dies, empties its signal mask and execs. If exec fails, the errno travels back
-//! through a close-on-exec pipe, so the parent reports "exec failed: ENOENT" instead of a worker
-//! that mysteriously exits 127.
+//! parent: no allocation, no logging, no locks, no name-service lookups. In order it: moves the
+//! planned fds to their target numbers (through temporaries above every target, so overlaps
+//! cannot clobber), resets every signal disposition to the default, starts a process group of its
+//! own, sets the planned umask, drops privileges if the plan says so (supplementary groups, then
+//! the gid, then the uid, then checks that `setuid(0)` fails), asks for SIGKILL when the master
+//! dies (after the drop: changing credentials clears that request), empties its signal mask and
+//! execs. If a step fails, the step and its errno travel back through a close-on-exec pipe, so
+//! the parent reports "exec failed: ENOENT" or "setgid failed: EPERM" instead of a worker that
+//! mysteriously exits 127.
 //!
 //! All signals are blocked in the parent around fork, so no herdsman handler can run in the child
 //! before its dispositions are reset.
@@ -35,6 +38,52 @@ pub enum ExecError {
         #[source]
         source: Errno,
     },
+    #[error("could not drop privileges in the worker: {step} failed")]
+    Privileges {
+        step: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("privilege drop did not stick: the worker could still become root after setuid")]
+    PrivilegesKept,
+}
+
+/// Who the child becomes before exec: set by root only, applied in the order that works
+/// (supplementary groups and gid while still root, the uid last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The complete supplementary group list.
+    pub groups: Vec<libc::gid_t>,
+    pub gid: libc::gid_t,
+    /// `None`: only the groups change (a `group` without a `user`).
+    pub uid: Option<libc::uid_t>,
+}
+
+/// The steps of the child that can fail, as reported through the status pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Step {
+    Fds = 1,
+    Setgroups = 2,
+    Setgid = 3,
+    Setuid = 4,
+    StillRoot = 5,
+    Exec = 6,
+}
+
+impl Step {
+    fn from_raw(raw: i32) -> Option<Step> {
+        [
+            Step::Fds,
+            Step::Setgroups,
+            Step::Setgid,
+            Step::Setuid,
+            Step::StillRoot,
+            Step::Exec,
+        ]
+        .into_iter()
+        .find(|step| *step as i32 == raw)
+    }
 }
 
 /// Everything the child needs, as raw pointers into memory owned by the plan.
@@ -46,6 +95,8 @@ pub struct ExecPlan {
     envp_ptrs: Vec<*const libc::c_char>,
     /// (source fd, target fd) pairs.
     fds: Vec<(RawFd, RawFd)>,
+    umask: Option<libc::mode_t>,
+    identity: Option<Identity>,
 }
 
 impl ExecPlan {
@@ -73,7 +124,21 @@ impl ExecPlan {
             _argv: argv,
             _envp: envp,
             fds,
+            umask: None,
+            identity: None,
         })
+    }
+
+    /// The child's umask; `None` keeps the parent's.
+    pub fn with_umask(mut self, umask: Option<u32>) -> ExecPlan {
+        self.umask = umask.map(|mask| mask as libc::mode_t);
+        self
+    }
+
+    /// Who the child becomes before exec; `None` keeps the parent's identity.
+    pub fn with_identity(mut self, identity: Option<Identity>) -> ExecPlan {
+        self.identity = identity;
+        self
     }
 
     pub fn program(&self) -> String {
@@ -115,23 +180,39 @@ pub fn spawn(plan: &ExecPlan) -> Result<Pid, ExecError> {
         Err(errno) => return Err(ExecError::Fork(errno)),
     };
     restored.map_err(ExecError::SignalMask)?;
-    match read_exec_errno(status_read.as_raw_fd()) {
+    match read_child_status(status_read.as_raw_fd()) {
         None => Ok(child),
-        Some(errno) => {
+        Some((step, errno)) => {
             // The child has already exited (or is about to): reap it here so the loop never
             // sees an unknown pid.
             let _ = waitpid(child, None);
-            Err(ExecError::Exec {
-                program: plan.program(),
-                source: errno,
-            })
+            Err(child_error(plan, step, errno))
         }
     }
 }
 
-/// Blocks until the status pipe closes (exec succeeded) or yields an errno (exec failed).
-fn read_exec_errno(fd: RawFd) -> Option<Errno> {
-    let mut buf = [0u8; 4];
+fn child_error(plan: &ExecPlan, step: Option<Step>, errno: Errno) -> ExecError {
+    let step = match step {
+        Some(Step::StillRoot) => return ExecError::PrivilegesKept,
+        Some(Step::Setgroups) => "setgroups",
+        Some(Step::Setgid) => "setgid",
+        Some(Step::Setuid) => "setuid",
+        Some(Step::Fds | Step::Exec) | None => {
+            return ExecError::Exec {
+                program: plan.program(),
+                source: errno,
+            }
+        }
+    };
+    ExecError::Privileges {
+        step,
+        source: errno,
+    }
+}
+
+/// Blocks until the status pipe closes (exec succeeded) or yields the failed step and its errno.
+fn read_child_status(fd: RawFd) -> Option<(Option<Step>, Errno)> {
+    let mut buf = [0u8; 8];
     let mut got = 0;
     while got < buf.len() {
         // SAFETY: reading into a stack buffer we own, within its bounds.
@@ -143,7 +224,12 @@ fn read_exec_errno(fd: RawFd) -> Option<Errno> {
             _ => break,
         }
     }
-    (got == buf.len()).then(|| Errno::from_raw(i32::from_ne_bytes(buf)))
+    if got < buf.len() {
+        return None;
+    }
+    let step = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Some((Step::from_raw(step), Errno::from_raw(errno)))
 }
 
 /// Runs in the forked child. Never returns.
@@ -164,7 +250,7 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
             _ => libc::_exit(127),
         };
         if let Err(errno) = move_fds(&plan.fds, above) {
-            fail(status_fd, errno);
+            fail(status_fd, Step::Fds, errno);
         }
         // Whatever the master itself inherited without close-on-exec must not reach a worker:
         // close everything above the planned fds but the status pipe (close-on-exec itself).
@@ -175,6 +261,15 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
             }
         }
         libc::setpgid(0, 0);
+        if let Some(mask) = plan.umask {
+            libc::umask(mask);
+        }
+        if let Some(identity) = &plan.identity {
+            if let Err((step, errno)) = drop_privileges(identity) {
+                fail(status_fd, step, errno);
+            }
+        }
+        // After the drop: a change of credentials clears the parent-death signal.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() != parent {
             // The master died between fork and prctl: nobody will supervise us.
@@ -188,8 +283,32 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
             plan.argv_ptrs.as_ptr(),
             plan.envp_ptrs.as_ptr(),
         );
-        fail(status_fd, Errno::last_raw());
+        fail(status_fd, Step::Exec, Errno::last_raw());
     }
+}
+
+/// setgroups, setgid, setuid, in that order (each later step removes the right to do the earlier
+/// ones), then proves the uid change is permanent: `setuid(0)` must now fail.
+///
+/// SAFETY (for callers): only credential system calls on memory prepared before fork.
+unsafe fn drop_privileges(identity: &Identity) -> Result<(), (Step, i32)> {
+    let groups = &identity.groups;
+    if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+        return Err((Step::Setgroups, Errno::last_raw()));
+    }
+    if libc::setgid(identity.gid) != 0 {
+        return Err((Step::Setgid, Errno::last_raw()));
+    }
+    let Some(uid) = identity.uid else {
+        return Ok(());
+    };
+    if libc::setuid(uid) != 0 {
+        return Err((Step::Setuid, Errno::last_raw()));
+    }
+    if uid != 0 && libc::setuid(0) == 0 {
+        return Err((Step::StillRoot, 0));
+    }
+    Ok(())
 }
 
 /// Moves each source fd to its target. Sources are first duplicated above every target, so a
@@ -243,8 +362,13 @@ unsafe fn close_above(first: RawFd, keep: RawFd) {
     }
 }
 
-unsafe fn fail(status_fd: RawFd, errno: i32) -> ! {
-    let bytes = errno.to_ne_bytes();
+unsafe fn fail(status_fd: RawFd, step: Step, errno: i32) -> ! {
+    let step = (step as i32).to_ne_bytes();
+    let errno = errno.to_ne_bytes();
+    let bytes = [
+        step[0], step[1], step[2], step[3], errno[0], errno[1], errno[2], errno[3],
+    ];
+    // One write of 8 bytes: atomic on a pipe, so the parent reads both or neither.
     libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(127)
 }
