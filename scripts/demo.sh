@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: herdsman serving examples/hello.py (a FastAPI app) on every usable CPU at
 # http://127.0.0.1:8000 (override with HERDSMAN_DEMO_BIND). Builds what it needs first: the Python
-# venv with uvicorn and FastAPI, and the release binary. Ctrl-C stops it gracefully.
+# venv with uvicorn and FastAPI, and the release binary. Ctrl-C is a quick stop (requests in flight
+# are cancelled); `kill -TERM` the master for a graceful one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -127,7 +127,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
     pub boot_timeout: Option<String>,
 
-    /// Boot failures per worker slot, before any worker was ready, before giving up [default: 3].
+    /// Consecutive boot failures before giving up at first start (or rolling a reload back) [default: 3].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub startup_attempts: Option<String>,
 

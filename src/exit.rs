@@ -4,7 +4,8 @@
 
 /// Clean stop: a graceful or quick stop requested by a signal, or `check` found no problem.
 pub const OK: i32 = 0;
-/// An unexpected operating-system failure in the master (fork impossible, poll failed, ...).
+/// An unexpected operating-system failure in the master (poll failed, no /dev/null, ...). A
+/// failed fork is a failed boot instead: retried with backoff, WORKER_BOOT at first start.
 pub const FAILURE: i32 = 1;
 /// Bad command line or configuration: nothing was started.
 pub const USAGE: i32 = 2;

@@ -27,7 +27,7 @@ pub mod defaults {
     pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
     /// `backlog`: listen(2) backlog of every listener herdsman binds.
     pub const BACKLOG: u32 = 2048;
-    /// `startup_attempts`: boot failures of one worker slot, before any worker was ever ready,
+    /// `startup_attempts`: consecutive boot failures (of any worker), before any worker was ever ready,
     /// after which the master gives up and exits.
     pub const STARTUP_ATTEMPTS: u32 = 3;
     /// `max_surge`: extra workers that may boot at once while replacing others (reload,
@@ -91,7 +91,8 @@ pub struct Config {
     pub graceful_timeout: Duration,
     /// Deadline for a new worker to become ready.
     pub boot_timeout: Duration,
-    /// Boot failures per slot, before any worker was ever ready, before giving up.
+    /// Consecutive boot failures (of any worker), before any worker was ever ready (or during a
+    /// reload: then the reload is rolled back), before giving up.
     pub startup_attempts: u32,
     /// Extra workers allowed to boot at once while replacing others.
     pub max_surge: u32,
