@@ -30,6 +30,7 @@ mod warnings;
 #[cfg(test)]
 mod tests;
 
+pub use account::workers_gid;
 pub use error::{ConfigError, ConfigErrors, Fix};
 pub use keys::Key;
 pub use layer::Origin;

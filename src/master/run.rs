@@ -103,6 +103,8 @@ impl Supervisor {
                 .iter()
                 .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
         );
+        let output = self.spawner.output_fds();
+        fds.extend(output.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -133,6 +135,7 @@ impl Supervisor {
         for id in ids {
             self.channels.drain(id, &mut events);
         }
+        self.spawner.drain_output();
         for (pid, status) in reap_all() {
             // What the worker said before exiting comes before its exit.
             if let Some(id) = self.pids.remove(&pid) {

@@ -1,6 +1,8 @@
 //! Workers: how one is started (the [`Spawner`] seam: exec'd interpreter today, a zygote fork
-//! later), the channel protocol it speaks (docs/protocol.md), and the Python runtime it runs.
+//! later), the channel protocol it speaks (docs/protocol.md), the Python runtime it runs, and
+//! its captured output.
 
+mod output;
 mod protocol;
 pub mod python;
 mod runtime;

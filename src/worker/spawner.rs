@@ -2,15 +2,24 @@
 //! user's interpreter on the runtime; a zygote spawner will fork from a warm Python process
 //! instead. Either way the master gets a pid that is its own child and the master's end of a
 //! fresh channel, and the worker gets the same fds, arguments and environment (docs/protocol.md).
+//!
+//! A worker's stdout and stderr (fds 1 and 2) are, in order of preference: a pipe to the master
+//! when `capture_output` is on (see `output`); the log file when `log_file` is set, which the
+//! worker appends to directly; else the master's own stdout and stderr, inherited untouched.
+//! Root masters also give the workers the configured identity (`user`, `group`) and `umask`,
+//! applied between fork and exec from numbers resolved at configuration load.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-use crate::config::{Config, Interface, LogLevel};
-use crate::sys::exec::{self, ExecError, ExecPlan};
+use super::output::Captured;
+use crate::config::{Config, Interface, LogLevel, User};
+use crate::logging;
+use crate::sys::exec::{self, ExecError, ExecPlan, Identity};
 
 /// Environment variables a worker must never inherit: socket activation, the systemd notify and
 /// watchdog contract belong to the master, and herdsman's own settings are the master's.
@@ -27,6 +36,8 @@ const PRIVATE_ENV: &[&str] = &[
 pub enum SpawnError {
     #[error("could not create the worker channel")]
     Channel(#[source] nix::Error),
+    #[error("could not create the pipe for the worker's output")]
+    OutputPipe(#[source] nix::Error),
     #[error(transparent)]
     Exec(#[from] ExecError),
 }
@@ -40,17 +51,63 @@ pub struct WorkerSpec {
     pub args: Vec<String>,
     /// The complete environment of a worker.
     pub env: Vec<(String, String)>,
+    /// Who the worker becomes (a root master with `user` or `group` set); `None`: the master's.
+    pub identity: Option<Identity>,
+    /// The worker's umask; `None`: the master's.
+    pub umask: Option<u32>,
+    /// Whether the worker's stdout and stderr are captured by the master.
+    pub capture_output: bool,
 }
 
 impl WorkerSpec {
     /// `python` is the already resolved interpreter; `env` is the master's environment.
     pub fn new(config: &Config, python: PathBuf, env: &[(String, String)]) -> WorkerSpec {
+        let root = nix::unistd::geteuid().is_root();
         WorkerSpec {
             python,
             args: runtime_args(config),
-            env: worker_env(env, &config.env),
+            env: worker_env(env, &account_env(config.user.as_ref()), &config.env),
+            identity: identity(config, root),
+            umask: config.umask,
+            capture_output: config.capture_output,
         }
     }
+}
+
+/// What a root master changes in its workers; a master that is not root changes nothing
+/// (configuration load made sure it was not asked to).
+fn identity(config: &Config, root: bool) -> Option<Identity> {
+    if !root || (config.user.is_none() && config.group.is_none()) {
+        return None;
+    }
+    let gid = crate::config::workers_gid(config.user.as_ref(), config.group.as_ref())
+        .expect("configuration load gives a user without a primary group a `group`");
+    let groups = match &config.user {
+        Some(user) => user.groups.clone(),
+        None => vec![gid],
+    };
+    Some(Identity {
+        groups,
+        gid,
+        uid: config.user.as_ref().map(|user| user.uid),
+    })
+}
+
+/// HOME, USER and LOGNAME of the workers' account, so libraries that look there (caches,
+/// `~` expansion) find the worker's own home, not the master's.
+fn account_env(user: Option<&User>) -> Vec<(String, String)> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    let mut env = Vec::new();
+    if let Some(home) = &user.home {
+        env.push(("HOME".to_string(), home.display().to_string()));
+    }
+    if let Some(name) = &user.name {
+        env.push(("USER".to_string(), name.clone()));
+        env.push(("LOGNAME".to_string(), name.clone()));
+    }
+    env
 }
 
 /// The heartbeat period: often enough that a few can be missed before `timeout`, at most 1 s.
@@ -112,14 +169,19 @@ pub(crate) fn level_name(level: LogLevel) -> &'static str {
     }
 }
 
-/// The master's environment without the private variables, then the configured entries.
-fn worker_env(master: &[(String, String)], extra: &[(String, String)]) -> Vec<(String, String)> {
+/// The master's environment without the private variables, then the account's variables, then
+/// the configured entries.
+fn worker_env(
+    master: &[(String, String)],
+    account: &[(String, String)],
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = master
         .iter()
         .filter(|(k, _)| !PRIVATE_ENV.contains(&k.as_str()) && !k.starts_with("HERDSMAN_"))
         .cloned()
         .collect();
-    for (key, value) in extra {
+    for (key, value) in account.iter().chain(extra) {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
@@ -143,6 +205,7 @@ pub struct ExecSpawner {
     script: PathBuf,
     listeners: Vec<RawFd>,
     devnull: OwnedFd,
+    captured: Captured,
 }
 
 impl ExecSpawner {
@@ -152,7 +215,18 @@ impl ExecSpawner {
             script: script.to_path_buf(),
             listeners,
             devnull,
+            captured: Captured::default(),
         }
+    }
+
+    /// The read ends of the workers' captured output (`capture_output`), for the loop to poll.
+    pub fn output_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.captured.pollable()
+    }
+
+    /// Writes what the workers' captured output pipes hold now, line by line, to the log.
+    pub fn drain_output(&mut self) {
+        self.captured.drain();
     }
 
     /// Replaces the listener set, e.g. once the master stops listening.
@@ -165,6 +239,7 @@ impl ExecSpawner {
         worker_id: u64,
         spec: &WorkerSpec,
         channel: RawFd,
+        output: Option<RawFd>,
     ) -> Result<ExecPlan, ExecError> {
         let first = 3;
         let channel_target = first + self.listeners.len() as RawFd;
@@ -184,7 +259,13 @@ impl ExecSpawner {
                 .map(|(i, &fd)| (fd, first + i as RawFd)),
         );
         fds.push((channel, channel_target));
-        ExecPlan::new(&spec.python.display().to_string(), &args, &spec.env, fds)
+        if let Some(output) = output {
+            fds.extend([(output, 1), (output, 2)]);
+        }
+        let plan = ExecPlan::new(&spec.python.display().to_string(), &args, &spec.env, fds)?;
+        Ok(plan
+            .with_umask(spec.umask)
+            .with_identity(spec.identity.clone()))
     }
 }
 
@@ -193,10 +274,25 @@ impl Spawner for ExecSpawner {
         let flags = SockFlag::SOCK_CLOEXEC;
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
             .map_err(SpawnError::Channel)?;
-        let plan = self.plan(worker_id, spec, theirs.as_raw_fd())?;
+        let pipe = match spec.capture_output {
+            true => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::OutputPipe)?),
+            false => None,
+        };
+        // Without capture, a log file is the workers' stdout and stderr (else they inherit the
+        // master's). Read now: a reopen changes it for the workers started after it.
+        let output = match &pipe {
+            Some((_, write)) => Some(write.as_raw_fd()),
+            None => logging::file_fd(),
+        };
+        let plan = self.plan(worker_id, spec, theirs.as_raw_fd(), output)?;
         let pid = exec::spawn(&plan)?;
         drop(theirs);
         set_nonblocking(&ours).map_err(SpawnError::Channel)?;
+        if let Some((read, write)) = pipe {
+            drop(write);
+            set_nonblocking(&read).map_err(SpawnError::OutputPipe)?;
+            self.captured.insert(worker_id, pid.as_raw(), read);
+        }
         Ok(Spawned {
             pid: pid.as_raw(),
             channel: ours,
@@ -205,7 +301,7 @@ impl Spawner for ExecSpawner {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::fcntl::{fcntl, FcntlArg};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
 }
@@ -230,10 +326,37 @@ mod tests {
             ("HERDSMAN_WORKERS", "4"),
             ("KEEP", "old"),
         ]);
-        let got = worker_env(&master, &env(&[("KEEP", "new"), ("ADDED", "1")]));
+        let got = worker_env(&master, &[], &env(&[("KEEP", "new"), ("ADDED", "1")]));
         assert_eq!(
             got,
             env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")])
+        );
+    }
+
+    #[test]
+    fn the_account_sets_home_and_user_unless_configured() {
+        let user = User {
+            given: "nobody".into(),
+            uid: 65534,
+            name: Some("nobody".into()),
+            gid: Some(65534),
+            home: Some("/nonexistent".into()),
+            groups: vec![65534],
+        };
+        let master = env(&[("HOME", "/root"), ("USER", "root"), ("PATH", "/bin")]);
+        let got = worker_env(
+            &master,
+            &account_env(Some(&user)),
+            &env(&[("HOME", "/srv/app")]),
+        );
+        assert_eq!(
+            got,
+            env(&[
+                ("PATH", "/bin"),
+                ("USER", "nobody"),
+                ("LOGNAME", "nobody"),
+                ("HOME", "/srv/app")
+            ])
         );
     }
 
