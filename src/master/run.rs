@@ -77,9 +77,17 @@ impl Supervisor {
 pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
     let mut master = Master::new(policy, Instant::now());
     let mut queue: VecDeque<Event> = VecDeque::from([Event::Tick]);
+    // Deadlines are judged as of the moment just before the channels were read: whatever the
+    // workers sent by then has been seen. Taking the time later would let a pause of the master
+    // (SIGSTOP, starvation) between the read and the Tick count against them.
+    let mut read_at = Instant::now();
     loop {
         while let Some(event) = queue.pop_front() {
-            for action in master.on_event(event, Instant::now()) {
+            let now = match event {
+                Event::Tick => read_at,
+                _ => Instant::now(),
+            };
+            for action in master.on_event(event, now) {
                 if let Some(code) = sup.apply(action, &mut queue) {
                     sup.close_listeners();
                     return Ok(code);
@@ -88,6 +96,7 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
         }
         sup.forget_unused(&master);
         sup.wait(master.next_deadline())?;
+        read_at = Instant::now();
         sup.collect(&mut queue);
     }
 }

@@ -129,10 +129,14 @@ impl Master {
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
             Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
             Event::Memory { samples } => self.on_memory(samples),
-            Event::Tick => {}
+            // Deadlines are judged only here: the loop sends a Tick after it has read every
+            // message that arrived, so a heartbeat waiting further down the queue is never
+            // mistaken for a missing one.
+            Event::Tick => {
+                self.expire(now, &mut out);
+                self.sample_memory(now, &mut out);
+            }
         }
-        self.expire(now, &mut out);
-        self.sample_memory(now, &mut out);
         if self.stop.is_none() {
             self.reconcile(now, &mut out);
         }
@@ -604,10 +608,14 @@ impl Master {
                 let failure = Failure::from_exit(w.boot_error.clone(), status);
                 self.on_boot_failure(&w, failure, now, out);
             }
-            None if w.ready_at.is_some_and(|t| now < t + CRASH_GRACE) => {
-                self.on_boot_failure(&w, Failure::DiedAfterReady(status), now, out);
+            None => {
+                report_crash(&w, status);
+                let quick = w.ready_at.is_some_and(|t| now < t + CRASH_GRACE);
+                // SIGKILL comes from outside (the OOM killer, an operator): replace at once.
+                if quick && !status.is_sigkill() {
+                    self.on_quick_crash(&w, status, now, out);
+                }
             }
-            None => report_crash(&w, status),
         }
     }
 
@@ -646,6 +654,35 @@ impl Master {
         }
     }
 
+    /// A worker died on its own right after becoming ready. The first such death is replaced
+    /// at once; while they keep coming, replacements back off like failed boots. During a
+    /// reload it is a failed boot of the new generation (which may roll the reload back).
+    fn on_quick_crash(
+        &mut self,
+        w: &Worker,
+        status: ExitStatus,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if self.rollout.is_some() {
+            return self.on_boot_failure(w, Failure::DiedAfterReady(status), now, out);
+        }
+        if self.stop.is_some() || w.generation != self.current {
+            return;
+        }
+        self.boot_failures += 1;
+        self.last_boot_failure = Some(now);
+        if self.boot_failures > 1 {
+            let delay = self.policy.backoff(self.boot_failures - 1);
+            warn!(
+                worker = w.id,
+                retry_in = ?delay,
+                "workers keep dying right after becoming ready: backing off before the next one"
+            );
+            self.spawn_after = Some(now + delay);
+        }
+    }
+
     fn on_boot_failure(
         &mut self,
         w: &Worker,
@@ -663,12 +700,15 @@ impl Master {
         let attempts = self.policy.startup_attempts;
         let decisive = !self.ever_ready || self.rollout.is_some();
         if decisive && (failure.is_hopeless() || self.boot_failures >= attempts) {
-            error!(
-                worker = w.id,
-                pid = w.pid,
-                "{}",
-                describe_boot_failure(&failure)
-            );
+            // A hopeless failure (no interpreter, no uvicorn) is said once, by the give-up line.
+            if !failure.is_hopeless() {
+                error!(
+                    worker = w.id,
+                    pid = w.pid,
+                    "{}",
+                    describe_boot_failure(&failure)
+                );
+            }
             if self.ever_ready {
                 self.roll_back(&failure, out);
             } else {

@@ -629,16 +629,21 @@ fn a_stalled_report_is_not_a_heartbeat() {
 }
 
 #[test]
-fn a_worker_dying_right_after_ready_backs_off_like_a_failed_boot() {
+fn workers_dying_right_after_ready_back_off_after_the_first() {
     let mut h = started(2);
     let mut delays = Vec::new();
     let mut victim = 1;
     for _ in 0..4 {
-        let actions = h.exit(victim, KILLED);
-        assert!(spawned(&actions).is_empty(), "no instant respawn");
-        let due = h.m.next_deadline().expect("a retry is scheduled");
-        delays.push(due.saturating_duration_since(h.now).as_secs());
-        let actions = h.advance(due.saturating_duration_since(h.now));
+        let actions = h.exit(victim, ExitStatus::Code(1));
+        let now = h.now;
+        let actions = match spawned(&actions).first() {
+            Some(_) => actions,
+            None => {
+                let due = h.m.next_deadline().expect("a retry is scheduled");
+                h.advance(due.saturating_duration_since(now))
+            }
+        };
+        delays.push(h.now.saturating_duration_since(now).as_secs());
         victim = spawned(&actions)[0];
         h.ready(victim);
         h.msg(
@@ -651,11 +656,43 @@ fn a_worker_dying_right_after_ready_backs_off_like_a_failed_boot() {
     }
     assert_eq!(
         delays,
-        vec![1, 2, 4, 8],
-        "exponential while it keeps dying, though worker 2 is stable"
+        vec![0, 1, 2, 4],
+        "at once, then exponential, though worker 2 is stable"
     );
     assert!(
         !h.m.is_stopping(),
         "the master keeps serving with the others"
+    );
+    // A SIGKILL (out-of-memory killer) is always replaced at once.
+    assert_eq!(spawned(&h.exit(victim, KILLED)).len(), 1);
+}
+
+#[test]
+fn deadlines_are_judged_only_on_tick_after_everything_was_read() {
+    let mut h = started(2);
+    // The master was paused for 40 s: both heartbeats are waiting in the channels.
+    h.now += Duration::from_secs(40);
+    let actions = h.msg(
+        1,
+        WorkerMessage::Heartbeat {
+            requests: 1,
+            in_flight: 0,
+        },
+    );
+    assert!(
+        signalled(&actions, WorkerSignal::Dump).is_empty(),
+        "worker 2's heartbeat is still unread"
+    );
+    h.msg(
+        2,
+        WorkerMessage::Heartbeat {
+            requests: 1,
+            in_flight: 0,
+        },
+    );
+    let actions = h.ev(Event::Tick);
+    assert!(
+        signalled(&actions, WorkerSignal::Dump).is_empty(),
+        "both heartbeats were read"
     );
 }

@@ -1084,8 +1084,11 @@ def main(argv=None) -> int:
 
     except BootError as exc:
         _state.phase = "done"
-        log.error("cannot start: %s" % exc.message)
         channel.send("boot_error", kind=exc.kind, message=exc.message)
+        # A missing dependency is the same for every worker: the master says it once. Say it
+        # here only if the master did not get the message.
+        if exc.kind != "dependency" or channel.gone:
+            log.error("cannot start: %s" % exc.message)
         return EXIT_CODES[exc.kind]
 
     except StopRequested as stop:
