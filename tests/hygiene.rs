@@ -335,8 +335,10 @@ fn pidfile_holds_our_pid_and_is_removed_at_exit() {
 }
 
 /// Starts herdsman with `pidfile` and expects it to refuse it: exit 2, nothing started.
-fn refused(pidfile: &Path, why: &str) -> String {
-    let mut h = start_with(&pidfile_args(pidfile));
+fn refused(pidfile: &Path, why: &str, extra: &[&str]) -> String {
+    let mut args = pidfile_args(pidfile);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut h = start_with(&args);
     let status = h.wait_exit(WAIT);
     assert_eq!(status.code(), Some(2), "{}", h.log.text());
     let record = h.wait_record("refusing the pidfile", |_| true);
@@ -358,7 +360,13 @@ fn a_symlink_at_the_pidfile_path_is_refused_and_its_target_untouched() {
     fs::write(&target, "keep me\n").unwrap();
     let pidfile = dir.path().join("herdsman.pid");
     symlink(&target, &pidfile).unwrap();
-    refused(&pidfile, "symlink");
+    let socket = dir.path().join("app.sock");
+    let bind = format!("unix:{}", socket.display());
+    refused(&pidfile, "symlink", &["-b", &bind]);
+    assert!(
+        !socket.exists(),
+        "the listener bound before the refusal is closed and removed"
+    );
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep me\n");
     assert!(fs::symlink_metadata(&pidfile)
         .unwrap()
@@ -375,6 +383,7 @@ fn a_pidfile_naming_a_live_process_is_refused() {
     let message = refused(
         &pidfile,
         &format!("names pid {} (sleep), which is running", other.id()),
+        &[],
     );
     assert!(message.contains("another herdsman?"), "{message}");
     assert_eq!(

@@ -83,6 +83,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
         Ok(pidfile) => pidfile,
         Err(e) => {
             error!("{}", error_chain(&e));
+            sockets::close_all(listeners);
             return exit::USAGE;
         }
     };
