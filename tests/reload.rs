@@ -145,7 +145,16 @@ fn after_reloads_workers_share_only_the_listeners_with_the_master() {
     }
     let master = fd_targets(h.pid);
     let held_by_master = |target: &String| master.iter().any(|(_, m)| m == target);
-    for pid in h.live_worker_pids() {
+    // Workers of the last generation: the retired ones may still be draining.
+    let current: Vec<i32> = h
+        .wait_records("worker ready", 2 * 4)
+        .iter()
+        .filter(|r| r["generation"].as_i64() == Some(3))
+        .filter_map(|r| r["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect();
+    assert_eq!(current.len(), 2, "two workers of generation 3");
+    for pid in current {
         let worker = fd_targets(pid);
         let at = |fd: i32| {
             worker
