@@ -87,11 +87,17 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
                 Event::Tick => read_at,
                 _ => Instant::now(),
             };
+            let mut replies = VecDeque::new();
             for action in master.on_event(event, now) {
-                if let Some(code) = sup.apply(action, &mut queue) {
+                if let Some(code) = sup.apply(action, &mut replies) {
                     sup.close_listeners();
                     return Ok(code);
                 }
+            }
+            // The answers to this event's actions (a spawned pid, a loaded config) come before
+            // anything already queued: a TTOU queued behind a TTIN must see the new worker's pid.
+            while let Some(reply) = replies.pop_back() {
+                queue.push_front(reply);
             }
         }
         sup.forget_unused(&master);

@@ -119,7 +119,7 @@ impl Master {
                 workers_changed,
             } => self.on_reload(generation, *policy, workers_changed, now),
             Event::ReloadAborted => self.on_reload_aborted(&mut out),
-            Event::Spawned { id, pid } => self.on_spawned(id, pid),
+            Event::Spawned { id, pid } => self.on_spawned(id, pid, &mut out),
             Event::SpawnFailed {
                 id,
                 error,
@@ -500,9 +500,13 @@ impl Master {
 
     // ---- worker lifecycle ----------------------------------------------------------------
 
-    fn on_spawned(&mut self, id: WorkerId, pid: i32) {
+    fn on_spawned(&mut self, id: WorkerId, pid: i32, out: &mut Vec<Action>) {
         if let Some(w) = self.find(id) {
             w.pid = Some(pid);
+            // Retired before its pid was known: it still has to be told.
+            if w.retiring.is_some() && matches!(w.phase, Phase::Stopping { .. }) {
+                signal(w, WorkerSignal::Term, out);
+            }
             debug!(
                 worker = id,
                 pid,

@@ -696,3 +696,31 @@ fn deadlines_are_judged_only_on_tick_after_everything_was_read() {
         "both heartbeats were read"
     );
 }
+
+#[test]
+fn a_worker_retired_before_its_pid_is_known_is_signalled_once_it_is() {
+    let mut policy = test_policy();
+    policy.target = 1;
+    let now = Instant::now();
+    let mut m = Master::new(policy, now);
+    m.on_event(Event::Tick, now);
+    m.on_event(Event::Spawned { id: 1, pid: 1001 }, now);
+    m.on_event(
+        Event::Message {
+            id: 1,
+            message: WorkerMessage::Ready {
+                interface: "asgi".into(),
+            },
+        },
+        now,
+    );
+    // TTIN then TTOU in one wakeup, the spawn answer arriving after the TTOU.
+    assert_eq!(spawned(&m.on_event(Event::Scale(1), now)), vec![2]);
+    let actions = m.on_event(Event::Scale(-1), now);
+    assert!(
+        signalled(&actions, WorkerSignal::Term).is_empty(),
+        "no pid to signal yet"
+    );
+    let actions = m.on_event(Event::Spawned { id: 2, pid: 1002 }, now);
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![2]);
+}
