@@ -76,9 +76,28 @@ fn fifty_reloads_under_load_fail_no_request_and_keep_capacity() {
         load.wait_for_more(5, common::WAIT);
     }
     let stats = load.stop();
+    // The last retired workers may still be draining: wait for every retirement's exit.
+    let records = h
+        .log
+        .wait_for("every retired worker's exit", common::WAIT, |lines| {
+            let records: Vec<Value> = lines
+                .iter()
+                .filter_map(|l| common::parse_record(l))
+                .collect();
+            let retired: Vec<i64> = records
+                .iter()
+                .filter(|r| message(r) == "retiring worker")
+                .filter_map(|r| r["pid"].as_i64())
+                .collect();
+            let exited = |pid: &i64| {
+                records
+                    .iter()
+                    .any(|r| r["pid"].as_i64() == Some(*pid) && r.get("status").is_some())
+            };
+            retired.iter().all(exited).then_some(records)
+        });
     let fds_after = fd_count(h.pid);
     let rss_after = rss_kib(h.pid);
-    let records = h.log.records();
     eprintln!(
         "reload load: {stats:?}; master fds {fds_before} -> {fds_after}, rss {rss_before} -> {rss_after} KiB"
     );
