@@ -2,7 +2,7 @@
 //! line buffer and decoded into events. A channel is dropped (closed) when its worker is reaped.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use tracing::debug;
@@ -42,6 +42,25 @@ impl Channels {
             .filter(|(_, c)| c.open)
             .map(|(id, c)| (*id, c.fd.as_fd()))
             .collect()
+    }
+
+    /// Writes one line to worker `id` without blocking. Messages are tiny and rare (one per
+    /// worker life), so a full socket buffer means the worker is not reading at all: the line is
+    /// dropped and the caller told.
+    pub fn send(&mut self, id: WorkerId, line: &str) -> Result<(), Errno> {
+        let channel = self.by_worker.get(&id).ok_or(Errno::EBADF)?;
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        let written = nix::sys::socket::send(
+            channel.fd.as_raw_fd(),
+            &bytes,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        )?;
+        if written == bytes.len() {
+            Ok(())
+        } else {
+            Err(Errno::EAGAIN)
+        }
     }
 
     /// Reads everything available on worker `id`'s channel into events.

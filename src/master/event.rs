@@ -105,6 +105,8 @@ pub enum Action {
     Reloaded { generation: u64 },
     /// A reload was rolled back; the previous generation keeps serving.
     ReloadFailed { reason: String },
+    /// Send one line (a JSON message, docs/protocol.md) to a worker over its channel.
+    SendToWorker { id: WorkerId, line: String },
     /// Read the PSS of these workers and answer with `Memory`.
     MeasureMemory { workers: Vec<(WorkerId, i32)> },
     /// Stop listening: close the master's copies of the listeners (at the start of a stop).

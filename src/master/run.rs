@@ -186,6 +186,11 @@ impl Supervisor {
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
             Action::LoadConfig => queue.push_back(self.reload()),
             Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
+            Action::SendToWorker { id, line } => {
+                if let Err(e) = self.channels.send(id, &line) {
+                    warn!(worker = id, error = %e, "could not send a message to the worker");
+                }
+            }
             Action::CloseListeners => self.close_listeners(),
             // Logged by the state machine; the control socket will answer waiting clients.
             Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}

@@ -125,7 +125,7 @@ impl Master {
                 error,
                 exec_failed,
             } => self.on_spawn_failed(id, error, exec_failed, now, &mut out),
-            Event::Message { id, message } => self.on_message(id, message, now),
+            Event::Message { id, message } => self.on_message(id, message, now, &mut out),
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
             Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
             Event::Memory { samples } => self.on_memory(samples),
@@ -536,12 +536,24 @@ impl Master {
         self.on_boot_failure(&w, failure, now, out);
     }
 
-    fn on_message(&mut self, id: WorkerId, message: WorkerMessage, now: Instant) {
+    fn on_message(
+        &mut self,
+        id: WorkerId,
+        message: WorkerMessage,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(w) = self.find(id) else { return };
         match message {
             WorkerMessage::Ready { interface } => {
                 w.last_seen = now;
                 if mark_ready(w, &interface, now) {
+                    // Tell it its max-requests limit, so it reports the moment it gets there
+                    // instead of at its next heartbeat.
+                    if let Some(limit) = w.request_limit {
+                        let line = format!("{{\"type\":\"report_at\",\"requests\":{limit}}}");
+                        out.push(Action::SendToWorker { id, line });
+                    }
                     let boot = now.saturating_duration_since(w.started).as_secs_f64();
                     self.stats.boots += 1;
                     self.stats.boot_seconds += boot;

@@ -724,3 +724,31 @@ fn a_worker_retired_before_its_pid_is_known_is_signalled_once_it_is() {
     let actions = m.on_event(Event::Spawned { id: 2, pid: 1002 }, now);
     assert_eq!(signalled(&actions, WorkerSignal::Term), vec![2]);
 }
+
+#[test]
+fn a_worker_with_a_request_limit_is_told_it_when_ready() {
+    let mut policy = test_policy();
+    policy.target = 1;
+    policy.recycle.max_requests = Some(100);
+    let now = Instant::now();
+    let mut m = Master::new(policy, now);
+    m.on_event(Event::Tick, now);
+    m.on_event(Event::Spawned { id: 1, pid: 1001 }, now);
+    let ready = WorkerMessage::Ready {
+        interface: "asgi".into(),
+    };
+    let actions = m.on_event(
+        Event::Message {
+            id: 1,
+            message: ready,
+        },
+        now,
+    );
+    assert_eq!(
+        actions,
+        vec![Action::SendToWorker {
+            id: 1,
+            line: "{\"type\":\"report_at\",\"requests\":100}".into()
+        }]
+    );
+}

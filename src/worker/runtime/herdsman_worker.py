@@ -165,6 +165,7 @@ class Channel:
         self._out = bytearray()
         self._writing = False
         self._inbuf = b""
+        self.on_message = None
 
     @staticmethod
     def _encode(type_: str, fields) -> bytes:
@@ -275,11 +276,20 @@ class Channel:
         if not data:
             self._lost("end of file")
             return
-        # Master-to-worker messages: none are defined yet; log and ignore them.
+        # Master-to-worker messages (docs/protocol.md): handed to `on_message`; unknown or
+        # malformed ones are logged at debug and ignored, so the master can be newer.
         self._inbuf += data
         *lines, self._inbuf = self._inbuf.split(b"\n")
         for line in lines:
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and self.on_message is not None:
+                self.on_message(message)
+            else:
                 log.debug("channel: ignoring message from master: %r" % (line[:200],))
 
     def _lost(self, why: str) -> None:
@@ -597,11 +607,25 @@ def _shield_from_factory_guess(app):
 # ASGI wrapper around the app knows. docs/protocol.md describes both.
 
 
-def track_in_flight(app, registry: dict):
+class Completed:
+    """Requests whose app call has returned, and the master's `report_at` threshold: crossing it
+    calls `on_threshold` once, at once, so max-requests recycling does not wait for the next
+    heartbeat (at high rates that was hundreds of requests past the limit)."""
+
+    __slots__ = ("count", "report_at", "on_threshold")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.report_at = None
+        self.on_threshold = None
+
+
+def track_in_flight(app, registry: dict, completed: Completed):
     """Wrap the ASGI app handed to uvicorn: while the app handles an `http` or `websocket` scope,
-    `registry` holds `(method, path, started)` under a key of its own. Other scopes (lifespan) pass
-    through untouched. This is the hot path: one dict insert and one delete per request, on the
-    event loop thread only (other threads copy the values, tolerating changes)."""
+    `registry` holds `(method, path, started)` under a key of its own, and `completed` counts the
+    calls that returned. Other scopes (lifespan) pass through untouched. This is the hot path: one
+    dict insert, one delete and one increment per request, on the event loop thread only (other
+    threads copy the values, tolerating changes)."""
     ids = itertools.count().__next__
     monotonic = time.monotonic
 
@@ -619,6 +643,9 @@ def track_in_flight(app, registry: dict):
             return await app(scope, receive, send)
         finally:
             del registry[key]
+            completed.count += 1
+            if completed.count == completed.report_at and completed.on_threshold is not None:
+                completed.on_threshold()
 
     return tracked
 
@@ -762,9 +789,12 @@ def make_server_class(uvicorn):
 
         def __init__(self, config, channel: Channel, interface: str, heartbeat_interval: float,
                      graceful_timeout: float, app_spec: str, process_started: float,
-                     in_flight: dict) -> None:
+                     in_flight: dict, completed: Completed) -> None:
             super().__init__(config)
             self.in_flight = in_flight  # filled by track_in_flight around the app
+            self.completed = completed
+            completed.on_threshold = self._send_heartbeat
+            channel.on_message = self._on_master_message
             self.watchdog = StallWatchdog(channel, heartbeat_interval, in_flight, config.app)
             self.config_app_spec = app_spec
             self.process_started = process_started
@@ -925,15 +955,26 @@ def make_server_class(uvicorn):
         def _on_master_gone(self) -> None:
             self.request_stop(quick=True, reason="master_gone")
 
+        def _send_heartbeat(self) -> None:
+            self.channel.send("heartbeat", requests=self.completed.count, in_flight=len(self.in_flight))
+
+        def _on_master_message(self, message: dict) -> None:
+            if message.get("type") == "report_at":
+                requests = message.get("requests")
+                if isinstance(requests, int) and requests > 0:
+                    self.completed.report_at = requests
+                    if self.completed.count >= requests:
+                        self._send_heartbeat()
+            else:
+                log.debug("channel: ignoring message from master: %r" % (message,))
+
         async def _heartbeat(self) -> None:
-            state = self.server_state
-            in_flight = self.in_flight
             tick = self.watchdog.tick
             try:
                 while True:
                     await asyncio.sleep(self.heartbeat_interval)
                     tick()
-                    self.channel.send("heartbeat", requests=state.total_requests, in_flight=len(in_flight))
+                    self._send_heartbeat()
             finally:
                 # Cancelled as the loop closes: from here on its silence is not a stall.
                 self.watchdog.stop()
@@ -948,7 +989,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     else:
         asgi_app = _shield_from_factory_guess(app)
     in_flight = {}
-    asgi_app = track_in_flight(asgi_app, in_flight)
+    completed = Completed()
+    asgi_app = track_in_flight(asgi_app, in_flight, completed)
 
     config = uvicorn.Config(
         asgi_app,
@@ -961,7 +1003,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
-                          args.app, started, in_flight)
+                          args.app, started, in_flight, completed)
 
     with _state.lock:
         if _state.phase != "boot":  # a stop signal arrived since the last check
