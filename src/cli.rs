@@ -123,6 +123,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
     pub graceful_timeout: Option<String>,
 
+    /// On SIGTERM, keep serving this long while /readyz answers 503 (so load balancers
+    /// deregister the instance), then stop gracefully; 0 = stop at once [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub drain_before_stop: Option<String>,
+
     /// Time a new worker gets to import the app and become ready [default: 60s].
     #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
     pub boot_timeout: Option<String>,

@@ -52,7 +52,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 27] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 28] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -61,6 +61,7 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 27] {
         (Key::Chdir, &args.chdir),
         (Key::Timeout, &args.timeout),
         (Key::GracefulTimeout, &args.graceful_timeout),
+        (Key::DrainBeforeStop, &args.drain_before_stop),
         (Key::BootTimeout, &args.boot_timeout),
         (Key::StartupAttempts, &args.startup_attempts),
         (Key::MaxSurge, &args.max_surge),

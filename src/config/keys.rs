@@ -21,6 +21,7 @@ pub enum Key {
     Env,
     Timeout,
     GracefulTimeout,
+    DrainBeforeStop,
     BootTimeout,
     StartupAttempts,
     MaxSurge,
@@ -47,7 +48,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 32] = [
+    pub const ALL: [Key; 33] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -58,6 +59,7 @@ impl Key {
         Key::Env,
         Key::Timeout,
         Key::GracefulTimeout,
+        Key::DrainBeforeStop,
         Key::BootTimeout,
         Key::StartupAttempts,
         Key::MaxSurge,
@@ -95,6 +97,7 @@ impl Key {
             Key::Env => "env",
             Key::Timeout => "timeout",
             Key::GracefulTimeout => "graceful_timeout",
+            Key::DrainBeforeStop => "drain_before_stop",
             Key::BootTimeout => "boot_timeout",
             Key::StartupAttempts => "startup_attempts",
             Key::MaxSurge => "max_surge",

@@ -107,6 +107,7 @@ layer! {
     env => Env,
     timeout => Timeout,
     graceful_timeout => GracefulTimeout,
+    drain_before_stop => DrainBeforeStop,
     boot_timeout => BootTimeout,
     startup_attempts => StartupAttempts,
     max_surge => MaxSurge,

@@ -44,6 +44,7 @@ fn render_rest(config: &Config, out: &mut String) {
     optional_path(&mut line, "chdir", config.chdir.as_deref());
     line("timeout", duration(config.timeout));
     line("graceful_timeout", duration(config.graceful_timeout));
+    line("drain_before_stop", duration(config.drain_before_stop));
     line("boot_timeout", duration(config.boot_timeout));
     line("startup_attempts", config.startup_attempts.to_string());
     recycling(&mut line, config);

@@ -23,6 +23,9 @@ pub mod defaults {
     pub const TIMEOUT: Duration = Duration::from_secs(30);
     /// `graceful_timeout`: how long a stopping worker may take before SIGKILL.
     pub const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `drain_before_stop`: on SIGTERM, how long to keep serving while reporting not-ready
+    /// before the graceful stop begins; zero stops at once.
+    pub const DRAIN_BEFORE_STOP: Duration = Duration::ZERO;
     /// `boot_timeout`: how long a new worker may take to import the app and become ready.
     pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
     /// `backlog`: listen(2) backlog of every listener herdsman binds.
@@ -89,6 +92,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Graceful stop deadline for workers.
     pub graceful_timeout: Duration,
+    /// Serving time between SIGTERM and the graceful stop, with `/readyz` answering 503.
+    pub drain_before_stop: Duration,
     /// Deadline for a new worker to become ready.
     pub boot_timeout: Duration,
     /// Consecutive boot failures (of any worker), before any worker was ever ready (or during a

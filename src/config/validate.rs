@@ -48,6 +48,9 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         graceful_timeout: v.value(Key::GracefulTimeout, defaults::GRACEFUL_TIMEOUT, |raw| {
             values::duration(raw, true)
         }),
+        drain_before_stop: v.value(Key::DrainBeforeStop, defaults::DRAIN_BEFORE_STOP, |raw| {
+            values::duration(raw, true)
+        }),
         boot_timeout: v.value(
             Key::BootTimeout,
             defaults::BOOT_TIMEOUT,

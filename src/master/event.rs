@@ -101,6 +101,8 @@ pub enum Action {
     },
     /// Load the config again and answer with `Reload` or `ReloadAborted`.
     LoadConfig,
+    /// Every worker of the first start is ready (emitted once): the moment to say `READY=1`.
+    Serving,
     /// A reload finished: generation `generation` serves with every worker ready.
     Reloaded { generation: u64 },
     /// A reload was rolled back; the previous generation keeps serving.

@@ -20,6 +20,8 @@ pub struct Policy {
     pub graceful_timeout: Duration,
     /// A booting worker gets killed after this long.
     pub boot_timeout: Duration,
+    /// A graceful stop request first keeps serving this long, reporting not-ready.
+    pub drain_before_stop: Duration,
     /// How long a quick stop may take before SIGKILL.
     pub quick_timeout: Duration,
     /// How long a worker has to write its traceback after SIGUSR2, before SIGKILL.
@@ -89,6 +91,7 @@ impl Policy {
             timeout: config.timeout,
             graceful_timeout: config.graceful_timeout,
             boot_timeout: config.boot_timeout,
+            drain_before_stop: config.drain_before_stop,
             quick_timeout: config.graceful_timeout.min(Duration::from_secs(5)),
             dump_grace: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),
@@ -145,6 +148,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             graceful_timeout: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(20),
+            drain_before_stop: Duration::ZERO,
             quick_timeout: Duration::from_secs(5),
             dump_grace: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),

@@ -193,7 +193,7 @@ impl Supervisor {
             }
             Action::CloseListeners => self.close_listeners(),
             // Logged by the state machine; the control socket will answer waiting clients.
-            Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
+            Action::Serving | Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
             Action::Exit(code) => return Some(code),
         }
         None

@@ -11,6 +11,10 @@
 //!   generation, otherwise the master keeps serving with what it has.
 //! - Stopping is a state with a deadline: TERM (or QUIT) all, SIGKILL at the deadline, exit when
 //!   the last worker is reaped; a second stop request escalates at once.
+//! - With `drain_before_stop`, a graceful stop request of a master that has served first drains:
+//!   everything keeps running (crashed workers are replaced) while the snapshot says stopping
+//!   (so `/readyz` answers 503) until the drain deadline, then the graceful stop begins; a
+//!   second stop request ends the drain at once.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -58,6 +62,8 @@ pub struct Master {
     last_boot_failure: Option<Instant>,
     spawn_after: Option<Instant>,
     stop: Option<Stopping>,
+    /// The end of the drain before a graceful stop, while draining.
+    drain_until: Option<Instant>,
     announced: bool,
     /// When worker memory is sampled next (only with `max_worker_memory`).
     next_memory_sample: Option<Instant>,
@@ -99,6 +105,7 @@ impl Master {
             last_boot_failure: None,
             spawn_after: None,
             stop: None,
+            drain_until: None,
             announced: false,
             next_memory_sample: memory_start(now),
             stats: Stats::default(),
@@ -133,6 +140,7 @@ impl Master {
             // message that arrived, so a heartbeat waiting further down the queue is never
             // mistaken for a missing one.
             Event::Tick => {
+                self.end_drain(now, &mut out);
                 self.expire(now, &mut out);
                 self.sample_memory(now, &mut out);
             }
@@ -156,6 +164,7 @@ impl Master {
         workers
             .chain(spawn)
             .chain(stop)
+            .chain(self.drain_until)
             .chain(lifetimes)
             .chain(memory)
             .min()
@@ -183,6 +192,21 @@ impl Master {
         self.stop.is_some()
     }
 
+    /// Serving out the drain before a graceful stop (see `drain_before_stop`).
+    pub fn is_draining(&self) -> bool {
+        self.drain_until.is_some()
+    }
+
+    /// Loading a new configuration or rolling a new generation out.
+    pub fn is_reloading(&self) -> bool {
+        self.rollout.is_some() || self.loading_config
+    }
+
+    /// The generation new workers are started from.
+    pub fn generation(&self) -> u64 {
+        self.current
+    }
+
     /// Serving (or about to) from the current generation and not due for recycling: the
     /// workers that count towards the target.
     fn is_good(&self, w: &Worker) -> bool {
@@ -208,7 +232,17 @@ impl Master {
     // ---- stop ---------------------------------------------------------------------------
 
     fn on_stop(&mut self, mode: StopMode, code: i32, now: Instant, out: &mut Vec<Action>) {
+        let drain = self.policy.drain_before_stop;
         match self.stop {
+            None if self.drain_until.take().is_some() => {
+                info!("second stop request: ending the drain, stopping now");
+                self.begin_stop(mode, code, now, out);
+            }
+            // Only a master that has served can have been put in a load balancer's rotation.
+            None if mode == StopMode::Graceful && !drain.is_zero() && self.announced => {
+                info!(drain = ?drain, "draining before the graceful stop: the workers keep serving while /readyz answers 503; a second SIGTERM or SIGINT stops at once");
+                self.drain_until = Some(now + drain);
+            }
             None => self.begin_stop(mode, code, now, out),
             Some(s) if s.mode == StopMode::Graceful => {
                 info!("second stop request: escalating to a quick stop");
@@ -242,6 +276,14 @@ impl Master {
                 signal(w, stop_signal, out);
                 w.phase = Phase::Stopping { kill_at: deadline };
             }
+        }
+    }
+
+    fn end_drain(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.drain_until.is_some_and(|until| now >= until) {
+            self.drain_until = None;
+            info!("drain over: stopping gracefully");
+            self.begin_stop(StopMode::Graceful, exit::OK, now, out);
         }
     }
 
@@ -283,7 +325,7 @@ impl Master {
     // ---- scaling and reloads -------------------------------------------------------------
 
     fn on_scale(&mut self, delta: i64) {
-        if self.stop.is_some() {
+        if self.stop.is_some() || self.drain_until.is_some() {
             return;
         }
         let target = (self.policy.target as i64 + delta).clamp(1, u32::MAX as i64) as u32;
@@ -298,7 +340,7 @@ impl Master {
     }
 
     fn on_reload_requested(&mut self, out: &mut Vec<Action>) {
-        if self.stop.is_some() {
+        if self.stop.is_some() || self.drain_until.is_some() {
             return;
         }
         if self.loading_config || self.rollout.is_some() {
@@ -395,7 +437,7 @@ impl Master {
     fn reconcile(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.spawn_missing(now, out);
         self.retire_surplus(now, out);
-        self.announce_serving(now);
+        self.announce_serving(now, out);
         self.check_rollout(now, out);
     }
 
@@ -483,7 +525,7 @@ impl Master {
         signal(w, WorkerSignal::Term, out);
     }
 
-    fn announce_serving(&mut self, now: Instant) {
+    fn announce_serving(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.announced {
             return;
         }
@@ -495,6 +537,7 @@ impl Master {
                 boot = ?now.saturating_duration_since(self.started),
                 "serving: all workers ready"
             );
+            out.push(Action::Serving);
         }
     }
 
@@ -653,7 +696,7 @@ impl Master {
             target: self.policy.target,
             generation: self.current,
             reloading: self.rollout.is_some() || self.loading_config,
-            stopping: self.stop.is_some(),
+            stopping: self.stop.is_some() || self.drain_until.is_some(),
             workers: self.workers.iter().map(|w| status_of(w, now)).collect(),
             restarts: s.restarts.clone(),
             last_restart: s.last_restart.map(|(worker, pid, reason, at)| LastRestart {

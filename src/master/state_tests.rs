@@ -746,9 +746,100 @@ fn a_worker_with_a_request_limit_is_told_it_when_ready() {
     );
     assert_eq!(
         actions,
-        vec![Action::SendToWorker {
-            id: 1,
-            line: "{\"type\":\"report_at\",\"requests\":100}".into()
-        }]
+        vec![
+            Action::SendToWorker {
+                id: 1,
+                line: "{\"type\":\"report_at\",\"requests\":100}".into()
+            },
+            Action::Serving
+        ]
+    );
+}
+
+// ---- drain before stop ----------------------------------------------------------------------
+
+/// Two ready workers under a policy with `drain_before_stop = drain`.
+fn started_with_drain(drain: Duration) -> H {
+    let mut policy = test_policy();
+    policy.drain_before_stop = drain;
+    let now = Instant::now();
+    let mut h = H {
+        m: Master::new(policy, now),
+        now,
+    };
+    for id in spawned(&h.ev(Event::Tick)) {
+        h.ready(id);
+    }
+    h
+}
+
+#[test]
+fn serving_is_announced_once() {
+    let (mut h, actions) = H::new(2);
+    assert!(!actions.contains(&Action::Serving));
+    assert!(
+        !h.ready(1).contains(&Action::Serving),
+        "one of two is not all"
+    );
+    assert!(h.ready(2).contains(&Action::Serving));
+    h.exit(1, ExitStatus::Code(1));
+    assert!(!h.ready(3).contains(&Action::Serving), "said once only");
+}
+
+#[test]
+fn a_graceful_stop_drains_first_then_stops_at_the_deadline() {
+    let mut h = started_with_drain(Duration::from_secs(5));
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert!(actions.is_empty(), "nothing stops yet: {actions:?}");
+    assert!(h.m.is_draining() && !h.m.is_stopping());
+    assert!(
+        h.m.snapshot(h.now).stopping,
+        "/readyz must see it as stopping"
+    );
+    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_secs(5)));
+    // Workers are still replaced while draining; reloads and scaling are not taken.
+    assert_eq!(spawned(&h.exit(1, ExitStatus::Code(1))), vec![3]);
+    assert!(h.ev(Event::ReloadRequested).is_empty());
+    assert!(h.ev(Event::Scale(1)).is_empty());
+    assert!(h.advance(Duration::from_millis(4_999)).is_empty());
+    let actions = h.advance(Duration::from_millis(1));
+    assert_eq!(actions[0], Action::CloseListeners);
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![2, 3]);
+    assert!(!h.m.is_draining() && h.m.is_stopping());
+    h.exit(2, ExitStatus::Code(0));
+    assert_eq!(exit_code(&h.exit(3, ExitStatus::Code(0))), Some(exit::OK));
+}
+
+#[test]
+fn a_second_stop_request_ends_the_drain_at_once() {
+    let mut h = started_with_drain(Duration::from_secs(60));
+    h.ev(Event::Stop(StopMode::Graceful));
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert_eq!(signalled(&actions, WorkerSignal::Term), vec![1, 2]);
+    assert!(!h.m.is_draining());
+    let mut h = started_with_drain(Duration::from_secs(60));
+    h.ev(Event::Stop(StopMode::Graceful));
+    let actions = h.ev(Event::Stop(StopMode::Quick));
+    assert_eq!(signalled(&actions, WorkerSignal::Quit), vec![1, 2]);
+}
+
+#[test]
+fn quick_stops_and_masters_that_never_served_do_not_drain() {
+    let mut h = started_with_drain(Duration::from_secs(60));
+    let actions = h.ev(Event::Stop(StopMode::Quick));
+    assert_eq!(signalled(&actions, WorkerSignal::Quit), vec![1, 2]);
+    let mut policy = test_policy();
+    policy.drain_before_stop = Duration::from_secs(60);
+    let now = Instant::now();
+    let mut h = H {
+        m: Master::new(policy, now),
+        now,
+    };
+    h.ev(Event::Tick);
+    let actions = h.ev(Event::Stop(StopMode::Graceful));
+    assert_eq!(
+        signalled(&actions, WorkerSignal::Term),
+        vec![1, 2],
+        "booting: stop at once"
     );
 }

@@ -95,6 +95,13 @@ fn every_scalar_key_follows_file_env_cli() {
             expect: ["5s", "6s", "700ms"],
         },
         Case {
+            file: "drain_before_stop = \"5s\"",
+            env: ("HERDSMAN_DRAIN_BEFORE_STOP", "0"),
+            cli: &["--drain-before-stop", "20s"],
+            get: |c| debug(c.drain_before_stop),
+            expect: ["5s", "0ns", "20s"],
+        },
+        Case {
             file: "boot_timeout = \"2m\"",
             env: ("HERDSMAN_BOOT_TIMEOUT", "90s"),
             cli: &["--boot-timeout", "5"],
@@ -277,6 +284,7 @@ fn defaults_apply_when_nothing_is_given() {
         env: vec![],
         timeout: defaults::TIMEOUT,
         graceful_timeout: defaults::GRACEFUL_TIMEOUT,
+        drain_before_stop: defaults::DRAIN_BEFORE_STOP,
         boot_timeout: defaults::BOOT_TIMEOUT,
         startup_attempts: defaults::STARTUP_ATTEMPTS,
         max_surge: defaults::MAX_SURGE,

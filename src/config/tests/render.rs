@@ -62,6 +62,7 @@ fn every_non_default_round_trips() {
         ]),
         timeout: Duration::from_millis(1500),
         graceful_timeout: Duration::ZERO,
+        drain_before_stop: Duration::from_secs(15),
         boot_timeout: Duration::from_secs(3 * 3600 + 1),
         startup_attempts: 9,
         max_surge: 64,
@@ -152,6 +153,7 @@ interface = "auto"
 # chdir = (not set: the current directory)
 timeout = "30s"
 graceful_timeout = "30s"
+drain_before_stop = "0s"
 boot_timeout = "1m"
 startup_attempts = 3
 max_surge = 1
