@@ -29,7 +29,7 @@ pub fn render(config: &Config) -> String {
     line("factory", config.app.factory.to_string());
     line("workers", workers(config.workers));
     line("bind", binds(&config.binds));
-    line("interface", quote(interface(config.interface)));
+    line("interface", quote(config.interface.as_str()));
     render_rest(config, &mut out);
     out
 }
@@ -49,8 +49,8 @@ fn render_rest(config: &Config, out: &mut String) {
     line("startup_attempts", config.startup_attempts.to_string());
     recycling(&mut line, config);
     line("backlog", config.backlog.to_string());
-    line("log_level", quote(log_level(config.log_level)));
-    line("log_format", quote(log_format(config.log_format)));
+    line("log_level", quote(config.log_level.as_str()));
+    line("log_format", quote(config.log_format.as_str()));
     optional(&mut line, "log_file", path(&config.log_file), "stderr");
     line("access_log", config.access_log.to_string());
     line("capture_output", config.capture_output.to_string());
@@ -178,29 +178,36 @@ fn duration(value: Duration) -> String {
     quote(&humantime::format_duration(value).to_string())
 }
 
-fn interface(value: Interface) -> &'static str {
-    match value {
-        Interface::Auto => "auto",
-        Interface::Asgi => "asgi",
-        Interface::Wsgi => "wsgi",
+/// The names used in configuration (and on the worker runtime's command line).
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Auto => "auto",
+            Interface::Asgi => "asgi",
+            Interface::Wsgi => "wsgi",
+        }
     }
 }
 
-fn log_level(value: LogLevel) -> &'static str {
-    match value {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warning => "warning",
-        LogLevel::Error => "error",
-        LogLevel::Critical => "critical",
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+        }
     }
 }
 
-fn log_format(value: LogFormat) -> &'static str {
-    match value {
-        LogFormat::Text => "text",
-        LogFormat::Json => "json",
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::output::Captured;
-use crate::config::{Config, Interface, LogLevel, User};
+use crate::config::{Config, User};
 use crate::logging;
 use crate::sys::exec::{self, ExecError, ExecPlan, Identity};
 
@@ -121,13 +121,13 @@ fn runtime_args(config: &Config) -> Vec<String> {
         "--app".to_string(),
         format!("{}:{}", app.module, app.attr),
         "--interface".to_string(),
-        interface_name(config.interface).to_string(),
+        config.interface.as_str().to_string(),
         "--heartbeat-interval".to_string(),
         seconds(heartbeat_interval(config.timeout)),
         "--graceful-timeout".to_string(),
         seconds(config.graceful_timeout),
         "--log-level".to_string(),
-        level_name(config.log_level).to_string(),
+        config.log_level.as_str().to_string(),
         // uvicorn calls listen() again on every socket it serves; without this it would replace
         // the configured backlog with its own default.
         "--backlog".to_string(),
@@ -148,25 +148,6 @@ fn runtime_args(config: &Config) -> Vec<String> {
 
 fn seconds(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
-}
-
-fn interface_name(interface: Interface) -> &'static str {
-    match interface {
-        Interface::Auto => "auto",
-        Interface::Asgi => "asgi",
-        Interface::Wsgi => "wsgi",
-    }
-}
-
-pub(crate) fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warning => "warning",
-        LogLevel::Error => "error",
-        LogLevel::Critical => "critical",
-    }
 }
 
 /// The master's environment without the private variables, then the account's variables, then
