@@ -1,0 +1,708 @@
+"""Turns the raw results of bench/run.py into benchmarks.md, benchmarks.json and the PNG plots.
+
+Every comparison is a ratio against gunicorn (+ UvicornWorker for ASGI apps) measured in the same
+run. Works on partial results (a smoke run, a subset of servers or phases): what is missing is
+shown as "–".
+"""
+
+import json
+import statistics
+from pathlib import Path
+
+ORDER = ["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"]
+COLORS = {"herdsman": "#d62728", "gunicorn": "#1f77b4", "uvicorn": "#2ca02c", "granian": "#9467bd",
+          "hypercorn": "#8c564b"}
+REF = "gunicorn"
+MASTER_RSS_TARGET_KIB = 5 * 1024
+IDLE_CPU_NEAR_ZERO_MS_PER_MIN = 60.0  # 0.1 % of one core
+REPLACEMENT_MARGIN_MS = 50.0
+
+APP_TITLES = {"asgi": "plain ASGI", "fastapi": "FastAPI JSON", "wsgi": "plain WSGI", "flask": "Flask JSON"}
+ASGI_APPS = ("asgi", "fastapi")
+
+
+def dash(v, fmt="{:.0f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def rfmt(r):
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def ordered(d):
+    return [k for k in ORDER if k in d]
+
+
+def label(server, app_kind="asgi"):
+    return {"herdsman": "herdsman", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
+            "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
+
+
+def mib(kib):
+    return None if kib is None else kib / 1024
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+
+def plot_throughput(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tp = results["phases"].get("throughput") or {}
+    apps = [a for a in ("asgi", "fastapi", "wsgi", "flask") if a in tp]
+    if not apps:
+        return False
+    servers = [s for s in ORDER if any(s in tp[a] for a in apps)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    width = 0.8 / max(1, len(servers))
+    for i, srv in enumerate(servers):
+        xs = [j + (i - (len(servers) - 1) / 2) * width for j in range(len(apps))]
+        rps = [tp[a].get(srv, {}).get("rps") or 0 for a in apps]
+        p99 = [tp[a].get(srv, {}).get("p99_ms") or 0 for a in apps]
+        name = label(srv)
+        if srv == "gunicorn":
+            name = "gunicorn (+UvicornWorker; gthread for WSGI)"
+        axes[0].bar(xs, rps, width, label=name, color=COLORS[srv])
+        axes[1].bar(xs, p99, width, label=name, color=COLORS[srv])
+    for ax, title in ((axes[0], "throughput (req/s, higher is better)"), (axes[1], "p99 latency (ms, lower is better)")):
+        ax.set_xticks(range(len(apps)))
+        ax.set_xticklabels([APP_TITLES[a] for a in apps])
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    cfg = results["config"]
+    lg = results["loadgen"]
+    fig.suptitle(f"{cfg['workers']} workers, {lg['tool']} with {lg['connections']} connections sharing the "
+                 f"{results['machine']['nproc']} CPUs; {results['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_replacement(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    life = results["phases"].get("lifecycle") or {}
+    servers = ordered(life)
+    if not servers:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(servers) + 1.8))
+    ys = list(range(len(servers)))[::-1]
+    xmax = 0
+    for y, srv in zip(ys, servers):
+        rep = life[srv].get("replacement") or {}
+        total = rep.get("median_ms")
+        spawn = rep.get("new_process_median_ms")
+        if total is None:
+            ax.text(1, y, f"not replaced: {(rep.get('error') or '')[:70]}", va="center", fontsize=8)
+            continue
+        xmax = max(xmax, total)
+        if spawn is not None and spawn <= total:
+            ax.barh(y, spawn, color="#bbbbbb", label="until the new process exists" if y == ys[0] or srv == servers[0] else None)
+            ax.barh(y, total - spawn, left=spawn, color=COLORS[srv])
+        else:
+            ax.barh(y, total, color=COLORS[srv])
+        ax.text(total, y, f" {total:.0f} ms", va="center", fontsize=8)
+    imp = results["phases"].get("imports") or {}
+    if imp.get("python_import_app_ms"):
+        base = imp["python_import_app_ms"]
+        ax.axvline(base, color="k", ls=":", lw=1)
+        ax.axvline(base + REPLACEMENT_MARGIN_MS, color="k", ls="--", lw=1)
+        ax.text(base, ys[0] + 0.45, " python + import app", fontsize=7)
+        ax.text(base + REPLACEMENT_MARGIN_MS, ys[-1] - 0.45, " target: + 50 ms", fontsize=7, va="top")
+        xmax = max(xmax, base + REPLACEMENT_MARGIN_MS)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([life[s].get("label", s) for s in servers])
+    ax.set_xlim(0, xmax * 1.35 + 1)
+    ax.set_xlabel("ms from SIGKILL of a worker to the first answer of its replacement (median)")
+    ax.set_title(f"worker replacement, {APP_TITLES.get(results['config']['lifecycle_app'])} app, "
+                 f"{results['config']['workers']} workers (grey: until the new process exists)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_memory(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem = results["phases"].get("memory") or {}
+    servers = ordered(mem)
+    if not servers:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for srv in servers:
+        by = mem[srv].get("by_workers", {})
+        ns = sorted(int(n) for n, r in by.items() if "master_rss_kib" in r)
+        if not ns:
+            continue
+        axes[0].plot(ns, [by[str(n)]["master_rss_kib"] / 1024 for n in ns], "o-", color=COLORS[srv], label=label(srv))
+        axes[1].plot(ns, [by[str(n)]["total_pss_kib"] / 1024 for n in ns], "o-", color=COLORS[srv], label=label(srv))
+    axes[0].axhline(5, color="k", ls="--", lw=1)
+    axes[0].set_title("master RSS (MiB, idle)")
+    axes[1].set_title("total PSS of master + workers (MiB, idle)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("workers")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{APP_TITLES.get(results['config']['lifecycle_app'])} app; {results['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+def noise(results):
+    """Round-to-round relative spread of the throughput runs: the noise the ratios carry."""
+    tp = results["phases"].get("throughput") or {}
+    rps, p99 = [], []
+    for per in tp.values():
+        for e in per.values():
+            good = [r for r in e.get("rounds", []) if r.get("rps")]
+            if len(good) > 1:
+                a = [r["rps"] for r in good]
+                rps.append((max(a) - min(a)) / statistics.mean(a))
+                b = [r["p99_ms"] for r in good if r.get("p99_ms")]
+                if len(b) > 1:
+                    p99.append((max(b) - min(b)) / statistics.mean(b))
+    n_rps = statistics.median(rps) if rps else None
+    n_p99 = statistics.median(p99) if p99 else None
+    return n_rps, n_p99
+
+
+def targets(results):
+    """[(target, verdict, detail)] for herdsman. verdict: met, missed, not measured."""
+    ph = results["phases"]
+    out = []
+    tp = ph.get("throughput") or {}
+    n_rps, n_p99 = noise(results)
+    tol_rps = max(0.03, n_rps or 0.05)
+    tol_p99 = max(0.05, n_p99 or 0.10)
+    checks = []
+    for app, per in tp.items():
+        h = per.get("herdsman", {})
+        peers = ["gunicorn", "uvicorn"] if app in ASGI_APPS else ["uvicorn"]
+        for peer in peers:
+            p = per.get(peer, {})
+            r_rps, r_p99 = ratio(h.get("rps"), p.get("rps")), ratio(h.get("p99_ms"), p.get("p99_ms"))
+            if r_rps is None or r_p99 is None:
+                continue
+            ok = r_rps >= 1 - tol_rps and r_p99 <= 1 + tol_p99
+            checks.append((ok, f"{APP_TITLES[app]} vs {label(peer, 'asgi' if app in ASGI_APPS else 'wsgi')}: "
+                                f"throughput {rfmt(r_rps)}, p99 {rfmt(r_p99)}"))
+    if checks:
+        missed = [c for ok, c in checks if not ok]
+        verdict = "met" if not missed else "missed"
+        detail = ("; ".join(missed) if missed else "; ".join(c for _, c in checks))
+        detail += (f" (noise: throughput ±{tol_rps:.0%}, p99 ±{tol_p99:.0%}, from the spread between rounds)")
+        out.append(("Throughput and p99 at least those of gunicorn + UvicornWorker and uvicorn --workers "
+                    "(ASGI apps; WSGI apps against uvicorn --workers, which serves WSGI through the same kind of "
+                    "thread bridge)", verdict, detail))
+    else:
+        out.append(("Throughput and p99 at least those of gunicorn + UvicornWorker and uvicorn --workers",
+                    "not measured", ""))
+
+    life = ph.get("lifecycle") or {}
+    h = life.get("herdsman") or {}
+    rl, gs = h.get("reloads") or {}, h.get("graceful_stop") or {}
+    if "failed" in rl and "failed" in gs:
+        ok = rl["failed"] == 0 and gs["failed"] == 0 and rl.get("reloads_done") == rl.get("reloads_asked")
+        peers = []
+        for srv in ordered(life):
+            if srv == "herdsman":
+                continue
+            prl, pgs = life[srv].get("reloads") or {}, life[srv].get("graceful_stop") or {}
+            peers.append(f"{life[srv].get('label', srv)}: {dash(prl.get('failed'))} + {dash(pgs.get('failed'))}")
+        detail = (f"herdsman: {rl['failed']} failed of {rl['ok'] + rl['failed']} requests over "
+                  f"{rl.get('reloads_done')}/{rl.get('reloads_asked')} reloads, {gs['failed']} of {gs['in_flight']} "
+                  f"slow requests at the graceful stop. Peers (reloads + stop): " + "; ".join(peers))
+        out.append(("0 failed requests across reloads and a graceful stop", "met" if ok else "missed", detail))
+    else:
+        out.append(("0 failed requests across reloads and a graceful stop", "not measured",
+                    str(rl.get("error") or gs.get("error") or "")))
+
+    rep = h.get("replacement") or {}
+    imp = ph.get("imports") or {}
+    if rep.get("median_ms") is not None and imp.get("python_import_app_ms") is not None:
+        limit = imp["python_import_app_ms"] + REPLACEMENT_MARGIN_MS
+        ok = rep["median_ms"] <= limit
+        boots = [b for r in rep.get("runs", []) for b in (r.get("herdsman_boot_ms") or []) if b]
+        detail = (f"{rep['median_ms']:.0f} ms against {imp['python_import_app_ms']:.0f} ms (python + import app) "
+                  f"+ 50 ms = {limit:.0f} ms. Profile: the new process existed {dash(rep.get('new_process_median_ms'))} ms "
+                  f"after the SIGKILL; herdsman's log gives {dash(statistics.median(boots) if boots else None)} ms "
+                  f"from fork to ready (python start {dash(imp.get('python_start_ms'))} ms; python + uvicorn + app "
+                  f"imports {dash(imp.get('python_import_uvicorn_app_ms'))} ms)")
+        out.append(("Replacement after SIGKILL no slower than python start + app import + 50 ms",
+                    "met" if ok else "missed", detail))
+    else:
+        out.append(("Replacement after SIGKILL no slower than python start + app import + 50 ms", "not measured",
+                    str(rep.get("error") or "")))
+
+    mem = (ph.get("memory") or {}).get("herdsman", {}).get("by_workers", {})
+    rss = {int(n): r["master_rss_kib"] for n, r in mem.items() if "master_rss_kib" in r}
+    if rss:
+        worst = max(rss.values())
+        ok = worst < MASTER_RSS_TARGET_KIB
+        detail = ", ".join(f"{n} workers: {v / 1024:.2f} MiB" for n, v in sorted(rss.items()))
+        out.append(("Master RSS under 5 MiB at every worker count", "met" if ok else "missed", detail))
+    else:
+        out.append(("Master RSS under 5 MiB at every worker count", "not measured", ""))
+
+    idle = (ph.get("idle") or {}).get("herdsman", {}) if isinstance(ph.get("idle"), dict) else {}
+    cpu = {int(n): r["master_cpu_ms_per_min"] for n, r in idle.items() if isinstance(r, dict) and "master_cpu_ms_per_min" in r}
+    if cpu:
+        ok = max(cpu.values()) < IDLE_CPU_NEAR_ZERO_MS_PER_MIN
+        detail = ", ".join(f"{n} workers: {v:.1f} ms of CPU per idle minute" for n, v in sorted(cpu.items()))
+        detail += f" (near zero: under {IDLE_CPU_NEAR_ZERO_MS_PER_MIN:.0f} ms per minute, 0.1 % of one core)"
+        out.append(("Master idle CPU near zero, whatever the worker count", "met" if ok else "missed", detail))
+    else:
+        out.append(("Master idle CPU near zero, whatever the worker count", "not measured", ""))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+def headline(results):
+    ph = results["phases"]
+    tp = ph.get("throughput") or {}
+    life = ph.get("lifecycle") or {}
+    boot = ph.get("boot") or {}
+    mem = ph.get("memory") or {}
+    idle = ph.get("idle") if isinstance(ph.get("idle"), dict) else {}
+    n = results["config"]["workers"]
+    rows = []
+
+    def row(name, getter, fmt, better):
+        h = getter("herdsman")
+        g = getter("gunicorn")
+        u = getter("uvicorn")
+        if h is None and g is None and u is None:
+            return
+        rows.append(f"| {name} | {dash(h, fmt)} | {dash(g, fmt)} | {rfmt(ratio(h, g))} | {dash(u, fmt)} | "
+                    f"{rfmt(ratio(h, u))} | {better} |")
+
+    for app in ("asgi", "fastapi", "wsgi", "flask"):
+        if app in tp:
+            row(f"{APP_TITLES[app]}: req/s", lambda s, a=app: tp[a].get(s, {}).get("rps"), "{:.0f}", "higher")
+    for app in ("asgi", "fastapi", "wsgi", "flask"):
+        if app in tp:
+            row(f"{APP_TITLES[app]}: p99 ms", lambda s, a=app: tp[a].get(s, {}).get("p99_ms"), "{:.2f}", "lower")
+    row("cold boot to first response, ms", lambda s: boot.get(s, {}).get("first_response_ms"), "{:.0f}", "lower")
+    row("replacement after SIGKILL, ms", lambda s: (life.get(s, {}).get("replacement") or {}).get("median_ms"),
+        "{:.0f}", "lower")
+
+    def failed(s, key):
+        v = (life.get(s, {}).get(key) or {})
+        return v.get("failed")
+
+    for key, name in (("kill_under_load", "failed requests, SIGKILL of a worker under load"),
+                      ("reloads", "failed requests over the reloads"),
+                      ("graceful_stop", "failed slow requests at a graceful stop")):
+        vals = {s: failed(s, key) for s in ("herdsman", "gunicorn", "uvicorn")}
+        if any(v is not None for v in vals.values()):
+            rows.append(f"| {name} | {dash(vals['herdsman'])} | {dash(vals['gunicorn'])} | | "
+                        f"{dash(vals['uvicorn'])} | | 0 |")
+    ns = str(n) if any(str(n) in mem.get(s, {}).get("by_workers", {}) for s in mem) else None
+    if ns is None and mem:
+        ns = sorted({k for s in mem for k in mem[s].get("by_workers", {})}, key=int)[0]
+    if ns:
+        row(f"master RSS, MiB ({ns} workers)", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("master_rss_kib")),
+            "{:.1f}", "lower")
+        row(f"total PSS, MiB ({ns} workers)", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("total_pss_kib")),
+            "{:.1f}", "lower")
+    counts = sorted({k for s in idle for k in idle[s] if isinstance(idle[s], dict)}, key=int) if idle else []
+    for c in counts:
+        row(f"master CPU per idle minute, ms ({c} workers)",
+            lambda s, c=c: (idle.get(s, {}).get(c) or {}).get("master_cpu_ms_per_min"), "{:.1f}", "lower")
+    head = ["| | herdsman | gunicorn + UvicornWorker¹ | herdsman ÷ gunicorn | uvicorn --workers | "
+            "herdsman ÷ uvicorn | better |", "|---|---:|---:|---:|---:|---:|---|"]
+    return "\n".join(head + rows)
+
+
+def md_throughput(results):
+    tp = results["phases"].get("throughput") or {}
+    parts = []
+    for app in ("asgi", "fastapi", "wsgi", "flask"):
+        if app not in tp:
+            continue
+        per = tp[app]
+        ref = per.get(REF, {})
+        lines = [f"**{APP_TITLES[app]}** (`bench/apps/{app}_app.py`, `GET "
+                 f"{'/items/7' if app in ('fastapi', 'flask') else '/'}`)", "",
+                 "| server | req/s | ÷ gunicorn | p50 ms | p99 ms | p99 ÷ gunicorn | errors | rounds (req/s) |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for srv in ordered(per):
+            e = per[srv]
+            if e.get("rps") is None:
+                lines.append(f"| {e.get('label', srv)} | failed: {str(e.get('error'))[:120]} | | | | | | |")
+                continue
+            rounds = ", ".join(f"{r['rps']:.0f}" for r in e.get("rounds", []) if r.get("rps"))
+            lines.append(f"| {e['label']} | {e['rps']:.0f} | {rfmt(ratio(e['rps'], ref.get('rps')))} | "
+                         f"{dash(e.get('p50_ms'), '{:.2f}')} | {dash(e.get('p99_ms'), '{:.2f}')} | "
+                         f"{rfmt(ratio(e.get('p99_ms'), ref.get('p99_ms')))} | {e.get('errors', 0)} | {rounds} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def md_boot(results):
+    boot = results["phases"].get("boot") or {}
+    if not boot:
+        return "Not measured in this run."
+    ref = boot.get(REF, {}).get("first_response_ms")
+    lines = ["| server | first response, ms (median) | ÷ gunicorn | runs, ms |", "|---|---:|---:|---|"]
+    for srv in ordered(boot):
+        e = boot[srv]
+        lines.append(f"| {e.get('label', srv)} | {dash(e.get('first_response_ms'))} | "
+                     f"{rfmt(ratio(e.get('first_response_ms'), ref))} | "
+                     f"{', '.join(f'{x:.0f}' for x in e.get('runs_ms', [])) or str(e.get('error'))[:100]} |")
+    return "\n".join(lines)
+
+
+def md_replacement(results):
+    life = results["phases"].get("lifecycle") or {}
+    if not life:
+        return "Not measured in this run."
+    ref = (life.get(REF, {}).get("replacement") or {}).get("median_ms")
+    lines = ["| server | replacement, ms (median) | ÷ gunicorn | new process after, ms | runs, ms | "
+             "SIGKILL under load: failed / sent |", "|---|---:|---:|---:|---|---|"]
+    for srv in ordered(life):
+        e = life[srv]
+        rep = e.get("replacement") or {}
+        kl = e.get("kill_under_load") or {}
+        runs = ", ".join(f"{r['replacement_ms']:.0f}" for r in rep.get("runs", []) if "replacement_ms" in r)
+        if rep.get("median_ms") is None:
+            runs = "not replaced: " + str(rep.get("error"))[:140]
+        if "failed" in kl:
+            kill = f"{kl['failed']} / {kl['ok'] + kl['failed']}"
+            if kl.get("notes"):
+                kill += " (" + "; ".join(kl["notes"])[:120] + ")"
+        else:
+            kill = str(kl.get("error", "–"))[:120]
+        lines.append(f"| {e.get('label', srv)} | {dash(rep.get('median_ms'))} | {rfmt(ratio(rep.get('median_ms'), ref))} | "
+                     f"{dash(rep.get('new_process_median_ms'))} | {runs} | {kill} |")
+    return "\n".join(lines)
+
+
+def md_reloads(results):
+    life = results["phases"].get("lifecycle") or {}
+    if not life:
+        return "Not measured in this run."
+    lines = ["| server | reloads done | requests failed / sent over the reloads | reload settled after, s (median) | "
+             "slow requests failed at SIGTERM | master exit after SIGTERM, s |", "|---|---:|---|---:|---|---:|"]
+    for srv in ordered(life):
+        e = life[srv]
+        rl = e.get("reloads") or {}
+        gs = e.get("graceful_stop") or {}
+        if "failed" in rl:
+            rld = f"{rl['failed']} / {rl['ok'] + rl['failed']}"
+            if rl.get("errors"):
+                rld += " (" + ", ".join(f"{k} ×{v}" for k, v in rl["errors"].items()) + ")"
+            if rl.get("notes"):
+                rld += "; " + "; ".join(rl["notes"])[:160]
+            done = f"{rl.get('reloads_done')} / {rl.get('reloads_asked')}"
+        else:
+            rld, done = str(rl.get("error", "–"))[:120], "–"
+        if "failed" in gs:
+            stop = f"{gs['failed']} / {gs['in_flight']}"
+            if gs.get("errors"):
+                stop += " (" + ", ".join(gs["errors"]) + ")"
+        else:
+            stop = str(gs.get("error", "–"))[:120]
+        lines.append(f"| {e.get('label', srv)} | {done} | {rld} | {dash(rl.get('median_reload_s'), '{:.2f}')} | "
+                     f"{stop} | {dash(gs.get('exit_s'), '{:.2f}')} |")
+    return "\n".join(lines)
+
+
+def md_memory(results):
+    mem = results["phases"].get("memory") or {}
+    idle = results["phases"].get("idle") if isinstance(results["phases"].get("idle"), dict) else {}
+    out = []
+    if mem:
+        counts = sorted({int(k) for s in mem for k in mem[s].get("by_workers", {})})
+        lines = ["| server | workers | master RSS, MiB | total RSS, MiB | total PSS, MiB | PSS per worker, MiB | "
+                 f"master CPU, ms/min (over {results['config']['mem_window']:.0f} s) | processes |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for srv in ordered(mem):
+            for n in counts:
+                r = mem[srv].get("by_workers", {}).get(str(n), {})
+                if "master_rss_kib" not in r:
+                    lines.append(f"| {mem[srv].get('label', srv)} | {n} | failed: {str(r.get('error'))[:100]} | | | | | |")
+                    continue
+                per_worker = (r["total_pss_kib"] - r["master_pss_kib"]) / 1024 / max(1, r.get("workers_seen") or n)
+                note = " ²" if r.get("note") else ""
+                lines.append(f"| {mem[srv].get('label', srv)} | {n} | {r['master_rss_kib'] / 1024:.1f}{note} | "
+                             f"{r['total_rss_kib'] / 1024:.0f} | {r['total_pss_kib'] / 1024:.0f} | {per_worker:.1f} | "
+                             f"{r['master_cpu_ms_per_min']:.1f} | {r['processes']} |")
+        out.append("\n".join(lines))
+    if idle:
+        counts = sorted({k for s in idle for k in idle[s]}, key=int)
+        lines = ["| server | " + " | ".join(f"{c} workers: ms of master CPU per idle minute" for c in counts) + " |",
+                 "|---|" + "---:|" * len(counts)]
+        for srv in ordered(idle):
+            cells = []
+            for c in counts:
+                r = idle[srv].get(c) or {}
+                if "master_cpu_ms_per_min" in r:
+                    cells.append(f"{r['master_cpu_ms_per_min']:.1f} (ticks: {r['master_cpu_ticks_ms']:.0f})")
+                else:
+                    cells.append(str(r.get("error", "–"))[:80])
+            lines.append(f"| {label(srv)} | " + " | ".join(cells) + " |")
+        out.append(f"Idle for {results['config']['idle_seconds']:.0f} s, every server started at the same time "
+                   "(CPU time is counted per process, so they do not disturb one another's figure):\n\n"
+                   + "\n".join(lines))
+    return "\n\n".join(out) if out else "Not measured in this run."
+
+
+METHOD = """\
+- **Same everything.** Every server runs the same app file from `bench/apps/` with the same Python
+  and the same packages (`bench/.venv-peers`, pinned in `bench/requirements.txt`; uvicorn, uvloop
+  and httptools are the same for herdsman, gunicorn's UvicornWorker and uvicorn), the same worker
+  count, on `127.0.0.1` only, access logs off (`--no-access-log` for herdsman, uvicorn and
+  granian; gunicorn and hypercorn log no access by default). Commands:
+  - herdsman: `herdsman --python bench/.venv-peers/bin/python --chdir bench/apps -w N -b 127.0.0.1:PORT --interface asgi|wsgi --no-access-log APP`
+    (workers: uvicorn; WSGI through a2wsgi with 10 threads);
+  - gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker -w N -b 127.0.0.1:PORT --no-control-socket APP` for ASGI
+    apps; for WSGI apps plain gunicorn is the natural peer: `-k gthread --threads 10` (10 threads, like
+    herdsman's a2wsgi pool). The ratios of WSGI rows are against gunicorn gthread;
+  - uvicorn: `uvicorn --workers N --host 127.0.0.1 --port PORT --interface asgi3|wsgi --no-access-log APP`;
+  - granian: `granian --interface asgi|wsgi --workers N --host 127.0.0.1 --port PORT --no-access-log --respawn-failed-workers APP`
+    (respawn is opt-in in granian; without it a killed worker is never replaced);
+  - hypercorn (lifecycle and memory only): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
+- **Processes.** Each server is started by the harness in a session of its own and ended by pid
+  (SIGTERM, then SIGKILL of every process of its session), with a hard timeout. Its workers are
+  the master's children (less multiprocessing's resource tracker for uvicorn and hypercorn).
+  A server counts as *ready* when it answers `GET /` with 200, has its N workers, and the CPU time
+  of its whole process tree grew by less than 12 ms in each of two consecutive 250 ms windows
+  (booting workers burn CPU): the same test for every server, since the peers do not all say when
+  they are ready.
+- **Throughput and latency**: `wrk -t1 -cC -dDs --latency` against a ready server, after a
+  warm-up run of the same kind whose figures are dropped; requests per second, p50 and p99 as wrk
+  reports them. Each server is started afresh for each app and round; rounds alternate the order
+  of the servers, and the table shows the mean of the rounds with each round's figure. **wrk runs
+  on the same 2 CPUs as the servers**: it takes CPU from the workers, so absolute figures are
+  lower than on a machine with a separate client, and only the ratios are meant to be compared.
+- **Cold boot**: from the `exec` of the server command to its first `200` on `GET /`, polled
+  every 5 ms (median of the runs).
+- **Replacement after SIGKILL**: with N workers ready, the other workers are stopped with
+  `SIGSTOP`, one worker gets `SIGKILL`, and fresh connections are opened every 5 ms (each with a
+  0.5 s timeout). The replacement time runs from the `SIGKILL` to the first `200` carrying the pid
+  of a process that did not exist before (the apps answer with their pid): the time until the
+  server has N workers serving again. Stopping the survivors makes sure only the replacement can
+  answer, whatever the kernel's choice of accepting worker; they get `SIGCONT` right after. The
+  grey part of the plot is when the new process first appeared among the master's children
+  (polled every 2 ms). Separately, under steady load (the client below), a worker is SIGKILLed
+  and the failed requests are counted until a new worker has answered.
+- **Steady load** (kill, reloads): client threads of the harness, each sending `GET /` on a fresh
+  connection in a loop (2 ms pause, 10 s timeout); a failed request is anything but a 200:
+  refused, reset, timed out, 5xx.
+- **Reloads**: under steady load, `SIGHUP` to the master K times. A reload has settled when every
+  old worker pid has exited, N workers are alive and a new worker has answered; the next `SIGHUP`
+  follows 1 s later. The same rule for every server.
+- **Graceful stop**: K requests to `/slow?s=S` (the app sleeps S seconds), and once they are in
+  flight, `SIGTERM` to the master. Every request not answered 200 failed.
+- **Memory**: each server alone, idle and ready, for each worker count: the master's `VmRSS`,
+  the sum of `VmRSS` and the sum of `Pss` (`/proc/PID/smaps_rollup`) over every process of the
+  server. PSS splits shared pages between the processes that map them; it is the honest total.
+  Master CPU: the master's own CPU time (`/proc/PID/task/*/schedstat`, ns) over a short idle
+  window at each count, and over a full idle minute with every server started at once.
+- **Floor for a restart**: a fresh interpreter that imports the app (`python -c 'import APP'`),
+  median of several runs, is what any exec-based worker must pay; the replacement target is that
+  plus 50 ms.
+- **Machine noise**: the CPU used on the machine by processes that are not the benchmark's own
+  (other users' builds and tests) is measured per phase from `/proc/stat`, in CPUs busy on average.
+"""
+
+
+def write(results, docs, smoke=False):
+    docs = Path(docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    pngs = {}
+    for name, fn in (("bench-throughput.png", plot_throughput), ("bench-replacement.png", plot_replacement),
+                     ("bench-memory.png", plot_memory)):
+        try:
+            if fn(results, docs / name):
+                pngs[name] = True
+        except Exception as e:  # noqa: BLE001 - a plot must not lose the figures
+            print(f"[bench] plot {name} failed: {e}")
+    (docs / "benchmarks.md").write_text(markdown(results, pngs, smoke))
+
+
+def markdown(results, pngs, smoke):
+    m = results["machine"]
+    v = results["versions"]
+    cfg = results["config"]
+    lg = results["loadgen"]
+    q = results.get("quiet_wait", {})
+    times = results.get("phase_times", {})
+    busiest = max((t.get("foreign_cpus", 0) for t in times.values()), default=0)
+    if q.get("quiet") is False:
+        quiet = (f"**The machine was not quiet**: after waiting {q.get('waited_s')} s the 1-minute load average "
+                 f"was still {q.get('load1')} (other users' builds and tests), and the run went ahead. ")
+    elif q.get("quiet"):
+        quiet = f"The run started once the 1-minute load average was {q.get('load1')} (below 1.0). "
+    else:
+        quiet = ""
+    quiet += (f"Other processes used {results.get('foreign_cpus', 0):.2f} CPUs on average during the run "
+              f"(at most {busiest:.2f} in one phase; see the phase table at the end): figures measured "
+              "in the same phase share that noise, which is why only ratios are compared.")
+    kind = "SMOKE RUN (reduced: proves the harness works; the figures mean nothing)" if smoke else ""
+    tlist = targets(results)
+    tlines = ["| target | herdsman | detail |", "|---|---|---|"]
+    for name, verdict, detail in tlist:
+        mark = {"met": "✅ met", "missed": "❌ missed", "not measured": "– not measured"}[verdict]
+        tlines.append(f"| {name} | {mark} | {detail} |")
+    missed = [t for t in tlist if t[1] == "missed"]
+
+    vers = ", ".join(f"{k} {v[k]}" for k in ("python", "gunicorn", "uvicorn-worker", "uvicorn", "granian", "hypercorn",
+                                              "a2wsgi", "fastapi", "starlette", "flask", "uvloop", "httptools")
+                     if k in v)
+    phase_rows = ["| phase | seconds | other processes' CPU use (CPUs) |", "|---|---:|---:|"]
+    for name, t in times.items():
+        phase_rows.append(f"| {name} | {t['seconds']:.0f} | {t['foreign_cpus']:.2f} |")
+
+    s = []
+    s.append("# Benchmarks\n")
+    s.append("<!-- Generated by bench/run.py (bench/report.py) from docs/benchmarks.json. "
+             "Do not edit by hand: run `bash bench/run.sh`. -->\n")
+    if kind:
+        s.append(f"**{kind}**\n")
+    s.append(
+        "herdsman against the servers its users choose between: gunicorn with uvicorn's worker, "
+        "`uvicorn --workers`, granian and hypercorn, all measured the same way, on the same machine, in "
+        "the same run. Absolute figures on a shared 2-core machine drift from run to run, so every "
+        "comparison is a **ratio against gunicorn + UvicornWorker measured in the same run** (gunicorn "
+        "gthread for the WSGI apps), and against `uvicorn --workers`.\n")
+    s.append("To reproduce, from a clone of the repository on Linux (root or sudo for `apt-get install wrk`):\n\n"
+             "```console\nbash bench/run.sh            # the full run, about 15 minutes; rewrites this page\n"
+             "bash bench/run.sh --smoke    # seconds: proves the harness works, figures meaningless\n```\n")
+    s.append("It installs wrk if missing, builds the pinned peers venv `bench/.venv-peers` and "
+             "`cargo build --release`, waits (up to 15 min) for the machine's 1-minute load average to drop "
+             "below 1.0, runs everything, and writes this page, the raw figures "
+             "([benchmarks.json](benchmarks.json)) and the plots.\n")
+    s.append(f"- **Date**: {results['date']}; run took {results.get('elapsed_s', 0) / 60:.1f} min.")
+    s.append(f"- **Machine**: {m['nproc']} CPUs ({m['cpu_model'] or 'unknown model'}), {m['memory']} RAM, "
+             f"Linux {m['kernel']}; load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}.")
+    s.append(f"- **Versions**: herdsman {v.get('herdsman', '?').replace('herdsman ', '')} "
+             f"({v.get('herdsman_build')} build, commit {v.get('herdsman_commit', '?')}); {vers}.")
+    s.append(f"- **Load generator**: {lg['tool']}"
+             + (f" {v.get('wrk')}" if lg["tool"] == "wrk" else "")
+             + f", {lg['connections']} connections, one thread, on the same CPUs as the servers. "
+             + (lg.get("note") or ""))
+    s.append(f"- **Workers**: {cfg['workers']} for throughput, boot and lifecycle figures; "
+             f"{', '.join(str(n) for n in cfg['mem_counts'])} for memory.")
+    s.append(f"- **Noise**: {quiet}\n")
+
+    s.append("## Headline\n")
+    s.append(headline(results))
+    s.append("\n¹ gunicorn gthread (10 threads) for the WSGI rows. Ratios are herdsman's figure divided by the "
+             "peer's: above 1.0 is better for req/s, below 1.0 is better for latency, time and memory.\n")
+    s.append("## Targets\n")
+    s.append("Measured by this benchmark, not asserted by the tests.\n")
+    s.append("\n".join(tlines) + "\n")
+    if missed:
+        s.append("Where a target is missed, the detail column gives the measured profile of the miss; "
+                 "see the sections below for the figures behind it.\n")
+        s.append(miss_notes(results, missed))
+    s.append(f"## Throughput and latency ({cfg['workers']} workers)\n")
+    if pngs.get("bench-throughput.png"):
+        s.append("![throughput and p99 latency](bench-throughput.png)\n")
+    s.append(md_throughput(results) or "Not measured in this run.")
+    s.append("")
+    s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    s.append(md_boot(results) + "\n")
+    imp = results["phases"].get("imports") or {}
+    s.append(f"## Replacement of a killed worker ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    if imp:
+        s.append(f"For scale, on this machine: a bare `python -c pass` takes {dash(imp.get('python_start_ms'))} ms, "
+                 f"importing the app {dash(imp.get('python_import_app_ms'))} ms, uvicorn and the app "
+                 f"{dash(imp.get('python_import_uvicorn_app_ms'))} ms (fresh interpreters, medians). "
+                 "gunicorn forks its already-started master, so it skips the interpreter start that herdsman, "
+                 "uvicorn and hypercorn pay for every new worker.\n")
+    if pngs.get("bench-replacement.png"):
+        s.append("![replacement time after SIGKILL](bench-replacement.png)\n")
+    s.append(md_replacement(results) + "\n")
+    s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    s.append(f"{cfg['reloads']} reloads (`SIGHUP`) under steady load from {cfg['load_threads']} client threads; then, "
+             f"on a fresh server, {cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight and "
+             "`SIGTERM`.\n")
+    s.append(md_reloads(results) + "\n")
+    s.append(f"## Memory and idle CPU by worker count ({APP_TITLES.get(cfg['lifecycle_app'])} app)\n")
+    s.append("The worker counts go past the 2 CPUs on purpose: what grows with them is the master's cost "
+             "per worker.\n")
+    if pngs.get("bench-memory.png"):
+        s.append("![master RSS and total PSS by worker count](bench-memory.png)\n")
+    s.append(md_memory(results))
+    s.append("\n² `uvicorn --workers 1` (and `hypercorn -w 1`) serve in their only process: no master, the "
+             "figure is the worker's.\n" if _single(results) else "")
+    s.append("## Method\n")
+    s.append(METHOD)
+    s.append("### Phases\n")
+    s.append("\n".join(phase_rows) + "\n")
+    return "\n".join(x for x in s if x is not None) + "\n"
+
+
+def _single(results):
+    mem = results["phases"].get("memory") or {}
+    return any(r.get("note") for s in mem.values() for r in s.get("by_workers", {}).values())
+
+
+def miss_notes(results, missed):
+    """A short profile per missed target, from the figures of this run."""
+    ph = results["phases"]
+    notes = []
+    for name, _, _ in missed:
+        if name.startswith("Replacement"):
+            rep = ((ph.get("lifecycle") or {}).get("herdsman") or {}).get("replacement") or {}
+            imp = ph.get("imports") or {}
+            runs = [r for r in rep.get("runs", []) if "replacement_ms" in r]
+            if runs:
+                boots = [b for r in runs for b in (r.get("herdsman_boot_ms") or []) if b]
+                boot = statistics.median(boots) if boots else None
+                spawn = rep.get("new_process_median_ms")
+                total = rep.get("median_ms")
+                rest = None if (boot is None or spawn is None or total is None) else total - spawn - boot
+                notes.append(
+                    f"- **Replacement.** Of the {dash(total)} ms: {dash(spawn)} ms until the master had forked the "
+                    f"new worker (it learns of the death from SIGCHLD); {dash(boot)} ms from fork to the worker's "
+                    f"`ready` (herdsman's log: `worker ready ... boot=`), which is a fresh interpreter importing "
+                    f"uvicorn, the app and herdsman's runtime (python + uvicorn + app alone: "
+                    f"{dash(imp.get('python_import_uvicorn_app_ms'))} ms, python + app: "
+                    f"{dash(imp.get('python_import_app_ms'))} ms); {dash(rest)} ms from ready to the first answer. "
+                    "The target's floor (python + app) leaves out the uvicorn import that every uvicorn worker "
+                    "pays; gunicorn avoids both by forking its warm master (see Replacement below). A zygote "
+                    "(fork from a warm interpreter, planned: docs/architecture.md) is what would close the gap.")
+        elif name.startswith("Throughput"):
+            notes.append("- **Throughput and p99.** See the rounds column: a ratio outside the noise in one app only, "
+                         "or in one round only, is drift; the same sign in every round and app is a real gap. "
+                         "herdsman's workers run the same uvicorn as the peers, plus a heartbeat task every second.")
+        elif name.startswith("0 failed"):
+            notes.append("- **Failed requests.** The error kinds are in the reloads table (refused: no worker was "
+                         "accepting; reset: a worker died with the connection; timeout: no answer in 10 s).")
+        elif name.startswith("Master RSS"):
+            notes.append("- **Master RSS.** See the memory table for how it grows with the worker count.")
+        elif name.startswith("Master idle"):
+            notes.append("- **Idle CPU.** The master wakes for every worker heartbeat (one per second per worker).")
+    return "\n".join(notes) + "\n" if notes else ""

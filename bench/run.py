@@ -1,0 +1,1236 @@
+#!/usr/bin/env python3
+"""herdsman's benchmark driver: herdsman against its peers, measured the same way in the same run.
+
+Run it through `bash bench/run.sh [--smoke]`, which installs wrk, builds the peers venv
+(bench/.venv-peers, pinned in bench/requirements.txt) and the herdsman binary first. This file
+needs only the standard library, plus matplotlib for the plots (it runs under the peers venv).
+
+Every server (herdsman and each peer) runs the same app from bench/apps with the same Python,
+the same uvicorn and the same worker count, on 127.0.0.1 only. Every process the driver starts is
+started in a session of its own and ended by pid (the session's members, found in /proc), with a
+hard timeout, so nothing is left running, also when the driver is interrupted.
+
+What is measured, and exactly how, is written into the report (docs/benchmarks.md): see
+`METHOD` below, which is the text of that section.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+APPS_DIR = BENCH / "apps"
+VENV = Path(os.environ.get("HERDSMAN_BENCH_VENV", BENCH / ".venv-peers"))
+VENV_BIN = VENV / "bin"
+PY = VENV_BIN / "python"
+HOST = "127.0.0.1"
+
+# app name -> (module:attr, interface, path for the throughput run)
+APPS = {
+    "asgi": ("asgi_app:app", "asgi", "/"),
+    "fastapi": ("fastapi_app:app", "asgi", "/items/7"),
+    "wsgi": ("wsgi_app:app", "wsgi", "/"),
+    "flask": ("flask_app:app", "wsgi", "/items/7"),
+}
+APP_TITLES = {
+    "asgi": "plain ASGI",
+    "fastapi": "FastAPI JSON",
+    "wsgi": "plain WSGI",
+    "flask": "Flask JSON",
+}
+SERVERS = ["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"]
+REFERENCE = "gunicorn"  # every ratio is against this row
+
+FULL = dict(
+    servers=["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"],
+    throughput_servers=["herdsman", "gunicorn", "uvicorn", "granian"],
+    apps=["asgi", "fastapi", "wsgi", "flask"],
+    lifecycle_app="fastapi",
+    workers=2,
+    connections=64,
+    tp_warmup=2.0,
+    tp_duration=8.0,
+    tp_rounds=2,
+    boot_reps=3,
+    import_reps=5,
+    kill_reps=3,
+    kill_load_reps=2,
+    reloads=10,
+    slow_requests=8,
+    slow_seconds=2.0,
+    load_threads=4,
+    mem_counts=[1, 2, 4, 8, 16],
+    mem_window=5.0,
+    idle_seconds=60.0,
+    idle_counts=[2, 16],
+)
+SMOKE = dict(
+    servers=["herdsman", "gunicorn"],
+    throughput_servers=["herdsman", "gunicorn"],
+    apps=["asgi"],
+    lifecycle_app="asgi",
+    workers=1,
+    connections=16,
+    tp_warmup=0.5,
+    tp_duration=2.0,
+    tp_rounds=1,
+    boot_reps=1,
+    import_reps=2,
+    kill_reps=1,
+    kill_load_reps=1,
+    reloads=2,
+    slow_requests=4,
+    slow_seconds=1.0,
+    load_threads=2,
+    mem_counts=[1],
+    mem_window=1.0,
+    idle_seconds=2.0,
+    idle_counts=[1],
+)
+PHASES = ["imports", "throughput", "boot", "lifecycle", "memory", "idle"]
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# /proc helpers
+
+def read_stat(pid):
+    """(state, ppid, session, utime+stime ticks) of pid, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("latin-1")
+    except OSError:
+        return None
+    rest = data[data.rindex(")") + 2:].split()
+    # rest[0] = state (field 3), rest[1] = ppid, rest[3] = session, rest[11], rest[12] = utime, stime
+    return rest[0], int(rest[1]), int(rest[3]), int(rest[11]) + int(rest[12])
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def session_pids(sid):
+    """Every live (non-zombie) process of session sid: the server and all it started."""
+    out = []
+    for pid in all_pids():
+        st = read_stat(pid)
+        if st and st[2] == sid and st[0] != "Z":
+            out.append(pid)
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def worker_pids(master):
+    """The master's live children, less multiprocessing's resource tracker (uvicorn, hypercorn)."""
+    out = []
+    for pid in all_pids():
+        st = read_stat(pid)
+        if st and st[1] == master and st[0] != "Z" and "resource_tracker" not in cmdline(pid):
+            out.append(pid)
+    return sorted(out)
+
+
+def status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ns(pid):
+    """CPU time of every live thread of pid, in ns (schedstat: finer than the 10 ms ticks)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    """CPU seconds spent by the whole machine (all CPUs, not idle or iowait) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def own_cpu_seconds():
+    """CPU seconds of this driver and every child it reaped (servers, their workers, wrk)."""
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+def http_get(port, path="/", timeout=5.0):
+    """One request on a fresh connection: (status, body). Raises on any transport error."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def body_pid(body):
+    try:
+        return int(json.loads(body)["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class SteadyLoad:
+    """Client threads sending GET / on fresh connections in a loop; counts answers and failures
+    (anything but a 200: refused, reset, timeout, 5xx) and remembers which pids answered."""
+
+    def __init__(self, port, threads, path="/", pause=0.002, timeout=10.0):
+        self.port, self.nthreads, self.path, self.pause, self.timeout = port, threads, path, pause, timeout
+        self.ok = 0
+        self.failed = 0
+        self.errors = {}
+        self.first_seen = {}  # pid -> monotonic time it first answered
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = []
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                status, body = http_get(self.port, self.path, self.timeout)
+                err = None if status == 200 else f"HTTP {status}"
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                err, body = type(e).__name__, b""
+            now = time.monotonic()
+            with self.lock:
+                if err is None:
+                    self.ok += 1
+                    pid = body_pid(body)
+                    if pid is not None and pid not in self.first_seen:
+                        self.first_seen[pid] = now
+                else:
+                    self.failed += 1
+                    self.errors[err] = self.errors.get(err, 0) + 1
+            if err is not None:
+                time.sleep(0.01)  # a refused connection must not become a busy loop
+            elif self.pause:
+                time.sleep(self.pause)
+
+    def start(self):
+        for _ in range(self.nthreads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def seen_since(self, pids):
+        with self.lock:
+            return [p for p in self.first_seen if p not in pids]
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(self.timeout + 5)
+        return {"ok": self.ok, "failed": self.failed, "errors": dict(self.errors)}
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+
+class ServerDied(Exception):
+    pass
+
+
+def server_env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HERDSMAN_", "GUNICORN_", "GRANIAN_", "UVICORN_", "HYPERCORN_"))
+           and k not in ("WEB_CONCURRENCY", "PYTHONPATH", "PYTHONHOME")}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def server_label(server, app):
+    kind = APPS[app][1]
+    if server == "herdsman":
+        return "herdsman"
+    if server == "gunicorn":
+        return "gunicorn + UvicornWorker" if kind == "asgi" else "gunicorn gthread"
+    if server == "uvicorn":
+        return "uvicorn --workers"
+    if server == "granian":
+        return "granian"
+    return "hypercorn"
+
+
+def server_argv(server, app, workers, port, herdsman_bin):
+    module, kind, _ = APPS[app]
+    n = str(workers)
+    if server == "herdsman":
+        return [str(herdsman_bin), "--python", str(PY), "--chdir", str(APPS_DIR), "-w", n,
+                "-b", f"{HOST}:{port}", "--interface", kind, "--no-access-log", module]
+    if server == "gunicorn":
+        worker = ["-k", "uvicorn_worker.UvicornWorker"] if kind == "asgi" else ["-k", "gthread", "--threads", "10"]
+        return [str(VENV_BIN / "gunicorn"), *worker, "-w", n, "-b", f"{HOST}:{port}", "--no-control-socket", module]
+    if server == "uvicorn":
+        return [str(VENV_BIN / "uvicorn"), "--workers", n, "--host", HOST, "--port", str(port),
+                "--interface", "asgi3" if kind == "asgi" else "wsgi", "--no-access-log", module]
+    if server == "granian":
+        return [str(VENV_BIN / "granian"), "--interface", kind, "--workers", n, "--host", HOST,
+                "--port", str(port), "--no-access-log", "--respawn-failed-workers", module]
+    if server == "hypercorn":
+        return [str(VENV_BIN / "hypercorn"), "-k", "uvloop", "-w", n, "-b", f"{HOST}:{port}", module]
+    raise ValueError(server)
+
+
+class Server:
+    live = set()
+
+    def __init__(self, ctx, server, app, workers, tag):
+        self.ctx, self.server, self.app, self.workers, self.tag = ctx, server, app, workers, tag
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        self.port = free_port()
+        self.argv = server_argv(self.server, self.app, self.workers, self.port, self.ctx.herdsman)
+        self.log_path = self.ctx.logs / f"{self.tag}.log"
+        self.logf = open(self.log_path, "ab")
+        self.logf.write(("$ " + " ".join(self.argv) + "\n").encode())
+        self.logf.flush()
+        self.t_start = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, cwd=APPS_DIR, env=self.ctx.env, stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        Server.live.add(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def check_alive(self):
+        if not self.alive():
+            raise ServerDied(f"{self.tag} exited with {self.proc.returncode}: {self.log_tail()}")
+
+    def log_tail(self, n=6):
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-n:])
+
+    def wait_first_response(self, timeout=60.0):
+        """Seconds from the start of the process to its first 200."""
+        deadline = self.t_start + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                status, _ = http_get(self.port, "/", timeout=2.0)
+                if status == 200:
+                    return time.monotonic() - self.t_start
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise TimeoutError(f"{self.tag}: no answer within {timeout}s: {self.log_tail()}")
+
+    def tree_cpu_ns(self):
+        return sum(cpu_ns(p) for p in session_pids(self.pid))
+
+    def wait_ready(self, timeout=90.0):
+        """Until it answers, has its N workers, and the whole tree is idle (booting workers burn
+        CPU): the same readiness test for every server, since the peers do not all tell."""
+        first = self.wait_first_response(timeout)
+        deadline = self.t_start + timeout
+        quiet = 0
+        last = self.tree_cpu_ns()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            self.check_alive()
+            now = self.tree_cpu_ns()
+            busy = now - last
+            last = now
+            nworkers = len(worker_pids(self.pid))
+            if (nworkers >= self.workers or self.single_process()) and busy < 12_000_000:
+                quiet += 1
+                if quiet >= 2:
+                    return first
+            else:
+                quiet = 0
+        raise TimeoutError(f"{self.tag}: not idle with {self.workers} workers within {timeout}s")
+
+    def single_process(self):
+        # uvicorn --workers 1 serves in its only process; so does hypercorn -w 1? (checked live)
+        return self.workers == 1 and not worker_pids(self.pid)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Signal the master, wait for it, then SIGKILL whatever is left of the session.
+        Returns seconds until the master exited (None if it had to be killed)."""
+        t0 = time.monotonic()
+        took = None
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+                took = time.monotonic() - t0
+            except subprocess.TimeoutExpired:
+                log(f"{self.tag}: still running {timeout}s after {signal.Signals(sig).name}: killing it")
+        self.kill()
+        return took
+
+    def kill(self):
+        """SIGKILL every process of the session, by pid, until none is left (bounded)."""
+        if self.proc is None:
+            return
+        for _ in range(50):
+            pids = session_pids(self.pid)
+            if self.alive() and self.pid not in pids:
+                pids.append(self.pid)
+            if not pids:
+                break
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+            self.proc.poll()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        Server.live.discard(self)
+        if not self.logf.closed:
+            self.logf.close()
+
+
+def kill_everything():
+    for s in list(Server.live):
+        try:
+            s.kill()
+        except Exception as e:  # noqa: BLE001
+            log(f"cleanup of {s.tag}: {e}")
+
+
+# --------------------------------------------------------------------------------------------
+# Load generation for throughput
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text.strip())
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    res = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else None
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    return res
+
+
+def run_wrk(port, path, seconds, connections):
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+            f"http://{HOST}:{port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    res = parse_wrk(out)
+    if res["rps"] is None:
+        raise RuntimeError(f"wrk printed no result: {out[-400:]}")
+    return res
+
+
+def run_pyload(port, path, seconds, connections):
+    """The fallback load generator: keep-alive connections from Python threads. Much weaker than
+    wrk (one GIL), so its figures are bounded by the client: used only when wrk is missing."""
+    conns = min(connections, 16)
+    lat = []
+    errors = [0]
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def worker():
+        local = []
+        conn = None
+        while time.monotonic() < end:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+                t0 = time.perf_counter()
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                local.append((time.perf_counter() - t0) * 1000)
+                if resp.status != 200:
+                    with lock:
+                        errors[0] += 1
+            except Exception:  # noqa: BLE001
+                with lock:
+                    errors[0] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        with lock:
+            lat.extend(local)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(conns)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 15)
+    took = time.monotonic() - t0
+    lat.sort()
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(len(lat) * p / 100))] if lat else None
+
+    return {"rps": len(lat) / took if took else None, "p50_ms": pct(50), "p75_ms": pct(75), "p90_ms": pct(90),
+            "p99_ms": pct(99), "requests": len(lat), "socket_errors": errors[0], "non_2xx": 0}
+
+
+# --------------------------------------------------------------------------------------------
+# Context
+
+class Ctx:
+    def __init__(self, args, cfg):
+        self.args, self.cfg = args, cfg
+        self.out = Path(args.out)
+        self.logs = self.out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.herdsman = Path(args.herdsman)
+        self.env = server_env()
+        self.loadgen = args.loadgen
+        if self.loadgen == "auto":
+            self.loadgen = "wrk" if shutil.which("wrk") else "python"
+        self.results = {}
+        self._seq = 0
+
+    def tag(self, *parts):
+        self._seq += 1
+        return f"{self._seq:03d}-" + "-".join(str(p) for p in parts)
+
+    def load(self, port, path, seconds):
+        if self.loadgen == "wrk":
+            return run_wrk(port, path, seconds, self.cfg["connections"])
+        return run_pyload(port, path, seconds, self.cfg["connections"])
+
+
+def guarded(fn):
+    """Runs one measurement; an error is recorded (with the server's log tail), not raised:
+    a peer that cannot do something is a result, not a harness failure."""
+    def wrap(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except Exception as e:  # noqa: BLE001
+            log(f"  error: {type(e).__name__}: {e}")
+            return {"error": f"{type(e).__name__}: {e}"[:600]}
+    return wrap
+
+
+# --------------------------------------------------------------------------------------------
+# Phases
+
+def phase_imports(ctx):
+    """The floor for a worker (re)start: a fresh interpreter, and one that imports the app
+    (and uvicorn, which every uvicorn-based worker needs too). Median of several runs."""
+    cfg = ctx.cfg
+    app_module = APPS[cfg["lifecycle_app"]][0].split(":")[0]
+    cases = {
+        "python_start": "pass",
+        "python_import_app": f"import {app_module}",
+        "python_import_uvicorn_app": f"import uvicorn, uvicorn.main, {app_module}",
+    }
+    out = {"app": cfg["lifecycle_app"]}
+    subprocess.run([str(PY), "-c", cases["python_import_uvicorn_app"]], cwd=APPS_DIR, env=ctx.env, check=True)
+    for name, code in cases.items():
+        times = []
+        for _ in range(cfg["import_reps"]):
+            t0 = time.monotonic()
+            subprocess.run([str(PY), "-c", code], cwd=APPS_DIR, env=ctx.env, check=True)
+            times.append(time.monotonic() - t0)
+        out[name + "_ms"] = round(statistics.median(times) * 1000, 1)
+        out[name + "_all_ms"] = [round(t * 1000, 1) for t in times]
+    log(f"imports: {out['python_start_ms']} ms python, {out['python_import_app_ms']} ms + app, "
+        f"{out['python_import_uvicorn_app_ms']} ms + uvicorn + app")
+    return out
+
+
+@guarded
+def throughput_one(ctx, server, app):
+    cfg = ctx.cfg
+    s = Server(ctx, server, app, cfg["workers"], ctx.tag("tp", app, server)).start()
+    try:
+        s.wait_ready()
+        path = APPS[app][2]
+        if cfg["tp_warmup"] > 0:
+            ctx.load(s.port, path, cfg["tp_warmup"])
+        s.check_alive()
+        res = ctx.load(s.port, path, cfg["tp_duration"])
+        s.check_alive()
+        return res
+    finally:
+        s.stop(timeout=10)
+
+
+def phase_throughput(ctx):
+    cfg = ctx.cfg
+    runs = {app: {srv: [] for srv in cfg["throughput_servers"]} for app in cfg["apps"]}
+    for rnd in range(cfg["tp_rounds"]):
+        order = list(cfg["throughput_servers"])
+        if rnd % 2:
+            order.reverse()  # alternate the order between rounds, against drift
+        for app in cfg["apps"]:
+            for srv in order:
+                res = throughput_one(ctx, srv, app)
+                log(f"throughput {app} {srv} round {rnd + 1}: "
+                    + (f"{res['rps']:.0f} req/s p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms"
+                       if "rps" in res else res["error"]))
+                runs[app][srv].append(res)
+    out = {}
+    for app, per in runs.items():
+        out[app] = {}
+        for srv, rs in per.items():
+            good = [r for r in rs if "rps" in r and r["rps"]]
+            entry = {"label": server_label(srv, app), "rounds": rs}
+            if good:
+                for key in ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms"):
+                    vals = [r[key] for r in good if r.get(key) is not None]
+                    entry[key] = round(statistics.mean(vals), 3) if vals else None
+                entry["errors"] = sum(r["socket_errors"] + r["non_2xx"] for r in good)
+                rps = [r["rps"] for r in good]
+                entry["rps_spread"] = round((max(rps) - min(rps)) / statistics.mean(rps), 4) if len(rps) > 1 else None
+            else:
+                entry["error"] = rs[-1].get("error") if rs else "not run"
+            out[app][srv] = entry
+    return out
+
+
+@guarded
+def boot_one(ctx, server, app):
+    s = Server(ctx, server, app, ctx.cfg["workers"], ctx.tag("boot", server)).start()
+    try:
+        return {"first_response_s": s.wait_first_response()}
+    finally:
+        s.stop(timeout=10)
+
+
+def phase_boot(ctx):
+    cfg = ctx.cfg
+    app = cfg["lifecycle_app"]
+    out = {}
+    runs = {srv: [] for srv in cfg["servers"]}
+    for _ in range(cfg["boot_reps"]):
+        for srv in cfg["servers"]:
+            runs[srv].append(boot_one(ctx, srv, app))
+    for srv, rs in runs.items():
+        good = [r["first_response_s"] for r in rs if "first_response_s" in r]
+        out[srv] = {"label": server_label(srv, app), "runs_ms": [round(x * 1000, 1) for x in good]}
+        if good:
+            out[srv]["first_response_ms"] = round(statistics.median(good) * 1000, 1)
+        else:
+            out[srv]["error"] = rs[-1].get("error")
+        log(f"boot {srv}: {out[srv].get('first_response_ms', out[srv].get('error'))} ms")
+    return out
+
+
+def replacement_once(s, victim_index, timeout=15.0):
+    """SIGKILL one worker; the surviving workers are SIGSTOPped meanwhile, so that only the
+    replacement can answer. Replacement time = SIGKILL until the first 200 from a pid that did
+    not exist before; also when the new process first appeared among the master's children."""
+    before = worker_pids(s.pid)
+    if not before:
+        raise RuntimeError("no worker process found under the master")
+    victim = before[victim_index % len(before)]
+    survivors = [p for p in before if p != victim]
+    known = set(before) | {s.pid}
+    result, done = {}, threading.Event()
+    inflight = threading.BoundedSemaphore(256)
+
+    def probe():
+        try:
+            status, body = http_get(s.port, "/", timeout=0.5)
+            pid = body_pid(body) if status == 200 else None
+            if pid is not None and pid not in known and not done.is_set():
+                result.setdefault("t_answer", time.monotonic())
+                result.setdefault("new_pid", pid)
+                done.set()
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            inflight.release()
+
+    def watch_children():
+        while not done.is_set() and "t_spawn" not in result:
+            for p in worker_pids(s.pid):
+                if p not in known:
+                    result.setdefault("t_spawn", time.monotonic())
+                    break
+            time.sleep(0.002)
+
+    for p in survivors:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        watcher = threading.Thread(target=watch_children, daemon=True)
+        watcher.start()
+        deadline = t0 + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            if not s.alive():
+                break
+            if inflight.acquire(timeout=0.005):
+                threading.Thread(target=probe, daemon=True).start()
+            done.wait(0.005)
+        done.set()
+        watcher.join(1)
+    finally:
+        for p in survivors:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    if "t_answer" not in result:
+        s.check_alive()
+        raise TimeoutError(f"no answer from a new worker within {timeout}s of the SIGKILL")
+    out = {"replacement_ms": round((result["t_answer"] - t0) * 1000, 1)}
+    if "t_spawn" in result:
+        out["new_process_ms"] = round((result["t_spawn"] - t0) * 1000, 1)
+    out["workers_after"] = len(worker_pids(s.pid))
+    return out
+
+
+def herdsman_boot_ms(log_text, pid):
+    """herdsman's own account of a worker's boot (fork to ready), from its log."""
+    m = re.search(rf"worker ready worker=\d+ pid={pid} .*?boot=([\d.]+)(ms|s|µs)", log_text)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return round(v * {"ms": 1, "s": 1000, "µs": 0.001}[m.group(2)], 1)
+
+
+class started:
+    """`with started(ctx, server, app, n, tag) as s:` a ready server, stopped (and its session
+    killed) on the way out."""
+
+    def __init__(self, ctx, server, app, n, tag, ready_timeout=90.0):
+        self.s = Server(ctx, server, app, n, tag)
+        self.ready_timeout = ready_timeout
+
+    def __enter__(self):
+        self.s.start()
+        try:
+            self.s.wait_ready(self.ready_timeout)
+        except BaseException:
+            self.s.stop(timeout=10)
+            raise
+        return self.s
+
+    def __exit__(self, *exc):
+        self.s.stop(timeout=10)
+
+
+def exited_note(s, what):
+    return f"the server exited after {what} (exit code {s.proc.returncode}): {s.log_tail(3)}"
+
+
+def life_replacement(ctx, server):
+    cfg = ctx.cfg
+    with started(ctx, server, cfg["lifecycle_app"], cfg["workers"], ctx.tag("kill", server)) as s:
+        if s.single_process():
+            return {"error": "serves in a single process at this worker count: no worker to kill"}
+        reps = []
+        for i in range(cfg["kill_reps"]):
+            try:
+                r = replacement_once(s, i)
+            except Exception as e:  # noqa: BLE001
+                r = {"error": exited_note(s, "a worker was SIGKILLed") if not s.alive() else f"{e}"}
+            if server == "herdsman" and "error" not in r:
+                time.sleep(0.05)
+                text = s.log_path.read_text(errors="replace")
+                r["herdsman_boot_ms"] = [herdsman_boot_ms(text, p) for p in worker_pids(s.pid)]
+            reps.append(r)
+            log(f"replacement {server} #{i + 1}: {r}")
+            if "error" in r or not s.alive():
+                break
+            s.wait_ready()
+    out = {"runs": reps}
+    good = [r["replacement_ms"] for r in reps if "replacement_ms" in r]
+    if good:
+        out["median_ms"] = round(statistics.median(good), 1)
+        spawn = [r["new_process_ms"] for r in reps if "new_process_ms" in r]
+        if spawn:
+            out["new_process_median_ms"] = round(statistics.median(spawn), 1)
+    else:
+        out["error"] = reps[-1].get("error") if reps else "not run"
+    return out
+
+
+def life_kill_under_load(ctx, server):
+    """Requests failed when a worker is SIGKILLed under steady load."""
+    cfg = ctx.cfg
+    n = cfg["workers"]
+    with started(ctx, server, cfg["lifecycle_app"], n, ctx.tag("killload", server)) as s:
+        if s.single_process():
+            return {"error": "serves in a single process at this worker count: no worker to kill"}
+        load = SteadyLoad(s.port, cfg["load_threads"]).start()
+        notes = []
+        try:
+            time.sleep(0.5)
+            for _ in range(cfg["kill_load_reps"]):
+                before = set(worker_pids(s.pid))
+                with load.lock:
+                    seen = set(load.first_seen)
+                os.kill(min(before), signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and s.alive():
+                    if load.seen_since(seen | before) and len(worker_pids(s.pid)) >= n:
+                        break
+                    time.sleep(0.01)
+                else:
+                    notes.append(exited_note(s, "a worker was SIGKILLed") if not s.alive()
+                                 else "no new worker answered within 30 s")
+                    break
+                time.sleep(0.5)
+        finally:
+            res = load.stop()
+        res["kills"] = cfg["kill_load_reps"]
+        if notes:
+            res["notes"] = notes
+        log(f"kill under load {server}: {res}")
+        return res
+
+
+def life_reloads(ctx, server):
+    """SIGHUP K times under steady load. A reload counts as settled when every old worker pid
+    has exited, N workers are alive and a new worker has answered; then 1 s before the next."""
+    cfg = ctx.cfg
+    n = cfg["workers"]
+    with started(ctx, server, cfg["lifecycle_app"], n, ctx.tag("reload", server)) as s:
+        if s.single_process():
+            return {"error": "serves in a single process at this worker count: nothing to reload"}
+        load = SteadyLoad(s.port, cfg["load_threads"]).start()
+        durations, notes = [], []
+        try:
+            time.sleep(0.5)
+            for k in range(cfg["reloads"]):
+                old = set(worker_pids(s.pid))
+                with load.lock:
+                    seen = set(load.first_seen)
+                t0 = time.monotonic()
+                os.kill(s.pid, signal.SIGHUP)
+                deadline = t0 + 60
+                settled = False
+                while time.monotonic() < deadline and s.alive():
+                    now_workers = set(worker_pids(s.pid))
+                    if not (now_workers & old) and len(now_workers) == n and load.seen_since(seen | old):
+                        settled = True
+                        break
+                    time.sleep(0.01)
+                if not s.alive():
+                    notes.append(exited_note(s, f"SIGHUP #{k + 1}"))
+                    break
+                if not settled:
+                    notes.append(f"reload #{k + 1} did not replace every worker within 60 s")
+                    break
+                durations.append(time.monotonic() - t0)
+                time.sleep(1.0)
+        finally:
+            res = load.stop()
+        res["reloads_done"] = len(durations)
+        res["reloads_asked"] = cfg["reloads"]
+        if durations:
+            res["median_reload_s"] = round(statistics.median(durations), 3)
+        if notes:
+            res["notes"] = notes
+        if server == "herdsman":
+            res["log_reload_complete"] = s.log_path.read_text(errors="replace").count("reload complete")
+        log(f"reloads {server}: {res}")
+        return res
+
+
+def life_graceful_stop(ctx, server):
+    """K slow requests in flight, then SIGTERM to the master: those not answered 200 failed."""
+    cfg = ctx.cfg
+    k, secs = cfg["slow_requests"], cfg["slow_seconds"]
+    with started(ctx, server, cfg["lifecycle_app"], cfg["workers"], ctx.tag("stop", server)) as s:
+        answers = []
+        lock = threading.Lock()
+
+        def slow():
+            try:
+                status, _ = http_get(s.port, f"/slow?s={secs}", timeout=secs + 20)
+                r = "ok" if status == 200 else f"HTTP {status}"
+            except Exception as e:  # noqa: BLE001
+                r = type(e).__name__
+            with lock:
+                answers.append(r)
+
+        threads = [threading.Thread(target=slow, daemon=True) for _ in range(k)]
+        for t in threads:
+            t.start()
+        time.sleep(min(0.5, secs / 2))  # all accepted and sleeping in the app by now
+        took = s.stop(signal.SIGTERM, timeout=secs + 20)
+        for t in threads:
+            t.join(secs + 25)
+        failed = [a for a in answers if a != "ok"]
+        res = {"in_flight": k, "slow_s": secs, "failed": len(failed) + (k - len(answers)),
+               "errors": sorted(set(failed)), "exit_s": round(took, 3) if took else None}
+        log(f"graceful stop {server}: {res}")
+        return res
+
+
+def lifecycle_one(ctx, server):
+    cfg = ctx.cfg
+    return {
+        "label": server_label(server, cfg["lifecycle_app"]),
+        "workers": cfg["workers"],
+        "replacement": guarded(life_replacement)(ctx, server),
+        "kill_under_load": guarded(life_kill_under_load)(ctx, server),
+        "reloads": guarded(life_reloads)(ctx, server),
+        "graceful_stop": guarded(life_graceful_stop)(ctx, server),
+    }
+
+
+def phase_lifecycle(ctx):
+    return {srv: lifecycle_one(ctx, srv) for srv in ctx.cfg["servers"]}
+
+
+@guarded
+def memory_one(ctx, server, app, n):
+    s = Server(ctx, server, app, n, ctx.tag("mem", server, n)).start()
+    try:
+        s.wait_ready(timeout=120)
+        pids = session_pids(s.pid)
+        res = {
+            "workers_seen": len(worker_pids(s.pid)),
+            "processes": len(pids),
+            "master_rss_kib": status_kib(s.pid, "VmRSS"),
+            "master_pss_kib": pss_kib(s.pid),
+            "total_rss_kib": sum(status_kib(p, "VmRSS") for p in pids),
+            "total_pss_kib": sum(pss_kib(p) for p in pids),
+        }
+        c0, t0 = cpu_ns(s.pid), time.monotonic()
+        time.sleep(ctx.cfg["mem_window"])
+        c1, t1 = cpu_ns(s.pid), time.monotonic()
+        res["master_cpu_ms_per_min"] = round((c1 - c0) / 1e6 / (t1 - t0) * 60, 2)
+        if s.single_process():
+            res["note"] = "single process: the 'master' is the worker"
+        return res
+    finally:
+        s.stop(timeout=15)
+
+
+def phase_memory(ctx):
+    cfg = ctx.cfg
+    app = cfg["lifecycle_app"]
+    out = {}
+    for n in cfg["mem_counts"]:
+        for srv in cfg["servers"]:
+            r = memory_one(ctx, srv, app, n)
+            out.setdefault(srv, {"label": server_label(srv, app), "by_workers": {}})["by_workers"][str(n)] = r
+            log(f"memory {srv} w={n}: {r}")
+    return out
+
+
+@guarded
+def phase_idle(ctx):
+    """Every server started at once, idle for the same minute: each master's own CPU time
+    (utime+stime ticks and the finer schedstat ns) over that minute."""
+    cfg = ctx.cfg
+    app = cfg["lifecycle_app"]
+    servers = []
+    out = {}
+    try:
+        for n in cfg["idle_counts"]:
+            for srv in cfg["servers"]:
+                servers.append(Server(ctx, srv, app, n, ctx.tag("idle", srv, n)).start())
+        ready = []
+        for s in servers:
+            try:
+                s.wait_ready(timeout=180)
+                ready.append(s)
+            except Exception as e:  # noqa: BLE001
+                out.setdefault(s.server, {})[str(s.workers)] = {"error": str(e)[:300]}
+        # Wait until everything is idle together (the last boots may have kept the first busy).
+        time.sleep(1.0)
+        before = {s: (read_stat(s.pid), cpu_ns(s.pid)) for s in ready}
+        t0 = time.monotonic()
+        time.sleep(cfg["idle_seconds"])
+        t1 = time.monotonic()
+        for s in ready:
+            st0, ns0 = before[s]
+            st1, ns1 = read_stat(s.pid), cpu_ns(s.pid)
+            entry = {"seconds": round(t1 - t0, 2)}
+            if st0 and st1:
+                entry["master_cpu_ticks_ms"] = round((st1[3] - st0[3]) * 1000 / TICK, 1)
+                entry["master_cpu_ms"] = round((ns1 - ns0) / 1e6, 2)
+                entry["master_cpu_ms_per_min"] = round((ns1 - ns0) / 1e6 / (t1 - t0) * 60, 2)
+                entry["workers_seen"] = len(worker_pids(s.pid))
+            else:
+                entry["error"] = "the master exited during the idle window"
+            out.setdefault(s.server, {})[str(s.workers)] = entry
+            log(f"idle {s.server} w={s.workers}: {entry}")
+    finally:
+        for s in servers:
+            s.stop(timeout=15)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Environment description
+
+def machine_info():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = status = ""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1048576:.1f} GiB"
+    except OSError:
+        pass
+    del status
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpus_online": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "memory": mem,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def versions(ctx):
+    code = ("import importlib.metadata as m, json, sys; ps=['gunicorn','uvicorn-worker','uvicorn','granian',"
+            "'hypercorn','a2wsgi','fastapi','starlette','flask','uvloop','httptools','matplotlib'];"
+            "v={p: m.version(p) for p in ps};v['python']=sys.version.split()[0];print(json.dumps(v))")
+    out = json.loads(subprocess.run([str(PY), "-c", code], capture_output=True, text=True, check=True).stdout)
+    try:
+        out["herdsman"] = subprocess.run([str(ctx.herdsman), "--version"], capture_output=True, text=True,
+                                         timeout=10).stdout.strip()
+    except OSError as e:
+        out["herdsman"] = f"unavailable: {e}"
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "Cargo.toml",
+                                "Cargo.lock"], capture_output=True, text=True, timeout=10).stdout.strip()
+        out["herdsman_commit"] = commit + (" + uncommitted changes in src/" if dirty else "")
+    except OSError:
+        pass
+    out["herdsman_build"] = "debug" if "/debug/" in str(ctx.herdsman) else "release"
+    if ctx.loadgen == "wrk":
+        wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+        out["wrk"] = wrk.split()[1] if len(wrk.split()) > 1 else wrk.strip()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+def wait_quiet(max_wait, threshold=1.0, every=30.0):
+    start = time.monotonic()
+    while True:
+        load1 = os.getloadavg()[0]
+        if load1 < threshold:
+            return True, load1, time.monotonic() - start
+        if time.monotonic() - start >= max_wait:
+            return False, load1, time.monotonic() - start
+        log(f"load average {load1:.2f} >= {threshold}: waiting for a quiet machine "
+            f"({int(time.monotonic() - start)}/{int(max_wait)} s)")
+        time.sleep(every)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="reduced run proving the harness works (seconds)")
+    ap.add_argument("--out", help="results directory (default: bench/results, or a temp dir with --smoke)")
+    ap.add_argument("--docs", help="where benchmarks.md, benchmarks.json and the PNGs go "
+                                   "(default: docs/ for a full run; the results directory with --smoke)")
+    ap.add_argument("--herdsman", default=str(ROOT / "target/release/herdsman"), help="the herdsman binary")
+    ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--loadgen-note", default="", help="why the load generator is what it is (from run.sh)")
+    ap.add_argument("--servers", help="comma-separated subset (development)")
+    ap.add_argument("--apps", help="comma-separated subset of throughput apps (development)")
+    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (development)")
+    ap.add_argument("--workers", type=int, help="worker count for throughput and lifecycle")
+    ap.add_argument("--wait-quiet", type=float, default=None,
+                    help="wait up to this many seconds for a 1-min load average < 1.0 (default 900 full, 0 smoke)")
+    args = ap.parse_args()
+
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.servers:
+        cfg["servers"] = args.servers.split(",")
+        cfg["throughput_servers"] = [s for s in cfg["servers"] if s != "hypercorn"] or cfg["servers"]
+    if args.apps:
+        cfg["apps"] = args.apps.split(",")
+    if args.workers:
+        cfg["workers"] = args.workers
+    phases = args.phases.split(",") if args.phases else PHASES
+    for name in cfg["servers"]:
+        if name not in SERVERS:
+            ap.error(f"unknown server {name}")
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="herdsman-bench-") if args.smoke else str(BENCH / "results")
+    if args.docs is None:
+        args.docs = args.out if args.smoke else str(ROOT / "docs")
+    if args.wait_quiet is None:
+        args.wait_quiet = 0 if args.smoke else 900
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: (kill_everything(), sys.exit(130)))
+
+    ctx = Ctx(args, cfg)
+    if not ctx.herdsman.exists():
+        sys.exit(f"run.py: no herdsman binary at {ctx.herdsman} (cargo build --release)")
+    if not PY.exists():
+        sys.exit(f"run.py: no peers venv at {VENV} (bash bench/run.sh builds it)")
+    if ctx.loadgen == "wrk" and not shutil.which("wrk"):
+        sys.exit("run.py: --loadgen wrk but wrk is not on PATH")
+
+    quiet = {"max_wait_s": args.wait_quiet}
+    if args.wait_quiet > 0:
+        ok, load1, waited = wait_quiet(args.wait_quiet)
+        quiet.update({"quiet": ok, "load1": round(load1, 2), "waited_s": round(waited)})
+        if not ok:
+            log(f"the machine never got quiet (load {load1:.2f}): running anyway; the report says so")
+    results = {
+        "kind": "smoke" if args.smoke else "full",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "quiet_wait": quiet,
+        "versions": versions(ctx),
+        "loadgen": {"tool": ctx.loadgen, "note": args.loadgen_note,
+                    "connections": cfg["connections"] if ctx.loadgen == "wrk" else min(cfg["connections"], 16)},
+        "config": cfg,
+        "phases": {},
+    }
+    log(f"{results['kind']} run: servers {cfg['servers']}, {cfg['workers']} workers, load generator {ctx.loadgen}, "
+        f"results in {ctx.out}")
+    busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+    funcs = {"imports": phase_imports, "throughput": phase_throughput, "boot": phase_boot,
+             "lifecycle": phase_lifecycle, "memory": phase_memory, "idle": phase_idle}
+    try:
+        for name in PHASES:
+            if name not in phases:
+                continue
+            log(f"phase {name}")
+            b0, o0, p0 = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+            results["phases"][name] = funcs[name](ctx)
+            b1, o1, p1 = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+            results.setdefault("phase_times", {})[name] = {
+                "seconds": round(p1 - p0, 1),
+                # CPU used on this machine by processes that are not the benchmark's own (other
+                # users' builds and tests): the noise next to the figures, in CPUs busy on average.
+                "foreign_cpus": round(max(0.0, (b1 - b0) - (o1 - o0)) / (p1 - p0), 2),
+            }
+    finally:
+        kill_everything()
+    elapsed = time.monotonic() - t_start
+    results["elapsed_s"] = round(elapsed, 1)
+    results["foreign_cpus"] = round(max(0.0, (machine_busy_seconds() - busy0) - (own_cpu_seconds() - own0)) / elapsed, 2)
+    results["machine"]["loadavg_end"] = os.getloadavg()
+
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    (ctx.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    import report  # bench/report.py: tables, targets, plots
+
+    report.write(results, docs, smoke=args.smoke)
+    log(f"done in {elapsed:.0f} s: {ctx.out / 'latest.json'}, {docs / 'benchmarks.md'}")
+
+    # The harness is broken if nothing at all could be measured; slow figures never fail it.
+    measured = json.dumps(results["phases"])
+    if '"rps"' not in measured and '"first_response_ms"' not in measured and '"replacement_ms"' not in measured:
+        log("no measurement succeeded: the harness is broken")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
