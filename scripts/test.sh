@@ -16,3 +16,10 @@ fi
 profile=default
 [[ "${CI:-}" == "true" ]] && profile=ci
 cargo nextest run --all-targets --profile "$profile" "$@"
+
+# The benchmark harness's smoke run (bench/run.sh --smoke, about a minute with its venv built):
+# proves the harness still works, into a temp dir; it asserts nothing about speed. Not for a
+# filtered run (extra arguments), nor with HERDSMAN_BENCH_SMOKE=0.
+if [[ $# -eq 0 && "${HERDSMAN_BENCH_SMOKE:-1}" != 0 ]]; then
+    bash bench/run.sh --smoke
+fi
