@@ -10,6 +10,7 @@
 //! - `worker`: how a worker is spawned (the spawner seam), the channel protocol, the runtime.
 //! - `master`: the pure supervision state machine and the poll loop that applies its actions.
 //! - `sys`: thin wrappers over raw system calls (signals self-pipe, fork/exec, /proc).
+//! - `upgrade`: the in-place binary upgrade (SIGUSR2): check, handover, exec.
 
 pub mod cli;
 pub mod config;
@@ -19,4 +20,5 @@ pub mod master;
 pub mod sizing;
 pub mod sockets;
 pub mod sys;
+pub mod upgrade;
 pub mod worker;
