@@ -44,6 +44,10 @@ def label(server, app_kind="asgi"):
             "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
 
 
+def workers(n):
+    return f"{n} worker" + ("" if str(n) == "1" else "s")
+
+
 def mib(kib):
     return None if kib is None else kib / 1024
 
@@ -78,12 +82,13 @@ def plot_throughput(results, path):
         ax.set_xticklabels([APP_TITLES[a] for a in apps])
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(servers), fontsize=8, frameon=False)
     cfg = results["config"]
     lg = results["loadgen"]
-    fig.suptitle(f"{cfg['workers']} workers, {lg['tool']} with {lg['connections']} connections sharing the "
+    fig.suptitle(f"{workers(cfg['workers'])}, {lg['tool']} with {lg['connections']} connections sharing the "
                  f"{results['machine']['nproc']} CPUs; {results['date']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -121,8 +126,9 @@ def plot_replacement(results, path):
         base = imp["python_import_app_ms"]
         ax.axvline(base, color="k", ls=":", lw=1)
         ax.axvline(base + REPLACEMENT_MARGIN_MS, color="k", ls="--", lw=1)
-        ax.text(base, ys[0] + 0.45, " python + import app", fontsize=7)
-        ax.text(base + REPLACEMENT_MARGIN_MS, ys[-1] - 0.45, " target: + 50 ms", fontsize=7, va="top")
+        tr = ax.get_xaxis_transform()
+        ax.text(base, 0.99, " python + import app", fontsize=7, va="top", transform=tr)
+        ax.text(base + REPLACEMENT_MARGIN_MS, 0.01, " target: + 50 ms", fontsize=7, va="bottom", transform=tr)
         xmax = max(xmax, base + REPLACEMENT_MARGIN_MS)
     ax.set_yticks(ys)
     ax.set_yticklabels([life[s].get("label", s) for s in servers])
@@ -264,7 +270,7 @@ def targets(results):
     if rss:
         worst = max(rss.values())
         ok = worst < MASTER_RSS_TARGET_KIB
-        detail = ", ".join(f"{n} workers: {v / 1024:.2f} MiB" for n, v in sorted(rss.items()))
+        detail = ", ".join(f"{workers(n)}: {v / 1024:.2f} MiB" for n, v in sorted(rss.items()))
         out.append(("Master RSS under 5 MiB at every worker count", "met" if ok else "missed", detail))
     else:
         out.append(("Master RSS under 5 MiB at every worker count", "not measured", ""))
@@ -273,7 +279,7 @@ def targets(results):
     cpu = {int(n): r["master_cpu_ms_per_min"] for n, r in idle.items() if isinstance(r, dict) and "master_cpu_ms_per_min" in r}
     if cpu:
         ok = max(cpu.values()) < IDLE_CPU_NEAR_ZERO_MS_PER_MIN
-        detail = ", ".join(f"{n} workers: {v:.1f} ms of CPU per idle minute" for n, v in sorted(cpu.items()))
+        detail = ", ".join(f"{workers(n)}: {v:.1f} ms of CPU per idle minute" for n, v in sorted(cpu.items()))
         detail += f" (near zero: under {IDLE_CPU_NEAR_ZERO_MS_PER_MIN:.0f} ms per minute, 0.1 % of one core)"
         out.append(("Master idle CPU near zero, whatever the worker count", "met" if ok else "missed", detail))
     else:
@@ -328,13 +334,13 @@ def headline(results):
     if ns is None and mem:
         ns = sorted({k for s in mem for k in mem[s].get("by_workers", {})}, key=int)[0]
     if ns:
-        row(f"master RSS, MiB ({ns} workers)", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("master_rss_kib")),
+        row(f"master RSS, MiB ({workers(ns)})", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("master_rss_kib")),
             "{:.1f}", "lower")
-        row(f"total PSS, MiB ({ns} workers)", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("total_pss_kib")),
+        row(f"total PSS, MiB ({workers(ns)})", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("total_pss_kib")),
             "{:.1f}", "lower")
     counts = sorted({k for s in idle for k in idle[s] if isinstance(idle[s], dict)}, key=int) if idle else []
     for c in counts:
-        row(f"master CPU per idle minute, ms ({c} workers)",
+        row(f"master CPU per idle minute, ms ({workers(c)})",
             lambda s, c=c: (idle.get(s, {}).get(c) or {}).get("master_cpu_ms_per_min"), "{:.1f}", "lower")
     head = ["| | herdsman | gunicorn + UvicornWorker¹ | herdsman ÷ gunicorn | uvicorn --workers | "
             "herdsman ÷ uvicorn | better |", "|---|---:|---:|---:|---:|---:|---|"]
@@ -458,7 +464,7 @@ def md_memory(results):
         out.append("\n".join(lines))
     if idle:
         counts = sorted({k for s in idle for k in idle[s]}, key=int)
-        lines = ["| server | " + " | ".join(f"{c} workers: ms of master CPU per idle minute" for c in counts) + " |",
+        lines = ["| server | " + " | ".join(f"{workers(c)}: ms of master CPU per idle minute" for c in counts) + " |",
                  "|---|" + "---:|" * len(counts)]
         for srv in ordered(idle):
             cells = []
@@ -489,7 +495,7 @@ METHOD = """\
   - uvicorn: `uvicorn --workers N --host 127.0.0.1 --port PORT --interface asgi3|wsgi --no-access-log APP`;
   - granian: `granian --interface asgi|wsgi --workers N --host 127.0.0.1 --port PORT --no-access-log --respawn-failed-workers APP`
     (respawn is opt-in in granian; without it a killed worker is never replaced);
-  - hypercorn (lifecycle and memory only): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
+  - hypercorn (all but the throughput runs): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
 - **Processes.** Each server is started by the harness in a session of its own and ended by pid
   (SIGTERM, then SIGKILL of every process of its session), with a hard timeout. Its workers are
   the master's children (less multiprocessing's resource tracker for uvicorn and hypercorn).
@@ -626,15 +632,15 @@ def markdown(results, pngs, smoke):
         s.append("Where a target is missed, the detail column gives the measured profile of the miss; "
                  "see the sections below for the figures behind it.\n")
         s.append(miss_notes(results, missed))
-    s.append(f"## Throughput and latency ({cfg['workers']} workers)\n")
+    s.append(f"## Throughput and latency ({workers(cfg['workers'])})\n")
     if pngs.get("bench-throughput.png"):
         s.append("![throughput and p99 latency](bench-throughput.png)\n")
     s.append(md_throughput(results) or "Not measured in this run.")
     s.append("")
-    s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     s.append(md_boot(results) + "\n")
     imp = results["phases"].get("imports") or {}
-    s.append(f"## Replacement of a killed worker ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    s.append(f"## Replacement of a killed worker ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     if imp:
         s.append(f"For scale, on this machine: a bare `python -c pass` takes {dash(imp.get('python_start_ms'))} ms, "
                  f"importing the app {dash(imp.get('python_import_app_ms'))} ms, uvicorn and the app "
@@ -644,7 +650,7 @@ def markdown(results, pngs, smoke):
     if pngs.get("bench-replacement.png"):
         s.append("![replacement time after SIGKILL](bench-replacement.png)\n")
     s.append(md_replacement(results) + "\n")
-    s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {cfg['workers']} workers)\n")
+    s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     s.append(f"{cfg['reloads']} reloads (`SIGHUP`) under steady load from {cfg['load_threads']} client threads; then, "
              f"on a fresh server, {cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight and "
              "`SIGTERM`.\n")
@@ -681,14 +687,18 @@ def miss_notes(results, missed):
             if runs:
                 boots = [b for r in runs for b in (r.get("herdsman_boot_ms") or []) if b]
                 boot = statistics.median(boots) if boots else None
+                rts = [b for r in runs for b in (r.get("worker_runtime_ms") or []) if b]
+                rt = statistics.median(rts) if rts else None
                 spawn = rep.get("new_process_median_ms")
                 total = rep.get("median_ms")
                 rest = None if (boot is None or spawn is None or total is None) else total - spawn - boot
                 notes.append(
                     f"- **Replacement.** Of the {dash(total)} ms: {dash(spawn)} ms until the master had forked the "
                     f"new worker (it learns of the death from SIGCHLD); {dash(boot)} ms from fork to the worker's "
-                    f"`ready` (herdsman's log: `worker ready ... boot=`), which is a fresh interpreter importing "
-                    f"uvicorn, the app and herdsman's runtime (python + uvicorn + app alone: "
+                    f"`ready` (herdsman's log: `worker ready ... boot=`), of which about {dash(rt)} ms from the first "
+                    f"line of herdsman's worker runtime to ready (its own log line, in 10 ms steps: importing "
+                    f"uvicorn and the app, lifespan startup) and the rest the exec and interpreter start; "
+                    f"for comparison, python + uvicorn + app alone: "
                     f"{dash(imp.get('python_import_uvicorn_app_ms'))} ms, python + app: "
                     f"{dash(imp.get('python_import_app_ms'))} ms); {dash(rest)} ms from ready to the first answer. "
                     "The target's floor (python + app) leaves out the uvicorn import that every uvicorn worker "
@@ -706,3 +716,11 @@ def miss_notes(results, missed):
         elif name.startswith("Master idle"):
             notes.append("- **Idle CPU.** The master wakes for every worker heartbeat (one per second per worker).")
     return "\n".join(notes) + "\n" if notes else ""
+
+
+if __name__ == "__main__":
+    # Re-render a report from raw results: python bench/report.py RESULTS.json OUT_DIR [--smoke]
+    import sys
+
+    res = json.loads(Path(sys.argv[1]).read_text())
+    write(res, Path(sys.argv[2]), smoke="--smoke" in sys.argv or res.get("kind") == "smoke")

@@ -64,8 +64,8 @@ FULL = dict(
     lifecycle_app="fastapi",
     workers=2,
     connections=64,
-    tp_warmup=2.0,
-    tp_duration=8.0,
+    tp_warmup=1.0,
+    tp_duration=6.0,
     tp_rounds=2,
     boot_reps=3,
     import_reps=5,
@@ -76,7 +76,7 @@ FULL = dict(
     slow_seconds=2.0,
     load_threads=4,
     mem_counts=[1, 2, 4, 8, 16],
-    mem_window=5.0,
+    mem_window=3.0,
     idle_seconds=60.0,
     idle_counts=[2, 16],
 )
@@ -770,11 +770,17 @@ def replacement_once(s, victim_index, timeout=15.0):
     if "t_answer" not in result:
         s.check_alive()
         raise TimeoutError(f"no answer from a new worker within {timeout}s of the SIGKILL")
-    out = {"replacement_ms": round((result["t_answer"] - t0) * 1000, 1)}
+    out = {"replacement_ms": round((result["t_answer"] - t0) * 1000, 1), "new_pid": result["new_pid"]}
     if "t_spawn" in result:
         out["new_process_ms"] = round((result["t_spawn"] - t0) * 1000, 1)
     out["workers_after"] = len(worker_pids(s.pid))
     return out
+
+
+def herdsman_runtime_ms(log_text, pid):
+    """The worker runtime's own account: from its first line of Python to ready (10 ms steps)."""
+    m = re.search(rf"\[herdsman worker \d+ pid {pid}\] ready: .*?([\d.]+)s after start", log_text)
+    return round(float(m.group(1)) * 1000) if m else None
 
 
 def herdsman_boot_ms(log_text, pid):
@@ -825,7 +831,9 @@ def life_replacement(ctx, server):
             if server == "herdsman" and "error" not in r:
                 time.sleep(0.05)
                 text = s.log_path.read_text(errors="replace")
-                r["herdsman_boot_ms"] = [herdsman_boot_ms(text, p) for p in worker_pids(s.pid)]
+                new = [p for p in worker_pids(s.pid) if r.get("new_pid") in (None, p)]
+                r["herdsman_boot_ms"] = [herdsman_boot_ms(text, p) for p in new]
+                r["worker_runtime_ms"] = [herdsman_runtime_ms(text, p) for p in new]
             reps.append(r)
             log(f"replacement {server} #{i + 1}: {r}")
             if "error" in r or not s.alive():
