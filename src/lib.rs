@@ -9,6 +9,7 @@
 //! - `sizing`: how many CPUs this process may really use (affinity, cgroup quota).
 //! - `worker`: how a worker is spawned (the spawner seam), the channel protocol, the runtime.
 //! - `master`: the pure supervision state machine and the poll loop that applies its actions.
+//! - `systemd`: the notify protocol and socket activation.
 //! - `sys`: thin wrappers over raw system calls (signals self-pipe, fork/exec, /proc).
 //! - `upgrade`: the in-place binary upgrade (SIGUSR2): check, handover, exec.
 
@@ -20,5 +21,6 @@ pub mod master;
 pub mod sizing;
 pub mod sockets;
 pub mod sys;
+pub mod systemd;
 pub mod upgrade;
 pub mod worker;

@@ -24,6 +24,7 @@ use crate::sockets::{self, Listener};
 use crate::sys::exec::ExecError;
 use crate::sys::reap::reap_all;
 use crate::sys::signals::{Sig, Signals};
+use crate::systemd::Notifier;
 use crate::worker::{python, ExecSpawner, SpawnError, Spawner, WorkerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub struct Supervisor {
     next_generation: u64,
     /// Seeds the per-worker jitter draws.
     seed: u64,
+    /// What systemd is told (nothing without NOTIFY_SOCKET).
+    notifier: Notifier,
 }
 
 impl Supervisor {
@@ -58,6 +61,7 @@ impl Supervisor {
         args: RunArgs,
         seed: u64,
     ) -> Supervisor {
+        let notifier = Notifier::from_env(config.boot_timeout, Instant::now());
         Supervisor {
             signals,
             listeners: Some(listeners),
@@ -69,6 +73,7 @@ impl Supervisor {
             args,
             next_generation: 1,
             seed,
+            notifier,
         }
     }
 }
@@ -76,6 +81,7 @@ impl Supervisor {
 /// Runs the loop until the state machine asks to exit; returns the exit code.
 pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
     let mut master = Master::new(policy, Instant::now());
+    sup.notifier.start(&master);
     let mut queue: VecDeque<Event> = VecDeque::from([Event::Tick]);
     // Deadlines are judged as of the moment just before the channels were read: whatever the
     // workers sent by then has been seen. Taking the time later would let a pause of the master
@@ -100,8 +106,10 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
                 queue.push_front(reply);
             }
         }
+        sup.notifier.update(&master, Instant::now());
         sup.forget_unused(&master);
-        sup.wait(master.next_deadline())?;
+        let watchdog = sup.notifier.next_deadline();
+        sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
         read_at = Instant::now();
         sup.collect(&mut queue);
     }
@@ -181,10 +189,17 @@ impl Supervisor {
 
     /// Applies one action; returns the exit code when the master must exit.
     fn apply(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<i32> {
+        self.notifier.on_action(&action, self.config.boot_timeout);
         match action {
             Action::Spawn { id, generation } => queue.push_back(self.spawn(id, generation)),
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
-            Action::LoadConfig => queue.push_back(self.reload()),
+            Action::LoadConfig => {
+                let reply = self.reload();
+                if reply == Event::ReloadAborted {
+                    self.notifier.refused();
+                }
+                queue.push_back(reply);
+            }
             Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
             Action::SendToWorker { id, line } => {
                 if let Err(e) = self.channels.send(id, &line) {

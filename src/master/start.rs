@@ -68,7 +68,8 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
             return exit::FAILURE;
         }
     };
-    let listeners = match sockets::bind_all(&config.binds, config.backlog) {
+    // The sockets systemd passed (LISTEN_FDS) if any, else the configured binds.
+    let listeners = match crate::systemd::listeners(&config, !args.bind.is_empty()) {
         Ok(listeners) => listeners,
         Err(e) => {
             error!("{}", error_chain(&e));

@@ -1,0 +1,169 @@
+//! [`Notifier`]: the systemd notify protocol as the master loop drives it. The loop shows it every
+//! action it applies, tells it about a refused reload, and calls [`Notifier::update`] once per
+//! wakeup after the state machine has seen everything; it also waits no longer than
+//! [`Notifier::next_deadline`], the next watchdog ping.
+//!
+//! Without `NOTIFY_SOCKET` every call is a no-op. The master keeps the variables in its own
+//! environment (a re-executed master needs them); the spawner never passes them to workers.
+
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::contract::{Contract, Phase, Summary};
+use super::socket::NotifySocket;
+use super::watchdog::{self, Watchdog};
+use crate::master::{error_chain, Action, Master};
+
+/// The notify socket, the protocol's state and the watchdog schedule.
+#[derive(Debug)]
+pub struct Notifier {
+    /// `None`: not started by systemd (or an unusable `NOTIFY_SOCKET`): nothing is sent.
+    socket: Option<NotifySocket>,
+    contract: Contract,
+    watchdog: Option<Watchdog>,
+}
+
+impl Notifier {
+    /// From `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`; problems are logged, never fatal.
+    pub fn from_env(boot_timeout: Duration, now: Instant) -> Notifier {
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|value| {
+            NotifySocket::new(&value)
+                .map_err(|e| warn!("{}", error_chain(&e)))
+                .ok()
+        });
+        let watchdog = socket.as_ref().and_then(|_| {
+            let var = |name| std::env::var_os(name).map(lossy);
+            let (usec, pid) = (var("WATCHDOG_USEC"), var("WATCHDOG_PID"));
+            watchdog::interval(usec.as_deref(), pid.as_deref(), std::process::id())
+                .map_err(|e| warn!("{e}"))
+                .ok()
+                .flatten()
+        });
+        if socket.is_some() {
+            info!(watchdog = ?watchdog, "systemd notifications on (NOTIFY_SOCKET)");
+        }
+        Notifier {
+            socket,
+            contract: Contract::new(boot_timeout),
+            watchdog: watchdog.map(|every| Watchdog::new(every, now)),
+        }
+    }
+
+    /// Says the start is under way (and may take up to the boot timeout and more).
+    pub fn start(&mut self, master: &Master) {
+        if self.socket.is_some() {
+            let message = self.contract.start(self.summary(master), Instant::now());
+            self.send(&message);
+        }
+    }
+
+    /// Sees an action the loop is about to apply.
+    pub fn on_action(&mut self, action: &Action, boot_timeout: Duration) {
+        if self.socket.is_none() {
+            return;
+        }
+        match action {
+            Action::Spawn { .. } => {
+                if let Some(message) = self.contract.spawning(boot_timeout, Instant::now()) {
+                    self.send(&message);
+                }
+            }
+            Action::Serving => self.contract.serving(),
+            Action::LoadConfig => {
+                if let Some(message) = self.contract.reloading(monotonic_usec()) {
+                    self.send(&message);
+                }
+            }
+            Action::Reloaded { generation } => self.contract.reloaded(*generation),
+            Action::ReloadFailed { reason } => self.contract.rolled_back(reason),
+            _ => {}
+        }
+    }
+
+    /// The reload just started was refused (invalid configuration); nothing changed.
+    pub fn refused(&mut self) {
+        self.contract.refused();
+    }
+
+    /// After a wakeup was handled: what changed, and the watchdog ping when due.
+    pub fn update(&mut self, master: &Master, now: Instant) {
+        if self.socket.is_none() {
+            return;
+        }
+        if let Some(message) = self.contract.update(self.summary(master)) {
+            self.send(&message);
+        }
+        if self.watchdog.as_mut().is_some_and(|w| w.due(now)) {
+            self.send("WATCHDOG=1");
+        }
+    }
+
+    /// When the loop must wake up next for the watchdog.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.watchdog.as_ref().map(Watchdog::next)
+    }
+
+    fn summary(&self, master: &Master) -> Summary {
+        let phase = if master.is_stopping() {
+            Phase::Stopping
+        } else if master.is_draining() {
+            Phase::Draining
+        } else if master.is_reloading() {
+            Phase::Reloading
+        } else if self.contract.served() {
+            Phase::Serving
+        } else {
+            Phase::Starting
+        };
+        let workers = master.workers();
+        let ready = || workers.iter().filter(|w| w.is_live() && w.is_ready());
+        Summary {
+            phase,
+            ready: ready().count(),
+            fresh: ready()
+                .filter(|w| w.generation == master.generation())
+                .count(),
+            live: workers.len(),
+            target: master.target(),
+            generation: master.generation(),
+        }
+    }
+
+    fn send(&self, message: &str) {
+        if let Some(socket) = &self.socket {
+            socket.send(message);
+        }
+    }
+}
+
+fn lossy(value: OsString) -> String {
+    value.to_string_lossy().into_owned()
+}
+
+/// CLOCK_MONOTONIC in microseconds: the clock systemd compares `MONOTONIC_USEC` with.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_monotonic_clock_is_read_in_microseconds() {
+        let a = monotonic_usec();
+        let b = monotonic_usec();
+        assert!(a > 0 && b >= a);
+    }
+}
