@@ -208,7 +208,8 @@ impl Supervisor {
             }
             Action::CloseListeners => self.close_listeners(),
             // Logged by the state machine; the control socket will answer waiting clients.
-            Action::Serving | Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
+            Action::Serving => self.check_memory_fit(),
+            Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
             Action::Exit(code) => return Some(code),
         }
         None
@@ -302,6 +303,12 @@ impl Supervisor {
             self.spawner.set_listeners(Vec::new());
             debug!("listeners closed");
         }
+    }
+
+    /// Warns if the first workers, measured now they are ready, do not fit the memory limit.
+    fn check_memory_fit(&self) {
+        let pids: Vec<i32> = self.pids.keys().copied().collect();
+        crate::sizing::check_fit(&pids, pids.len() as u32, self.config.max_surge);
     }
 
     fn forget_unused(&mut self, master: &Master) {

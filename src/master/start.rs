@@ -46,6 +46,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
         warn!("{warning}");
     }
     let target = worker_target(config.workers);
+    sizing::log_memory_limit();
     let env = env_snapshot();
     let python = match python::resolve(config.python.as_deref(), &env) {
         Ok(python) => python,

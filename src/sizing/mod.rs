@@ -1,11 +1,14 @@
 //! How many workers `workers = "auto"` means: the CPUs this process may really use, from its
 //! affinity mask and its cgroup CPU quota, each read directly so that `Sizing::explain` can say
 //! where the number came from. Detection never fails; what could not be read is reported in the
-//! explanation and the next source is used.
+//! explanation and the next source is used. `memory` checks the other way round: whether the
+//! workers, once measured, fit in the cgroup memory limit.
 
 mod cgroup;
 mod detect;
+mod memory;
 mod parse;
 
 pub use cgroup::{CgroupQuota, CgroupVersion};
 pub use detect::{detect, Sizing, SizingNote};
+pub use memory::{check_fit, judge, log_memory_limit, memory_limit, MemoryLimit, Verdict};

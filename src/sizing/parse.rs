@@ -48,10 +48,18 @@ pub(crate) fn v2_path(membership: &str) -> Option<&str> {
 
 /// The cgroup v1 path of the `cpu` controller: `N:cpu,cpuacct:/path`.
 pub(crate) fn v1_cpu_path(membership: &str) -> Option<&str> {
+    v1_path(membership, "cpu")
+}
+
+/// The cgroup v1 path of `controller` (`cpu`, `memory`): `N:cpu,cpuacct:/path`.
+pub(crate) fn v1_path<'a>(membership: &'a str, controller: &str) -> Option<&'a str> {
     membership.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers.split(',').any(|c| c == "cpu").then_some(path)
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then_some(path)
     })
 }
 
@@ -65,6 +73,15 @@ pub(crate) struct Mount {
 
 /// Finds the `cgroup2` mount (V2) or the `cgroup` mount carrying the `cpu` controller (V1).
 pub(crate) fn find_mount(mountinfo: &str, version: CgroupVersion) -> Option<Mount> {
+    find_controller_mount(mountinfo, version, "cpu")
+}
+
+/// Finds the `cgroup2` mount (V2) or the `cgroup` mount carrying `controller` (V1).
+pub(crate) fn find_controller_mount(
+    mountinfo: &str,
+    version: CgroupVersion,
+    controller: &str,
+) -> Option<Mount> {
     mountinfo.lines().find_map(|line| {
         let (before, after) = line.split_once(" - ")?;
         let fields: Vec<&str> = before.split(' ').collect();
@@ -72,7 +89,7 @@ pub(crate) fn find_mount(mountinfo: &str, version: CgroupVersion) -> Option<Moun
         let (fstype, _source, options) = (tail.next()?, tail.next()?, tail.next()?);
         let wanted = match version {
             CgroupVersion::V2 => fstype == "cgroup2",
-            CgroupVersion::V1 => fstype == "cgroup" && options.split(',').any(|o| o == "cpu"),
+            CgroupVersion::V1 => fstype == "cgroup" && options.split(',').any(|o| o == controller),
         };
         let (root, point) = (fields.get(3)?, fields.get(4)?);
         wanted.then(|| Mount {
