@@ -1,5 +1,5 @@
 //! Readings from /proc about our own children: whether a pid is still one of ours and in which
-//! state, and memory figures. Every function tolerates the process having vanished.
+//! state, memory figures and CPU time. Every function tolerates the process having vanished.
 
 use std::fs;
 
@@ -10,6 +10,32 @@ pub fn state(pid: i32) -> Option<char> {
     // The command name sits in parentheses and may itself contain spaces or parentheses.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().next()?.chars().next()
+}
+
+/// User plus system CPU time in seconds from /proc/PID/stat, or `None` if unreadable.
+pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line, in clock ticks.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // Fields are counted after the command name, which sits in parentheses and may itself
+    // contain spaces or parentheses; the first field after it is field 3 (the state).
+    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace().skip(14 - 3);
+    let utime: u64 = after.next()?.parse().ok()?;
+    let stime: u64 = after.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
 }
 
 /// Resident set size in bytes from /proc/PID/statm, or `None` if unreadable.
@@ -51,7 +77,16 @@ mod tests {
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(pss_bytes(me).is_some_and(|b| b > 0));
         assert!(state(me).is_some(), "our own state is readable");
+        assert!(cpu_seconds(me).is_some());
+        assert_eq!(cpu_seconds(i32::MAX), None);
         assert_eq!(pss_bytes(i32::MAX), None);
+    }
+
+    #[test]
+    fn parses_cpu_ticks_after_an_awkward_command_name() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 9 1 1";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
     }
 
     #[test]
