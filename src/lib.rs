@@ -9,6 +9,8 @@
 //! - `sizing`: how many CPUs this process may really use (affinity, cgroup quota).
 //! - `worker`: how a worker is spawned (the spawner seam), the channel protocol, the runtime.
 //! - `master`: the pure supervision state machine and the poll loop that applies its actions.
+//! - `ops`: the control socket (`herdsman ctl`) and the admin listener (metrics, health), served
+//!   inside the master's poll loop.
 //! - `systemd`: the notify protocol and socket activation.
 //! - `sys`: thin wrappers over raw system calls (signals self-pipe, fork/exec, /proc).
 //! - `upgrade`: the in-place binary upgrade (SIGUSR2): check, handover, exec.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod master;
+pub mod ops;
 pub mod sizing;
 pub mod sockets;
 pub mod sys;

@@ -32,7 +32,7 @@ use crate::config::BindSpec;
 const BIND_UMASK: u32 = 0o117;
 
 /// Serialises the save/restore of the process-wide umask around bind(2).
-pub(super) static UMASK_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static UMASK_LOCK: Mutex<()> = Mutex::new(());
 
 /// Longest path sun_path holds, leaving room for the terminating NUL.
 pub(crate) fn max_path_len() -> usize {
@@ -109,7 +109,7 @@ fn check_parent_exists(path: &Path) -> Result<(), SocketError> {
 }
 
 /// Refuses whatever sits at `path` unless it is a socket nobody listens on, which it removes.
-fn clear_stale(path: &Path) -> Result<(), SocketError> {
+pub(crate) fn clear_stale(path: &Path) -> Result<(), SocketError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
