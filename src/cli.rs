@@ -1,5 +1,6 @@
 //! The command line, shaped like gunicorn's: `herdsman [OPTIONS] [APP]` runs, `herdsman check
-//! [OPTIONS] [APP]` validates and prints the effective configuration without starting anything.
+//! [OPTIONS] [APP]` validates and prints the effective configuration without starting anything,
+//! and `herdsman ctl COMMAND` talks to a running master (its arguments live in `ops::ctl`).
 //!
 //! clap only handles structure here. Every value is kept raw (`Option<String>`, or an empty `Vec`
 //! for repeatable flags) so that "not given" stays distinguishable from "given", and so that bad
@@ -28,10 +29,14 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate the configuration and print the effective one; start nothing.
     Check(RunArgs),
+    /// Talk to a running master: status, reload, scale N, stop, quit, drain, undrain.
+    Ctl(crate::ops::CtlArgs),
 }
 
 impl Cli {
@@ -39,7 +44,7 @@ impl Cli {
     pub fn run_args(&self) -> &RunArgs {
         match &self.command {
             Some(Command::Check(args)) => args,
-            None => &self.run,
+            Some(Command::Ctl(_)) | None => &self.run,
         }
     }
 
@@ -309,6 +314,20 @@ mod tests {
         let run = cli.run_args();
         assert_eq!(run.config, Some(PathBuf::from("f.toml")));
         assert_eq!(run.app.as_deref(), Some("app:app"));
+    }
+
+    #[test]
+    fn ctl_takes_its_own_options_and_a_command() {
+        use crate::ops::CtlCommand;
+        let cli = parse(&["ctl", "--socket", "/s.sock", "--json", "scale", "3"]);
+        let Some(Command::Ctl(ctl)) = cli.command else {
+            panic!("ctl parsed as {:?}", cli.command);
+        };
+        assert_eq!(ctl.socket, Some(PathBuf::from("/s.sock")));
+        assert!(ctl.json);
+        assert_eq!(ctl.command, CtlCommand::Scale { workers: 3 });
+        let argv = ["herdsman", "ctl", "scale", "0"];
+        assert!(Cli::try_parse_from(argv).is_err(), "at least one worker");
     }
 
     #[test]

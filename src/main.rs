@@ -26,6 +26,7 @@ fn real_main() -> i32 {
     };
     match cli.command {
         Some(Command::Check(args)) => check(&args),
+        Some(Command::Ctl(args)) => herdsman::ops::ctl(&args),
         None => serve(cli.run),
     }
 }

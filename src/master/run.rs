@@ -1,9 +1,11 @@
-//! The master loop: one `poll` over the signal self-pipe and the worker channels, with the
-//! timeout set to the state machine's nearest deadline. On every wakeup, in this order: take
+//! The master loop: one `poll` over the signal self-pipe, the worker channels and the operations
+//! sockets (control socket, admin listener and their connections), with the timeout set to the
+//! nearest deadline of the state machine or of a connection. On every wakeup, in this order: take
 //! the signals, read the channels, reap every exited child (draining its channel first so a
-//! `boot_error` is seen before the exit), then tick. I/O is read before deadlines are judged, so
-//! a master that was itself stopped for a while does not kill workers whose heartbeats are
-//! merely unread.
+//! `boot_error` is seen before the exit), let the state machine see all that, then serve the
+//! operations sockets from a fresh snapshot (a bounded amount of work: a flood delays answers,
+//! never supervision), then tick. I/O is read before deadlines are judged, so a master that was
+//! itself stopped for a while does not kill workers whose heartbeats are merely unread.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -20,6 +22,7 @@ use super::policy::Policy;
 use super::state::Master;
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
+use crate::ops::{Ops, ReloadOutcome, Token};
 use crate::sockets::{self, Listener};
 use crate::sys::exec::ExecError;
 use crate::sys::reap::reap_all;
@@ -39,6 +42,7 @@ pub struct Supervisor {
     listeners: Option<Vec<Listener>>,
     spawner: ExecSpawner,
     channels: Channels,
+    ops: Ops,
     /// Unreaped worker pids and their ids.
     pids: BTreeMap<i32, WorkerId>,
     specs: BTreeMap<u64, WorkerSpec>,
@@ -52,9 +56,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         signals: Signals,
         listeners: Vec<Listener>,
+        ops: Ops,
         spawner: ExecSpawner,
         spec: WorkerSpec,
         config: Config,
@@ -67,6 +73,7 @@ impl Supervisor {
             listeners: Some(listeners),
             spawner,
             channels: Channels::default(),
+            ops,
             pids: BTreeMap::new(),
             specs: BTreeMap::from([(0, spec)]),
             config,
@@ -88,6 +95,34 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
     // (SIGSTOP, starvation) between the read and the Tick count against them.
     let mut read_at = Instant::now();
     loop {
+        if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
+            return Ok(code);
+        }
+        sup.notifier.update(&master, Instant::now());
+        sup.forget_unused(&master);
+        let watchdog = sup.notifier.next_deadline();
+        let ready = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
+        read_at = Instant::now();
+        sup.collect(&mut queue);
+        // The state machine sees this wakeup's worker events before operators get a snapshot.
+        if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
+            return Ok(code);
+        }
+        sup.serve_ops(&ready, &master, &mut queue);
+        queue.push_back(Event::Tick);
+    }
+}
+
+impl Supervisor {
+    /// Feeds every queued event to the state machine and applies its actions (a `Tick` is judged
+    /// as of `read_at`); the exit code once it asks to exit, with the listeners and the
+    /// operations sockets closed.
+    fn feed(
+        &mut self,
+        master: &mut Master,
+        queue: &mut VecDeque<Event>,
+        read_at: Instant,
+    ) -> Option<i32> {
         while let Some(event) = queue.pop_front() {
             let now = match event {
                 Event::Tick => read_at,
@@ -95,9 +130,10 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
             };
             let mut replies = VecDeque::new();
             for action in master.on_event(event, now) {
-                if let Some(code) = sup.apply(action, &mut replies) {
-                    sup.close_listeners();
-                    return Ok(code);
+                if let Some(code) = self.apply(action, &mut replies) {
+                    self.close_listeners();
+                    self.ops.close();
+                    return Some(code);
                 }
             }
             // The answers to this event's actions (a spawned pid, a loaded config) come before
@@ -106,18 +142,13 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
                 queue.push_front(reply);
             }
         }
-        sup.notifier.update(&master, Instant::now());
-        sup.forget_unused(&master);
-        let watchdog = sup.notifier.next_deadline();
-        sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
-        read_at = Instant::now();
-        sup.collect(&mut queue);
+        None
     }
-}
 
-impl Supervisor {
-    /// Blocks until a signal, a channel message or the deadline.
-    fn wait(&self, deadline: Option<Instant>) -> Result<(), RunError> {
+    /// Blocks until a signal, a channel message, worker output, an operations socket or the
+    /// deadline; returns the operations sockets that are ready.
+    fn wait(&self, deadline: Option<Instant>) -> Result<Vec<(Token, PollFlags)>, RunError> {
+        let now = Instant::now();
         let channels = self.channels.pollable();
         let mut fds = Vec::with_capacity(channels.len() + 1);
         fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
@@ -128,6 +159,13 @@ impl Supervisor {
         );
         let output = self.spawner.output_fds();
         fds.extend(output.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        let ops = self.ops.pollable(now);
+        let first_ops = fds.len();
+        fds.extend(ops.iter().map(|(_, fd, flags)| PollFd::new(*fd, *flags)));
+        let deadline = [deadline, self.ops.next_deadline(now)]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -138,9 +176,39 @@ impl Supervisor {
             }
         };
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => Ok(()),
-            Err(e) => Err(RunError::Poll(e)),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(RunError::Poll(e)),
         }
+        let ready = fds[first_ops..]
+            .iter()
+            .zip(&ops)
+            .filter_map(|(fd, (token, _, _))| Some((*token, fd.revents()?)))
+            .filter(|(_, revents)| !revents.is_empty())
+            .collect();
+        Ok(ready)
+    }
+
+    /// Serves the operations sockets and queues what they ask of the state machine.
+    fn serve_ops(
+        &mut self,
+        ready: &[(Token, PollFlags)],
+        master: &Master,
+        queue: &mut VecDeque<Event>,
+    ) {
+        let now = Instant::now();
+        // Draining before a graceful stop (`drain_before_stop`) is stopping, for operators: not
+        // ready, and no reload or scaling.
+        let stopping = master.is_stopping() || master.is_draining();
+        if stopping {
+            self.ops.refuse_reloads("the master is stopping");
+        }
+        self.ops.expire(now);
+        if ready.is_empty() && !self.ops.has_backlog() {
+            return;
+        }
+        let mut snapshot = master.snapshot(now);
+        snapshot.stopping |= stopping;
+        queue.extend(self.ops.on_ready(ready, now, &snapshot));
     }
 
     /// Turns whatever happened into events, in the order the module doc gives.
@@ -168,7 +236,6 @@ impl Supervisor {
             events.push(Event::Exited { pid, status });
         }
         queue.extend(events);
-        queue.push_back(Event::Tick);
     }
 
     fn on_signal(&mut self, sig: Sig, count: usize, events: &mut Vec<Event>) {
@@ -194,7 +261,7 @@ impl Supervisor {
             Action::Spawn { id, generation } => queue.push_back(self.spawn(id, generation)),
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
             Action::LoadConfig => {
-                let reply = self.reload();
+                let reply = self.load_config();
                 if reply == Event::ReloadAborted {
                     self.notifier.refused();
                 }
@@ -207,9 +274,16 @@ impl Supervisor {
                 }
             }
             Action::CloseListeners => self.close_listeners(),
-            // Logged by the state machine; the control socket will answer waiting clients.
+            // Logged by the state machine; `herdsman ctl reload` clients get the outcome.
+            Action::Reloaded { generation } => {
+                let outcome = ReloadOutcome::Completed { generation };
+                self.ops.reload_finished(&outcome);
+            }
+            Action::ReloadFailed { reason } => {
+                let outcome = ReloadOutcome::RolledBack { reason };
+                self.ops.reload_finished(&outcome);
+            }
             Action::Serving => self.check_memory_fit(),
-            Action::Reloaded { .. } | Action::ReloadFailed { .. } => {}
             Action::Exit(code) => return Some(code),
         }
         None
@@ -255,21 +329,37 @@ impl Supervisor {
         }
     }
 
-    /// Loads the configuration again; on success registers the new generation's spec.
-    fn reload(&mut self) -> Event {
+    /// Starts a reload for the state machine; a refused one is answered to `ctl` clients here,
+    /// with the reason, since the state machine only hears that it was aborted.
+    fn load_config(&mut self) -> Event {
+        self.ops.reload_started();
+        match self.reload() {
+            Ok(event) => event,
+            Err(reason) => {
+                self.ops.reload_finished(&ReloadOutcome::Refused { reason });
+                Event::ReloadAborted
+            }
+        }
+    }
+
+    /// Loads the configuration again; on success registers the new generation's spec. `Err` is
+    /// why the reload was refused (already logged).
+    fn reload(&mut self) -> Result<Event, String> {
         let env = env_snapshot();
         let config = match config::load(&self.args, &env) {
             Ok(config) => config,
             Err(errors) => {
-                error!("reload refused, the configuration is invalid; the current workers keep serving:\n{errors}");
-                return Event::ReloadAborted;
+                let reason = format!("reload refused, the configuration is invalid; the current workers keep serving:\n{errors}");
+                error!("{reason}");
+                return Err(reason);
             }
         };
         let python = match python::resolve(config.python.as_deref(), &env) {
             Ok(python) => python,
             Err(e) => {
-                error!("reload refused: {e}; the current workers keep serving");
-                return Event::ReloadAborted;
+                let reason = format!("reload refused: {e}; the current workers keep serving");
+                error!("{reason}");
+                return Err(reason);
             }
         };
         if config.binds != self.config.binds || config.backlog != self.config.backlog {
@@ -278,6 +368,12 @@ impl Supervisor {
         if config.log_file != self.config.log_file || config.pidfile != self.config.pidfile {
             warn!("log_file and pidfile cannot change on reload: restart herdsman to apply that change; keeping the current ones");
         }
+        if config.control_socket != self.config.control_socket
+            || config.admin_bind != self.config.admin_bind
+        {
+            warn!("control_socket and admin_bind cannot change on reload: restart herdsman to apply that change; keeping the current ones");
+        }
+        self.ops.set_ready_min(config.ready_min);
         let workers_changed = config.workers != self.config.workers;
         let target = if workers_changed {
             super::start::worker_target(config.workers)
@@ -290,11 +386,11 @@ impl Supervisor {
         self.specs
             .insert(generation, WorkerSpec::new(&config, python, &env));
         self.config = config;
-        Event::Reload {
+        Ok(Event::Reload {
             generation,
             policy,
             workers_changed,
-        }
+        })
     }
 
     fn close_listeners(&mut self) {

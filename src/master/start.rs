@@ -1,7 +1,8 @@
 //! Starting the master, in the order the invariants need: (signal handlers are already
 //! installed by the caller) size the worker pool, resolve the interpreter, write the runtime,
-//! bind every listener, then hand over to the loop, which forks. Each failure here maps to its
-//! documented exit code with one clear message; nothing has been forked yet.
+//! bind every listener, create the control socket and the admin listener, then hand over to the
+//! loop, which forks. Each failure here maps to its documented exit code with one clear message;
+//! nothing has been forked yet.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -13,6 +14,7 @@ use super::run::{env_snapshot, error_chain, run, Supervisor};
 use crate::cli::RunArgs;
 use crate::config::{Config, WorkerCount};
 use crate::exit;
+use crate::ops::Ops;
 use crate::sizing;
 use crate::sockets;
 use crate::sys::pidfile::Pidfile;
@@ -80,6 +82,15 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     for listener in &listeners {
         info!(address = %listener.local(), "listening");
     }
+    // Never inherited by workers: close-on-exec, and not in the spawner's fd plan.
+    let ops = match Ops::bind(&config) {
+        Ok(ops) => ops,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            sockets::close_all(listeners);
+            return exit::BIND;
+        }
+    };
     // After binding (a second instance has failed on the address by now), before any fork.
     let pidfile = match config.pidfile.as_deref().map(Pidfile::create).transpose() {
         Ok(pidfile) => pidfile,
@@ -95,7 +106,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     let seed = jitter_seed();
     let policy = Policy::from_config(&config, target, seed);
     info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");
-    let supervisor = Supervisor::new(signals, listeners, spawner, spec, config, args, seed);
+    let supervisor = Supervisor::new(signals, listeners, ops, spawner, spec, config, args, seed);
     let code = match run(supervisor, policy) {
         Ok(code) => code,
         Err(e) => {
