@@ -97,6 +97,12 @@ impl Ops {
         Ok(Ops::new(Some(control), admin, config.ready_min))
     }
 
+    /// Operations without any socket, for a master that could not create them but must keep
+    /// running (after an in-place upgrade, with workers already serving).
+    pub fn without_sockets(ready_min: ReadyMin) -> Ops {
+        Ops::new(None, Vec::new(), ready_min)
+    }
+
     fn new(control: Option<ControlSocket>, admin: Vec<Listener>, ready_min: ReadyMin) -> Ops {
         let limits = |max_input| Limits {
             max_conns: MAX_CONNS,
