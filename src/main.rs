@@ -6,7 +6,7 @@ use clap::Parser;
 use herdsman::cli::{Cli, Command, RunArgs};
 use herdsman::master::{self, error_chain};
 use herdsman::sys::signals::Signals;
-use herdsman::{config, exit, logging};
+use herdsman::{config, exit, logging, upgrade};
 
 fn main() {
     std::process::exit(real_main());
@@ -33,6 +33,11 @@ fn real_main() -> i32 {
 
 /// Validates the configuration and prints the effective one.
 fn check(args: &RunArgs) -> i32 {
+    // Run by a master about to upgrade to this binary: can we read its handover?
+    if let Err(e) = upgrade::take_check_request() {
+        eprintln!("herdsman: {e}");
+        return exit::USAGE;
+    }
     match config::load(args, &master::env_snapshot()) {
         Ok(config) => {
             for warning in config::file_warnings(&config) {
@@ -57,6 +62,18 @@ fn serve(args: RunArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    // Exec'd in place by an upgrading master (SIGUSR2): take over what it handed over.
+    match upgrade::take_handover() {
+        Some(Ok(handover)) => return master::resume(args, signals, handover),
+        Some(Err(e)) => {
+            eprintln!(
+                "herdsman: in-place upgrade failed: {}; exiting (the workers exit with the master)",
+                error_chain(&e)
+            );
+            return exit::FAILURE;
+        }
+        None => {}
+    }
     let config = match config::load(&args, &master::env_snapshot()) {
         Ok(config) => config,
         Err(errors) => {

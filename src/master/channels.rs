@@ -2,7 +2,7 @@
 //! line buffer and decoded into events. A channel is dropped (closed) when its worker is reaped.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use tracing::debug;
@@ -29,6 +29,11 @@ impl Channels {
             open: true,
         };
         self.by_worker.insert(id, channel);
+    }
+
+    /// The master's end of worker `id`'s channel, open or at end-of-file (for a handover).
+    pub fn raw_fd(&self, id: WorkerId) -> Option<RawFd> {
+        self.by_worker.get(&id).map(|c| c.fd.as_raw_fd())
     }
 
     pub fn remove(&mut self, id: WorkerId) {

@@ -5,6 +5,7 @@ mod channels;
 mod event;
 mod exits;
 mod policy;
+mod resume;
 mod run;
 mod snapshot;
 mod start;
@@ -13,6 +14,7 @@ mod workers;
 
 pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 pub use policy::Policy;
+pub use resume::resume;
 pub use run::{env_snapshot, error_chain, RunError};
 pub use snapshot::{LastRestart, Snapshot, WorkerStatus};
 pub use start::start;

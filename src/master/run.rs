@@ -30,6 +30,9 @@ use crate::sys::signals::{Sig, Signals};
 use crate::systemd::Notifier;
 use crate::worker::{python, ExecSpawner, SpawnError, Spawner, WorkerSpec};
 
+mod upgrade;
+pub(super) use upgrade::workers_setting;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("poll failed")]
@@ -53,6 +56,8 @@ pub struct Supervisor {
     seed: u64,
     /// What systemd is told (nothing without NOTIFY_SOCKET).
     notifier: Notifier,
+    /// The in-place upgrade (SIGUSR2), if one is under way.
+    upgrade: upgrade::Upgrade,
 }
 
 impl Supervisor {
@@ -68,6 +73,7 @@ impl Supervisor {
         seed: u64,
     ) -> Supervisor {
         let notifier = Notifier::from_env(config.boot_timeout, Instant::now());
+        let upgrade = upgrade::Upgrade::new(&config);
         Supervisor {
             signals,
             listeners: Some(listeners),
@@ -81,15 +87,25 @@ impl Supervisor {
             next_generation: 1,
             seed,
             notifier,
+            upgrade,
         }
     }
 }
 
 /// Runs the loop until the state machine asks to exit; returns the exit code.
-pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
-    let mut master = Master::new(policy, Instant::now());
+pub fn run(sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
+    let master = Master::new(policy, Instant::now());
+    run_from(sup, master, VecDeque::from([Event::Tick]))
+}
+
+/// Runs the loop from `master`, with `queue` as the first events (after an in-place upgrade:
+/// the adopted workers, and the rollout to new ones).
+pub(super) fn run_from(
+    mut sup: Supervisor,
+    mut master: Master,
+    mut queue: VecDeque<Event>,
+) -> Result<i32, RunError> {
     sup.notifier.start(&master);
-    let mut queue: VecDeque<Event> = VecDeque::from([Event::Tick]);
     // Deadlines are judged as of the moment just before the channels were read: whatever the
     // workers sent by then has been seen. Taking the time later would let a pause of the master
     // (SIGSTOP, starvation) between the read and the Tick count against them.
@@ -100,6 +116,8 @@ pub fn run(mut sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
         }
         sup.notifier.update(&master, Instant::now());
         sup.forget_unused(&master);
+        // A quiet moment (every event handled): the one an in-place upgrade hands over at.
+        sup.step_upgrade(&master);
         let watchdog = sup.notifier.next_deadline();
         let ready = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
         read_at = Instant::now();
@@ -162,10 +180,19 @@ impl Supervisor {
         let ops = self.ops.pollable(now);
         let first_ops = fds.len();
         fds.extend(ops.iter().map(|(_, fd, flags)| PollFd::new(*fd, *flags)));
-        let deadline = [deadline, self.ops.next_deadline(now)]
-            .into_iter()
-            .flatten()
-            .min();
+        fds.extend(
+            self.upgrade
+                .pollable()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        let deadline = [
+            deadline,
+            self.ops.next_deadline(now),
+            self.upgrade.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -227,7 +254,11 @@ impl Supervisor {
             self.channels.drain(id, &mut events);
         }
         self.spawner.drain_output();
+        self.upgrade.drain();
         for (pid, status) in reap_all() {
+            if self.upgrade.reaped(pid, status) {
+                continue; // the new binary's check
+            }
             // What the worker said before exiting comes before its exit.
             if let Some(id) = self.pids.remove(&pid) {
                 self.channels.drain(id, &mut events);
@@ -247,9 +278,7 @@ impl Supervisor {
             Sig::Ttin => events.push(Event::Scale(count as i64)),
             Sig::Ttou => events.push(Event::Scale(-(count as i64))),
             Sig::Usr1 => crate::logging::reopen(),
-            Sig::Usr2 => {
-                warn!("SIGUSR2 (binary upgrade) is not supported by this version; ignored")
-            }
+            Sig::Usr2 => self.upgrade.request(),
             Sig::Chld => {} // reaping happens on every wakeup
         }
     }
@@ -276,10 +305,12 @@ impl Supervisor {
             Action::CloseListeners => self.close_listeners(),
             // Logged by the state machine; `herdsman ctl reload` clients get the outcome.
             Action::Reloaded { generation } => {
+                self.upgrade.rolled_out(generation);
                 let outcome = ReloadOutcome::Completed { generation };
                 self.ops.reload_finished(&outcome);
             }
             Action::ReloadFailed { reason } => {
+                self.upgrade.rollout_failed(&reason);
                 let outcome = ReloadOutcome::RolledBack { reason };
                 self.ops.reload_finished(&outcome);
             }

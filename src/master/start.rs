@@ -120,7 +120,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
 }
 
 /// Removes the pidfile if it is still ours; one left alone is said so.
-fn remove_pidfile(pidfile: Option<Pidfile>) {
+pub(super) fn remove_pidfile(pidfile: Option<Pidfile>) {
     let Some(pidfile) = pidfile else { return };
     let path = pidfile.path().display().to_string();
     match pidfile.remove() {
@@ -131,7 +131,7 @@ fn remove_pidfile(pidfile: Option<Pidfile>) {
 }
 
 /// A seed for the per-worker jitter draws that differs between runs and hosts.
-fn jitter_seed() -> u64 {
+pub(super) fn jitter_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -30,6 +30,9 @@ use crate::exit;
 use crate::sys::reap::ExitStatus;
 use crate::worker::WorkerMessage;
 
+mod upgrade;
+pub use upgrade::{Adopted, AdoptedPhase};
+
 #[derive(Debug, Clone, Copy)]
 struct Stopping {
     mode: StopMode,

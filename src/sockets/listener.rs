@@ -121,6 +121,24 @@ impl Listener {
         &self.spec
     }
 
+    /// The unix socket file this listener created, as (path, device, inode), for a handover.
+    pub(crate) fn created_file(&self) -> Option<(&Path, u64, u64)> {
+        let file = self.socket_file.as_ref()?;
+        Some((file.path.as_path(), file.dev, file.ino))
+    }
+
+    /// A listener handed over by a previous image of this process (in-place upgrade), with the
+    /// socket file it created, if any; `fd` must be close-on-exec already.
+    pub(crate) fn handed_over(
+        spec: BindSpec,
+        fd: OwnedFd,
+        local: BoundAddr,
+        created_file: Option<(PathBuf, u64, u64)>,
+    ) -> Self {
+        let socket_file = created_file.map(|(path, dev, ino)| SocketFile { path, dev, ino });
+        Self::new(spec, fd, local, socket_file)
+    }
+
     /// Closes the fd, then removes the socket file if this process created it and it is still
     /// the same socket.
     fn close(self) {

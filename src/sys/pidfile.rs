@@ -88,6 +88,15 @@ impl Pidfile {
         Err(write_error(path, changing))
     }
 
+    /// The pidfile this very process wrote before an in-place upgrade replaced its image (the
+    /// pid is the same): removed at exit like one it created.
+    pub fn adopt(path: &Path) -> Pidfile {
+        Pidfile {
+            path: path.to_path_buf(),
+            pid: std::process::id(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

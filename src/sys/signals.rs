@@ -122,6 +122,13 @@ impl Signals {
         self.read.as_fd()
     }
 
+    /// Whether a signal arrived that [`Signals::take`] has not returned yet (nothing is taken).
+    pub fn pending(&self) -> bool {
+        self.counters
+            .iter()
+            .any(|(_, counter)| counter.load(Ordering::Acquire) > 0)
+    }
+
     /// Drains the pipe, then returns each signal that arrived since the last call with how many
     /// times it was counted (at least once).
     pub fn take(&mut self) -> Vec<(Sig, usize)> {

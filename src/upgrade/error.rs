@@ -57,6 +57,8 @@ pub enum UpgradeError {
         #[source]
         source: Errno,
     },
+    #[error("the handover names fd {fd} twice")]
+    DuplicateFd { fd: i32 },
     #[error("{var}={value:?}: this binary reads handover formats {reads:?}")]
     UnreadableFormat {
         var: &'static str,

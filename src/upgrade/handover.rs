@@ -71,10 +71,12 @@ pub struct Handover {
     pub runtime_dir: Option<PathBuf>,
     /// The pidfile the master wrote at its first start (it holds the same pid).
     pub pidfile: Option<PathBuf>,
-    /// The listen(2) backlog the listeners were set up with.
-    pub backlog: u32,
     /// The previous configuration, rendered as a config file (`config::render`).
     pub config: String,
+    /// The previous configuration's `bind` list and `backlog` (to warn about changes that an
+    /// upgrade cannot apply).
+    pub binds: Vec<Bind>,
+    pub backlog: u32,
     /// The previous configuration's `workers`: a number, or `None` for `auto`.
     pub config_workers: Option<u32>,
     /// The target worker count now (scaling included).
@@ -86,6 +88,9 @@ pub struct Handover {
     pub spec: Spec,
     pub listeners: Vec<HandedListener>,
     pub workers: Vec<HandedWorker>,
+    /// The captured output pipes (`capture_output`); one may outlive its worker while the
+    /// worker's own children hold it.
+    pub outputs: Vec<HandedOutput>,
 }
 
 /// A [`WorkerSpec`], as data.
@@ -150,8 +155,6 @@ pub struct HandedWorker {
     pub phase: HandedPhase,
     /// The master's end of its channel.
     pub channel_fd: i32,
-    /// The read end of its captured stdout and stderr (`capture_output`).
-    pub output_fd: Option<i32>,
     /// Time since it was started.
     pub age_ms: u64,
     /// Time since it became ready, if it did.
@@ -159,6 +162,14 @@ pub struct HandedWorker {
     pub requests: u64,
     /// Its liveness timeout (fixed at spawn: its heartbeat interval derives from it).
     pub timeout_ms: u64,
+}
+
+/// The read end of a worker's captured stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedOutput {
+    pub worker: u64,
+    pub pid: i32,
+    pub fd: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,7 +189,7 @@ impl Handover {
     pub fn fds(&self) -> Vec<i32> {
         let listeners = self.listeners.iter().map(|l| l.fd);
         let channels = self.workers.iter().map(|w| w.channel_fd);
-        let outputs = self.workers.iter().filter_map(|w| w.output_fd);
+        let outputs = self.outputs.iter().map(|o| o.fd);
         listeners.chain(channels).chain(outputs).collect()
     }
 
@@ -336,8 +347,12 @@ mod tests {
             signal_mask: vec![],
             runtime_dir: Some("/run/user/1000/herdsman-abc".into()),
             pidfile: None,
-            backlog: 2048,
             config: "app = \"asgi_app:app\"\n".into(),
+            binds: vec![Bind::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            }],
+            backlog: 2048,
             config_workers: Some(2),
             target: 3,
             next_worker_id: 9,
@@ -388,7 +403,6 @@ mod tests {
                     generation: 2,
                     phase: HandedPhase::Ready,
                     channel_fd: 9,
-                    output_fd: Some(11),
                     age_ms: 60_000,
                     ready_ms: Some(59_000),
                     requests: 120,
@@ -403,13 +417,17 @@ mod tests {
                         kill_in_ms: 2_500,
                     },
                     channel_fd: 10,
-                    output_fd: None,
                     age_ms: 90_000,
                     ready_ms: None,
                     requests: 0,
                     timeout_ms: 30_000,
                 },
             ],
+            outputs: vec![HandedOutput {
+                worker: 7,
+                pid: 4307,
+                fd: 11,
+            }],
         }
     }
 

@@ -49,7 +49,14 @@ fn read_handover(value: &OsStr) -> Result<Handover, UpgradeError> {
     // named it only in this variable, which is gone now, so nothing else owns it.
     let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
     let handover = Handover::read(memfd)?;
-    set_cloexec(&handover.fds()).map_err(|(fd, source)| UpgradeError::NotOpen { fd, source })?;
+    let fds = handover.fds();
+    set_cloexec(&fds).map_err(|(fd, source)| UpgradeError::NotOpen { fd, source })?;
+    // Each fd gets exactly one owner in the new image.
+    let mut sorted = fds.clone();
+    sorted.sort_unstable();
+    if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(UpgradeError::DuplicateFd { fd: pair[0] });
+    }
     Ok(handover)
 }
 

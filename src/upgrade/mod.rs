@@ -28,7 +28,7 @@ pub use check::{Check, Outcome, CHECK_TIMEOUT};
 pub use error::UpgradeError;
 pub use exec::{exec_in_place, Deferred};
 pub use handover::{
-    Address, Bind, HandedIdentity, HandedListener, HandedPhase, HandedWorker, Handover,
-    HandoverError, SocketFileId, Spec, CHECK_VAR, FD_VAR, VERSION,
+    Address, Bind, HandedIdentity, HandedListener, HandedOutput, HandedPhase, HandedWorker,
+    Handover, HandoverError, SocketFileId, Spec, CHECK_VAR, FD_VAR, VERSION,
 };
 pub use intake::{take_check_request, take_handover};

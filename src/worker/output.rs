@@ -11,7 +11,7 @@
 //! under the worker's id as well, until the last of them closes it.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -31,6 +31,7 @@ pub struct Captured {
 
 struct Pipe {
     fd: OwnedFd,
+    pid: i32,
     prefix: String,
     pending: Vec<u8>,
 }
@@ -40,6 +41,7 @@ impl Captured {
     pub fn insert(&mut self, id: u64, pid: i32, fd: OwnedFd) {
         let pipe = Pipe {
             fd,
+            pid,
             prefix: format!("[worker {id} pid {pid}] "),
             pending: Vec::new(),
         };
@@ -49,6 +51,20 @@ impl Captured {
     /// The read ends to poll for input.
     pub fn pollable(&self) -> Vec<BorrowedFd<'_>> {
         self.pipes.values().map(|pipe| pipe.fd.as_fd()).collect()
+    }
+
+    /// Every open pipe as (worker id, worker pid, read end), for a handover.
+    pub fn pipes(&self) -> Vec<(u64, i32, RawFd)> {
+        let fd = |pipe: &Pipe| pipe.fd.as_raw_fd();
+        self.pipes
+            .iter()
+            .map(|(id, pipe)| (*id, pipe.pid, fd(pipe)))
+            .collect()
+    }
+
+    /// Writes every partial line held now as a line (before a handover: they would be lost).
+    pub fn flush_partial_lines(&mut self) {
+        self.pipes.values_mut().for_each(Pipe::flush_partial);
     }
 
     /// Reads what every pipe has now and writes the complete lines; forgets closed pipes.

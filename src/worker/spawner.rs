@@ -210,6 +210,27 @@ impl ExecSpawner {
         self.captured.drain();
     }
 
+    /// The worker runtime script the workers run.
+    pub fn script(&self) -> &Path {
+        &self.script
+    }
+
+    /// The captured output pipes as (worker id, worker pid, read end), for a handover.
+    pub fn output_pipes(&self) -> Vec<(u64, i32, RawFd)> {
+        self.captured.pipes()
+    }
+
+    /// Writes the partial lines of captured output held now (before a handover).
+    pub fn flush_output(&mut self) {
+        self.captured.flush_partial_lines();
+    }
+
+    /// Goes on capturing a worker's output from a pipe handed over by a previous image of
+    /// this master (non-blocking read end).
+    pub fn adopt_output(&mut self, worker_id: u64, pid: i32, read: OwnedFd) {
+        self.captured.insert(worker_id, pid, read);
+    }
+
     /// Replaces the listener set, e.g. once the master stops listening.
     pub fn set_listeners(&mut self, listeners: Vec<RawFd>) {
         self.listeners = listeners;
