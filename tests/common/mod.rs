@@ -202,6 +202,7 @@ pub struct Start {
     default_bind: bool,
     prefix: Vec<String>,
     python: Option<PathBuf>,
+    binary: Option<PathBuf>,
 }
 
 impl Start {
@@ -213,6 +214,7 @@ impl Start {
             default_bind: true,
             prefix: Vec::new(),
             python: None,
+            binary: None,
         }
     }
 
@@ -233,6 +235,13 @@ impl Start {
         self
     }
 
+    /// Start the master from this file (a copy of the binary the test may replace or remove)
+    /// instead of the one cargo built.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Start {
+        self.binary = Some(path.into());
+        self
+    }
+
     /// Run the binary under a wrapper command (e.g. `taskset -c 0`).
     pub fn wrapped(mut self, prefix: &[&str]) -> Start {
         self.prefix = prefix.iter().map(|s| s.to_string()).collect();
@@ -243,7 +252,8 @@ impl Start {
         become_subreaper();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut argv: Vec<String> = self.prefix.clone();
-        argv.push(binary().to_string());
+        let program = self.binary.clone().unwrap_or_else(|| binary().into());
+        argv.push(program.display().to_string());
         let python = self.python.clone().unwrap_or_else(python);
         argv.extend(["--python".into(), python.display().to_string()]);
         argv.extend(["--chdir".into(), apps_dir().display().to_string()]);

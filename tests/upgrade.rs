@@ -1,0 +1,322 @@
+//! In-place binary upgrade (SIGUSR2) with real processes: the master is started from a copy of
+//! the binary in a scratch directory, which the tests replace, remove or break before sending
+//! SIGUSR2. Checked from the outside (every request answered, the master's pid and process
+//! unchanged, the workers replaced) and from the master's own log; and, for every way the new
+//! binary can be unusable, that the running master keeps serving with the same workers, says
+//! why, and upgrades fine once the binary is good again.
+
+mod common;
+#[path = "common/load.rs"]
+mod load;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::{http, message, Herdsman, Start, WAIT};
+use load::Load;
+use serde_json::Value;
+
+/// Installs the binary cargo built at `dir/herdsman` (atomically: a running master may have the
+/// old file open for exec), and returns that path.
+fn install(dir: &Path) -> PathBuf {
+    let temp = dir.join("herdsman.new");
+    std::fs::copy(common::binary(), &temp).expect("copy the binary");
+    replace(dir, &temp)
+}
+
+/// Puts `text` with `mode` at `dir/herdsman`.
+fn install_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+    let temp = dir.join("herdsman.new");
+    std::fs::write(&temp, text).expect("write");
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    replace(dir, &temp)
+}
+
+fn replace(dir: &Path, temp: &Path) -> PathBuf {
+    let path = dir.join("herdsman");
+    std::fs::rename(temp, &path).expect("rename into place");
+    path
+}
+
+/// A master started from `dir/herdsman`.
+fn start(dir: &Path, args: &[&str]) -> Herdsman {
+    let path = install(dir);
+    Start::new(args).binary(path).spawn()
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// When the process started (clock ticks since boot): a different process under the same pid
+/// would have another.
+fn start_time(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 1..];
+    after
+        .split_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .expect("starttime")
+}
+
+fn sorted(mut pids: Vec<i32>) -> Vec<i32> {
+    pids.sort_unstable();
+    pids
+}
+
+/// Pids of the workers the master logged ready in `generation`.
+fn ready_in(h: &Herdsman, generation: u64) -> Vec<i32> {
+    common::records_with(&h.log.lines(), "worker ready")
+        .iter()
+        .filter(|r| r["generation"].as_u64() == Some(generation))
+        .filter_map(|r| common::field_i64(r, "pid"))
+        .map(|pid| pid as i32)
+        .collect()
+}
+
+/// Waits until every worker the master retired has exited.
+fn wait_retired_exits(h: &Herdsman) {
+    h.log
+        .wait_for("every retired worker's exit", WAIT, |lines| {
+            let records: Vec<Value> = lines
+                .iter()
+                .filter_map(|l| common::parse_record(l))
+                .collect();
+            let exited = |pid: i64| {
+                records
+                    .iter()
+                    .any(|r| r["pid"].as_i64() == Some(pid) && r.get("status").is_some())
+            };
+            records
+                .iter()
+                .filter(|r| message(r) == "retiring worker")
+                .filter_map(|r| r["pid"].as_i64())
+                .all(exited)
+                .then_some(())
+        });
+}
+
+/// The master still runs, with exactly the workers it had, and answers from one of them.
+fn assert_serving_with(h: &mut Herdsman, workers: &[i32]) {
+    assert!(!h.has_exited(), "the master exited:\n{}", h.log.text());
+    assert_eq!(sorted(h.live_worker_pids()), sorted(workers.to_vec()));
+    for &pid in workers {
+        assert!(
+            common::process_state(pid).is_some_and(|s| s != 'Z'),
+            "worker {pid} is gone"
+        );
+    }
+    let response = http::get(h.addr(), "/").expect("answered");
+    assert_eq!(response.status, 200);
+    assert!(
+        workers.contains(&response.pid()),
+        "served by a known worker"
+    );
+}
+
+/// Sends SIGUSR2 and waits for the `n`th "upgrade complete"; returns that record.
+fn upgrade(h: &Herdsman, n: usize) -> Value {
+    h.signal(libc::SIGUSR2);
+    let done = h.wait_records("upgrade complete", n);
+    done[n - 1].clone()
+}
+
+#[test]
+fn ten_upgrades_under_load_fail_no_request_and_keep_the_master_process() {
+    const UPGRADES: usize = 10;
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let h = start(
+        scratch.path(),
+        &["-w", "2", "--graceful-timeout", "10s", "asgi_app:app"],
+    );
+    let mut previous = h.wait_serving();
+    let started = start_time(h.pid);
+    let load = Load::start(h.addr(), 2, 2, &["/", "/slow?s=0.2", "/", "/env?k=HOME"]);
+    load.wait_for_more(20, WAIT);
+    let fds_before = fd_count(h.pid);
+    for i in 1..=UPGRADES {
+        let done = upgrade(&h, i);
+        assert_eq!(done["pid"].as_i64(), Some(h.pid as i64), "{done}");
+        let generation = done["generation"].as_u64().expect("generation");
+        assert_eq!(generation, i as u64);
+        let current = ready_in(&h, generation);
+        assert_eq!(
+            current.len(),
+            2,
+            "two new workers in generation {generation}"
+        );
+        assert!(
+            current.iter().all(|pid| !previous.contains(pid)),
+            "upgrade {i}: every worker replaced: {previous:?} -> {current:?}"
+        );
+        previous = current;
+        load.wait_for_more(5, WAIT);
+    }
+    let stats = load.stop();
+    wait_retired_exits(&h);
+    let fds_after = fd_count(h.pid);
+    eprintln!("upgrade load: {stats:?}; master fds {fds_before} -> {fds_after}");
+    assert_eq!(
+        stats.failed, 0,
+        "failed requests across {UPGRADES} upgrades: {:?}",
+        stats.errors
+    );
+    assert!(stats.ok > 0);
+    // The same process all along: same pid, same start time, and each new image said so.
+    assert_eq!(
+        start_time(h.pid),
+        started,
+        "the master process was not replaced"
+    );
+    let images = h.wait_records("herdsman upgraded in place", UPGRADES);
+    assert!(images
+        .iter()
+        .all(|r| r["pid"].as_i64() == Some(h.pid as i64)));
+    assert_eq!(
+        fds_after, fds_before,
+        "master fd count changed over {UPGRADES} upgrades"
+    );
+    assert_eq!(sorted(h.live_worker_pids()), sorted(previous));
+    assert!(h.finish().success());
+}
+
+/// Starts a master from `scratch/herdsman`, breaks the binary with `sabotage`, sends SIGUSR2
+/// and waits for the error record starting with `error`; checks that nothing changed; then
+/// installs the real binary again and checks that an upgrade now works.
+fn refused_then_fine(
+    sabotage: impl FnOnce(&Path),
+    error: &str,
+    said: &str,
+) -> (Herdsman, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut h = start(scratch.path(), &["-w", "2", "asgi_app:app"]);
+    let workers = h.wait_serving();
+    sabotage(scratch.path());
+    h.signal(libc::SIGUSR2);
+    let record = h.wait_record(error, |_| true);
+    assert!(message(&record).contains(said), "{record}");
+    assert_eq!(record["level"].as_str(), Some("ERROR"), "{record}");
+    assert_serving_with(&mut h, &workers);
+    assert!(
+        h.log
+            .records()
+            .iter()
+            .all(|r| message(r)
+                != "herdsman upgraded in place: adopting the listeners and the workers"),
+        "no exec happened"
+    );
+    install(scratch.path());
+    let done = upgrade(&h, 1);
+    assert_eq!(done["pid"].as_i64(), Some(h.pid as i64));
+    let current = ready_in(&h, 1);
+    assert_eq!(current.len(), 2);
+    assert!(current.iter().all(|pid| !workers.contains(pid)));
+    (h, scratch)
+}
+
+#[test]
+fn a_missing_binary_is_refused_and_the_master_keeps_serving() {
+    let (h, _scratch) = refused_then_fine(
+        |dir| std::fs::remove_file(dir.join("herdsman")).expect("remove"),
+        "upgrade refused",
+        "is missing",
+    );
+    assert!(h.finish().success());
+}
+
+#[test]
+fn a_binary_that_is_not_executable_is_refused() {
+    let (h, _scratch) = refused_then_fine(
+        |dir| {
+            install_file(dir, "\x7fELF not really\n", 0o644);
+        },
+        "upgrade refused",
+        "is not executable",
+    );
+    assert!(h.finish().success());
+}
+
+#[test]
+fn a_binary_whose_check_fails_is_refused_with_what_it_said() {
+    let (h, _scratch) = refused_then_fine(
+        |dir| {
+            let script =
+                "#!/bin/sh\necho \"no upgrade for you: $1 $HERDSMAN_UPGRADE_CHECK\" >&2\nexit 1\n";
+            install_file(dir, script, 0o755);
+        },
+        "upgrade refused",
+        "no upgrade for you: check 1",
+    );
+    assert!(h.finish().success());
+}
+
+#[test]
+fn new_workers_that_fail_to_boot_leave_the_adopted_ones_serving() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let marker = scratch.path().join("marker");
+    let marker_env = format!("MARKER={}", marker.display());
+    let mut h = start(
+        scratch.path(),
+        &["-w", "2", "-e", &marker_env, "fail_if_marker:app"],
+    );
+    let workers = h.wait_serving();
+    common::write_file(scratch.path(), "marker", "");
+    h.signal(libc::SIGUSR2);
+    let failed = h.wait_record("upgrade failed", |_| true);
+    assert!(
+        message(&failed).contains("the previous workers keep serving"),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["pid"].as_i64(),
+        Some(h.pid as i64),
+        "the new image said it"
+    );
+    h.wait_record("reload failed", |_| true);
+    assert_serving_with(&mut h, &workers);
+    std::fs::remove_file(&marker).expect("remove marker");
+    let done = upgrade(&h, 1);
+    let generation = done["generation"].as_u64().expect("generation");
+    let current = ready_in(&h, generation);
+    assert_eq!(current.len(), 2);
+    assert!(current.iter().all(|pid| !workers.contains(pid)));
+    assert!(h.finish().success());
+}
+
+#[test]
+fn a_second_upgrade_while_one_is_under_way_is_refused() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let marker = scratch.path().join("slow");
+    let marker_env = format!("SLOW_MARKER={}", marker.display());
+    let h = start(
+        scratch.path(),
+        &["-w", "1", "-e", &marker_env, "slow_if_marker:app"],
+    );
+    h.wait_serving();
+    common::write_file(scratch.path(), "slow", "");
+    h.signal(libc::SIGUSR2);
+    // The new image runs and its first new worker takes seconds to boot.
+    h.wait_record("upgrade: replacing the workers", |_| true);
+    h.signal(libc::SIGUSR2);
+    let refused = h.wait_record("upgrade refused", |_| true);
+    assert!(
+        message(&refused).contains("still replacing the workers"),
+        "{refused}"
+    );
+    h.wait_records("upgrade complete", 1);
+    assert_eq!(
+        h.log
+            .records()
+            .iter()
+            .filter(|r| message(r).starts_with("herdsman upgraded in place"))
+            .count(),
+        1,
+        "the refused request did not exec"
+    );
+    std::fs::remove_file(&marker).expect("remove marker");
+    upgrade(&h, 2);
+    assert!(h.finish().success());
+}
