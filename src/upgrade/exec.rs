@@ -169,6 +169,77 @@ mod tests {
             .find(|e| e.to_bytes().starts_with(format!("{key}=").as_bytes()))
     }
 
+    fn quiet_handover() -> Handover {
+        Handover {
+            listeners: Vec::new(),
+            workers: Vec::new(),
+            outputs: Vec::new(),
+            ..crate::upgrade::handover::sample()
+        }
+    }
+
+    fn current_mask() -> Vec<i32> {
+        blocked_signals().expect("mask")
+    }
+
+    #[test]
+    fn a_failed_exec_puts_everything_back() {
+        let before = current_mask();
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let mut handover = quiet_handover();
+        handover.outputs = vec![crate::upgrade::HandedOutput {
+            worker: 1,
+            pid: 1,
+            fd: read.as_raw_fd(),
+        }];
+        let binary = Binary::at(std::path::Path::new("/nonexistent/herdsman"), &["herdsman"]);
+        let err = exec_in_place(&binary, &mut handover, &[], || false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UpgradeError::Exec {
+                    source: Errno::ENOENT,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(current_mask(), before, "signal mask restored");
+        assert_eq!(
+            handover.signal_mask, before,
+            "the mask to restore was handed over"
+        );
+        let flag = |fd| fcntl(fd, FcntlArg::F_GETFD).expect("flags") & libc::FD_CLOEXEC;
+        assert_eq!(flag(&read), libc::FD_CLOEXEC, "close-on-exec set again");
+        drop(write);
+    }
+
+    #[test]
+    fn a_waiting_signal_defers_the_exec_and_changes_nothing() {
+        let before = current_mask();
+        let binary = Binary::at(std::path::Path::new("/nonexistent/herdsman"), &["herdsman"]);
+        let deferred = exec_in_place(&binary, &mut quiet_handover(), &[], || {
+            // Asked only once every signal is blocked.
+            let blocked = current_mask();
+            blocked.contains(&libc::SIGTERM) && blocked.contains(&libc::SIGHUP)
+        });
+        assert_eq!(deferred.expect("deferred"), Deferred);
+        assert_eq!(current_mask(), before);
+    }
+
+    #[test]
+    fn a_handed_over_fd_that_is_not_open_fails_before_the_exec() {
+        let mut handover = quiet_handover();
+        handover.outputs = vec![crate::upgrade::HandedOutput {
+            worker: 1,
+            pid: 1,
+            fd: 1 << 30,
+        }];
+        let binary = Binary::at(std::path::Path::new("/nonexistent/herdsman"), &["herdsman"]);
+        let err = exec_in_place(&binary, &mut handover, &[], || false).unwrap_err();
+        assert!(matches!(err, UpgradeError::Inherit { .. }), "{err:?}");
+    }
+
     #[test]
     fn the_exec_environment_carries_only_the_new_handover_fd() {
         let env = vec![

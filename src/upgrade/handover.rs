@@ -335,101 +335,103 @@ impl Address {
     }
 }
 
+/// A handover with every kind of entry (tests).
+#[cfg(test)]
+pub(crate) fn sample() -> Handover {
+    Handover {
+        version: VERSION,
+        pid: std::process::id(),
+        uptime_ms: 12_345,
+        signal_mask: vec![],
+        runtime_dir: Some("/run/user/1000/herdsman-abc".into()),
+        pidfile: None,
+        config: "app = \"asgi_app:app\"\n".into(),
+        binds: vec![Bind::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        }],
+        backlog: 2048,
+        config_workers: Some(2),
+        target: 3,
+        next_worker_id: 9,
+        generation: 2,
+        spec: Spec {
+            python: "/venv/bin/python".into(),
+            args: vec!["--app".into(), "asgi_app:app".into()],
+            env: vec![("PATH".into(), "/bin".into())],
+            identity: Some(HandedIdentity {
+                groups: vec![65534],
+                gid: 65534,
+                uid: Some(65534),
+            }),
+            umask: Some(0o22),
+            capture_output: true,
+        },
+        listeners: vec![
+            HandedListener {
+                fd: 5,
+                bind: Bind::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                },
+                address: Address::Tcp {
+                    addr: "127.0.0.1:41234".into(),
+                },
+                socket_file: None,
+            },
+            HandedListener {
+                fd: 6,
+                bind: Bind::Unix {
+                    path: "/run/app.sock".into(),
+                },
+                address: Address::Unix {
+                    path: "/run/app.sock".into(),
+                },
+                socket_file: Some(SocketFileId {
+                    path: "/run/app.sock".into(),
+                    dev: 20,
+                    ino: 777,
+                }),
+            },
+        ],
+        workers: vec![
+            HandedWorker {
+                id: 7,
+                pid: 4307,
+                generation: 2,
+                phase: HandedPhase::Ready,
+                channel_fd: 9,
+                age_ms: 60_000,
+                ready_ms: Some(59_000),
+                requests: 120,
+                timeout_ms: 30_000,
+            },
+            HandedWorker {
+                id: 8,
+                pid: 4310,
+                generation: 1,
+                phase: HandedPhase::Stopping {
+                    reason: "reload".into(),
+                    kill_in_ms: 2_500,
+                },
+                channel_fd: 10,
+                age_ms: 90_000,
+                ready_ms: None,
+                requests: 0,
+                timeout_ms: 30_000,
+            },
+        ],
+        outputs: vec![HandedOutput {
+            worker: 7,
+            pid: 4307,
+            fd: 11,
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> Handover {
-        Handover {
-            version: VERSION,
-            pid: std::process::id(),
-            uptime_ms: 12_345,
-            signal_mask: vec![],
-            runtime_dir: Some("/run/user/1000/herdsman-abc".into()),
-            pidfile: None,
-            config: "app = \"asgi_app:app\"\n".into(),
-            binds: vec![Bind::Tcp {
-                host: "127.0.0.1".into(),
-                port: 0,
-            }],
-            backlog: 2048,
-            config_workers: Some(2),
-            target: 3,
-            next_worker_id: 9,
-            generation: 2,
-            spec: Spec {
-                python: "/venv/bin/python".into(),
-                args: vec!["--app".into(), "asgi_app:app".into()],
-                env: vec![("PATH".into(), "/bin".into())],
-                identity: Some(HandedIdentity {
-                    groups: vec![65534],
-                    gid: 65534,
-                    uid: Some(65534),
-                }),
-                umask: Some(0o22),
-                capture_output: true,
-            },
-            listeners: vec![
-                HandedListener {
-                    fd: 5,
-                    bind: Bind::Tcp {
-                        host: "127.0.0.1".into(),
-                        port: 0,
-                    },
-                    address: Address::Tcp {
-                        addr: "127.0.0.1:41234".into(),
-                    },
-                    socket_file: None,
-                },
-                HandedListener {
-                    fd: 6,
-                    bind: Bind::Unix {
-                        path: "/run/app.sock".into(),
-                    },
-                    address: Address::Unix {
-                        path: "/run/app.sock".into(),
-                    },
-                    socket_file: Some(SocketFileId {
-                        path: "/run/app.sock".into(),
-                        dev: 20,
-                        ino: 777,
-                    }),
-                },
-            ],
-            workers: vec![
-                HandedWorker {
-                    id: 7,
-                    pid: 4307,
-                    generation: 2,
-                    phase: HandedPhase::Ready,
-                    channel_fd: 9,
-                    age_ms: 60_000,
-                    ready_ms: Some(59_000),
-                    requests: 120,
-                    timeout_ms: 30_000,
-                },
-                HandedWorker {
-                    id: 8,
-                    pid: 4310,
-                    generation: 1,
-                    phase: HandedPhase::Stopping {
-                        reason: "reload".into(),
-                        kill_in_ms: 2_500,
-                    },
-                    channel_fd: 10,
-                    age_ms: 90_000,
-                    ready_ms: None,
-                    requests: 0,
-                    timeout_ms: 30_000,
-                },
-            ],
-            outputs: vec![HandedOutput {
-                worker: 7,
-                pid: 4307,
-                fd: 11,
-            }],
-        }
-    }
 
     #[test]
     fn round_trips_through_json_and_lists_every_fd() {
