@@ -84,6 +84,30 @@ pub struct RunArgs {
     #[arg(long, value_name = "auto|asgi|wsgi")]
     pub interface: Option<String>,
 
+    /// How workers are started: exec (a fresh interpreter each) or zygote (forked from a warm
+    /// Python process per generation; see docs/zygote.md) [default: exec].
+    #[arg(long, value_name = "exec|zygote")]
+    pub spawn: Option<String>,
+
+    /// With `--spawn zygote`: import the app once in the zygote, before forking the workers
+    /// (memory shared copy-on-write, fast replacements) [default: no].
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        overrides_with = "no_preload"
+    )]
+    pub preload: Option<bool>,
+
+    /// Import the app in each worker after the fork (undoes `preload = true`).
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        overrides_with = "preload"
+    )]
+    pub no_preload: Option<bool>,
+
     /// Call APP to get the application (an app factory) [default: no].
     #[arg(
         long,
@@ -260,6 +284,11 @@ impl RunArgs {
     /// `--factory` / `--no-factory` resolved: the last one given wins; `None` if neither.
     pub fn factory_flag(&self) -> Option<bool> {
         resolve_pair(self.factory, self.no_factory)
+    }
+
+    /// `--preload` / `--no-preload` resolved, as `factory_flag`.
+    pub fn preload_flag(&self) -> Option<bool> {
+        resolve_pair(self.preload, self.no_preload)
     }
 
     /// `--access-log` / `--no-access-log` resolved: the last one given wins; `None` if neither.

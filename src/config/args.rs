@@ -24,6 +24,13 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
         "--factory",
         "--no-factory",
     );
+    switch(
+        &mut layer,
+        Key::Preload,
+        args.preload_flag(),
+        "--preload",
+        "--no-preload",
+    );
     let access = args.access_log_flag();
     switch(
         &mut layer,
@@ -52,11 +59,12 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 28] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 29] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
         (Key::Interface, &args.interface),
+        (Key::Spawn, &args.spawn),
         (Key::Python, &args.python),
         (Key::Chdir, &args.chdir),
         (Key::Timeout, &args.timeout),

@@ -16,6 +16,8 @@ pub enum Key {
     Workers,
     Bind,
     Interface,
+    Spawn,
+    Preload,
     Python,
     Chdir,
     Env,
@@ -48,12 +50,14 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 33] = [
+    pub const ALL: [Key; 35] = [
         Key::App,
         Key::Factory,
         Key::Workers,
         Key::Bind,
         Key::Interface,
+        Key::Spawn,
+        Key::Preload,
         Key::Python,
         Key::Chdir,
         Key::Env,
@@ -92,6 +96,8 @@ impl Key {
             Key::Workers => "workers",
             Key::Bind => "bind",
             Key::Interface => "interface",
+            Key::Spawn => "spawn",
+            Key::Preload => "preload",
             Key::Python => "python",
             Key::Chdir => "chdir",
             Key::Env => "env",
@@ -134,6 +140,7 @@ impl Key {
             Key::App => "APP".to_string(),
             Key::AccessLog => "--access-log/--no-access-log".to_string(),
             Key::Factory => "--factory/--no-factory".to_string(),
+            Key::Preload => "--preload/--no-preload".to_string(),
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),

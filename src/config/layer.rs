@@ -102,6 +102,8 @@ layer! {
     workers => Workers,
     bind => Bind,
     interface => Interface,
+    spawn => Spawn,
+    preload => Preload,
     python => Python,
     chdir => Chdir,
     env => Env,

@@ -30,6 +30,8 @@ pub fn render(config: &Config) -> String {
     line("workers", workers(config.workers));
     line("bind", binds(&config.binds));
     line("interface", quote(config.interface.as_str()));
+    line("spawn", quote(config.spawn.as_str()));
+    line("preload", config.preload.to_string());
     render_rest(config, &mut out);
     out
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
-    use super::{BindSpec, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount};
+    use super::{BindSpec, Interface, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
     use std::path::PathBuf;
     use std::time::Duration;
     /// `factory`: `app` is the application itself, not a factory to call.
@@ -19,6 +19,11 @@ pub mod defaults {
     pub const BIND: &str = "127.0.0.1:8000";
     /// `interface`: detect ASGI or WSGI from the application object.
     pub const INTERFACE: Interface = Interface::Auto;
+    /// `spawn`: every worker is a fresh interpreter (fork and exec); `zygote` is opt-in.
+    pub const SPAWN: SpawnMode = SpawnMode::Exec;
+    /// `preload`: with `spawn = "zygote"`, the app is imported in each worker after the fork
+    /// (safe for apps that open connections or threads at import).
+    pub const PRELOAD: bool = false;
     /// `timeout`: liveness, the longest a worker's event loop may go without a heartbeat.
     pub const TIMEOUT: Duration = Duration::from_secs(30);
     /// `graceful_timeout`: how long a stopping worker may take before SIGKILL.
@@ -82,6 +87,10 @@ pub struct Config {
     pub binds: Vec<BindSpec>,
     /// ASGI or WSGI, or detect it.
     pub interface: Interface,
+    /// How workers are started (docs/zygote.md).
+    pub spawn: SpawnMode,
+    /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
+    pub preload: bool,
     /// The Python interpreter; `None` means `$VIRTUAL_ENV/bin/python`, else `python3` on PATH.
     pub python: Option<PathBuf>,
     /// Directory the workers run in (and import the app from). `None`: the master's cwd.
@@ -206,6 +215,24 @@ pub enum BindSpec {
     Unix(PathBuf),
     /// `fd://N`: an already listening socket inherited from whoever started us.
     Fd(i32),
+}
+
+/// How a worker process comes to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnMode {
+    /// Fork and exec a fresh interpreter for every worker.
+    Exec,
+    /// Fork every worker from a warm Python process (one per generation).
+    Zygote,
+}
+
+impl SpawnMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpawnMode::Exec => "exec",
+            SpawnMode::Zygote => "zygote",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,6 +41,8 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         workers: v.value(Key::Workers, defaults::WORKERS, values::workers),
         binds: v.binds(),
         interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
+        spawn: v.value(Key::Spawn, defaults::SPAWN, values::spawn),
+        preload: v.value(Key::Preload, defaults::PRELOAD, values::boolean),
         python: v.python(),
         chdir: v.chdir(),
         env: v.env(),

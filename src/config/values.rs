@@ -7,7 +7,7 @@ use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
 use super::size;
-use crate::config::{Interface, LogFormat, LogLevel, ReadyMin, WorkerCount};
+use crate::config::{Interface, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -265,6 +265,11 @@ pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
         ("wsgi", Interface::Wsgi),
     ];
     choice(raw, &choices, &[], "auto")
+}
+
+pub fn spawn(raw: &Raw) -> Result<SpawnMode, Invalid> {
+    let choices = [("exec", SpawnMode::Exec), ("zygote", SpawnMode::Zygote)];
+    choice(raw, &choices, &[], "zygote")
 }
 
 /// A log level; `warn` is accepted for `warning`.

@@ -5,7 +5,8 @@
 //! - a worker variable named like a herdsman key (`workers = 4` written below `[env]` lands in
 //!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name);
 //! - a recycling jitter without its limit (`max_requests_jitter` without `max_requests`): it does
-//!   nothing, which is harmless, but the limit was probably meant to be set too.
+//!   nothing, which is harmless, but the limit was probably meant to be set too;
+//! - `preload = true` with `spawn = "exec"`: preloading needs the zygote.
 
 use super::keys::Key;
 use crate::config::Config;
@@ -17,7 +18,16 @@ pub fn file_warnings(config: &Config) -> Vec<String> {
     let mut warnings = misplaced_keys(config);
     warnings.extend(root_writable(config));
     warnings.extend(idle_jitter(config));
+    warnings.extend(idle_preload(config));
     warnings
+}
+
+/// `preload` only means something with the zygote.
+fn idle_preload(config: &Config) -> Option<String> {
+    (config.preload && config.spawn == crate::config::SpawnMode::Exec).then(|| {
+        "preload has no effect with spawn = \"exec\": set spawn = \"zygote\" to preload the app"
+            .to_string()
+    })
 }
 
 /// A jitter set while its limit is off.

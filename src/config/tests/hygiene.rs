@@ -2,6 +2,7 @@
 //! `capture_output`, `pidfile`, `user`, `group`, `umask`.
 
 use super::*;
+use crate::config::SpawnMode;
 
 #[test]
 fn files_need_an_existing_directory() {
@@ -46,6 +47,37 @@ fn capture_output_is_a_switch_the_command_line_can_undo() {
     let on = env(&[("HERDSMAN_CAPTURE_OUTPUT", "yes")]);
     assert!(load_ok(&args(&["m:a"]), &on).capture_output);
     assert!(!load_ok(&args(&["m:a"]), &[]).capture_output);
+}
+
+#[test]
+fn spawn_and_preload_go_through_every_layer() {
+    let defaults = load_ok(&args(&["m:a"]), &[]);
+    assert_eq!((defaults.spawn, defaults.preload), (SpawnMode::Exec, false));
+    let file = ConfigFile::new("app = \"m:a\"\nspawn = \"zygote\"\npreload = true\n");
+    let config = load_ok(&file.args(&[]), &[]);
+    assert_eq!((config.spawn, config.preload), (SpawnMode::Zygote, true));
+    let config = load_ok(&file.args(&["--spawn", "exec", "--no-preload"]), &[]);
+    assert_eq!((config.spawn, config.preload), (SpawnMode::Exec, false));
+    let vars = env(&[("HERDSMAN_SPAWN", "zygote"), ("HERDSMAN_PRELOAD", "on")]);
+    let config = load_ok(&args(&["m:a"]), &vars);
+    assert_eq!((config.spawn, config.preload), (SpawnMode::Zygote, true));
+    let errors = load_err(&args(&["--spawn", "fork", "m:a"]), &[]).to_string();
+    assert!(
+        errors.contains("`spawn`") && errors.contains("zygote"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn preload_without_the_zygote_is_a_warning() {
+    let config = load_ok(&args(&["--preload", "m:a"]), &[]);
+    let warnings = crate::config::file_warnings(&config);
+    assert!(
+        warnings.iter().any(|w| w.contains("preload has no effect")),
+        "{warnings:?}"
+    );
+    let config = load_ok(&args(&["--preload", "--spawn", "zygote", "m:a"]), &[]);
+    assert!(crate::config::file_warnings(&config).is_empty());
 }
 
 #[test]

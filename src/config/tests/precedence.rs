@@ -279,6 +279,8 @@ fn defaults_apply_when_nothing_is_given() {
             port: 8000,
         }],
         interface: Interface::Auto,
+        spawn: defaults::SPAWN,
+        preload: defaults::PRELOAD,
         python: None,
         chdir: None,
         env: vec![],

@@ -2,6 +2,7 @@
 //! file is valid and states the real defaults.
 
 use super::*;
+use crate::config::SpawnMode;
 use crate::config::{
     render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
 };
@@ -54,6 +55,8 @@ fn every_non_default_round_trips() {
             BindSpec::Fd(5),
         ],
         interface: Interface::Wsgi,
+        spawn: SpawnMode::Zygote,
+        preload: true,
         python: Some("python3.12".into()),
         chdir: Some(dir.path().to_path_buf()),
         env: env(&[
@@ -149,6 +152,8 @@ factory = false
 workers = "auto"
 bind = ["127.0.0.1:8000"]
 interface = "auto"
+spawn = "exec"
+preload = false
 # python = (not set: $VIRTUAL_ENV/bin/python, else python3 on PATH)
 # chdir = (not set: the current directory)
 timeout = "30s"
