@@ -2,6 +2,7 @@
 //! signals, reaped children and channel messages into events, and applies actions with system
 //! calls; nothing else crosses between the two.
 
+use super::exits::Failure;
 use super::policy::Policy;
 use crate::sys::reap::ExitStatus;
 use crate::worker::WorkerMessage;
@@ -39,6 +40,9 @@ pub enum Event {
     },
     /// The reload could not start (the config is invalid); the current generation stays.
     ReloadAborted,
+    /// The new generation could not be started at all (its zygote failed to import the new
+    /// code): the reload failed before any worker of it existed; the current generation stays.
+    ReloadCannotStart { reason: String },
     /// A spawn asked for by [`Action::Spawn`] succeeded.
     Spawned { id: WorkerId, pid: i32 },
     /// A spawn failed before a process existed (exec failed, fork failed).
@@ -47,6 +51,9 @@ pub enum Event {
         error: String,
         exec_failed: bool,
     },
+    /// A spawn asked for by [`Action::Spawn`] produced no worker, for a reason that counts like
+    /// the worker's own boot failure (the zygote it was to be forked from failed to boot).
+    SpawnAborted { id: WorkerId, failure: Failure },
     /// A worker sent a message.
     Message {
         id: WorkerId,
@@ -90,8 +97,8 @@ impl WorkerSignal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start worker `id` from generation `generation`'s spec; answer with `Spawned` or
-    /// `SpawnFailed`.
+    /// Start worker `id` from generation `generation`'s spec; answer with `Spawned`,
+    /// `SpawnFailed` or `SpawnAborted` (with the zygote, possibly later: once it is ready).
     Spawn { id: WorkerId, generation: u64 },
     /// Signal a worker that has not been reaped yet.
     Signal {

@@ -129,12 +129,16 @@ impl Master {
                 workers_changed,
             } => self.on_reload(generation, *policy, workers_changed, now),
             Event::ReloadAborted => self.on_reload_aborted(&mut out),
+            Event::ReloadCannotStart { reason } => self.on_reload_cannot_start(reason, &mut out),
             Event::Spawned { id, pid } => self.on_spawned(id, pid, &mut out),
             Event::SpawnFailed {
                 id,
                 error,
                 exec_failed,
             } => self.on_spawn_failed(id, error, exec_failed, now, &mut out),
+            Event::SpawnAborted { id, failure } => {
+                self.on_spawn_aborted(id, failure, now, &mut out)
+            }
             Event::Message { id, message } => self.on_message(id, message, now, &mut out),
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
             Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
@@ -388,6 +392,21 @@ impl Master {
         self.start_pending_reload(out);
     }
 
+    /// Like a rollback, but nothing was rolled out: no worker of the new generation exists.
+    fn on_reload_cannot_start(&mut self, reason: String, out: &mut Vec<Action>) {
+        self.loading_config = false;
+        if self.stop.is_some() {
+            return;
+        }
+        error!(
+            generation = self.current,
+            "reload failed: {reason}; the current workers keep serving"
+        );
+        self.stats.reload_failures += 1;
+        out.push(Action::ReloadFailed { reason });
+        self.start_pending_reload(out);
+    }
+
     fn start_pending_reload(&mut self, out: &mut Vec<Action>) {
         if std::mem::take(&mut self.reload_pending) {
             self.on_reload_requested(out);
@@ -570,15 +589,25 @@ impl Master {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(pos) = self.workers.iter().position(|w| w.id == id) else {
-            return;
-        };
-        let w = self.workers.remove(pos);
         let failure = if exec_failed {
             Failure::Exec(error)
         } else {
             Failure::Spawn(error)
         };
+        self.on_spawn_aborted(id, failure, now, out);
+    }
+
+    fn on_spawn_aborted(
+        &mut self,
+        id: WorkerId,
+        failure: Failure,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(pos) = self.workers.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let w = self.workers.remove(pos);
         self.on_boot_failure(&w, failure, now, out);
     }
 

@@ -988,3 +988,5 @@ fn an_upgrade_waits_for_a_quiet_master() {
     h.ev(Event::Stop(StopMode::Graceful));
     assert_eq!(h.m.upgrade_blocker(), Some("the master is stopping"));
 }
+
+mod zygote;

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::config::BindSpec;
+use crate::config::{BindSpec, SpawnMode};
 use crate::sockets::BoundAddr;
 use crate::sys::exec::Identity;
 use crate::worker::WorkerSpec;
@@ -102,6 +102,12 @@ pub struct Spec {
     pub identity: Option<HandedIdentity>,
     pub umask: Option<u32>,
     pub capture_output: bool,
+    /// `spawn = "zygote"` (added with the zygote; absent means exec).
+    #[serde(default)]
+    pub zygote: bool,
+    /// `preload`, with the zygote.
+    #[serde(default)]
+    pub preload: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,6 +261,8 @@ impl From<&WorkerSpec> for Spec {
             }),
             umask: spec.umask,
             capture_output: spec.capture_output,
+            zygote: spec.spawn == SpawnMode::Zygote,
+            preload: spec.preload,
         }
     }
 }
@@ -272,6 +280,12 @@ impl From<Spec> for WorkerSpec {
             }),
             umask: spec.umask,
             capture_output: spec.capture_output,
+            spawn: if spec.zygote {
+                SpawnMode::Zygote
+            } else {
+                SpawnMode::Exec
+            },
+            preload: spec.preload,
         }
     }
 }
@@ -366,6 +380,8 @@ pub(crate) fn sample() -> Handover {
             }),
             umask: Some(0o22),
             capture_output: true,
+            zygote: true,
+            preload: true,
         },
         listeners: vec![
             HandedListener {

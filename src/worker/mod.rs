@@ -1,5 +1,5 @@
-//! Workers: how one is started (the [`Spawner`] seam: exec'd interpreter today, a zygote fork
-//! later), the channel protocol it speaks (docs/protocol.md), the Python runtime it runs, and
+//! Workers: how one is started (the [`Spawner`] seam: an exec'd interpreter, or a fork from
+//! the generation's zygote), the channel protocol it speaks (docs/protocol.md), the Python runtime it runs, and
 //! its captured output.
 
 mod output;
@@ -7,6 +7,7 @@ mod protocol;
 pub mod python;
 mod runtime;
 mod spawner;
+pub mod zygote;
 
 pub use protocol::{BootErrorKind, InFlightRequest, LineBuffer, WorkerMessage};
 pub use runtime::{RuntimeDir, RuntimeError};

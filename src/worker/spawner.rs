@@ -1,6 +1,6 @@
 //! The spawner seam: how a worker process comes to exist. [`ExecSpawner`] forks and execs the
-//! user's interpreter on the runtime; a zygote spawner will fork from a warm Python process
-//! instead. Either way the master gets a pid that is its own child and the master's end of a
+//! user's interpreter on the runtime; with `spawn = "zygote"` it also starts each generation's
+//! zygote and has it fork the workers (`start_zygote`, `fork_from`; see `zygote`). Either way the master gets a pid that is its own child and the master's end of a
 //! fresh channel, and the worker gets the same fds, arguments and environment (docs/protocol.md).
 //!
 //! A worker's stdout and stderr (fds 1 and 2) are, in order of preference: a pipe to the master
@@ -17,7 +17,8 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::output::Captured;
-use crate::config::{Config, User};
+use super::zygote::{Zygote, ZygoteError};
+use crate::config::{Config, SpawnMode, User};
 use crate::logging;
 use crate::sys::exec::{self, ExecError, ExecPlan, Identity};
 
@@ -40,6 +41,8 @@ pub enum SpawnError {
     OutputPipe(#[source] nix::Error),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Zygote(#[from] ZygoteError),
 }
 
 /// What every worker of one generation runs: built once from the config, reused per spawn.
@@ -57,6 +60,10 @@ pub struct WorkerSpec {
     pub umask: Option<u32>,
     /// Whether the worker's stdout and stderr are captured by the master.
     pub capture_output: bool,
+    /// Exec'd, or forked from the generation's zygote.
+    pub spawn: SpawnMode,
+    /// With the zygote: the app is imported before the fork.
+    pub preload: bool,
 }
 
 impl WorkerSpec {
@@ -70,6 +77,8 @@ impl WorkerSpec {
             identity: identity(config, root),
             umask: config.umask,
             capture_output: config.capture_output,
+            spawn: config.spawn,
+            preload: config.preload,
         }
     }
 }
@@ -236,9 +245,12 @@ impl ExecSpawner {
         self.listeners = listeners;
     }
 
+    /// The plan of a worker (`zygote` false) or of a generation's zygote, whose control socket
+    /// takes the channel's place and whose `worker_id` is its generation.
     fn plan(
         &self,
         worker_id: u64,
+        zygote: bool,
         spec: &WorkerSpec,
         channel: RawFd,
         output: Option<RawFd>,
@@ -253,6 +265,12 @@ impl ExecSpawner {
         args.extend(["--channel-fd".into(), channel_target.to_string()]);
         args.extend(["--worker-id".into(), worker_id.to_string()]);
         args.extend(spec.args.iter().cloned());
+        if zygote {
+            args.push("--zygote".into());
+            if spec.preload {
+                args.push("--preload".into());
+            }
+        }
         let mut fds = vec![(self.devnull.as_raw_fd(), 0)];
         fds.extend(
             self.listeners
@@ -286,7 +304,7 @@ impl Spawner for ExecSpawner {
             Some((_, write)) => Some(write.as_raw_fd()),
             None => logging::file_fd(),
         };
-        let plan = self.plan(worker_id, spec, theirs.as_raw_fd(), output)?;
+        let plan = self.plan(worker_id, false, spec, theirs.as_raw_fd(), output)?;
         let pid = exec::spawn(&plan)?;
         drop(theirs);
         set_nonblocking(&ours).map_err(SpawnError::Channel)?;
@@ -299,6 +317,66 @@ impl Spawner for ExecSpawner {
             pid: pid.as_raw(),
             channel: ours,
         })
+    }
+}
+
+impl ExecSpawner {
+    /// Starts generation `generation`'s zygote: fork and exec like a worker, with `--zygote`.
+    /// It writes to the log file or the master's stdout and stderr (never a capture pipe: it
+    /// only logs its start and import errors). `deadline`: killed if not ready by then.
+    pub fn start_zygote(
+        &self,
+        generation: u64,
+        spec: &WorkerSpec,
+        deadline: std::time::Instant,
+    ) -> Result<Zygote, SpawnError> {
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
+            .map_err(SpawnError::Channel)?;
+        let plan = self.plan(
+            generation,
+            true,
+            spec,
+            theirs.as_raw_fd(),
+            logging::file_fd(),
+        )?;
+        let pid = exec::spawn(&plan)?;
+        drop(theirs);
+        set_nonblocking(&ours).map_err(SpawnError::Channel)?;
+        Ok(Zygote::new(generation, pid.as_raw(), ours, deadline))
+    }
+
+    /// Has `zygote` fork worker `worker_id`: a fresh channel and, as for an exec'd worker,
+    /// the capture pipe or the log file as its stdout and stderr. Blocks for at most `timeout`.
+    pub fn fork_from(
+        &mut self,
+        zygote: &mut Zygote,
+        worker_id: u64,
+        spec: &WorkerSpec,
+        timeout: Duration,
+    ) -> Result<Spawned, SpawnError> {
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
+            .map_err(SpawnError::Channel)?;
+        let pipe = match spec.capture_output {
+            true => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::OutputPipe)?),
+            false => None,
+        };
+        // The current log file, not the one the zygote inherited: a reopen (SIGUSR1) since the
+        // zygote started applies to the workers it forks from now on.
+        let output = match &pipe {
+            Some((_, write)) => Some(write.as_raw_fd()),
+            None => logging::file_fd(),
+        };
+        let pid = zygote.fork(worker_id, theirs.as_raw_fd(), output, timeout)?;
+        drop(theirs);
+        set_nonblocking(&ours).map_err(SpawnError::Channel)?;
+        if let Some((read, write)) = pipe {
+            drop(write);
+            set_nonblocking(&read).map_err(SpawnError::OutputPipe)?;
+            self.captured.insert(worker_id, pid, read);
+        }
+        Ok(Spawned { pid, channel: ours })
     }
 }
 
