@@ -123,6 +123,8 @@ fn adopt_and_run(
         ops,
         spawner,
     } = parts;
+    // Kept across the exec; set again in case the old image predates zygotes.
+    let _ = crate::sys::reap::become_child_subreaper();
     let mut sup = Supervisor::new(signals, listeners, ops, spawner, old, config, args, seed);
     let rollout = sup.adopt(handover, next, now);
     let uptime = Duration::from_millis(handover.uptime_ms);

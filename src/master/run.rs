@@ -31,6 +31,7 @@ use crate::systemd::Notifier;
 use crate::worker::{python, ExecSpawner, SpawnError, Spawner, WorkerSpec};
 
 mod upgrade;
+mod zygotes;
 pub(super) use upgrade::workers_setting;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct Supervisor {
     notifier: Notifier,
     /// The in-place upgrade (SIGUSR2), if one is under way.
     upgrade: upgrade::Upgrade,
+    /// The zygotes (`spawn = "zygote"`), one per generation that uses them.
+    zygotes: zygotes::Zygotes,
 }
 
 impl Supervisor {
@@ -88,6 +91,7 @@ impl Supervisor {
             seed,
             notifier,
             upgrade,
+            zygotes: zygotes::Zygotes::default(),
         }
     }
 }
@@ -122,6 +126,7 @@ pub(super) fn run_from(
         let ready = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
         read_at = Instant::now();
         sup.collect(&mut queue);
+        sup.step_zygotes(&master, &mut queue);
         // The state machine sees this wakeup's worker events before operators get a snapshot.
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
             return Ok(code);
@@ -177,6 +182,8 @@ impl Supervisor {
         );
         let output = self.spawner.output_fds();
         fds.extend(output.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        let zygotes = self.zygotes.pollable();
+        fds.extend(zygotes.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         let ops = self.ops.pollable(now);
         let first_ops = fds.len();
         fds.extend(ops.iter().map(|(_, fd, flags)| PollFd::new(*fd, *flags)));
@@ -189,6 +196,7 @@ impl Supervisor {
             deadline,
             self.ops.next_deadline(now),
             self.upgrade.deadline(),
+            self.zygotes.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -255,9 +263,14 @@ impl Supervisor {
         }
         self.spawner.drain_output();
         self.upgrade.drain();
+        // A zygote's boot_error is read before its exit is handled.
+        self.read_zygotes(&mut events);
         for (pid, status) in reap_all() {
             if self.upgrade.reaped(pid, status) {
                 continue; // the new binary's check
+            }
+            if self.zygote_reaped(pid, status, &mut events) {
+                continue;
             }
             // What the worker said before exiting comes before its exit.
             if let Some(id) = self.pids.remove(&pid) {
@@ -287,14 +300,15 @@ impl Supervisor {
     fn apply(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<i32> {
         self.notifier.on_action(&action, self.config.boot_timeout);
         match action {
-            Action::Spawn { id, generation } => queue.push_back(self.spawn(id, generation)),
+            Action::Spawn { id, generation } => queue.extend(self.spawn(id, generation)),
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
             Action::LoadConfig => {
                 let reply = self.load_config();
                 if reply == Event::ReloadAborted {
                     self.notifier.refused();
                 }
-                queue.push_back(reply);
+                // With the zygote, the rollout waits until the new generation's zygote is ready.
+                queue.extend(self.hold_reload(reply));
             }
             Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
             Action::SendToWorker { id, line } => {
@@ -315,20 +329,27 @@ impl Supervisor {
                 self.ops.reload_finished(&outcome);
             }
             Action::Serving => self.check_memory_fit(),
-            Action::Exit(code) => return Some(code),
+            Action::Exit(code) => {
+                self.reap_zygotes();
+                return Some(code);
+            }
         }
         None
     }
 
-    fn spawn(&mut self, id: WorkerId, generation: u64) -> Event {
+    /// Starts worker `id`; the answer, or none yet when it waits for its zygote.
+    fn spawn(&mut self, id: WorkerId, generation: u64) -> Option<Event> {
         let Some(spec) = self.specs.get(&generation) else {
-            return Event::SpawnFailed {
+            return Some(Event::SpawnFailed {
                 id,
                 error: format!("generation {generation} has no spec"),
                 exec_failed: false,
-            };
+            });
         };
-        match self.spawner.spawn(id, spec) {
+        if spec.spawn == crate::config::SpawnMode::Zygote {
+            return self.spawn_forked(id, generation);
+        }
+        Some(match self.spawner.spawn(id, spec) {
             Ok(spawned) => {
                 self.pids.insert(spawned.pid, id);
                 self.channels.insert(id, spawned.channel);
@@ -345,7 +366,7 @@ impl Supervisor {
                     exec_failed,
                 }
             }
-        }
+        })
     }
 
     fn signal(&self, id: WorkerId, pid: i32, signal: WorkerSignal) {
@@ -439,8 +460,10 @@ impl Supervisor {
     }
 
     fn forget_unused(&mut self, master: &Master) {
-        let keep = master.generations_in_use();
+        let mut keep = master.generations_in_use();
+        keep.extend(self.zygotes.reload_generation());
         self.specs.retain(|generation, _| keep.contains(generation));
+        self.stop_unused_zygotes(&keep);
     }
 }
 

@@ -100,6 +100,10 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(errno) = crate::sys::reap::become_child_subreaper() {
+        // Only the zygote needs it (its workers would be reparented to init, out of reach).
+        warn!(error = %errno, "could not become a child subreaper: spawn = \"zygote\" will not work");
+    }
     let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
     let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
     let spec = WorkerSpec::new(&config, python, &env);

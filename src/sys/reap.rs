@@ -37,6 +37,21 @@ impl std::fmt::Display for ExitStatus {
     }
 }
 
+/// Makes the master a child subreaper: an orphan among its descendants is reparented to it,
+/// not to init. Workers forked from a zygote (which double-forks) become the master's own
+/// children this way; with exec'd workers it only means that processes a worker leaves behind
+/// are reaped by the master (quietly, as unknown children). Kept across `execve` (an in-place
+/// upgrade), set again anyway.
+pub fn become_child_subreaper() -> Result<(), Errno> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument; no memory is involved.
+    let done = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// Reaps every child that has ended, returning their pids and statuses. Stops at ECHILD (no
 /// children) or when the remaining children are all alive.
 pub fn reap_all() -> Vec<(i32, ExitStatus)> {

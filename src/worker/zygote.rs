@@ -90,6 +90,10 @@ pub struct Zygote {
     /// What it said before exiting (`boot_error`), for the failure it causes.
     pub boot_error: Option<(BootErrorKind, String)>,
     pub started: Instant,
+    /// Killed for missing its start deadline.
+    pub timed_out: bool,
+    /// Killed for failing a fork request: never asked to fork again.
+    pub failed: bool,
     control: OwnedFd,
     pending: Vec<u8>,
 }
@@ -103,6 +107,8 @@ impl Zygote {
             state: ZygoteState::Starting { deadline },
             boot_error: None,
             started: Instant::now(),
+            timed_out: false,
+            failed: false,
             control,
             pending: Vec::new(),
         }

@@ -1200,9 +1200,9 @@ class BecomeWorker(BaseException):
     """Raised in a freshly forked worker: unwinds the zygote's stack up to zygote_main, which
     then runs the worker's life. Never caught by the zygote's own code."""
 
-    def __init__(self, args, started: float) -> None:
-        super().__init__("become worker %s" % args.worker_id)
-        self.args = args
+    def __init__(self, worker_args, started: float) -> None:
+        super().__init__("become worker %s" % worker_args.worker_id)
+        self.worker_args = worker_args
         self.started = started
 
 
@@ -1220,7 +1220,7 @@ def zygote_main(args) -> int:
     try:
         return _zygote_serve(args, control, master_pid, warm)
     except BecomeWorker as become:
-        return worker_main(become.args, become.started, warm)
+        return worker_main(become.worker_args, become.started, warm)
 
 
 def _zygote_warm_up(args) -> Warm:
@@ -1256,9 +1256,10 @@ def _warm_engine() -> None:
     import asyncio  # noqa: F401
     import importlib
 
+    # Not the WebSocket implementations: which one uvicorn picks depends on its version and what is
+    # installed, and importing a deprecated one warns.
     for name in ("uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl",
-                 "uvicorn.protocols.http.httptools_impl", "uvicorn.protocols.websockets.websockets_impl",
-                 "uvicorn.protocols.websockets.wsproto_impl", "uvicorn.loops.uvloop", "uvloop"):
+                 "uvicorn.protocols.http.httptools_impl", "uvicorn.loops.uvloop", "uvloop"):
         try:
             importlib.import_module(name)
         except Exception:
