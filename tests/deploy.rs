@@ -587,9 +587,12 @@ fn can_unshare_pid() -> Result<(), String> {
 /// A master running as PID 1 of a new pid namespace, under `unshare --fork --kill-child`. Its
 /// log names pids as the namespace sees them, so the harness's pid checks do not apply: the
 /// namespace itself is the no-leftover check (it is empty once its PID 1 is gone).
+/// The log lines so far and how many of the two streams ended, with a wakeup on change.
+type Lines = Arc<(Mutex<(Vec<String>, usize)>, Condvar)>;
+
 struct Pid1 {
     unshare: i32,
-    lines: Arc<(Mutex<(Vec<String>, usize)>, Condvar)>,
+    lines: Lines,
     exited: std::sync::mpsc::Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     _dir: tempfile::TempDir,
@@ -697,10 +700,7 @@ impl Drop for Pid1 {
     }
 }
 
-fn pump(
-    stream: impl std::io::Read + Send + 'static,
-    lines: Arc<(Mutex<(Vec<String>, usize)>, Condvar)>,
-) {
+fn pump(stream: impl std::io::Read + Send + 'static, lines: Lines) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             lines.0.lock().expect("log lock").0.push(line);
