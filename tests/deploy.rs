@@ -587,9 +587,12 @@ fn can_unshare_pid() -> Result<(), String> {
 /// A master running as PID 1 of a new pid namespace, under `unshare --fork --kill-child`. Its
 /// log names pids as the namespace sees them, so the harness's pid checks do not apply: the
 /// namespace itself is the no-leftover check (it is empty once its PID 1 is gone).
+/// The log lines so far and how many of the two streams ended, with a wakeup on change.
+type Lines = Arc<(Mutex<(Vec<String>, usize)>, Condvar)>;
+
 struct Pid1 {
     unshare: i32,
-    lines: Arc<(Mutex<(Vec<String>, usize)>, Condvar)>,
+    lines: Lines,
     exited: std::sync::mpsc::Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     _dir: tempfile::TempDir,
@@ -697,10 +700,7 @@ impl Drop for Pid1 {
     }
 }
 
-fn pump(
-    stream: impl std::io::Read + Send + 'static,
-    lines: Arc<(Mutex<(Vec<String>, usize)>, Condvar)>,
-) {
+fn pump(stream: impl std::io::Read + Send + 'static, lines: Lines) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             lines.0.lock().expect("log lock").0.push(line);
@@ -849,20 +849,28 @@ fn drain_before_stop_keeps_serving_then_stops_gracefully() {
     if admin.is_none() {
         eprintln!("note: no admin listener in this build: /readyz not checked");
     }
-    // Requests keep succeeding through the whole drain.
+    // Requests keep succeeding through the whole drain. A failure is only allowed once the drain
+    // is over (the stop closes the listeners): the master logs that before it closes them, so
+    // the line must come (our copy of the log may lag a little).
+    let over = || !records_with(&h.log.lines(), "drain over").is_empty();
+    let explained = |what: &str, e: std::io::Error| {
+        eprintln!("{what} failed ({e}): only right after the drain ended");
+        h.wait_record_for("drain over", Duration::from_secs(5), |_| true);
+    };
     let mut served = 0;
-    while records_with(&h.log.lines(), "drain over").is_empty() {
-        let answer = get(addr, "/").expect("a request during the drain");
-        assert_eq!(answer.status, 200);
+    while !over() {
+        match get(addr, "/") {
+            Ok(answer) => assert_eq!(answer.status, 200),
+            Err(e) => explained("GET /", e),
+        }
         served += 1;
-        if let Some(admin) = admin {
-            if records_with(&h.log.lines(), "drain over").is_empty() {
-                let ready = get(admin, "/readyz").expect("GET /readyz");
-                assert_eq!(ready.status, 503, "/readyz during the drain");
-            }
+        match admin.map(|admin| get(admin, "/readyz")) {
+            Some(Ok(ready)) => assert_eq!(ready.status, 503, "/readyz during the drain"),
+            Some(Err(e)) => explained("GET /readyz", e),
+            None => {}
         }
     }
-    assert!(served > 0);
+    assert!(served > 1, "requests were served during the drain");
     let stop = h.wait_record("stopping", |_| true);
     let drained = common::record_time(&stop)
         .duration_since(common::record_time(&draining))

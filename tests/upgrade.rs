@@ -320,3 +320,23 @@ fn a_second_upgrade_while_one_is_under_way_is_refused() {
     upgrade(&h, 2);
     assert!(h.finish().success());
 }
+
+#[test]
+fn captured_output_of_adopted_workers_keeps_reaching_the_log() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let h = start(
+        scratch.path(),
+        &["-w", "1", "--capture-output", "asgi_app:app"],
+    );
+    let old = h.wait_serving()[0];
+    upgrade(&h, 1);
+    // The adopted worker is retired after the exec: its last words come through the pipe the
+    // new image took over, prefixed as before.
+    h.wait_line(&format!(
+        "[worker 1 pid {old}] [herdsman worker 1 pid {old}] stopping"
+    ));
+    h.wait_line(&format!(
+        "[worker 1 pid {old}] INFO:     Finished server process [{old}]"
+    ));
+    assert!(h.finish().success());
+}

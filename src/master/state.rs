@@ -701,10 +701,16 @@ impl Master {
             }
             None => {
                 report_crash(&w, status);
-                let quick = w.ready_at.is_some_and(|t| now < t + CRASH_GRACE);
-                // SIGKILL comes from outside (the OOM killer, an operator): replace at once.
-                if quick && !status.is_sigkill() {
-                    self.on_quick_crash(&w, status, now, out);
+                if w.ready_at.is_some_and(|t| now < t + CRASH_GRACE) {
+                    // SIGKILL comes from outside (the OOM killer, an operator): as many as there
+                    // are workers are replaced at once (all killed together, F2); only a run of
+                    // more than that, e.g. a memory limit too small for one worker, backs off.
+                    let tolerated = if status.is_sigkill() {
+                        self.policy.target.max(1)
+                    } else {
+                        1
+                    };
+                    self.on_quick_crash(&w, status, tolerated, now, out);
                 }
             }
         }
@@ -745,13 +751,14 @@ impl Master {
         }
     }
 
-    /// A worker died on its own right after becoming ready. The first such death is replaced
-    /// at once; while they keep coming, replacements back off like failed boots. During a
-    /// reload it is a failed boot of the new generation (which may roll the reload back).
+    /// A worker died right after becoming ready. The first `tolerated` such deaths in a row are
+    /// replaced at once; while they keep coming, replacements back off like failed boots. During
+    /// a reload it is a failed boot of the new generation (which may roll the reload back).
     fn on_quick_crash(
         &mut self,
         w: &Worker,
         status: ExitStatus,
+        tolerated: u32,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -763,8 +770,8 @@ impl Master {
         }
         self.boot_failures += 1;
         self.last_boot_failure = Some(now);
-        if self.boot_failures > 1 {
-            let delay = self.policy.backoff(self.boot_failures - 1);
+        if self.boot_failures > tolerated {
+            let delay = self.policy.backoff(self.boot_failures - tolerated);
             warn!(
                 worker = w.id,
                 retry_in = ?delay,

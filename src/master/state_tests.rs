@@ -663,8 +663,23 @@ fn workers_dying_right_after_ready_back_off_after_the_first() {
         !h.m.is_stopping(),
         "the master keeps serving with the others"
     );
-    // A SIGKILL (out-of-memory killer) is always replaced at once.
-    assert_eq!(spawned(&h.exit(victim, KILLED)).len(), 1);
+}
+
+#[test]
+fn quick_sigkills_are_replaced_at_once_up_to_the_worker_count_then_back_off() {
+    let mut h = started(2);
+    // Both killed together (the OOM killer, F2): both replaced at once.
+    assert_eq!(spawned(&h.exit(1, KILLED)), vec![3]);
+    assert_eq!(spawned(&h.exit(2, KILLED)), vec![4]);
+    h.ready(3);
+    h.ready(4);
+    // A memory limit too small for even one worker: each replacement is killed right away.
+    let actions = h.exit(3, KILLED);
+    assert!(
+        spawned(&actions).is_empty(),
+        "the third quick SIGKILL in a row backs off"
+    );
+    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_secs(1)));
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! If `execve` fails, everything is put back: close-on-exec on the handed-over fds, the memfd
 //! closed, the mask restored. The old image goes on as if nothing happened.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -30,13 +30,14 @@ use super::handover::{Handover, CHECK_VAR, FD_VAR};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deferred;
 
-/// Replaces this process's image with the new binary, handing `handover` over. Returns only if
-/// the exec did not happen: `Ok(Deferred)` when `signal_waiting()` said a signal is waiting
-/// (nothing was changed), `Err` when the exec failed (everything was restored).
+/// Replaces this process's image with the new binary, handing `handover` over, with the
+/// environment `env` (the master's own, byte for byte). Returns only if the exec did not
+/// happen: `Ok(Deferred)` when `signal_waiting()` said a signal is waiting (nothing was
+/// changed), `Err` when the exec failed (everything was restored).
 pub fn exec_in_place(
     binary: &Binary,
     handover: &mut Handover,
-    env: &[(String, String)],
+    env: &[(OsString, OsString)],
     signal_waiting: impl Fn() -> bool,
 ) -> Result<Deferred, UpgradeError> {
     handover.signal_mask = blocked_signals().map_err(UpgradeError::SignalMask)?;
@@ -70,11 +71,12 @@ pub fn exec_in_place(
 
 /// The master's environment for the new image: the upgrade's own variables replaced by the
 /// handover's fd.
-fn exec_env(env: &[(String, String)], memfd: RawFd) -> Vec<CString> {
+fn exec_env(env: &[(OsString, OsString)], memfd: RawFd) -> Vec<CString> {
+    let ours = |k: &OsString| k == FD_VAR || k == CHECK_VAR;
     env.iter()
-        .filter(|(k, _)| k != FD_VAR && k != CHECK_VAR)
-        .map(|(k, v)| format!("{k}={v}"))
-        .chain([format!("{FD_VAR}={memfd}")])
+        .filter(|(k, _)| !ours(k))
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .chain([format!("{FD_VAR}={memfd}").into_bytes()])
         .filter_map(|entry| CString::new(entry).ok())
         .collect()
 }
@@ -242,13 +244,20 @@ mod tests {
 
     #[test]
     fn the_exec_environment_carries_only_the_new_handover_fd() {
+        use std::os::unix::ffi::OsStringExt;
+        let pair = |k: &str, v: &str| (OsString::from(k), OsString::from(v));
         let env = vec![
-            ("PATH".to_string(), "/bin".to_string()),
-            (FD_VAR.to_string(), "3".to_string()),
-            (CHECK_VAR.to_string(), "1".to_string()),
+            pair("PATH", "/bin"),
+            pair(FD_VAR, "3"),
+            pair(CHECK_VAR, "1"),
+            (OsString::from("RAW"), OsString::from_vec(vec![0xff, b'x'])),
         ];
         let envp = exec_env(&env, 42);
-        assert_eq!(envp.len(), 2);
+        assert_eq!(envp.len(), 3);
+        assert_eq!(
+            entry(&envp, "RAW").map(CStr::to_bytes),
+            Some(&b"RAW=\xffx"[..])
+        );
         assert_eq!(entry(&envp, FD_VAR), Some(c"HERDSMAN_UPGRADE_FD=42"));
         assert_eq!(entry(&envp, CHECK_VAR), None);
         assert_eq!(entry(&envp, "PATH"), Some(c"PATH=/bin"));

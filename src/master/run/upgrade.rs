@@ -209,7 +209,8 @@ impl Supervisor {
             "upgrade: handing over to the new binary"
         );
         let signals = &self.signals;
-        match exec_in_place(binary, &mut handover, &env_snapshot(), || signals.pending()) {
+        let env: Vec<_> = std::env::vars_os().collect();
+        match exec_in_place(binary, &mut handover, &env, || signals.pending()) {
             Ok(Deferred) => {
                 debug!("upgrade: a signal came in; handing over at the next quiet moment")
             }
