@@ -60,6 +60,8 @@ pub struct Master {
     ever_ready: bool,
     started: Instant,
     boot_failures: u32,
+    /// SIGKILLs in a row of workers that had only just become ready (see `on_quick_crash`).
+    quick_kills: u32,
     /// When the latest boot failure happened: only a worker started after it can prove that
     /// booting works again.
     last_boot_failure: Option<Instant>,
@@ -105,6 +107,7 @@ impl Master {
             ever_ready: false,
             started: now,
             boot_failures: 0,
+            quick_kills: 0,
             last_boot_failure: None,
             spawn_after: None,
             stop: None,
@@ -681,6 +684,7 @@ impl Master {
             self.ever_ready = true;
             if proven && started_after_failure {
                 self.boot_failures = 0;
+                self.quick_kills = 0;
             }
         }
     }
@@ -705,12 +709,7 @@ impl Master {
                     // SIGKILL comes from outside (the OOM killer, an operator): as many as there
                     // are workers are replaced at once (all killed together, F2); only a run of
                     // more than that, e.g. a memory limit too small for one worker, backs off.
-                    let tolerated = if status.is_sigkill() {
-                        self.policy.target.max(1)
-                    } else {
-                        1
-                    };
-                    self.on_quick_crash(&w, status, tolerated, now, out);
+                    self.on_quick_crash(&w, status, now, out);
                 }
             }
         }
@@ -758,7 +757,6 @@ impl Master {
         &mut self,
         w: &Worker,
         status: ExitStatus,
-        tolerated: u32,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -768,10 +766,17 @@ impl Master {
         if self.stop.is_some() || w.generation != self.current {
             return;
         }
-        self.boot_failures += 1;
+        // Kills from outside are counted apart: they say nothing about whether the app boots.
+        let (count, tolerated) = if status.is_sigkill() {
+            self.quick_kills += 1;
+            (self.quick_kills, self.policy.target.max(1))
+        } else {
+            self.boot_failures += 1;
+            (self.boot_failures, 1)
+        };
         self.last_boot_failure = Some(now);
-        if self.boot_failures > tolerated {
-            let delay = self.policy.backoff(self.boot_failures - tolerated);
+        if count > tolerated {
+            let delay = self.policy.backoff(count - tolerated);
             warn!(
                 worker = w.id,
                 retry_in = ?delay,
