@@ -122,6 +122,32 @@ fn socket_inodes(pid: i32) -> Vec<String> {
 }
 
 #[test]
+fn without_preload_each_worker_imports_the_app_and_captured_output_still_works() {
+    let h = zygote(&["-w", "2", "--capture-output", "asgi_app:app"]).spawn();
+    let pids = sorted(h.wait_serving());
+    assert_masters_children(&h, &pids);
+    let zygote_line = h.wait_line("[herdsman zygote 0");
+    assert!(!zygote_line.contains("preloaded"), "{zygote_line}");
+    // The worker's own output goes through the pipe the master passed with the fork request.
+    h.wait_line(&format!("pid {}] [herdsman worker", pids[0]));
+    signal(pids[0], libc::SIGKILL);
+    let replacement = pid_of(&wait_new_worker(&h, &pids));
+    h.wait_line(&format!("pid {replacement}] [herdsman worker"));
+    assert_eq!(get(h.addr(), "/").expect("request").status, 200);
+    h.finish();
+}
+
+#[test]
+fn a_preloaded_wsgi_app_is_served() {
+    let h = zygote(&["-w", "1", "--preload", "flask_app:app"]).spawn();
+    let pids = h.wait_serving();
+    let served = get(h.addr(), "/").expect("request");
+    assert_eq!(served.status, 200);
+    assert_eq!(served.pid(), pids[0]);
+    h.finish();
+}
+
+#[test]
 fn a_worker_killed_under_load_is_replaced_and_the_others_lose_nothing() {
     let h = zygote(&["-w", "3", "--preload", "asgi_app:app"]).spawn();
     let pids = sorted(h.wait_serving());

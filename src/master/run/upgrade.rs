@@ -193,6 +193,12 @@ impl Supervisor {
             self.upgrade.stage = Stage::Idle;
             return;
         }
+        if self.zygote_spawns_pending() {
+            // Workers waiting for their zygote have no pid to hand over yet: wait for them (the
+            // zygote's answer, or its boot timeout, wakes the loop).
+            debug!("upgrade: waiting for the zygote to fork the workers it owes");
+            return;
+        }
         let mut handover = match self.handover(master, now) {
             Ok(handover) => handover,
             Err(why) => {

@@ -361,6 +361,11 @@ impl Supervisor {
         }
     }
 
+    /// Whether spawns wait for a zygote (their workers have no pid yet).
+    pub(super) fn zygote_spawns_pending(&self) -> bool {
+        !self.zygotes.pending.is_empty()
+    }
+
     /// The master exits: kill and reap every zygote still there, so none is left behind.
     pub(super) fn reap_zygotes(&mut self) {
         for z in self.zygotes.live.drain(..) {
