@@ -28,7 +28,7 @@ use crate::sys::exec::ExecError;
 use crate::sys::reap::reap_all;
 use crate::sys::signals::{Sig, Signals};
 use crate::systemd::Notifier;
-use crate::worker::{python, ExecSpawner, SpawnError, Spawner, WorkerSpec};
+use crate::worker::{python, ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};
 
 mod upgrade;
 mod zygotes;
@@ -350,23 +350,19 @@ impl Supervisor {
             return self.spawn_forked(id, generation);
         }
         Some(match self.spawner.spawn(id, spec) {
-            Ok(spawned) => {
-                self.pids.insert(spawned.pid, id);
-                self.channels.insert(id, spawned.channel);
-                Event::Spawned {
-                    id,
-                    pid: spawned.pid,
-                }
-            }
-            Err(err) => {
-                let exec_failed = matches!(err, SpawnError::Exec(ExecError::Exec { .. }));
-                Event::SpawnFailed {
-                    id,
-                    error: error_chain(&err),
-                    exec_failed,
-                }
-            }
+            Ok(spawned) => self.register(id, spawned),
+            Err(err) => spawn_failed(id, &err),
         })
+    }
+
+    /// Takes charge of a worker that now runs (exec'd or forked): its pid and its channel.
+    pub(super) fn register(&mut self, id: WorkerId, spawned: Spawned) -> Event {
+        self.pids.insert(spawned.pid, id);
+        self.channels.insert(id, spawned.channel);
+        Event::Spawned {
+            id,
+            pid: spawned.pid,
+        }
     }
 
     fn signal(&self, id: WorkerId, pid: i32, signal: WorkerSignal) {
@@ -474,6 +470,15 @@ fn measure_memory(workers: &[(WorkerId, i32)]) -> Event {
         .map(|&(id, pid)| (id, crate::sys::proc::pss_bytes(pid)))
         .collect();
     Event::Memory { samples }
+}
+
+/// The answer to a spawn that did not produce a process.
+pub(super) fn spawn_failed(id: WorkerId, err: &SpawnError) -> Event {
+    Event::SpawnFailed {
+        id,
+        error: error_chain(err),
+        exec_failed: matches!(err, SpawnError::Exec(ExecError::Exec { .. })),
+    }
 }
 
 /// The master's environment as it is now.

@@ -289,34 +289,63 @@ impl ExecSpawner {
     }
 }
 
-impl Spawner for ExecSpawner {
-    fn spawn(&mut self, worker_id: u64, spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
+/// The fds a new worker needs from the master: a fresh channel and, with `capture_output`, a
+/// pipe for its stdout and stderr. Shared by exec'd and zygote-forked workers.
+struct NewWorkerFds {
+    ours: OwnedFd,
+    theirs: OwnedFd,
+    pipe: Option<(OwnedFd, OwnedFd)>,
+}
+
+impl NewWorkerFds {
+    fn new(capture: bool) -> Result<NewWorkerFds, SpawnError> {
         let flags = SockFlag::SOCK_CLOEXEC;
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
             .map_err(SpawnError::Channel)?;
-        let pipe = match spec.capture_output {
+        let pipe = match capture {
             true => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::OutputPipe)?),
             false => None,
         };
-        // Without capture, a log file is the workers' stdout and stderr (else they inherit the
-        // master's). Read now: a reopen changes it for the workers started after it.
-        let output = match &pipe {
+        Ok(NewWorkerFds { ours, theirs, pipe })
+    }
+
+    /// The worker's stdout and stderr: the capture pipe, else the current log file (read now:
+    /// a reopen applies to the workers started after it), else the master's own (`None`).
+    fn output(&self) -> Option<RawFd> {
+        match &self.pipe {
             Some((_, write)) => Some(write.as_raw_fd()),
             None => logging::file_fd(),
-        };
-        let plan = self.plan(worker_id, false, spec, theirs.as_raw_fd(), output)?;
-        let pid = exec::spawn(&plan)?;
-        drop(theirs);
-        set_nonblocking(&ours).map_err(SpawnError::Channel)?;
-        if let Some((read, write)) = pipe {
+        }
+    }
+
+    /// Once worker `worker_id` runs as `pid`: closes the worker's ends, makes ours
+    /// non-blocking, and registers the capture pipe.
+    fn finish(
+        self,
+        captured: &mut Captured,
+        worker_id: u64,
+        pid: i32,
+    ) -> Result<Spawned, SpawnError> {
+        drop(self.theirs);
+        set_nonblocking(&self.ours).map_err(SpawnError::Channel)?;
+        if let Some((read, write)) = self.pipe {
             drop(write);
             set_nonblocking(&read).map_err(SpawnError::OutputPipe)?;
-            self.captured.insert(worker_id, pid.as_raw(), read);
+            captured.insert(worker_id, pid, read);
         }
         Ok(Spawned {
-            pid: pid.as_raw(),
-            channel: ours,
+            pid,
+            channel: self.ours,
         })
+    }
+}
+
+impl Spawner for ExecSpawner {
+    fn spawn(&mut self, worker_id: u64, spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
+        let fds = NewWorkerFds::new(spec.capture_output)?;
+        let plan = self.plan(worker_id, false, spec, fds.theirs.as_raw_fd(), fds.output())?;
+        let pid = exec::spawn(&plan)?;
+        fds.finish(&mut self.captured, worker_id, pid.as_raw())
     }
 }
 
@@ -355,28 +384,11 @@ impl ExecSpawner {
         spec: &WorkerSpec,
         timeout: Duration,
     ) -> Result<Spawned, SpawnError> {
-        let flags = SockFlag::SOCK_CLOEXEC;
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
-            .map_err(SpawnError::Channel)?;
-        let pipe = match spec.capture_output {
-            true => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::OutputPipe)?),
-            false => None,
-        };
         // The current log file, not the one the zygote inherited: a reopen (SIGUSR1) since the
         // zygote started applies to the workers it forks from now on.
-        let output = match &pipe {
-            Some((_, write)) => Some(write.as_raw_fd()),
-            None => logging::file_fd(),
-        };
-        let pid = zygote.fork(worker_id, theirs.as_raw_fd(), output, timeout)?;
-        drop(theirs);
-        set_nonblocking(&ours).map_err(SpawnError::Channel)?;
-        if let Some((read, write)) = pipe {
-            drop(write);
-            set_nonblocking(&read).map_err(SpawnError::OutputPipe)?;
-            self.captured.insert(worker_id, pid, read);
-        }
-        Ok(Spawned { pid, channel: ours })
+        let fds = NewWorkerFds::new(spec.capture_output)?;
+        let pid = zygote.fork(worker_id, fds.theirs.as_raw_fd(), fds.output(), timeout)?;
+        fds.finish(&mut self.captured, worker_id, pid)
     }
 }
 

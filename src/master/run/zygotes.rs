@@ -24,12 +24,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use super::{error_chain, Supervisor};
+use super::{error_chain, spawn_failed, Supervisor};
 use crate::master::event::{Event, WorkerId};
 use crate::master::exits::{describe_boot_failure, Failure};
 use crate::master::state::Master;
 use crate::ops::ReloadOutcome;
-use crate::sys::exec::ExecError;
 use crate::sys::reap::ExitStatus;
 use crate::worker::zygote::{Zygote, ZygoteError, ZygoteMessage, ZygoteState};
 use crate::worker::SpawnError;
@@ -141,12 +140,7 @@ impl Supervisor {
         match self.spawner.fork_from(zygote, id, spec, FORK_TIMEOUT) {
             Ok(spawned) => {
                 self.zygotes.deaths.remove(&generation);
-                self.pids.insert(spawned.pid, id);
-                self.channels.insert(id, spawned.channel);
-                Event::Spawned {
-                    id,
-                    pid: spawned.pid,
-                }
+                self.register(id, spawned)
             }
             Err(err) => {
                 if matches!(err, SpawnError::Zygote(ref e) if !matches!(e, ZygoteError::ForkFailed(_)))
@@ -389,14 +383,6 @@ impl Supervisor {
         }
         self.zygotes.restarts.retain(|g, _| keep.contains(g));
         self.zygotes.deaths.retain(|g, _| keep.contains(g));
-    }
-}
-
-fn spawn_failed(id: WorkerId, err: &SpawnError) -> Event {
-    Event::SpawnFailed {
-        id,
-        error: error_chain(err),
-        exec_failed: matches!(err, SpawnError::Exec(ExecError::Exec { .. })),
     }
 }
 
