@@ -273,31 +273,6 @@ fn hup_with_a_broken_config_is_refused_and_a_later_good_one_applies() {
 
 const APP_MODULE: &str = "recycle_versioned";
 
-/// A raw ASGI app answering every request with its pid and `version`.
-fn versioned_app(version: u32) -> String {
-    format!(
-        r#"import json, os
-
-VERSION = {version}
-
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({{"type": "lifespan.startup.complete"}})
-            elif message["type"] == "lifespan.shutdown":
-                await send({{"type": "lifespan.shutdown.complete"}})
-                return
-    body = json.dumps({{"pid": os.getpid(), "version": VERSION}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
-    await send({{"type": "http.response.body", "body": body}})
-"#
-    )
-}
-
 fn assert_version(h: &Herdsman, version: u32) {
     for value in get_json(h, "/", 6) {
         assert_eq!(value["version"], version, "served {value}");
@@ -310,7 +285,7 @@ fn hup_after_the_app_breaks_at_import_rolls_back_and_a_fixed_app_applies() {
     // already passes --chdir, which can be given once).
     let code = tempfile::tempdir().expect("temp dir");
     let module = format!("{APP_MODULE}.py");
-    write_file(code.path(), &module, &versioned_app(1));
+    write_file(code.path(), &module, &common::versioned_app(1));
     let app = format!("{APP_MODULE}:app");
     let h = Start::new(&["-w", "2", "--startup-attempts", "2", &app])
         .env("PYTHONPATH", code.path().to_str().expect("utf-8 path"))
@@ -358,7 +333,7 @@ fn hup_after_the_app_breaks_at_import_rolls_back_and_a_fixed_app_applies() {
     assert!(old.iter().all(|&p| process_state(p).is_some()));
     assert_version(&h, 1);
 
-    write_file(code.path(), &module, &versioned_app(3));
+    write_file(code.path(), &module, &common::versioned_app(3));
     h.signal(libc::SIGHUP);
     let done = h.wait_record(RELOADED, |_| true);
     assert_eq!(done["generation"], 2, "{done}");

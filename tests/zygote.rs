@@ -169,30 +169,6 @@ fn a_worker_killed_under_load_is_replaced_and_the_others_lose_nothing() {
     h.finish();
 }
 
-fn versioned_app(version: u32) -> String {
-    format!(
-        r#"import json, os
-
-VERSION = {version}
-
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({{"type": "lifespan.startup.complete"}})
-            elif message["type"] == "lifespan.shutdown":
-                await send({{"type": "lifespan.shutdown.complete"}})
-                return
-    body = json.dumps({{"pid": os.getpid(), "version": VERSION}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
-    await send({{"type": "http.response.body", "body": body}})
-"#
-    )
-}
-
 fn served_versions(h: &Herdsman, n: usize) -> Vec<i64> {
     (0..n)
         .map(|_| {
@@ -205,7 +181,11 @@ fn served_versions(h: &Herdsman, n: usize) -> Vec<i64> {
 
 /// The app module lives in the test's own directory, found through PYTHONPATH.
 fn versioned(code: &tempfile::TempDir, args: &[&str]) -> Herdsman {
-    write_file(code.path(), &format!("{APP_MODULE}.py"), &versioned_app(1));
+    write_file(
+        code.path(),
+        &format!("{APP_MODULE}.py"),
+        &common::versioned_app(1),
+    );
     let app = format!("{APP_MODULE}:app");
     let mut all = args.to_vec();
     all.push(&app);
@@ -225,7 +205,11 @@ fn hup_with_preload_serves_the_new_code_without_a_failed_request() {
     let load = Load::start(h.addr(), 2, 2, &["/"]);
     load.wait_for_more(30, WAIT);
 
-    write_file(code.path(), &format!("{APP_MODULE}.py"), &versioned_app(2));
+    write_file(
+        code.path(),
+        &format!("{APP_MODULE}.py"),
+        &common::versioned_app(2),
+    );
     h.signal(libc::SIGHUP);
     let done = h.wait_record(RELOADED, |_| true);
     assert_eq!(done["generation"], 1, "{done}");
@@ -298,7 +282,11 @@ fn new_code_that_does_not_import_leaves_the_old_workers_serving() {
         .any(|l| l.contains("RuntimeError: this deploy broke the import")));
 
     // A fixed deploy then applies.
-    write_file(code.path(), &format!("{APP_MODULE}.py"), &versioned_app(3));
+    write_file(
+        code.path(),
+        &format!("{APP_MODULE}.py"),
+        &common::versioned_app(3),
+    );
     h.signal(libc::SIGHUP);
     h.wait_record(RELOADED, |_| true);
     for &pid in &old {

@@ -599,3 +599,28 @@ pub fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, 
         }
     }
 }
+
+/// A raw ASGI app answering every request with its pid and `version`.
+pub fn versioned_app(version: u32) -> String {
+    format!(
+        r#"import json, os
+
+VERSION = {version}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({{"type": "lifespan.startup.complete"}})
+            elif message["type"] == "lifespan.shutdown":
+                await send({{"type": "lifespan.shutdown.complete"}})
+                return
+    body = json.dumps({{"pid": os.getpid(), "version": VERSION}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
+    await send({{"type": "http.response.body", "body": body}})
+"#
+    )
+}
