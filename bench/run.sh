@@ -8,8 +8,8 @@
 #                                works, writes into a temp dir, asserts nothing about speed
 #
 # Other arguments go to bench/run.py (see `bench/.venv-peers/bin/python bench/run.py --help`).
-# Steps: install wrk with apt-get if it is missing (without apt, or if that fails, a pure-Python
-# load generator stands in and the report says so); build the peers venv bench/.venv-peers from
+# Steps: install wrk and strace with apt-get if missing (without wrk, a pure-Python load
+# generator stands in and the report says so; without strace, idle masters are not profiled); build the peers venv bench/.venv-peers from
 # the pinned bench/requirements.txt (only when the pins or the base Python changed); build herdsman
 # (release; the debug build for --smoke, which the test run has already built); run.
 set -euo pipefail
@@ -22,26 +22,31 @@ for arg in "$@"; do
     [[ "$arg" == "--smoke" ]] && smoke=1
 done
 
-# 1. The load generator.
-loadgen=wrk
-loadgen_note=""
-if ! command -v wrk >/dev/null 2>&1; then
+# 1. The load generator (wrk) and the profiler of idle masters (strace), from Debian's packages.
+missing=()
+for tool in wrk strace; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
     sudo=""
     [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
     if command -v apt-get >/dev/null 2>&1 && { [[ "$(id -u)" == 0 ]] || [[ -n "$sudo" ]]; }; then
-        say "installing wrk (apt-get)"
+        say "installing ${missing[*]} (apt-get)"
         if ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
-                $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1; }; then
-            say "apt-get could not install wrk"
+                $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; then
+            say "apt-get could not install ${missing[*]}"
         fi
     fi
-    if ! command -v wrk >/dev/null 2>&1; then
-        loadgen=python
-        loadgen_note="wrk could not be installed here (no apt-get, not root, or apt failed): the fallback \
-Python load generator was used; it is far weaker than wrk, so its throughput figures are bounded by the client."
-        say "wrk unavailable: using the pure-Python load generator (weaker; the report says so)"
-    fi
 fi
+loadgen=wrk
+loadgen_note=""
+if ! command -v wrk >/dev/null 2>&1; then
+    loadgen=python
+    loadgen_note="wrk could not be installed here (no apt-get, not root, or apt failed): the fallback \
+Python load generator was used; it is far weaker than wrk, so its throughput figures are bounded by the client."
+    say "wrk unavailable: using the pure-Python load generator (weaker; the report says so)"
+fi
+command -v strace >/dev/null 2>&1 || say "strace unavailable: the idle masters will not be profiled"
 
 # 2. The peers venv: one venv for every server, so each runs the same Python and the same uvicorn.
 VENV="bench/.venv-peers"
