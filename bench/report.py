@@ -112,7 +112,9 @@ def plot_replacement(results, path):
         total = rep.get("median_ms")
         spawn = rep.get("new_process_median_ms")
         if total is None:
-            ax.text(1, y, f"not replaced: {(rep.get('error') or '')[:70]}", va="center", fontsize=8)
+            err = rep.get("error") or ""
+            why = "the server exited" if "exited" in err else "no new worker within 15 s" if "no new worker" in err else err[:40]
+            ax.text(1, y, f" not replaced: {why}", va="center", fontsize=8)
             continue
         xmax = max(xmax, total)
         if spawn is not None and spawn <= total:
@@ -156,16 +158,20 @@ def plot_memory(results, path):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for srv in servers:
         by = mem[srv].get("by_workers", {})
-        ns = sorted(int(n) for n, r in by.items() if "master_rss_kib" in r)
+        ns = sorted(int(n) for n, r in by.items() if "master_rss_kib" in r and not r.get("note"))
         if not ns:
             continue
         axes[0].plot(ns, [by[str(n)]["master_rss_kib"] / 1024 for n in ns], "o-", color=COLORS[srv], label=label(srv))
         axes[1].plot(ns, [by[str(n)]["total_pss_kib"] / 1024 for n in ns], "o-", color=COLORS[srv], label=label(srv))
     axes[0].axhline(5, color="k", ls="--", lw=1)
-    axes[0].set_title("master RSS (MiB, idle)")
+    axes[0].set_title("master RSS (MiB, idle; dashed: 5 MiB)")
     axes[1].set_title("total PSS of master + workers (MiB, idle)")
+    counts = sorted({int(n) for srv in servers for n in mem[srv].get("by_workers", {})})
     for ax in axes:
         ax.set_xscale("log", base=2)
+        ax.set_xticks(counts)
+        ax.set_xticklabels([str(c) for c in counts])
+        ax.minorticks_off()
         ax.set_xlabel("workers")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -241,7 +247,7 @@ def targets(results):
     n_rps, n_p99 = noise(results)
     tol_rps = n_rps if n_rps is not None else 0.05
     tol_p99 = n_p99 if n_p99 is not None else 0.10
-    checks = []
+    checks, soft = [], set()
     for app, per in tp.items():
         h = per.get("herdsman", {})
         peers = ["gunicorn", "uvicorn"] if app in ASGI_APPS else ["uvicorn"]
@@ -251,12 +257,24 @@ def targets(results):
             if r_rps is None or r_p99 is None:
                 continue
             ok = r_rps >= 1 - tol_rps and r_p99 <= 1 + tol_p99
-            checks.append((ok, f"{APP_TITLES[app]} vs {label(peer, 'asgi' if app in ASGI_APPS else 'wsgi')}: "
-                                f"throughput {rfmt(r_rps)}, p99 {rfmt(r_p99)}"))
+            text = (f"{APP_TITLES[app]} vs {label(peer, 'asgi' if app in ASGI_APPS else 'wsgi')}: "
+                    f"throughput {rfmt(r_rps)}, p99 {rfmt(r_p99)}")
+            if r_rps < 1 or r_p99 > 1:
+                soft.add(text)
+            checks.append((ok, text))
     if checks:
         missed = [c for ok, c in checks if not ok]
         verdict = "met" if not missed else "missed"
-        detail = ("; ".join(missed) if missed else "; ".join(c for _, c in checks))
+        below = [c for ok, c in checks if ok and c in soft]
+        above = [c for ok, c in checks if ok and c not in soft]
+        parts = []
+        if missed:
+            parts.append("outside the noise: " + "; ".join(missed))
+        if below:
+            parts.append("worse than 1.0 but within the noise: " + "; ".join(below))
+        if above:
+            parts.append("at least 1.0: " + "; ".join(above))
+        detail = ". ".join(p[0].upper() + p[1:] for p in parts)
         detail += (f" (noise: throughput ±{tol_rps:.0%}, p99 ±{tol_p99:.0%}: two standard errors, from the spread "
                    "between the slots)")
         out.append(("Throughput and p99 at least those of gunicorn + UvicornWorker and uvicorn --workers "
@@ -317,6 +335,12 @@ def targets(results):
         ok = max(cpu.values()) < IDLE_CPU_NEAR_ZERO_MS_PER_MIN
         detail = ", ".join(f"{workers(n)}: {v:.1f} ms of CPU per idle minute" for n, v in sorted(cpu.items()))
         detail += f" (near zero: under {IDLE_CPU_NEAR_ZERO_MS_PER_MIN:.0f} ms per minute, 0.1 % of one core)"
+        if len(cpu) > 1:
+            lo, hi = min(cpu), max(cpu)
+            grow = cpu[hi] / cpu[lo] if cpu[lo] else None
+            detail += (f"; from {workers(lo)} to {workers(hi)} it grows {dash(grow, '{:.1f}')}× for {hi / lo:.0f}× the "
+                       f"workers, so it is not independent of the worker count")
+            ok = ok and (grow is None or grow < 2)
         profs = [f"{workers(n)}: {idle_profile(idle[n])}" for n in sorted(idle, key=int)
                  if isinstance(idle[n], dict) and idle_profile(idle[n])]
         if profs:
@@ -378,6 +402,13 @@ def headline(results):
             "{:.1f}", "lower")
         row(f"total PSS, MiB ({workers(ns)})", lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(ns, {}).get("total_pss_kib")),
             "{:.1f}", "lower")
+    allns = sorted({k for s in mem for k in mem[s].get("by_workers", {})}, key=int)
+    if allns and allns[-1] != ns:
+        big = allns[-1]
+        row(f"master RSS, MiB ({workers(big)})",
+            lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(big, {}).get("master_rss_kib")), "{:.1f}", "lower")
+        row(f"total PSS, MiB ({workers(big)})",
+            lambda s: mib(mem.get(s, {}).get("by_workers", {}).get(big, {}).get("total_pss_kib")), "{:.1f}", "lower")
     counts = sorted({k for s in idle for k in idle[s] if isinstance(idle[s], dict)}, key=int) if idle else []
     for c in counts:
         row(f"master CPU per idle minute, ms ({workers(c)})",
@@ -451,6 +482,14 @@ def md_replacement(results):
             kill = str(kl.get("error", "–"))[:120]
         lines.append(f"| {e.get('label', srv)} | {dash(rep.get('median_ms'))} | {rfmt(ratio(rep.get('median_ms'), ref))} | "
                      f"{dash(rep.get('new_process_median_ms'))} | {runs} | {kill} |")
+    lags = []
+    for r in ((life.get("herdsman") or {}).get("replacement") or {}).get("runs", []):
+        boot = (r.get("herdsman_boot_ms") or [None])[0]
+        if boot is not None and r.get("new_process_ms") is not None:
+            lags.append(r["replacement_ms"] - r["new_process_ms"] - boot)
+    if lags:
+        lines.append(f"\nProbing lag, from herdsman's log (kill → new process seen → `worker ready` → first answer): "
+                     f"{', '.join(f'{x:.0f}' for x in lags)} ms (the parts come from two clocks a few ms apart).")
     return "\n".join(lines)
 
 
@@ -499,10 +538,11 @@ def md_memory(results):
                 if "master_rss_kib" not in r:
                     lines.append(f"| {mem[srv].get('label', srv)} | {n} | failed: {str(r.get('error'))[:100]} | | | | | |")
                     continue
-                per_worker = (r["total_pss_kib"] - r["master_pss_kib"]) / 1024 / max(1, r.get("workers_seen") or n)
+                per_worker = ((r["total_pss_kib"] - r["master_pss_kib"]) / 1024 / r["workers_seen"]
+                              if r.get("workers_seen") else None)
                 note = " ²" if r.get("note") else ""
                 lines.append(f"| {mem[srv].get('label', srv)} | {n} | {r['master_rss_kib'] / 1024:.1f}{note} | "
-                             f"{r['total_rss_kib'] / 1024:.0f} | {r['total_pss_kib'] / 1024:.0f} | {per_worker:.1f} | "
+                             f"{r['total_rss_kib'] / 1024:.0f} | {r['total_pss_kib'] / 1024:.0f} | {dash(per_worker, '{:.1f}')} | "
                              f"{r['master_cpu_ms_per_min']:.1f} | {r['processes']} |")
         out.append("\n".join(lines))
     if idle:
@@ -557,15 +597,19 @@ METHOD = """\
   a separate client, and only the ratios are meant to be compared.
 - **Cold boot**: from the `exec` of the server command to its first `200` on `GET /`, polled
   every 5 ms (median of the runs).
-- **Replacement after SIGKILL**: with N workers ready, the other workers are stopped with
-  `SIGSTOP`, one worker gets `SIGKILL`, and fresh connections are opened every 5 ms (each with a
-  0.5 s timeout). The replacement time runs from the `SIGKILL` to the first `200` carrying the pid
-  of a process that did not exist before (the apps answer with their pid): the time until the
-  server has N workers serving again. Stopping the survivors makes sure only the replacement can
-  answer, whatever the kernel's choice of accepting worker; they get `SIGCONT` right after. The
-  grey part of the plot is when the new process first appeared among the master's children
-  (polled every 2 ms). Separately, under steady load (the client below), a worker is SIGKILLed
-  and the failed requests are counted until a new worker has answered.
+- **Replacement after SIGKILL**: with N workers ready, the oldest worker gets `SIGKILL`, and
+  from then on a fresh connection is opened every 2 ms (1 s timeout). The replacement time runs
+  from the `SIGKILL` to the first `200` carrying the pid of a process that did not exist before
+  (the apps answer with their pid): the time until the server has N workers serving again. The
+  surviving workers keep answering the other probes; once the new worker accepts, it gets its
+  share of them within a few probes, so the figure carries a few ms of probing lag (for herdsman,
+  whose log says when each worker became ready, the lag is given under the table). The grey part of
+  the plot is when the new process first appeared among the master's children (polled every
+  2 ms). No worker younger than 6 s is killed (granian stops the whole server when a worker slot
+  dies again within 5.5 s of its respawn: its crash-loop guard). The floor the target compares
+  with, a fresh `python -c 'import APP'`, is timed right before each kill, since the machine's
+  load drifts. Separately, under steady load (the client below), a worker is SIGKILLed twice and
+  the failed requests are counted until a new worker has answered.
 - **Steady load** (kill, reloads): client threads of the harness, each sending `GET /` on a fresh
   connection in a loop (2 ms pause, 10 s timeout); a failed request is anything but a 200:
   refused, reset, timed out, 5xx.
@@ -582,9 +626,9 @@ METHOD = """\
   wakeups (context switches of all its threads). Then, the CPU figures taken, `strace -c -f -p`
   on every idle master for a few seconds gives the profile: which system calls, how many per
   wakeup.
-- **Floor for a restart**: a fresh interpreter that imports the app (`python -c 'import APP'`),
-  median of several runs, is what any exec-based worker must pay; the replacement target is that
-  plus 50 ms.
+- **Floor for a restart**: a fresh interpreter that imports the app (`python -c 'import APP'`)
+  is what any exec-based worker must pay; the replacement target is that plus 50 ms. It is timed
+  right before each kill; the "for scale" figures are medians taken at the start of the run.
 - **Machine noise**: the CPU used on the machine by processes that are not the benchmark's own
   (other users' builds and tests) is measured per phase from `/proc/stat`, in CPUs busy on average.
 """
@@ -764,8 +808,19 @@ def miss_notes(results, missed):
                           f"each worker sends one a second) and made {reads:.0f} `read` calls a second, "
                           f"{failing:.0f} of them failing (EAGAIN): about {reads / wk if wk else 0:.0f} reads per "
                           f"wakeup, i.e. every worker's channel is read on every wakeup, not only the one poll() "
-                          f"reported ready. The cost per second grows with workers × heartbeats, so with the "
-                          f"square of the worker count.")
+                          f"reported ready. The reads per second grow with the square of the worker count "
+                          f"(N wakeups a second, N+1 reads each).")
+                cpu = {int(n): idle[n]["master_cpu_ms_per_min"] for n in idle
+                       if isinstance(idle[n], dict) and "master_cpu_ms_per_min" in idle[n]}
+                if len(cpu) > 1 and cpu[min(cpu)]:
+                    lo, hi = min(cpu), max(cpu)
+                    per_wakeup = [idle[str(n)]["master_cpu_ms_per_min"] / 60 / idle[str(n)]["master_wakeups_per_s"] * 1000
+                                  for n in (lo, hi) if idle[str(n)].get("master_wakeups_per_s")]
+                    detail += (f" The CPU time itself grew {cpu[hi] / cpu[lo]:.1f}× from {workers(lo)} to {workers(hi)}"
+                               + (f", {per_wakeup[0]:.0f} then {per_wakeup[-1]:.0f} µs per wakeup" if len(per_wakeup) == 2 else "")
+                               + ": the fixed cost of each wakeup dominates at these counts, so fewer wakeups "
+                                 "(heartbeats batched, or less frequent when idle) would cut it more than reading "
+                                 "only the ready channels.")
             notes.append("- **Idle CPU.** The master's CPU time grows with the worker count." + detail)
     return "\n".join(notes) + "\n" if notes else ""
 
