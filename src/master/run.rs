@@ -96,6 +96,12 @@ impl Supervisor {
     }
 }
 
+/// What a wakeup found ready.
+struct Woken {
+    ops: Vec<(Token, PollFlags)>,
+    channels: Vec<WorkerId>,
+}
+
 /// Runs the loop until the state machine asks to exit; returns the exit code.
 pub fn run(sup: Supervisor, policy: Policy) -> Result<i32, RunError> {
     let master = Master::new(policy, Instant::now());
@@ -123,15 +129,15 @@ pub(super) fn run_from(
         // A quiet moment (every event handled): the one an in-place upgrade hands over at.
         sup.step_upgrade(&master);
         let watchdog = sup.notifier.next_deadline();
-        let ready = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
+        let woken = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
         read_at = Instant::now();
-        sup.collect(&mut queue);
+        sup.collect(&mut queue, &woken.channels);
         sup.step_zygotes(&master, &mut queue);
         // The state machine sees this wakeup's worker events before operators get a snapshot.
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
             return Ok(code);
         }
-        sup.serve_ops(&ready, &master, &mut queue);
+        sup.serve_ops(&woken.ops, &master, &mut queue);
         queue.push_back(Event::Tick);
     }
 }
@@ -170,7 +176,10 @@ impl Supervisor {
 
     /// Blocks until a signal, a channel message, worker output, an operations socket or the
     /// deadline; returns the operations sockets that are ready.
-    fn wait(&self, deadline: Option<Instant>) -> Result<Vec<(Token, PollFlags)>, RunError> {
+    /// Returns the ready ops sockets and the workers whose channel has something to read (or
+    /// hung up): only those are read, so an idle master's work per wakeup does not grow with the
+    /// number of workers.
+    fn wait(&self, deadline: Option<Instant>) -> Result<Woken, RunError> {
         let now = Instant::now();
         let channels = self.channels.pollable();
         let mut fds = Vec::with_capacity(channels.len() + 1);
@@ -210,17 +219,30 @@ impl Supervisor {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
+        // A poll that ended by its timeout or a signal says nothing about the channels: after a
+        // SIGSTOP it returns with the timeout long expired and no readiness reported although
+        // heartbeats are waiting. Then every channel is read before deadlines are judged.
+        let read_all = match poll(&mut fds, timeout) {
+            Ok(n) => n == 0,
+            Err(Errno::EINTR) => true,
             Err(e) => return Err(RunError::Poll(e)),
-        }
+        };
         let ready = fds[first_ops..]
             .iter()
             .zip(&ops)
             .filter_map(|(fd, (token, _, _))| Some((*token, fd.revents()?)))
             .filter(|(_, revents)| !revents.is_empty())
             .collect();
-        Ok(ready)
+        let channels = fds[1..=channels.len()]
+            .iter()
+            .zip(&channels)
+            .filter(|(fd, _)| read_all || fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, (id, _))| *id)
+            .collect();
+        Ok(Woken {
+            ops: ready,
+            channels,
+        })
     }
 
     /// Serves the operations sockets and queues what they ask of the state machine.
@@ -247,18 +269,12 @@ impl Supervisor {
     }
 
     /// Turns whatever happened into events, in the order the module doc gives.
-    fn collect(&mut self, queue: &mut VecDeque<Event>) {
+    fn collect(&mut self, queue: &mut VecDeque<Event>, readable: &[WorkerId]) {
         let mut events = Vec::new();
         for (sig, count) in self.signals.take() {
             self.on_signal(sig, count, &mut events);
         }
-        let ids: Vec<WorkerId> = self
-            .channels
-            .pollable()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        for id in ids {
+        for &id in readable {
             self.channels.drain(id, &mut events);
         }
         self.spawner.drain_output();
