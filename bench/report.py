@@ -9,8 +9,8 @@ import json
 import statistics
 from pathlib import Path
 
-ORDER = ["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"]
-COLORS = {"herdsman": "#d62728", "gunicorn": "#1f77b4", "uvicorn": "#2ca02c", "granian": "#9467bd",
+ORDER = ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
+COLORS = {"herdsman": "#d62728", "herdsman-zygote": "#ff9896", "gunicorn": "#1f77b4", "uvicorn": "#2ca02c", "granian": "#9467bd",
           "hypercorn": "#8c564b"}
 REF = "gunicorn"
 MASTER_RSS_TARGET_KIB = 5 * 1024
@@ -40,7 +40,7 @@ def ordered(d):
 
 
 def label(server, app_kind="asgi"):
-    return {"herdsman": "herdsman", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
+    return {"herdsman": "herdsman", "herdsman-zygote": "herdsman --spawn zygote --preload", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
             "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
 
 
@@ -291,13 +291,17 @@ def targets(results):
         ok = rl["failed"] == 0 and gs["failed"] == 0 and rl.get("reloads_done") == rl.get("reloads_asked")
         peers = []
         for srv in ordered(life):
-            if srv == "herdsman":
+            if srv.startswith("herdsman"):
                 continue
             prl, pgs = life[srv].get("reloads") or {}, life[srv].get("graceful_stop") or {}
             peers.append(f"{life[srv].get('label', srv)}: {dash(prl.get('failed'))} + {dash(pgs.get('failed'))}")
         detail = (f"herdsman: {rl['failed']} failed of {rl['ok'] + rl['failed']} requests over "
                   f"{rl.get('reloads_done')}/{rl.get('reloads_asked')} reloads, {gs['failed']} of {gs['in_flight']} "
                   f"slow requests at the graceful stop. Peers (reloads + stop): " + "; ".join(peers))
+        z = life.get("herdsman-zygote") or {}
+        zrl, zgs = z.get("reloads") or {}, z.get("graceful_stop") or {}
+        if "failed" in zrl or "failed" in zgs:
+            detail += f". herdsman --spawn zygote --preload: {dash(zrl.get('failed'))} + {dash(zgs.get('failed'))}"
         out.append(("0 failed requests across reloads and a graceful stop", "met" if ok else "missed", detail))
     else:
         out.append(("0 failed requests across reloads and a graceful stop", "not measured",
@@ -413,6 +417,19 @@ def headline(results):
     for c in counts:
         row(f"master CPU per idle minute, ms ({workers(c)})",
             lambda s, c=c: (idle.get(s, {}).get(c) or {}).get("master_cpu_ms_per_min"), "{:.1f}", "lower")
+    z = life.get("herdsman-zygote") or {}
+    zrep = (z.get("replacement") or {}).get("median_ms")
+    gref = (life.get("gunicorn", {}).get("replacement") or {}).get("median_ms")
+    if zrep is not None:
+        zmem = (mem.get("herdsman-zygote") or {}).get("by_workers", {})
+        big = max(zmem, key=int, default=None)
+        zp = (zmem.get(big) or {}).get("total_pss_kib") if big else None
+        gp = ((mem.get("gunicorn") or {}).get("by_workers", {}).get(big) or {}).get("total_pss_kib") if big else None
+        rows.append(f"| with `--spawn zygote --preload`: replacement after SIGKILL, ms | {zrep:.0f} | "
+                    f"{dash(gref)} | {rfmt(ratio(zrep, gref))} | | | lower |")
+        if zp is not None:
+            rows.append(f"| with `--spawn zygote --preload`: total PSS, MiB ({workers(big)}) | {zp / 1024:.1f} | "
+                        f"{dash(mib(gp), '{:.1f}')} | {rfmt(ratio(zp, gp))} | | | lower |")
     head = ["| | herdsman | gunicorn + UvicornWorker¹ | herdsman ÷ gunicorn | uvicorn --workers | "
             "herdsman ÷ uvicorn | better |", "|---|---:|---:|---:|---:|---:|---|"]
     return "\n".join(head + rows)
@@ -578,6 +595,7 @@ METHOD = """\
   - uvicorn: `uvicorn --workers N --host 127.0.0.1 --port PORT --interface asgi3|wsgi --no-access-log APP`;
   - granian: `granian --interface asgi|wsgi --workers N --host 127.0.0.1 --port PORT --no-access-log --respawn-failed-workers APP`
     (respawn is opt-in in granian; without it a killed worker is never replaced);
+  - herdsman with a zygote (all but the throughput runs): the same plus `--spawn zygote --preload`;
   - hypercorn (all but the throughput runs): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
 - **Processes.** Each server is started by the harness in a session of its own and ended by pid
   (SIGTERM, then SIGKILL of every process of its session), with a hard timeout. Its workers are
@@ -742,7 +760,9 @@ def markdown(results, pngs, smoke):
                  f"importing the app {dash(imp.get('python_import_app_ms'))} ms, uvicorn and the app "
                  f"{dash(imp.get('python_import_uvicorn_app_ms'))} ms (fresh interpreters, medians). "
                  "gunicorn forks its already-started master, so it skips the interpreter start that herdsman, "
-                 "uvicorn and hypercorn pay for every new worker.\n")
+                 "uvicorn and hypercorn pay for every new worker (granian's times show it forks too); "
+                 "`herdsman --spawn zygote --preload` forks its workers from a warm interpreter that has "
+                 "imported the app once.\n")
     if pngs.get("bench-replacement.png"):
         s.append("![replacement time after SIGKILL](bench-replacement.png)\n")
     s.append(md_replacement(results) + "\n")
@@ -771,6 +791,41 @@ def _single(results):
     return any(r.get("note") for s in mem.values() for r in s.get("by_workers", {}).values())
 
 
+def idle_note(ph):
+    """The why of herdsman's idle CPU, from the idle minute and the strace -c profile."""
+    idle = (ph.get("idle") or {}).get("herdsman", {})
+    rows = {int(n): e for n, e in idle.items() if isinstance(e, dict) and e.get("master_cpu_ms_per_min") is not None}
+    if not rows:
+        return "Not measured."
+    lo, hi = min(rows), max(rows)
+    text = []
+    for n in sorted(rows):
+        e = rows[n]
+        wk = e.get("master_wakeups_per_s") or 0
+        per_wake = e["master_cpu_ms_per_min"] / 60 / wk * 1000 if wk else None
+        st = e.get("strace") or {}
+        reads = st.get("by_syscall_per_s", {}).get("read")
+        poll_us = (st.get("usecs_per_call") or {}).get("poll")
+        t = (f"at {workers(n)} the idle master woke {wk:.1f} times a second and spent "
+             f"{e['master_cpu_ms_per_min']:.1f} ms of CPU a minute, {dash(per_wake)} µs per wakeup")
+        if reads is not None and wk:
+            t += f"; {reads / wk:.1f} `read` calls per wakeup"
+        if poll_us is not None:
+            t += f", `poll` over its {n + 2} fds {poll_us} µs a call as strace -c reports it"
+        text.append(t)
+    out = "; ".join(text) + ". "
+    out += ("Each worker sends a heartbeat a second, and each heartbeat wakes the master: the wakeups grow "
+            "linearly with the worker count")
+    if hi != lo and rows[lo]["master_cpu_ms_per_min"]:
+        g = rows[hi]["master_cpu_ms_per_min"] / rows[lo]["master_cpu_ms_per_min"]
+        out += (f", and the CPU time grew {g:.1f}× for {hi / lo:.0f}× the workers"
+                + (" (faster than the wakeups: the cost of each wakeup grows too, with the number of fds the "
+                   "loop polls and reads)" if g > 1.2 * hi / lo else ""))
+    out += (". Fewer wakeups when idle (heartbeats batched or spaced out while nothing changes) is what would "
+            "make the idle cost independent of the worker count.")
+    return out
+
+
 def miss_notes(results, missed):
     """A short profile per missed target, from the figures of this run."""
     ph = results["phases"]
@@ -782,9 +837,9 @@ def miss_notes(results, missed):
                 "worker is such an interpreter that also imports uvicorn (with uvloop and httptools) and herdsman's "
                 "runtime, runs the lifespan startup and reports `ready` over its channel; the profile in the table "
                 "above splits the time between the master (fork), the interpreter start and the runtime. gunicorn "
-                "skips the interpreter start and the uvicorn import by forking its already-started master; a "
-                "zygote (forking workers from a warm interpreter, planned in docs/architecture.md) is what would "
-                "close the gap.")
+                "skips the interpreter start and the uvicorn import by forking its already-started master; "
+                "herdsman's `--spawn zygote --preload` does the same from a warm interpreter (see its row in the "
+                "replacement table).")
         elif name.startswith("Throughput"):
             notes.append("- **Throughput and p99.** See the slots column: a ratio outside the noise in one app only "
                          "is more likely drift than a gap; the same sign in every app is a real gap. "
@@ -795,33 +850,7 @@ def miss_notes(results, missed):
         elif name.startswith("Master RSS"):
             notes.append("- **Master RSS.** See the memory table for how it grows with the worker count.")
         elif name.startswith("Master idle"):
-            idle = (ph.get("idle") or {}).get("herdsman", {})
-            big = max((n for n in idle if isinstance(idle[n], dict) and idle[n].get("strace")), key=int, default=None)
-            detail = ""
-            if big is not None:
-                e = idle[big]
-                st = e["strace"]
-                reads = st["by_syscall_per_s"].get("read", 0)
-                failing = st.get("failed_per_s", {}).get("read", 0)
-                wk = e.get("master_wakeups_per_s") or 0
-                detail = (f" At {workers(big)}, the idle master woke {wk:.1f} times a second (one per heartbeat: "
-                          f"each worker sends one a second) and made {reads:.0f} `read` calls a second, "
-                          f"{failing:.0f} of them failing (EAGAIN): about {reads / wk if wk else 0:.0f} reads per "
-                          f"wakeup, i.e. every worker's channel is read on every wakeup, not only the one poll() "
-                          f"reported ready. The reads per second grow with the square of the worker count "
-                          f"(N wakeups a second, N+1 reads each).")
-                cpu = {int(n): idle[n]["master_cpu_ms_per_min"] for n in idle
-                       if isinstance(idle[n], dict) and "master_cpu_ms_per_min" in idle[n]}
-                if len(cpu) > 1 and cpu[min(cpu)]:
-                    lo, hi = min(cpu), max(cpu)
-                    per_wakeup = [idle[str(n)]["master_cpu_ms_per_min"] / 60 / idle[str(n)]["master_wakeups_per_s"] * 1000
-                                  for n in (lo, hi) if idle[str(n)].get("master_wakeups_per_s")]
-                    detail += (f" The CPU time itself grew {cpu[hi] / cpu[lo]:.1f}× from {workers(lo)} to {workers(hi)}"
-                               + (f", {per_wakeup[0]:.0f} then {per_wakeup[-1]:.0f} µs per wakeup" if len(per_wakeup) == 2 else "")
-                               + ": the fixed cost of each wakeup dominates at these counts, so fewer wakeups "
-                                 "(heartbeats batched, or less frequent when idle) would cut it more than reading "
-                                 "only the ready channels.")
-            notes.append("- **Idle CPU.** The master's CPU time grows with the worker count." + detail)
+            notes.append("- **Idle CPU.** " + idle_note(ph))
     return "\n".join(notes) + "\n" if notes else ""
 
 

@@ -56,19 +56,21 @@ APP_TITLES = {
     "wsgi": "plain WSGI",
     "flask": "Flask JSON",
 }
-SERVERS = ["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"]
+# herdsman-zygote: herdsman with `--spawn zygote --preload` (workers forked from a warm Python
+# process that imported the app once); not in the throughput runs (its workers serve like the others).
+SERVERS = ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
 REFERENCE = "gunicorn"  # every ratio is against this row
 
 FULL = dict(
-    servers=["herdsman", "gunicorn", "uvicorn", "granian", "hypercorn"],
+    servers=["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"],
     throughput_servers=["herdsman", "gunicorn", "uvicorn", "granian"],
     apps=["asgi", "fastapi", "wsgi", "flask"],
     lifecycle_app="fastapi",
     workers=2,
     connections=64,
     tp_warmup=1.0,
-    tp_slot=2.0,
-    tp_rounds=5,
+    tp_slot=1.0,
+    tp_rounds=8,
     boot_reps=3,
     import_reps=5,
     kill_reps=3,
@@ -148,9 +150,9 @@ def proc_age(pid):
 MIN_VICTIM_AGE = 6.0
 
 
-def oldest_worker(master):
+def oldest_worker(s):
     """The longest-running worker, once it is at least MIN_VICTIM_AGE old (waits for that)."""
-    pids = worker_pids(master)
+    pids = s.worker_pids()
     if not pids:
         return None
     victim = max(pids, key=proc_age)
@@ -200,13 +202,15 @@ def cmdline(pid):
         return ""
 
 
-def worker_pids(master):
-    """The master's live children, less multiprocessing's resource tracker (uvicorn, hypercorn)."""
+def worker_pids(master, exclude=()):
+    """The master's live children, less multiprocessing's resource tracker (uvicorn, hypercorn)
+    and the pids in exclude (herdsman's zygotes, whose forked workers share their command line)."""
     out = []
     for pid in all_pids():
         st = read_stat(pid)
-        if st and st[1] == master and st[0] != "Z" and "resource_tracker" not in cmdline(pid):
-            out.append(pid)
+        if st and st[1] == master and st[0] != "Z" and pid not in exclude:
+            if "resource_tracker" not in cmdline(pid):
+                out.append(pid)
     return sorted(out)
 
 
@@ -365,6 +369,8 @@ def server_label(server, app):
     kind = APPS[app][1]
     if server == "herdsman":
         return "herdsman"
+    if server == "herdsman-zygote":
+        return "herdsman --spawn zygote --preload"
     if server == "gunicorn":
         return "gunicorn + UvicornWorker" if kind == "asgi" else "gunicorn gthread"
     if server == "uvicorn":
@@ -377,9 +383,10 @@ def server_label(server, app):
 def server_argv(server, app, workers, port, herdsman_bin):
     module, kind, _ = APPS[app]
     n = str(workers)
-    if server == "herdsman":
+    if server in ("herdsman", "herdsman-zygote"):
+        zygote = ["--spawn", "zygote", "--preload"] if server == "herdsman-zygote" else []
         return [str(herdsman_bin), "--python", str(PY), "--chdir", str(APPS_DIR), "-w", n,
-                "-b", f"{HOST}:{port}", "--interface", kind, "--no-access-log", module]
+                "-b", f"{HOST}:{port}", "--interface", kind, "--no-access-log", *zygote, module]
     if server == "gunicorn":
         worker = ["-k", "uvicorn_worker.UvicornWorker"] if kind == "asgi" else ["-k", "gthread", "--threads", "10"]
         return [str(VENV_BIN / "gunicorn"), *worker, "-w", n, "-b", f"{HOST}:{port}", "--no-control-socket", module]
@@ -406,7 +413,7 @@ class Server:
         self.port = free_port()
         self.argv = server_argv(self.server, self.app, self.workers, self.port, self.ctx.herdsman)
         self.log_path = self.ctx.logs / f"{self.tag}.log"
-        self.logf = open(self.log_path, "ab")
+        self.logf = open(self.log_path, "wb")  # tags are unique within a run
         self.logf.write(("$ " + " ".join(self.argv) + "\n").encode())
         self.logf.flush()
         self.t_start = time.monotonic()
@@ -463,7 +470,7 @@ class Server:
             now = self.tree_cpu_ns()
             busy = now - last
             last = now
-            nworkers = len(worker_pids(self.pid))
+            nworkers = len(self.worker_pids())
             if (nworkers >= self.workers or self.single_process()) and busy < 12_000_000:
                 quiet += 1
                 if quiet >= 2:
@@ -472,9 +479,18 @@ class Server:
                 quiet = 0
         raise TimeoutError(f"{self.tag}: not idle with {self.workers} workers within {timeout}s")
 
+    def worker_pids(self):
+        zygotes = set()
+        if self.server == "herdsman-zygote":
+            try:
+                zygotes = {int(x) for x in re.findall(r"zygote_pid=(\d+)", self.log_path.read_text(errors="replace"))}
+            except OSError:
+                pass
+        return worker_pids(self.pid, zygotes)
+
     def single_process(self):
         # uvicorn --workers 1 serves in its only process; so does hypercorn -w 1? (checked live)
-        return self.workers == 1 and not worker_pids(self.pid)
+        return self.workers == 1 and not self.worker_pids()
 
     def stop(self, sig=signal.SIGTERM, timeout=30.0):
         """Signal the master, wait for it, then SIGKILL whatever is left of the session.
@@ -625,6 +641,8 @@ class Ctx:
         self.args, self.cfg = args, cfg
         self.out = Path(args.out)
         self.logs = self.out / "logs"
+        if self.logs.is_dir():  # a previous run's logs would mix with this run's
+            shutil.rmtree(self.logs)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.herdsman = Path(args.herdsman)
         self.env = server_env()
@@ -798,7 +816,7 @@ def replacement_once(s, victim, timeout=15.0):
     accepts gets its share of them within a few probes (they all accept from the same queue, or
     from their own SO_REUSEPORT socket), so the figure includes a few ms of probing lag. Also
     notes when the new process first appeared among the master's children."""
-    before = worker_pids(s.pid)
+    before = s.worker_pids()
     if victim is None or victim not in before:
         raise RuntimeError("no worker process found under the master")
     known = set(before) | {s.pid}
@@ -820,7 +838,7 @@ def replacement_once(s, victim, timeout=15.0):
 
     def watch_children():
         while not done.is_set() and "t_spawn" not in result:
-            for p in worker_pids(s.pid):
+            for p in s.worker_pids():
                 if p not in known:
                     result.setdefault("t_spawn", time.monotonic())
                     break
@@ -839,13 +857,13 @@ def replacement_once(s, victim, timeout=15.0):
     watcher.join(1)
     if "t_answer" not in result:
         s.check_alive()
-        left = len(worker_pids(s.pid))
+        left = len(s.worker_pids())
         raise TimeoutError(f"no new worker answered within {timeout:.0f} s of the SIGKILL "
                            f"(the server still runs, with {left} worker{'s' if left != 1 else ''})")
     out = {"replacement_ms": round((result["t_answer"] - t0) * 1000, 1), "new_pid": result["new_pid"]}
     if "t_spawn" in result:
         out["new_process_ms"] = round((result["t_spawn"] - t0) * 1000, 1)
-    out["workers_after"] = len(worker_pids(s.pid))
+    out["workers_after"] = len(s.worker_pids())
     return out
 
 
@@ -898,17 +916,17 @@ def life_replacement(ctx, server):
         reps = []
         for i in range(cfg["kill_reps"]):
             try:
-                victim = oldest_worker(s.pid)
+                victim = oldest_worker(s)
                 # The floor, measured right before each kill: the machine's load drifts.
                 floor = time_import(ctx, APPS[cfg["lifecycle_app"]][0].split(":")[0])
                 r = replacement_once(s, victim)
                 r["python_import_app_ms"] = floor
             except Exception as e:  # noqa: BLE001
                 r = {"error": exited_note(s, "a worker was SIGKILLed") if not s.alive() else f"{e}"}
-            if server == "herdsman" and "error" not in r:
+            if server.startswith("herdsman") and "error" not in r:
                 time.sleep(0.05)
                 text = s.log_path.read_text(errors="replace")
-                new = [p for p in worker_pids(s.pid) if r.get("new_pid") in (None, p)]
+                new = [p for p in s.worker_pids() if r.get("new_pid") in (None, p)]
                 r["herdsman_boot_ms"] = [herdsman_boot_ms(text, p) for p in new]
                 r["worker_runtime_ms"] = [herdsman_runtime_ms(text, p) for p in new]
             reps.append(r)
@@ -940,14 +958,14 @@ def life_kill_under_load(ctx, server):
         try:
             time.sleep(0.5)
             for _ in range(cfg["kill_load_reps"]):
-                victim = oldest_worker(s.pid)
-                before = set(worker_pids(s.pid))
+                victim = oldest_worker(s)
+                before = set(s.worker_pids())
                 with load.lock:
                     seen = set(load.first_seen)
                 os.kill(victim, signal.SIGKILL)
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and s.alive():
-                    if load.seen_since(seen | before) and len(worker_pids(s.pid)) >= n:
+                    if load.seen_since(seen | before) and len(s.worker_pids()) >= n:
                         break
                     time.sleep(0.01)
                 else:
@@ -977,7 +995,7 @@ def life_reloads(ctx, server):
         try:
             time.sleep(0.5)
             for k in range(cfg["reloads"]):
-                old = set(worker_pids(s.pid))
+                old = set(s.worker_pids())
                 with load.lock:
                     seen = set(load.first_seen)
                 t0 = time.monotonic()
@@ -985,7 +1003,7 @@ def life_reloads(ctx, server):
                 deadline = t0 + 60
                 settled = False
                 while time.monotonic() < deadline and s.alive():
-                    now_workers = set(worker_pids(s.pid))
+                    now_workers = set(s.worker_pids())
                     if not (now_workers & old) and len(now_workers) == n and load.seen_since(seen | old):
                         settled = True
                         break
@@ -1006,7 +1024,7 @@ def life_reloads(ctx, server):
             res["median_reload_s"] = round(statistics.median(durations), 3)
         if notes:
             res["notes"] = notes
-        if server == "herdsman":
+        if server.startswith("herdsman"):
             res["log_reload_complete"] = s.log_path.read_text(errors="replace").count("reload complete")
         log(f"reloads {server}: {res}")
         return res
@@ -1066,7 +1084,7 @@ def memory_one(ctx, server, app, n):
         s.wait_ready(timeout=120)
         pids = session_pids(s.pid)
         res = {
-            "workers_seen": len(worker_pids(s.pid)),
+            "workers_seen": len(s.worker_pids()),
             "processes": len(pids),
             "master_rss_kib": status_kib(s.pid, "VmRSS"),
             "master_pss_kib": pss_kib(s.pid),
@@ -1130,7 +1148,7 @@ def phase_idle(ctx):
                 entry["master_cpu_ms"] = round((ns1 - ns0) / 1e6, 2)
                 entry["master_cpu_ms_per_min"] = round((ns1 - ns0) / 1e6 / (t1 - t0) * 60, 2)
                 entry["master_wakeups_per_s"] = round((w1 - w0) / (t1 - t0), 2)
-                entry["workers_seen"] = len(worker_pids(s.pid))
+                entry["workers_seen"] = len(s.worker_pids())
             else:
                 entry["error"] = "the master exited during the idle window"
             out.setdefault(s.server, {})[str(s.workers)] = entry
@@ -1145,6 +1163,7 @@ def phase_idle(ctx):
 
 
 def parse_strace_c(text):
+    """strace -c's table: % time, seconds, usecs/call, calls, [errors], syscall."""
     calls = {}
     for line in text.splitlines():
         parts = line.split()
@@ -1153,9 +1172,10 @@ def parse_strace_c(text):
         try:
             n = int(parts[3])
             errors = int(parts[4]) if len(parts) == 6 else 0
+            usecs = int(parts[2])
         except ValueError:
             continue
-        calls[parts[-1]] = {"calls": n, "errors": errors}
+        calls[parts[-1]] = {"calls": n, "errors": errors, "usecs_per_call": usecs}
     return calls
 
 
@@ -1191,6 +1211,7 @@ def strace_profiles(ctx, servers, seconds):
             "by_syscall_per_s": {k: round(v["calls"] / took, 1) for k, v in
                                  sorted(calls.items(), key=lambda kv: -kv[1]["calls"])[:8]},
             "failed_per_s": {k: round(v["errors"] / took, 1) for k, v in calls.items() if v["errors"]},
+            "usecs_per_call": {k: v["usecs_per_call"] for k, v in calls.items()},
         }
     return out
 
