@@ -445,19 +445,21 @@ def md_throughput(results):
         ref = per.get(REF, {})
         lines = [f"**{APP_TITLES[app]}** (`bench/apps/{app}_app.py`, `GET "
                  f"{'/items/7' if app in ('fastapi', 'flask') else '/'}`)", "",
-                 "| server | req/s | ÷ gunicorn | p50 ms | p99 ms | p99 ÷ gunicorn | errors | slots: req/s, p99 ms (min–max) |",
-                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+                 "| server | req/s | ÷ gunicorn | p50 ms | p99 ms | p99 ÷ gunicorn | server CPU µs/request | errors | "
+                 "slots: req/s, p99 ms (min–max) |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for srv in ordered(per):
             e = per[srv]
             if e.get("rps") is None:
-                lines.append(f"| {e.get('label', srv)} | failed: {str(e.get('error'))[:120]} | | | | | | |")
+                lines.append(f"| {e.get('label', srv)} | failed: {str(e.get('error'))[:120]} | | | | | | | |")
                 continue
             good = [r for r in e.get("slots", []) if r.get("rps")]
             rounds = (f"{len(good)}: {min(r['rps'] for r in good):.0f}–{max(r['rps'] for r in good):.0f}, "
                       f"{min(r['p99_ms'] for r in good):.1f}–{max(r['p99_ms'] for r in good):.1f}") if good else ""
             lines.append(f"| {e['label']} | {e['rps']:.0f} | {rfmt(ratio(e['rps'], ref.get('rps')))} | "
                          f"{dash(e.get('p50_ms'), '{:.2f}')} | {dash(e.get('p99_ms'), '{:.2f}')} | "
-                         f"{rfmt(ratio(e.get('p99_ms'), ref.get('p99_ms')))} | {e.get('errors', 0)} | {rounds} |")
+                         f"{rfmt(ratio(e.get('p99_ms'), ref.get('p99_ms')))} | "
+                         f"{dash(e.get('server_cpu_us_per_request'), '{:.1f}')} | {e.get('errors', 0)} | {rounds} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
@@ -608,7 +610,9 @@ METHOD = """\
   idle; after a warm-up run against each (figures dropped), `wrk -t1 -cC -d2s --latency` runs
   against one server at a time, in turn, for several rounds, the order rotating each round. Each
   figure is the median over a server's slots (requests per second, p50 and p99 as wrk reports
-  them); the table gives the slots' range. Interleaving short slots spreads the CPU bursts of
+  them); the table gives the slots' range. *Server CPU µs/request* is the CPU time of the whole
+  server (master and workers, from `/proc`) over a slot divided by the requests wrk completed in
+  it: the cost of a request, whatever share of the CPUs wrk took. Interleaving short slots spreads the CPU bursts of
   other users of the machine over every server alike. The tolerance of a ratio ("noise") is two
   standard errors computed from the slots' spread. **wrk runs on the same 2 CPUs as the
   servers**: it takes CPU from the workers, so absolute figures are lower than on a machine with
@@ -791,6 +795,31 @@ def _single(results):
     return any(r.get("note") for s in mem.values() for r in s.get("by_workers", {}).values())
 
 
+def throughput_note(results):
+    """Where herdsman's requests cost more than the same uvicorn's under the peers."""
+    ph = results["phases"]
+    tp = ph.get("throughput") or {}
+    prof = ph.get("profile") or {}
+    parts = []
+    for app, per in tp.items():
+        h, u = per.get("herdsman", {}), per.get("uvicorn", {})
+        hc, uc = h.get("server_cpu_us_per_request"), u.get("server_cpu_us_per_request")
+        if hc and uc:
+            parts.append(f"{APP_TITLES[app]}: herdsman {hc:.1f} µs of server CPU per request, uvicorn --workers "
+                         f"{uc:.1f} µs ({hc - uc:+.1f} µs)")
+    text = ("herdsman's workers run the same uvicorn, uvloop and httptools as uvicorn --workers, so the "
+            "difference is what herdsman adds per request. Measured CPU per request (whole server, median slot): "
+            + "; ".join(parts) + "." if parts else "")
+    if prof.get("wrapper_us") is not None:
+        text += (f" herdsman's worker runtime wraps the app to count requests in flight (for the heartbeats, "
+                 f"the stall report and max-requests): alone, that wrapper costs {prof['wrapper_us']:.2f} µs a "
+                 f"call on this machine (the plain ASGI app itself {prof['app_us']:.2f} µs; "
+                 "bench/wrapper_profile.py).")
+    text += (" A ratio outside the noise in one app only is more likely drift than a gap; the same sign in "
+             "every app and in the CPU per request is a real cost.")
+    return text
+
+
 def idle_note(ph):
     """The why of herdsman's idle CPU, from the idle minute and the strace -c profile."""
     idle = (ph.get("idle") or {}).get("herdsman", {})
@@ -841,9 +870,7 @@ def miss_notes(results, missed):
                 "herdsman's `--spawn zygote --preload` does the same from a warm interpreter (see its row in the "
                 "replacement table).")
         elif name.startswith("Throughput"):
-            notes.append("- **Throughput and p99.** See the slots column: a ratio outside the noise in one app only "
-                         "is more likely drift than a gap; the same sign in every app is a real gap. "
-                         "herdsman's workers run the same uvicorn as the peers, plus a heartbeat task every second.")
+            notes.append("- **Throughput and p99.** " + throughput_note(results))
         elif name.startswith("0 failed"):
             notes.append("- **Failed requests.** The error kinds are in the reloads table (refused: no worker was "
                          "accepting; reset: a worker died with the connection; timeout: no answer in 10 s).")

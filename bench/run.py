@@ -109,7 +109,7 @@ SMOKE = dict(
     idle_counts=[1],
     profile_seconds=1.0,
 )
-PHASES = ["imports", "throughput", "boot", "lifecycle", "memory", "idle"]
+PHASES = ["imports", "profile", "throughput", "boot", "lifecycle", "memory", "idle"]
 
 
 def log(msg):
@@ -702,6 +702,20 @@ def phase_imports(ctx):
     return out
 
 
+@guarded
+def phase_profile(ctx):
+    """The cost of herdsman's per-request accounting in its worker runtime, alone (bench/wrapper_profile.py)."""
+    calls = "20000" if ctx.args.smoke else "200000"
+    out = subprocess.run([str(PY), str(BENCH / "wrapper_profile.py"), "--calls", calls], capture_output=True,
+                         text=True, timeout=120, env=ctx.env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
+    res = json.loads(out.stdout)
+    log(f"profile: herdsman's per-request wrapper costs {res['wrapper_us']} µs a call "
+        f"(the plain ASGI app alone: {res['app_us']} µs)")
+    return res
+
+
 def throughput_app(ctx, app):
     """One app: every server up at once (idle but for the one under load), then short wrk slots
     taken in turn, the order rotating each round. A burst of load from another user of the
@@ -730,7 +744,13 @@ def throughput_app(ctx, app):
                 if not s.alive():
                     slots[srv].append({"error": f"the server exited: {s.log_tail(3)}"})
                     continue
-                slots[srv].append(guarded(ctx.load)(s.port, path, cfg["tp_slot"]))
+                c0 = s.tree_cpu_ns()
+                res = guarded(ctx.load)(s.port, path, cfg["tp_slot"])
+                c1 = s.tree_cpu_ns()
+                if res.get("requests"):
+                    # CPU the whole server (master + workers) spent per request, whoever shared the CPUs.
+                    res["server_cpu_us_per_request"] = round((c1 - c0) / 1000 / res["requests"], 2)
+                slots[srv].append(res)
     finally:
         for s in servers.values():
             s.stop(timeout=10)
@@ -748,7 +768,7 @@ def phase_throughput(ctx):
             entry = {"label": server_label(srv, app), "slots": rs}
             if good:
                 # The median slot: robust to a slot that another user's burst of CPU use hit.
-                for key in ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms"):
+                for key in ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "server_cpu_us_per_request"):
                     vals = [r[key] for r in good if r.get(key) is not None]
                     entry[key] = round(statistics.median(vals), 3) if vals else None
                     if len(vals) > 1:
@@ -1354,7 +1374,7 @@ def main():
     log(f"{results['kind']} run: servers {cfg['servers']}, {cfg['workers']} workers, load generator {ctx.loadgen}, "
         f"results in {ctx.out}")
     busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
-    funcs = {"imports": phase_imports, "throughput": phase_throughput, "boot": phase_boot,
+    funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput, "boot": phase_boot,
              "lifecycle": phase_lifecycle, "memory": phase_memory, "idle": phase_idle}
     try:
         for name in PHASES:
