@@ -44,6 +44,14 @@ def label(server, app_kind="asgi"):
             "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
 
 
+def short_error(err):
+    """An error for a table cell: 'the server exited ... (exit code N)' without the log tail."""
+    err = str(err or "")
+    if "(exit code" in err and "):" in err:
+        return err.split("):")[0] + ")"
+    return err[:140]
+
+
 def workers(n):
     return f"{n} worker" + ("" if str(n) == "1" else "s")
 
@@ -492,11 +500,11 @@ def md_replacement(results):
         kl = e.get("kill_under_load") or {}
         runs = ", ".join(f"{r['replacement_ms']:.0f}" for r in rep.get("runs", []) if "replacement_ms" in r)
         if rep.get("median_ms") is None:
-            runs = "not replaced: " + str(rep.get("error"))[:140]
+            runs = "not replaced: " + short_error(rep.get("error"))
         if "failed" in kl:
             kill = f"{kl['failed']} / {kl['ok'] + kl['failed']}"
             if kl.get("notes"):
-                kill += " (" + "; ".join(kl["notes"])[:120] + ")"
+                kill += " (" + "; ".join(short_error(n) for n in kl["notes"]) + ")"
         else:
             kill = str(kl.get("error", "–"))[:120]
         lines.append(f"| {e.get('label', srv)} | {dash(rep.get('median_ms'))} | {rfmt(ratio(rep.get('median_ms'), ref))} | "
@@ -755,6 +763,8 @@ def markdown(results, pngs, smoke):
         s.append("![throughput and p99 latency](bench-throughput.png)\n")
     s.append(md_throughput(results) or "Not measured in this run.")
     s.append("")
+    if results["phases"].get("throughput"):
+        s.append("**What herdsman adds per request.** " + throughput_note(results) + "\n")
     s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     s.append(md_boot(results) + "\n")
     imp = results["phases"].get("imports") or {}
@@ -766,7 +776,9 @@ def markdown(results, pngs, smoke):
                  "gunicorn forks its already-started master, so it skips the interpreter start that herdsman, "
                  "uvicorn and hypercorn pay for every new worker (granian's times show it forks too); "
                  "`herdsman --spawn zygote --preload` forks its workers from a warm interpreter that has "
-                 "imported the app once.\n")
+                 "imported the app once. gunicorn runs here without `--preload` (its default, and the only way its "
+                 "`SIGHUP` reloads the code), so each new gunicorn worker still imports the app after the fork; "
+                 "herdsman's zygote preloads per generation and still reloads the code on `SIGHUP`.\n")
     if pngs.get("bench-replacement.png"):
         s.append("![replacement time after SIGKILL](bench-replacement.png)\n")
     s.append(md_replacement(results) + "\n")
@@ -808,13 +820,22 @@ def throughput_note(results):
             parts.append(f"{APP_TITLES[app]}: herdsman {hc:.1f} µs of server CPU per request, uvicorn --workers "
                          f"{uc:.1f} µs ({hc - uc:+.1f} µs)")
     text = ("herdsman's workers run the same uvicorn, uvloop and httptools as uvicorn --workers, so the "
-            "difference is what herdsman adds per request. Measured CPU per request (whole server, median slot): "
+            "difference is what herdsman adds per request (for WSGI apps the bridges differ: a2wsgi in herdsman, "
+            "uvicorn's own WSGIMiddleware in uvicorn). Measured CPU per request (whole server, median slot): "
             + "; ".join(parts) + "." if parts else "")
     if prof.get("wrapper_us") is not None:
         text += (f" herdsman's worker runtime wraps the app to count requests in flight (for the heartbeats, "
                  f"the stall report and max-requests): alone, that wrapper costs {prof['wrapper_us']:.2f} µs a "
                  f"call on this machine (the plain ASGI app itself {prof['app_us']:.2f} µs; "
                  "bench/wrapper_profile.py).")
+        a = tp.get("asgi", {})
+        hc = a.get("herdsman", {}).get("server_cpu_us_per_request")
+        uc = a.get("uvicorn", {}).get("server_cpu_us_per_request")
+        if hc and uc and hc - uc > 0.1:
+            share = prof["wrapper_us"] / (hc - uc)
+            text += (f" On the plain ASGI app, where a request costs least and any addition shows most, the "
+                     f"wrapper accounts for about {min(share, 1):.0%} of herdsman's extra {hc - uc:.1f} µs per "
+                     "request" + ("; the rest is not attributed by this benchmark." if share < 0.8 else "."))
     text += (" A ratio outside the noise in one app only is more likely drift than a gap; the same sign in "
              "every app and in the CPU per request is a real cost.")
     return text
@@ -870,14 +891,16 @@ def miss_notes(results, missed):
                 "herdsman's `--spawn zygote --preload` does the same from a warm interpreter (see its row in the "
                 "replacement table).")
         elif name.startswith("Throughput"):
-            notes.append("- **Throughput and p99.** " + throughput_note(results))
+            notes.append("- **Throughput and p99.** See *What herdsman adds per request* under the throughput "
+                         "tables.")
         elif name.startswith("0 failed"):
             notes.append("- **Failed requests.** The error kinds are in the reloads table (refused: no worker was "
                          "accepting; reset: a worker died with the connection; timeout: no answer in 10 s).")
         elif name.startswith("Master RSS"):
             notes.append("- **Master RSS.** See the memory table for how it grows with the worker count.")
         elif name.startswith("Master idle"):
-            notes.append("- **Idle CPU.** " + idle_note(ph))
+            note = idle_note(ph)
+            notes.append("- **Idle CPU.** " + note[0].upper() + note[1:])
     return "\n".join(notes) + "\n" if notes else ""
 
 
