@@ -1,7 +1,7 @@
 """Cost of herdsman's per-request accounting in its worker runtime, measured in isolation.
 
 herdsman's worker runtime wraps the ASGI app handed to uvicorn (`track_in_flight` in
-src/worker/runtime/herdsman_worker.py): per request a dict insert and delete, a clock read and a
+python/herdsman/runtime/inflight.py): per request a dict insert and delete, a clock read and a
 counter, plus one more coroutine frame. This times the bench's plain ASGI app called directly
 on an event loop, with and without that wrapper, and prints JSON: microseconds per call of each
 and the difference. Run with the peers venv's Python (uvloop, like the workers):
@@ -11,22 +11,20 @@ and the difference. Run with the peers venv's Python (uvloop, like the workers):
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ROOT / "src/worker/runtime/herdsman_worker.py"
 sys.path.insert(0, str(ROOT / "bench/apps"))
+sys.path.insert(0, str(ROOT / "python"))
 
 
 def load_runtime():
-    spec = importlib.util.spec_from_file_location("herdsman_worker_bench", RUNTIME)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from herdsman.runtime import inflight
+
+    return inflight
 
 
 async def run(app, calls):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of herdsman on a fresh machine: builds the pinned Python venv the real workers
-# run in (scripts/venv.sh), then every Rust unit and integration test under cargo-nextest (one
-# process per test, each with a hard deadline: .config/nextest.toml). Extra arguments go to nextest.
+# run in (scripts/venv.sh), runs the worker runtime's Python unit tests (pytest, python/tests),
+# then every Rust unit and integration test under cargo-nextest (one process per test, each with a
+# hard deadline: .config/nextest.toml). Extra arguments go to nextest (and skip pytest).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,6 +12,10 @@ export HERDSMAN_TEST_PYTHON="$PWD/.venv/bin/python"
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
+fi
+
+if [[ $# -eq 0 ]]; then
+    "$HERDSMAN_TEST_PYTHON" -m pytest -q -p no:cacheprovider python/tests
 fi
 
 profile=default

@@ -1,21 +1,24 @@
-//! The Python worker runtime, embedded in the binary and written at start into a private
-//! directory (mode 0700, owned by the master, removed when the master exits), so that users need
-//! nothing from herdsman in their Python environment.
+//! The Python worker runtime (the `herdsman` package and its launcher, from `python/`),
+//! embedded in the binary by `build.rs` and written at start into a private directory (mode
+//! 0700, owned by the master, removed when the master exits), so that users need nothing from
+//! herdsman in their Python environment.
 //!
 //! A root master's workers may run as another user (`user`), who must be able to read the
-//! script: then the directory is 0711 and the script 0444 (still owned by root, so nobody else
-//! can change them, and the random directory name cannot be listed), and the directory is made
-//! where every user can reach it: `$XDG_RUNTIME_DIR` or the system temp directory only if all
-//! their ancestors are searchable by everyone, else `/tmp`.
+//! runtime: then the directories are 0755 (Python's importer lists a directory to find a module
+//! in it) and the files 0444, all still owned by root so nobody else can change them, and the
+//! directory is made where every user can reach it: `$XDG_RUNTIME_DIR` or the system temp
+//! directory only if all their ancestors are searchable by everyone, else `/tmp`.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The runtime's source, shipped inside the binary.
-pub const SOURCE: &str = include_str!("runtime/herdsman_worker.py");
-const FILE_NAME: &str = "herdsman_worker.py";
+/// The runtime's files, shipped inside the binary: (path relative to the runtime directory,
+/// contents), sorted by path.
+pub const FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
+/// The launcher the master runs with the app's interpreter.
+const LAUNCHER: &str = "herdsman_worker.py";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -49,17 +52,18 @@ impl RuntimeDir {
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
             false => usable.next().unwrap_or_else(std::env::temp_dir),
         };
-        let (dir_mode, file_mode) = if root { (0o711, 0o444) } else { (0o700, 0o400) };
+        let (dir_mode, file_mode) = if root { (0o755, 0o444) } else { (0o700, 0o400) };
         let dir = tempfile::Builder::new()
             .prefix("herdsman-")
             .permissions(fs::Permissions::from_mode(dir_mode))
             .tempdir_in(parent)
             .map_err(RuntimeError::CreateDir)?;
-        let script = dir.path().join(FILE_NAME);
-        write_readonly(&script, SOURCE, file_mode).map_err(|source| RuntimeError::Write {
-            path: script.clone(),
-            source,
-        })?;
+        for (relative, text) in FILES {
+            let path = dir.path().join(relative);
+            write_file(&path, text, dir_mode, file_mode)
+                .map_err(|source| RuntimeError::Write { path, source })?;
+        }
+        let script = dir.path().join(LAUNCHER);
         Ok(RuntimeDir { dir, script })
     }
 
@@ -72,9 +76,18 @@ impl RuntimeDir {
     }
 }
 
-fn write_readonly(path: &Path, text: &str, mode: u32) -> io::Result<()> {
+/// Writes one runtime file read-only, creating its package directories with `dir_mode`.
+fn write_file(path: &Path, text: &str, dir_mode: u32, file_mode: u32) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode)
+                .create(parent)?;
+        }
+    }
     fs::write(path, text)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    fs::set_permissions(path, fs::Permissions::from_mode(file_mode))
 }
 
 /// Whether every directory from `/` down to `path` lets everyone through (`o+x`).
@@ -84,4 +97,31 @@ fn searchable_by_all(path: &Path) -> bool {
     };
     path.ancestors()
         .all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launcher_and_the_package_are_embedded() {
+        let paths: Vec<&str> = FILES.iter().map(|(path, _)| *path).collect();
+        assert!(paths.contains(&LAUNCHER), "{paths:?}");
+        assert!(paths.contains(&"herdsman/runtime/main.py"), "{paths:?}");
+        assert!(paths
+            .iter()
+            .all(|p| !p.contains("__pycache__") && !p.contains("tests/")));
+    }
+
+    #[test]
+    fn every_file_is_written_read_only_under_its_package() {
+        let runtime = RuntimeDir::create().expect("temp dir is writable");
+        assert!(runtime.script().is_file());
+        for (relative, text) in FILES {
+            let path = runtime.path().join(relative);
+            assert_eq!(fs::read_to_string(&path).expect("written"), *text);
+            let mode = fs::metadata(&path).expect("written").permissions().mode();
+            assert_eq!(mode & 0o222, 0, "{relative} is writable: {mode:o}");
+        }
+    }
 }

@@ -1,0 +1,236 @@
+"""Loading the engine and the app: importing uvicorn and a2wsgi with a clear message when they are
+missing, importing MODULE:ATTR (calling it when it is a factory), and telling ASGI from WSGI. Every
+failure becomes a BootError with the kind the master reports (docs/protocol.md)."""
+
+import functools
+import inspect
+import os
+import sys
+
+from .errors import BootError, StopRequested
+from .log import log
+
+
+def python_description() -> str:
+    return "%s (Python %s)" % (sys.executable or "python", "%d.%d.%d" % sys.version_info[:3])
+
+
+def import_uvicorn():
+    try:
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        if exc.name == "uvicorn":
+            return None, BootError(
+                "dependency",
+                "uvicorn is not installed for %s: run '%s -m pip install uvicorn'"
+                % (python_description(), sys.executable),
+            )
+        return None, BootError(
+            "dependency",
+            "uvicorn is installed for %s but cannot be imported (%s: %s): run '%s -m pip install "
+            "--force-reinstall uvicorn'" % (python_description(), type(exc).__name__, exc, sys.executable),
+        )
+    except Exception as exc:
+        return None, BootError(
+            "dependency",
+            "uvicorn cannot be imported for %s (%s: %s): run '%s -m pip install --force-reinstall uvicorn'"
+            % (python_description(), type(exc).__name__, exc, sys.executable),
+        )
+    return uvicorn, None
+
+
+def import_a2wsgi():
+    try:
+        import a2wsgi
+    except ModuleNotFoundError as exc:
+        if exc.name == "a2wsgi":
+            raise BootError(
+                "dependency",
+                "a2wsgi (needed to serve WSGI apps) is not installed for %s: run '%s -m pip install a2wsgi'"
+                % (python_description(), sys.executable),
+            ) from None
+        raise BootError(
+            "dependency",
+            "a2wsgi cannot be imported for %s (%s: %s): run '%s -m pip install --force-reinstall a2wsgi'"
+            % (python_description(), type(exc).__name__, exc, sys.executable),
+        ) from None
+    return a2wsgi
+
+
+def load_app(spec: str, factory: bool):
+    """Import MODULE:ATTR (ATTR may be dotted), and call it if it is a factory."""
+    import importlib
+
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise BootError("import", "app %r must be given as MODULE:ATTR, e.g. 'main:app'" % spec)
+
+    def failed(what: str) -> BootError:
+        exc = sys.exc_info()[1]
+        # The traceback first, on stderr, under one line that says what failed.
+        log.error("failed to %s app %r (cwd %s):" % (what, spec, os.getcwd()))
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        return BootError(
+            "import",
+            "cannot %s app %r: %s: %s (traceback above)" % (what, spec, type(exc).__name__, exc),
+        )
+
+    try:
+        module = importlib.import_module(module_name)
+    except StopRequested:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            log.error("failed to import app %r: no module %r in %s (sys.path[0]) or on sys.path"
+                      % (spec, module_name, os.getcwd()))
+            raise BootError(
+                "import",
+                "cannot import app %r: no module named %r (working directory %s): check the app name "
+                "and the working directory (chdir)" % (spec, module_name, os.getcwd()),
+            ) from None
+        raise failed("import") from None
+
+    obj = module
+    walked = []
+    for part in attr_path.split("."):
+        walked.append(part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            message = "module %r has no attribute %r" % (module_name, ".".join(walked))
+            log.error("failed to import app %r: %s" % (spec, message))
+            raise BootError("import", "cannot load app %r: %s" % (spec, message)) from None
+        except StopRequested:
+            raise
+        except BaseException:  # a module __getattr__ or a property that raises
+            raise failed("load") from None
+
+    if factory:
+        if not callable(obj):
+            raise BootError("import", "app factory %r is not callable (it is %s)" % (spec, _describe(obj)))
+        try:
+            obj = obj()
+        except StopRequested:
+            raise
+        except BaseException:
+            raise failed("call the factory of") from None
+    return obj
+
+
+def _describe(obj) -> str:
+    text = repr(obj)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return "%s %s" % (type(obj).__name__, text)
+
+
+def _is_coroutine_function(func) -> bool:
+    if func is None:
+        return False
+    if inspect.iscoroutinefunction(func):
+        return True
+    if sys.version_info < (3, 14):
+        # Also recognises callables marked with asyncio's `_is_coroutine` flag (asgiref's
+        # markcoroutinefunction before 3.12), as uvicorn does on these versions.
+        import asyncio
+
+        return asyncio.iscoroutinefunction(func)
+    return False
+
+
+def _binds(sig: inspect.Signature, n: int) -> bool:
+    try:
+        sig.bind(*([None] * n))
+    except TypeError:
+        return False
+    return True
+
+
+def detect_interface(obj):
+    """'asgi', 'wsgi' or None (cannot tell).
+
+    ASGI: the object, or its __call__, is a coroutine function (FastAPI, Starlette, Django's
+    ASGIHandler, raw `async def app(scope, receive, send)`). WSGI: a plain callable that accepts
+    exactly two positional arguments (environ, start_response): Flask, Django's WSGIHandler, plain
+    functions. ASGI2 (class-style) apps are not detected.
+    """
+    target = obj
+    while isinstance(target, functools.partial):
+        target = target.func
+    if _is_coroutine_function(target) or (
+        not inspect.isfunction(target) and _is_coroutine_function(getattr(target, "__call__", None))
+    ):
+        return "asgi"
+    if not callable(obj):
+        return None
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    if _binds(sig, 2) and not _binds(sig, 3):
+        return "wsgi"
+    return None
+
+
+def resolve_interface(obj, requested: str, spec: str) -> str:
+    if not callable(obj):
+        raise BootError(
+            "interface",
+            "app %r is %s, not an ASGI or WSGI application: point the app at the application object "
+            "(or use --factory if the attribute is a function that returns it)" % (spec, _describe(obj)),
+        )
+    if requested in ("asgi", "wsgi"):
+        return requested
+    detected = detect_interface(obj)
+    if detected is None:
+        raise BootError(
+            "interface",
+            "cannot tell whether app %r (%s) is ASGI or WSGI: pass --interface asgi|wsgi, or --factory "
+            "if it is a function that returns the app" % (spec, _describe(obj)),
+        )
+    return detected
+
+
+def shield_from_factory_guess(app):
+    """uvicorn's Config.load() calls the app with no arguments to guess whether it is a factory.
+    A real app called like that raises TypeError at once, but one whose parameters all have
+    defaults would run (or return a coroutine that is never awaited); hide such an app behind a
+    plain three-argument coroutine function."""
+    try:
+        sig = inspect.signature(app)
+    except (TypeError, ValueError):
+        return app
+    if not _binds(sig, 0):
+        return app
+
+    async def asgi_app(scope, receive, send):
+        return await app(scope, receive, send)
+
+    return asgi_app
+
+
+def enter_directory(chdir, runtime_dir: str) -> None:
+    """Change to `chdir` (if given) and put the working directory first on sys.path."""
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise BootError("import", "cannot change to directory %r: %s" % (chdir, exc.strerror))
+    fix_sys_path(runtime_dir)
+
+
+def fix_sys_path(runtime_dir: str) -> None:
+    """The working directory first (as under gunicorn/uvicorn), and not the runtime's directory."""
+    kept = []
+    for entry in sys.path:
+        try:
+            resolved = os.path.realpath(entry or os.curdir)
+        except (OSError, ValueError):
+            resolved = entry
+        if resolved == runtime_dir:
+            continue
+        kept.append(entry)
+    sys.path[:] = [os.getcwd()] + [e for e in kept if e != os.getcwd()]

@@ -1,0 +1,297 @@
+"""The uvicorn engine: uvicorn.Server subclassed to keep the herdsman contract, with WSGI apps
+served through a2wsgi's thread pool.
+
+The subclass reaches into uvicorn's internals in a few places (`servers`, `server_state`,
+a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is used.
+"""
+
+import asyncio
+import logging
+import signal
+import time
+
+from .. import lifecycle
+from ..appload import import_a2wsgi, shield_from_factory_guess
+from ..channel import Channel
+from ..consts import EXIT_OK, FRESH_CONNECTION_LINGER, QUICK_EXIT_BUDGET, WSGI_THREADS
+from ..errors import BootError, StopRequested
+from ..inflight import Completed, StallWatchdog, track_in_flight
+from ..lifecycle import exit_soon
+from ..log import log
+
+
+def graceful_shutdown_timeout(graceful_timeout: float) -> float:
+    """uvicorn's timeout_graceful_shutdown for the master's graceful timeout.
+
+    After SIGTERM uvicorn sleeps 0.1 s, waits up to timeout_graceful_shutdown for requests, cancels
+    the rest, runs lifespan shutdown, and the interpreter then tears down (~0.1-0.2 s measured with
+    uvloop). All of that must fit before the master's SIGKILL, so keep a margin of ~10% of the
+    graceful timeout, at least 0.5 s and at most 1 s, plus uvicorn's 0.1 s sleep."""
+    margin = min(1.0, max(0.5, 0.1 * graceful_timeout)) + 0.1
+    return max(0.1, graceful_timeout - margin)
+
+
+def make_server_class(uvicorn):
+    class QuietCancelFilter(logging.Filter):
+        """While the worker stops, a request cancelled on purpose (quick stop, graceful timeout)
+        makes uvicorn log "Exception in ASGI application" with a CancelledError traceback per
+        request. Drop those; the runtime logs one line with the count instead."""
+
+        def __init__(self, server) -> None:
+            super().__init__()
+            self.server = server
+
+        def filter(self, record) -> bool:
+            exc = record.exc_info[0] if record.exc_info else None
+            return not (
+                self.server.should_exit
+                and exc is not None
+                and issubclass(exc, asyncio.CancelledError)
+                and str(record.msg).startswith("Exception in ASGI application")
+            )
+
+    class HerdsmanServer(uvicorn.Server):
+        """uvicorn.Server plus the herdsman contract: `ready` after startup, heartbeats from the
+        event loop, `stopping`, SIGQUIT and channel end-of-file as quick stops, and no re-raise
+        of the captured signal after serve() returns (uvicorn would kill the process with it)."""
+
+        def __init__(self, config, channel: Channel, interface: str, heartbeat_interval: float,
+                     graceful_timeout: float, app_spec: str, process_started: float,
+                     in_flight: dict, completed: Completed) -> None:
+            super().__init__(config)
+            self.in_flight = in_flight  # filled by track_in_flight around the app
+            self.completed = completed
+            completed.on_threshold = self._send_heartbeat
+            channel.on_message = self._on_master_message
+            self.watchdog = StallWatchdog(channel, heartbeat_interval, in_flight, config.app)
+            self.config_app_spec = app_spec
+            self.process_started = process_started
+            self.channel = channel
+            self.interface = interface
+            self.heartbeat_interval = heartbeat_interval
+            self.graceful_timeout = graceful_timeout
+            self.quick = False
+            self.stop_reason = None
+            self.stop_signame = None
+            self.stop_requested_at = None
+            self.stopping_sent = False
+            self.lifespan_failed = False
+            self.ready_at = None
+            self._heartbeat_task = None
+            self._lifespan_shut_down = False
+
+        # -- stop requests (signal handler context: set flags only, the loop does the rest) --
+
+        def handle_exit(self, sig, frame) -> None:
+            # Replaces uvicorn's handler: it appends to _captured_signals (re-raised after serve,
+            # which would kill the process with that signal) and treats a first SIGINT as graceful.
+            name = signal.Signals(sig).name
+            self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
+
+        def request_stop(self, quick: bool, reason: str, signame=None) -> None:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+                self.stop_signame = signame
+                self.stop_requested_at = time.monotonic()
+            self.should_exit = True
+            if quick and not self.quick:
+                self.quick = True
+                # Makes uvicorn's shutdown stop waiting for connections and tasks at once (also
+                # when a graceful shutdown is already under way: TERM then INT escalates).
+                self.force_exit = True
+
+        def _announce_stop(self) -> None:
+            if self.stopping_sent or self.stop_reason is None:
+                return
+            self.stopping_sent = True
+            what = self.stop_signame or self.stop_reason
+            log.info("stopping (%s): %s" % (what, "quick" if self.quick else "graceful"))
+            # After end-of-file the channel is marked gone and this sends nothing.
+            self.channel.send("stopping", reason=self.stop_reason)
+
+        # -- uvicorn hooks --
+
+        async def startup(self, sockets=None) -> None:
+            loop = asyncio.get_running_loop()
+            self.channel.attach(loop, on_gone=self._on_master_gone)
+            self._guard_lifespan_shutdown()
+            logging.getLogger("uvicorn.error").addFilter(QuietCancelFilter(self))
+            try:
+                await super().startup(sockets=sockets)
+            except SystemExit:
+                # uvicorn 0.54 leaves startup with sys.exit(3) when lifespan startup failed.
+                if getattr(self.lifespan, "should_exit", False):
+                    self.lifespan_failed = True
+                raise
+            if self.started and not self.should_exit:
+                self.ready_at = time.monotonic()
+                self.channel.send("ready", interface=self.interface)
+                log.info("ready: app %r (%s) served on %d listener(s), %.2fs after start"
+                         % (self.config_app_spec, self.interface, len(sockets or ()),
+                            self.ready_at - self.process_started))
+                self._heartbeat_task = loop.create_task(self._heartbeat())
+                self.watchdog.start()
+            self._announce_stop()
+
+        async def on_tick(self, counter: int) -> bool:
+            self._announce_stop()
+            return await super().on_tick(counter)
+
+        async def shutdown(self, sockets=None) -> None:
+            self._announce_stop()
+            # uvicorn's shutdown: close the listeners, close idle connections, wait (up to
+            # timeout_graceful_shutdown, or until force_exit) for requests, cancel what is left,
+            # and run lifespan shutdown unless force_exit. A quick stop, requested now or in the
+            # middle of a graceful one (TERM then INT), runs beside it: force_exit stops uvicorn's
+            # waiting, and the quick-stop task cancels the requests and closes their connections
+            # (on Python >= 3.12 with the asyncio loop, uvicorn's final server.wait_closed() waits
+            # for every connection to close, so without this a quick stop would still drain).
+            quick_stop = asyncio.ensure_future(self._quick_stop_when_requested())
+            try:
+                if not self.quick:
+                    await self._stop_accepting_then_linger(sockets)
+                await super().shutdown(sockets=sockets)
+            finally:
+                if self.quick:
+                    await asyncio.wait([quick_stop], timeout=QUICK_EXIT_BUDGET)
+                if not quick_stop.done():
+                    quick_stop.cancel()
+            # uvicorn skips lifespan shutdown under force_exit; the contract runs it on every stop.
+            await self.lifespan.shutdown()
+            if self.quick:
+                exit_soon(QUICK_EXIT_BUDGET)
+            else:
+                left = self.graceful_timeout - (time.monotonic() - (self.stop_requested_at or 0.0))
+                exit_soon(max(0.5, left - 0.1))
+
+        async def _stop_accepting_then_linger(self, sockets) -> None:
+            # uvicorn's shutdown closes the listeners and, in the same loop iteration, every
+            # connection with no request cycle yet. A connection this worker has just accepted
+            # but whose request bytes the loop has not read yet would be closed unanswered, and
+            # its client (which never reused it, so cannot retry) sees a failed request. Stop
+            # accepting first, then give such fresh connections a brief moment to deliver their
+            # request: once read, it is in flight and uvicorn completes it. Bounded, and skipped
+            # when no connection is waiting.
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            deadline = time.monotonic() + FRESH_CONNECTION_LINGER
+            while time.monotonic() < deadline and not self.quick:
+                fresh = [c for c in self.server_state.connections if getattr(c, "cycle", 0) is None]
+                if not fresh:
+                    return
+                await asyncio.sleep(0.01)
+
+        async def _quick_stop_when_requested(self) -> None:
+            while not self.quick:
+                await asyncio.sleep(0.05)
+            # Let uvicorn's shutdown close the listeners and idle connections first (when the
+            # quick stop was requested before shutdown began, it has not run yet).
+            await asyncio.sleep(0)
+            for connection in list(self.server_state.connections):
+                connection.shutdown()  # idle: closed now; busy: no keep-alive after this response
+            pending = self._cancel_requests()
+            if pending:
+                await asyncio.wait(pending, timeout=0.5)
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None and not transport.is_closing():
+                    transport.abort()
+
+        # -- helpers --
+
+        def _guard_lifespan_shutdown(self) -> None:
+            original = self.lifespan.shutdown
+
+            async def shutdown_once() -> None:
+                if self._lifespan_shut_down:
+                    return
+                self._lifespan_shut_down = True
+                await original()
+
+            self.lifespan.shutdown = shutdown_once
+
+        def _cancel_requests(self):
+            pending = [t for t in self.server_state.tasks if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.info("cancelled %d request(s) in flight" % len(pending))
+            return pending
+
+        def _on_master_gone(self) -> None:
+            self.request_stop(quick=True, reason="master_gone")
+
+        def _send_heartbeat(self) -> None:
+            self.channel.send("heartbeat", requests=self.completed.count, in_flight=len(self.in_flight))
+
+        def _on_master_message(self, message: dict) -> None:
+            if message.get("type") == "report_at":
+                requests = message.get("requests")
+                if isinstance(requests, int) and requests > 0:
+                    self.completed.report_at = requests
+                    if self.completed.count >= requests:
+                        self._send_heartbeat()
+            else:
+                log.debug("channel: ignoring message from master: %r" % (message,))
+
+        async def _heartbeat(self) -> None:
+            tick = self.watchdog.tick
+            try:
+                while True:
+                    await asyncio.sleep(self.heartbeat_interval)
+                    tick()
+                    self._send_heartbeat()
+            finally:
+                # Cancelled as the loop closes: from here on its silence is not a stall.
+                self.watchdog.stop()
+
+    return HerdsmanServer
+
+
+def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
+    if interface == "wsgi":
+        a2wsgi = import_a2wsgi()
+        asgi_app = a2wsgi.WSGIMiddleware(app, workers=WSGI_THREADS)
+    else:
+        asgi_app = shield_from_factory_guess(app)
+    in_flight = {}
+    completed = Completed()
+    asgi_app = track_in_flight(asgi_app, in_flight, completed)
+
+    config = uvicorn.Config(
+        asgi_app,
+        interface="asgi3",  # WSGI apps are wrapped by a2wsgi above
+        lifespan="auto" if interface == "asgi" else "off",
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
+        backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
+    )
+    server_class = make_server_class(uvicorn)
+    server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
+                          args.app, started, in_flight, completed)
+
+    with lifecycle.state.lock:
+        if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
+            raise StopRequested("master_gone" if lifecycle.state.master_gone else "signal", "signal")
+        lifecycle.state.server = server
+        lifecycle.state.phase = "serving"
+
+    try:
+        server.run(sockets=listeners)
+    except SystemExit:
+        if server.lifespan_failed:
+            raise BootError(
+                "lifespan",
+                "lifespan startup of app %r failed (see the log above): fix the app's startup code"
+                % args.app,
+            ) from None
+        raise
+    finally:
+        lifecycle.state.phase = "done"
+        server.watchdog.stop()
+        channel.detach()
+    return EXIT_OK
+

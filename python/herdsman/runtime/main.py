@@ -1,0 +1,57 @@
+"""The worker runtime's command line (docs/protocol.md, "Worker argv"), and its entry point."""
+
+import argparse
+import time
+
+from .consts import LOG_LEVELS
+from .worker import worker_main
+from .zygote import zygote_main
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="herdsman_worker.py",
+        description="herdsman worker runtime (started by the herdsman master; see docs/protocol.md)",
+    )
+    parser.add_argument("--app", required=True, help="MODULE:ATTR")
+    parser.add_argument("--factory", action="store_true")
+    parser.add_argument("--interface", choices=("auto", "asgi", "wsgi"), default="auto")
+    parser.add_argument("--listen-fd", type=int, action="append", required=True, dest="listen_fds")
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
+    parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--chdir")
+    # uvicorn calls listen() again on every socket it serves, with its own backlog (2048 unless
+    # told): without this the last worker to start would decide the backlog, not the master.
+    parser.add_argument("--backlog", type=int, default=2048)
+    # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
+    parser.add_argument("--zygote", action="store_true")
+    parser.add_argument("--preload", action="store_true")
+    return parser.parse_args(argv)
+
+
+
+def main(argv=None, runtime_dir=None) -> int:
+    """Run a worker (or, with --zygote, a zygote). `runtime_dir` is the directory the master
+    extracted the runtime into: it is taken off sys.path before the app is imported."""
+    args = parse_args(argv)
+    if args.zygote:
+        return zygote_main(args, runtime_dir)
+    return worker_main(args, time.monotonic(), None, runtime_dir)

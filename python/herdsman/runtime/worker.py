@@ -1,0 +1,88 @@
+"""One worker's life, from `hello` to its exit code: an exec'd worker, or one forked from the
+zygote (which hands it a Warm with the engine, and with preload the app, already imported)."""
+
+import faulthandler
+import os
+import signal
+import socket
+import sys
+import time
+
+from . import lifecycle
+from .appload import enter_directory, import_uvicorn, load_app, resolve_interface
+from .channel import Channel
+from .consts import EXIT_CODES, EXIT_OK
+from .engines import uvicorn as uvicorn_engine
+from .errors import BootError, StopRequested
+from .log import log
+
+
+class Warm:
+    """What a worker forked from the zygote finds already done: uvicorn imported, the working
+    directory and sys.path set, and with --preload the app imported and its interface known."""
+
+    def __init__(self, uvicorn, app=None, interface=None) -> None:
+        self.uvicorn = uvicorn
+        self.app = app
+        self.interface = interface
+
+
+def worker_main(args, started: float, warm, runtime_dir=None) -> int:
+    """A worker's whole life: an exec'd one (`warm` is None) or one forked from the zygote."""
+    log.configure(args.worker_id, args.log_level)
+
+    lifecycle.install_signal_handlers()
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR2, all_threads=True, chain=False)
+
+    channel = Channel(args.channel_fd)
+    listeners = []
+    try:
+        for fd in args.listen_fds:
+            os.set_inheritable(fd, False)  # the app's subprocesses must not hold the listeners
+            listeners.append(socket.socket(fileno=fd))
+
+        if warm is None:
+            uvicorn, dependency_error = import_uvicorn()
+        else:
+            uvicorn, dependency_error = warm.uvicorn, None
+        channel.send(
+            "hello",
+            pid=os.getpid(),
+            python="%d.%d.%d" % sys.version_info[:3],
+            engine=("uvicorn %s" % uvicorn.__version__) if uvicorn is not None else None,
+        )
+        if channel.gone:
+            log.info("master gone before the app was imported: exiting")
+            return EXIT_OK
+        if dependency_error is not None:
+            raise dependency_error
+        lifecycle.watch_channel_while_booting(args.channel_fd)
+
+        if warm is None:
+            enter_directory(args.chdir, runtime_dir)
+
+        if warm is not None and warm.app is not None:
+            app, interface = warm.app, warm.interface
+        else:
+            app = load_app(args.app, args.factory)
+            interface = resolve_interface(app, args.interface, args.app)
+        log.debug("app %r loaded in %.3fs, interface %s" % (args.app, time.monotonic() - started, interface))
+        return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started)
+
+    except BootError as exc:
+        lifecycle.state.phase = "done"
+        channel.send("boot_error", kind=exc.kind, message=exc.message)
+        # A missing dependency is the same for every worker: the master says it once. Say it
+        # here only if the master did not get the message.
+        if exc.kind != "dependency" or channel.gone:
+            log.error("cannot start: %s" % exc.message)
+        return EXIT_CODES[exc.kind]
+
+    except StopRequested as stop:
+        lifecycle.state.phase = "done"
+        log.info("stopping (%s) before the app was ready" % (stop.signame if stop.reason == "signal" else stop.reason))
+        if stop.reason != "master_gone":
+            channel.send("stopping", reason=stop.reason)
+        return EXIT_OK
+

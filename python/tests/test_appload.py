@@ -1,0 +1,108 @@
+"""Loading the app and telling ASGI from WSGI (herdsman.runtime.appload)."""
+
+import functools
+import os
+import sys
+import textwrap
+
+import pytest
+
+from herdsman.runtime.appload import detect_interface, fix_sys_path, load_app, resolve_interface
+from herdsman.runtime.errors import BootError
+
+
+async def raw_asgi(scope, receive, send):
+    pass
+
+
+def raw_wsgi(environ, start_response):
+    return []
+
+
+class AsgiClass:
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+class WsgiClass:
+    def __call__(self, environ, start_response):
+        return []
+
+
+@pytest.mark.parametrize(
+    "app, expected",
+    [
+        (raw_asgi, "asgi"),
+        (AsgiClass(), "asgi"),
+        (functools.partial(raw_asgi), "asgi"),
+        (raw_wsgi, "wsgi"),
+        (WsgiClass(), "wsgi"),
+        (lambda: None, None),  # no arguments: cannot tell
+        (lambda a, b, c, d: None, None),
+    ],
+)
+def test_detect_interface(app, expected):
+    assert detect_interface(app) == expected
+
+
+def test_resolve_interface_honours_an_explicit_choice_and_refuses_what_is_not_an_app():
+    assert resolve_interface(lambda: None, "wsgi", "m:a") == "wsgi"
+    with pytest.raises(BootError) as info:
+        resolve_interface(42, "auto", "m:a")
+    assert info.value.kind == "interface" and "not an ASGI or WSGI application" in info.value.message
+    with pytest.raises(BootError) as info:
+        resolve_interface(lambda: None, "auto", "m:a")
+    assert "--interface asgi|wsgi" in info.value.message
+
+
+@pytest.fixture
+def app_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [n for n in sys.modules if n.startswith("hm_test_")]:
+        del sys.modules[name]
+
+
+def write(directory, name, text):
+    (directory / name).write_text(textwrap.dedent(text))
+
+
+def test_load_app_walks_dotted_attributes_and_calls_factories(app_dir):
+    write(app_dir, "hm_test_ok.py", """
+        class holder:
+            app = "the app"
+        def make():
+            return "made"
+    """)
+    assert load_app("hm_test_ok:holder.app", False) == "the app"
+    assert load_app("hm_test_ok:make", True) == "made"
+
+
+@pytest.mark.parametrize(
+    "spec, factory, words",
+    [
+        ("nocolon", False, "must be given as MODULE:ATTR"),
+        ("hm_test_missing:app", False, "no module named 'hm_test_missing'"),
+        ("hm_test_attr:nope", False, "has no attribute 'nope'"),
+        ("hm_test_attr:value", True, "is not callable"),
+        ("hm_test_raises:app", False, "ZeroDivisionError"),
+    ],
+)
+def test_load_app_failures_are_import_boot_errors_that_say_why(app_dir, spec, factory, words, capsys):
+    write(app_dir, "hm_test_attr.py", "value = 1\n")
+    write(app_dir, "hm_test_raises.py", "1 / 0\n")
+    with pytest.raises(BootError) as info:
+        load_app(spec, factory)
+    assert info.value.kind == "import"
+    assert words in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_fix_sys_path_puts_the_working_directory_first_and_drops_the_runtime_dir(tmp_path, monkeypatch):
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(runtime), "/usr/lib/python3", str(tmp_path)])
+    fix_sys_path(os.path.realpath(str(runtime)))
+    assert sys.path == [os.getcwd(), "/usr/lib/python3"]
