@@ -39,9 +39,6 @@ DROPPABLE = ("heartbeat", "stalled")
 # teardown (joining a2wsgi threads stuck in a request, atexit hooks) may take before the process
 # leaves with os._exit(0). The master's SIGKILL is the last resort behind this.
 QUICK_EXIT_BUDGET = 1.0
-# How long a graceful stop waits, after it stopped accepting, for connections just accepted to
-# deliver their request (see HerdsmanServer._stop_accepting_then_linger).
-FRESH_CONNECTION_LINGER = 0.25
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}

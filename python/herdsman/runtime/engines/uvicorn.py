@@ -13,7 +13,8 @@ import time
 from .. import lifecycle
 from ..appload import import_a2wsgi, shield_from_factory_guess
 from ..channel import Channel
-from ..consts import EXIT_OK, FRESH_CONNECTION_LINGER, QUICK_EXIT_BUDGET, WSGI_THREADS
+from ..consts import EXIT_OK, QUICK_EXIT_BUDGET, WSGI_THREADS
+from ..drain import TICK, Drain
 from ..errors import BootError, StopRequested
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
@@ -57,8 +58,9 @@ def make_server_class(uvicorn):
 
         def __init__(self, config, channel: Channel, interface: str, heartbeat_interval: float,
                      graceful_timeout: float, app_spec: str, process_started: float,
-                     in_flight: dict, completed: Completed) -> None:
+                     in_flight: dict, completed: Completed, drain: Drain) -> None:
             super().__init__(config)
+            self.drain = drain
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -149,7 +151,7 @@ def make_server_class(uvicorn):
             quick_stop = asyncio.ensure_future(self._quick_stop_when_requested())
             try:
                 if not self.quick:
-                    await self._stop_accepting_then_linger(sockets)
+                    await self._stop_accepting_then_drain(sockets)
                 await super().shutdown(sockets=sockets)
             finally:
                 if self.quick:
@@ -164,24 +166,48 @@ def make_server_class(uvicorn):
                 left = self.graceful_timeout - (time.monotonic() - (self.stop_requested_at or 0.0))
                 exit_soon(max(0.5, left - 0.1))
 
-        async def _stop_accepting_then_linger(self, sockets) -> None:
-            # uvicorn's shutdown closes the listeners and, in the same loop iteration, every
-            # connection with no request cycle yet. A connection this worker has just accepted
-            # but whose request bytes the loop has not read yet would be closed unanswered, and
-            # its client (which never reused it, so cannot retry) sees a failed request. Stop
-            # accepting first, then give such fresh connections a brief moment to deliver their
-            # request: once read, it is in flight and uvicorn completes it. Bounded, and skipped
-            # when no connection is waiting.
+        async def _stop_accepting_then_drain(self, sockets) -> None:
+            # The keep-alive drain (drain.py). uvicorn's own shutdown would close every idle
+            # connection at once, losing a request a client is writing on it: stop accepting,
+            # then close each connection only after a response that said `Connection: close`, or
+            # once it has been idle for the drain's window. uvicorn internals used: `servers`,
+            # `server_state.connections`, an HTTP connection's `cycle` (None before its first
+            # request; `response_started`, `response_complete`, `keep_alive`) and `shutdown()`.
             for server in self.servers:
                 server.close()
             for sock in sockets or []:
                 sock.close()
-            deadline = time.monotonic() + FRESH_CONNECTION_LINGER
-            while time.monotonic() < deadline and not self.quick:
-                fresh = [c for c in self.server_state.connections if getattr(c, "cycle", 0) is None]
-                if not fresh:
-                    return
-                await asyncio.sleep(0.01)
+            drain = self.drain
+            drain.active = True
+            for connection in self._http_connections():
+                cycle = connection.cycle
+                if cycle is not None and not cycle.response_started:
+                    cycle.keep_alive = False  # uvicorn adds `Connection: close` and closes after
+            deadline = self._requests_deadline()
+            while not self.quick:
+                now = time.monotonic()
+                connections = self._http_connections()
+                if not connections or now >= deadline:
+                    break
+                for connection in connections:
+                    cycle = connection.cycle
+                    if cycle is not None and not cycle.response_complete:
+                        drain.busy(connection)
+                    elif drain.idle_expired(connection, cycle, now):
+                        connection.shutdown()  # idle: uvicorn closes it now
+                drain.keep_only(connections)
+                await asyncio.sleep(TICK)
+            # uvicorn's shutdown then waits for what is still running, within what is left.
+            self.config.timeout_graceful_shutdown = max(0.1, deadline - time.monotonic())
+
+        def _http_connections(self):
+            return [c for c in self.server_state.connections if hasattr(c, "cycle")]
+
+        def _requests_deadline(self) -> float:
+            """When requests still running must be given up, so that lifespan shutdown and the
+            exit fit before the master's SIGKILL."""
+            started = self.stop_requested_at or time.monotonic()
+            return started + graceful_shutdown_timeout(self.graceful_timeout)
 
         async def _quick_stop_when_requested(self) -> None:
             while not self.quick:
@@ -258,7 +284,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         asgi_app = shield_from_factory_guess(app)
     in_flight = {}
     completed = Completed()
-    asgi_app = track_in_flight(asgi_app, in_flight, completed)
+    drain = Drain()
+    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain)
 
     config = uvicorn.Config(
         asgi_app,
@@ -271,7 +298,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
-                          args.app, started, in_flight, completed)
+                          args.app, started, in_flight, completed, drain)
 
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check

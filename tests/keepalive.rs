@@ -1,0 +1,216 @@
+//! The keep-alive drain (python/herdsman/runtime/drain.py): a worker that leaves while the server
+//! keeps running closes its keep-alive connections without losing a request a client is sending.
+//! The load's keep-alive clients here count a request that died on a reused connection as
+//! `retried` (the retry most HTTP clients make); wrk and many others do not retry, so every test
+//! asserts that nothing failed *and* nothing had to be retried.
+
+mod common;
+#[path = "common/load.rs"]
+mod load;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{http, message, Herdsman, Start, WAIT};
+use load::{Load, Stats};
+
+const RETIRING: &str = "retiring worker";
+
+/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
+/// during the test must not change it).
+fn installed(dir: &Path) -> PathBuf {
+    let path = dir.join("herdsman");
+    std::fs::copy(common::binary(), &path).expect("copy the binary");
+    path
+}
+
+fn assert_lossless(stats: &Stats, what: &str) {
+    eprintln!("{what}: {stats:?}");
+    assert!(stats.ok > 0, "{what}: no request succeeded");
+    assert_eq!(stats.failed, 0, "{what}: failed: {:?}", stats.errors);
+    assert_eq!(
+        stats.retried, 0,
+        "{what}: {} request(s) died on a reused keep-alive connection (a client that does not \
+         retry, like wrk, counts them as failed)",
+        stats.retried
+    );
+}
+
+fn scale(h: &Herdsman, sig: i32, seen: &mut usize) {
+    h.signal(sig);
+    *seen += 1;
+    h.wait_records("target worker count changed", *seen);
+}
+
+/// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load (and one
+/// fresh-connection client beside it).
+fn replacements_under_keepalive_load(app: &str) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let h = Start::new(&["-w", "2", "--graceful-timeout", "10s", app])
+        .binary(installed(scratch.path()))
+        .spawn();
+    h.wait_serving();
+    let load = Load::start(h.addr(), 1, 6, &["/", "/slow?s=0.01"]);
+    load.wait_for_more(50, WAIT);
+    for i in 1..=10 {
+        h.signal(libc::SIGHUP);
+        h.wait_records("reload complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    for i in 1..=3 {
+        h.signal(libc::SIGUSR2);
+        h.wait_records("upgrade complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    let mut scaled = 0;
+    scale(&h, libc::SIGTTOU, &mut scaled);
+    load.wait_for_more(20, WAIT);
+    scale(&h, libc::SIGTTIN, &mut scaled);
+    h.wait_records("worker ready", 2 + 10 * 2 + 3 * 2 + 1);
+    load.wait_for_more(20, WAIT);
+    let stats = load.stop();
+    assert_lossless(&stats, &format!("{app}: 10 HUP, 3 USR2, TTOU, TTIN"));
+    assert!(h.finish().success());
+}
+
+#[test]
+fn asgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_under_keepalive_load("asgi_app:app");
+}
+
+#[test]
+fn wsgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_under_keepalive_load("wsgi_app:app");
+}
+
+/// max-requests recycling at full keep-alive load: 12 workers recycled in a row.
+fn recycling_under_keepalive_load(app: &str) {
+    let h = Herdsman::start(&[
+        "-w",
+        "2",
+        "--max-requests",
+        "400",
+        "--max-requests-jitter",
+        "100",
+        app,
+    ]);
+    h.wait_serving();
+    let load = Load::start(h.addr(), 0, 8, &["/"]);
+    h.wait_records("recycling worker", 12);
+    let stats = load.stop();
+    assert_lossless(&stats, &format!("{app}: 12 max-requests recyclings"));
+    assert!(h.finish().success());
+}
+
+#[test]
+fn asgi_keepalive_clients_lose_nothing_while_max_requests_recycles() {
+    recycling_under_keepalive_load("asgi_app:app");
+}
+
+#[test]
+fn wsgi_keepalive_clients_lose_nothing_while_max_requests_recycles() {
+    recycling_under_keepalive_load("wsgi_app:app");
+}
+
+/// One request on a kept connection: the status, the `Connection` header (lowercased, empty if
+/// none) and the answering worker's pid.
+fn exchange(reader: &mut BufReader<TcpStream>) -> (u16, String, i32) {
+    reader
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    let (mut length, mut connection) = (0, String::new());
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().expect("length");
+        }
+        if let Some(v) = line.strip_prefix("connection:") {
+            connection = v.trim().to_string();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("body");
+    let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok());
+    (
+        code.unwrap_or(0),
+        connection,
+        value["pid"].as_i64().expect("pid") as i32,
+    )
+}
+
+fn kept_connection(h: &Herdsman) -> BufReader<TcpStream> {
+    BufReader::new(http::connect(h.addr()).expect("connect"))
+}
+
+/// A busy keep-alive client of a retiring worker is told `Connection: close` on a response and
+/// the connection then ends cleanly; an idle one is closed (FIN, not reset) only after the idle
+/// window, and the worker exits after that.
+#[test]
+fn a_retiring_worker_closes_busy_connections_after_a_response_and_idle_ones_after_a_window() {
+    let h = Herdsman::start(&["-w", "1", "--graceful-timeout", "20s", "asgi_app:app"]);
+    let old = h.wait_serving()[0];
+    let mut busy = kept_connection(&h);
+    let mut idle = kept_connection(&h);
+    assert_eq!(exchange(&mut busy), (200, String::new(), old));
+    assert_eq!(exchange(&mut idle), (200, String::new(), old));
+
+    h.signal(libc::SIGHUP);
+    // The busy client keeps sending on its connection until a response says close.
+    let deadline = Instant::now() + WAIT;
+    let last = loop {
+        let (status, connection, pid) = exchange(&mut busy);
+        assert_eq!(status, 200);
+        if connection == "close" {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `Connection: close` in {WAIT:?}"
+        );
+    };
+    assert_eq!(last, old, "the close came from the retiring worker");
+    let retiring = h.wait_record(RETIRING, |r| r["pid"].as_i64() == Some(old as i64));
+    let mut rest = Vec::new();
+    let read = busy
+        .read_to_end(&mut rest)
+        .expect("clean end of the busy connection");
+    assert_eq!((read, rest.len()), (0, 0));
+
+    // The idle connection: open for the idle window, then a clean end of file.
+    let drain_started = Instant::now();
+    idle.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let read = idle
+        .read(&mut [0; 16])
+        .expect("clean end of the idle connection");
+    let waited = drain_started.elapsed();
+    assert_eq!(
+        read, 0,
+        "the idle connection got bytes instead of an end of file"
+    );
+    eprintln!("idle connection closed {waited:?} after the retirement was seen");
+    let exit = h.wait_record("", |r| {
+        r["pid"].as_i64() == Some(old as i64) && r.get("status").is_some()
+    });
+    eprintln!("retiring: {retiring}\nexit: {exit}");
+    assert!(
+        message(&exit).contains("exited"),
+        "the retired worker's exit: {exit}"
+    );
+    assert!(h.finish().success());
+}
