@@ -212,7 +212,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<String>,
 
-    /// Log one line per request [default: on].
+    /// Log one line per request, written by the workers [default: on].
     #[arg(
         long,
         num_args = 0,
@@ -229,6 +229,17 @@ pub struct RunArgs {
         overrides_with = "access_log"
     )]
     pub no_access_log: Option<bool>,
+
+    /// Write the access log to PATH (appending; `-`: standard output), as gunicorn's
+    /// --access-logfile; turns the access log on unless --no-access-log is given
+    /// [default: standard output].
+    #[arg(long = "access-logfile", value_name = "PATH|-")]
+    pub access_log_file: Option<String>,
+
+    /// The access log line, in gunicorn's format (its atoms, e.g. '%(h)s "%(r)s" %(s)s %(M)s'), or
+    /// `json` for one JSON object per line [default: gunicorn's default format].
+    #[arg(long = "access-logformat", value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
 
     /// Capture the workers' stdout and stderr into the master's log, each line prefixed with
     /// `[worker ID pid PID]` [default: off: workers write to the master's stdout/stderr].

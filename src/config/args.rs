@@ -59,7 +59,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 29] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 31] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -86,6 +86,8 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 29] {
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
         (Key::LogFile, &args.log_file),
+        (Key::AccessLogFile, &args.access_log_file),
+        (Key::AccessLogFormat, &args.access_log_format),
         (Key::Pidfile, &args.pidfile),
         (Key::User, &args.user),
         (Key::Group, &args.group),

@@ -38,6 +38,8 @@ pub enum Key {
     LogFormat,
     LogFile,
     AccessLog,
+    AccessLogFile,
+    AccessLogFormat,
     CaptureOutput,
     Pidfile,
     User,
@@ -50,7 +52,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 35] = [
+    pub const ALL: [Key; 37] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -78,6 +80,8 @@ impl Key {
         Key::LogFormat,
         Key::LogFile,
         Key::AccessLog,
+        Key::AccessLogFile,
+        Key::AccessLogFormat,
         Key::CaptureOutput,
         Key::Pidfile,
         Key::User,
@@ -118,6 +122,8 @@ impl Key {
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",
             Key::AccessLog => "access_log",
+            Key::AccessLogFile => "access_log_file",
+            Key::AccessLogFormat => "access_log_format",
             Key::CaptureOutput => "capture_output",
             Key::Pidfile => "pidfile",
             Key::User => "user",
@@ -139,6 +145,9 @@ impl Key {
         match self {
             Key::App => "APP".to_string(),
             Key::AccessLog => "--access-log/--no-access-log".to_string(),
+            // gunicorn's flags.
+            Key::AccessLogFile => "--access-logfile".to_string(),
+            Key::AccessLogFormat => "--access-logformat".to_string(),
             Key::Factory => "--factory/--no-factory".to_string(),
             Key::Preload => "--preload/--no-preload".to_string(),
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),

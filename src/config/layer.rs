@@ -124,6 +124,8 @@ layer! {
     log_format => LogFormat,
     log_file => LogFile,
     access_log => AccessLog,
+    access_log_file => AccessLogFile,
+    access_log_format => AccessLogFormat,
     capture_output => CaptureOutput,
     pidfile => Pidfile,
     user => User,

@@ -10,6 +10,7 @@
 //!   `load`.
 //! - [`ConfigErrors`] / [`ConfigError`]: every problem, with origin, key and fix.
 
+mod access_format;
 mod account;
 mod app;
 mod args;

@@ -55,6 +55,9 @@ fn render_rest(config: &Config, out: &mut String) {
     line("log_format", quote(config.log_format.as_str()));
     optional(&mut line, "log_file", path(&config.log_file), "stderr");
     line("access_log", config.access_log.to_string());
+    let access_file = path(&config.access_log_file);
+    optional(&mut line, "access_log_file", access_file, "standard output");
+    line("access_log_format", quote(&config.access_log_format));
     line("capture_output", config.capture_output.to_string());
     hygiene(&mut line, config);
     operations(&mut line, config);

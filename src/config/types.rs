@@ -60,8 +60,11 @@ pub mod defaults {
     pub const LOG_LEVEL: LogLevel = LogLevel::Info;
     /// `log_format`: text, for terminals.
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
-    /// `access_log`: one line per request.
+    /// `access_log`: one line per request (when neither `access_log` nor `access_log_file` is
+    /// given).
     pub const ACCESS_LOG: bool = true;
+    /// `access_log_format`: gunicorn's default.
+    pub const ACCESS_LOG_FORMAT: &str = super::super::access_format::DEFAULT;
     /// `capture_output`: workers write straight to the master's stdout and stderr (or the log
     /// file), untouched; journald and container runtimes collect them as they are.
     pub const CAPTURE_OUTPUT: bool = false;
@@ -130,8 +133,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where the master logs; `None`: stderr. Reopened on SIGUSR1.
     pub log_file: Option<PathBuf>,
-    /// Whether the engine writes an access log line per request.
+    /// Whether the workers write an access log line per request: `access_log` if given, else on
+    /// when `access_log_file` is given, else the default.
     pub access_log: bool,
+    /// Where access lines go (absolute, since workers may chdir); `None`: standard output.
+    pub access_log_file: Option<PathBuf>,
+    /// gunicorn's format, or `json`.
+    pub access_log_format: String,
     /// Capture each worker's stdout and stderr, prefix every line with the worker id, and write
     /// it where the master logs.
     pub capture_output: bool,

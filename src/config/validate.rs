@@ -96,7 +96,9 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),
-        access_log: v.value(Key::AccessLog, defaults::ACCESS_LOG, values::boolean),
+        access_log: v.access_log_enabled(),
+        access_log_file: v.access_log_file(),
+        access_log_format: v.access_log_format(),
         capture_output: v.value(
             Key::CaptureOutput,
             defaults::CAPTURE_OUTPUT,
@@ -128,6 +130,8 @@ fn placeholder_app() -> AppSpec {
         factory: defaults::FACTORY,
     }
 }
+
+mod access;
 
 struct Validator<'a> {
     layer: &'a Layer,

@@ -68,6 +68,15 @@ impl Channels {
         }
     }
 
+    /// Sends `line` to every worker whose channel is open (SIGUSR1's `reopen_logs`); returns
+    /// the workers it could not reach.
+    pub fn broadcast(&mut self, line: &str) -> Vec<(WorkerId, Errno)> {
+        let open: Vec<WorkerId> = self.pollable().into_iter().map(|(id, _)| id).collect();
+        open.into_iter()
+            .filter_map(|id| self.send(id, line).err().map(|e| (id, e)))
+            .collect()
+    }
+
     /// Reads everything available on worker `id`'s channel into events.
     pub fn drain(&mut self, id: WorkerId, events: &mut Vec<Event>) {
         let Some(channel) = self.by_worker.get_mut(&id) else {

@@ -306,7 +306,13 @@ impl Supervisor {
             Sig::Hup => events.push(Event::ReloadRequested),
             Sig::Ttin => events.push(Event::Scale(count as i64)),
             Sig::Ttou => events.push(Event::Scale(-(count as i64))),
-            Sig::Usr1 => crate::logging::reopen(),
+            Sig::Usr1 => {
+                crate::logging::reopen();
+                // The workers reopen their access log files (docs/protocol.md `reopen_logs`).
+                for (id, e) in self.channels.broadcast(r#"{"type":"reopen_logs"}"#) {
+                    warn!(worker = id, error = %e, "could not tell the worker to reopen its logs");
+                }
+            }
             Sig::Usr2 => self.upgrade.request(),
             Sig::Chld => {} // reaping happens on every wakeup
         }

@@ -145,8 +145,12 @@ fn runtime_args(config: &Config) -> Vec<String> {
     if app.factory {
         args.push("--factory".into());
     }
-    if !config.access_log {
-        args.push("--no-access-log".into());
+    if config.access_log {
+        let file = config.access_log_file.as_ref();
+        args.push("--access-log-file".into());
+        args.push(file.map_or_else(|| "-".into(), |p| p.display().to_string()));
+        args.push("--access-log-format".into());
+        args.push(config.access_log_format.clone());
     }
     if let Some(dir) = &config.chdir {
         args.push("--chdir".into());

@@ -30,7 +30,7 @@ class Completed:
         self.on_threshold = None
 
 
-def track_in_flight(app, registry: dict, completed: Completed, drain=None):
+def track_in_flight(app, registry: dict, completed: Completed, drain=None, access=None):
     """Wrap the ASGI app handed to uvicorn: while the app handles an `http` or `websocket` scope,
     `registry` holds `(method, path, started)` under a key of its own, and `completed` counts the
     calls that returned. Other scopes (lifespan) pass through untouched. While `drain` is active,
@@ -41,6 +41,8 @@ def track_in_flight(app, registry: dict, completed: Completed, drain=None):
     monotonic = time.monotonic
     if drain is None:
         drain = Drain()
+    if access is not None:
+        return _tracked_and_logged(app, registry, completed, drain, access, ids)
 
     async def tracked(scope, receive, send):
         kind = scope["type"]
@@ -60,6 +62,60 @@ def track_in_flight(app, registry: dict, completed: Completed, drain=None):
         finally:
             del registry[key]
             completed.count += 1
+            if completed.count == completed.report_at and completed.on_threshold is not None:
+                completed.on_threshold()
+
+    return tracked
+
+
+def _tracked_and_logged(app, registry, completed, drain, access, ids):
+    """track_in_flight's wrapper with the access log: `send` is wrapped by a plain function (no
+    extra coroutine) that notes the status, the body length and, if the format reads them, the
+    response headers; the line is recorded when the app returns."""
+    monotonic = time.monotonic
+    clock = time.perf_counter
+    keep_headers = access.wants_response_headers
+    record = access.record
+
+    async def tracked(scope, receive, send):
+        kind = scope["type"]
+        if kind != "http":
+            if kind != "websocket":
+                return await app(scope, receive, send)
+            note = None
+        else:
+            if drain.active:
+                send = closing_send(send)
+            note = [0, 0, None]  # status, body bytes, response headers
+            inner = send
+
+            def send(message):
+                if message["type"] == "http.response.body":
+                    note[1] += len(message.get("body", b""))
+                elif message["type"] == "http.response.start":
+                    note[0] = message["status"]
+                    if keep_headers:
+                        note[2] = message.get("headers")
+                return inner(message)
+
+        key = ids()
+        registry[key] = (
+            scope.get("method") or "WEBSOCKET",
+            scope.get("path", "")[:PATH_LIMIT],
+            monotonic(),
+        )
+        started = clock()
+        try:
+            return await app(scope, receive, send)
+        except BaseException:
+            if note is not None and not note[0]:
+                note[0] = 500  # what uvicorn answers when the app fails before responding
+            raise
+        finally:
+            del registry[key]
+            completed.count += 1
+            if note is not None:
+                record(scope, note[0], note[1], note[2], clock() - started)
             if completed.count == completed.report_at and completed.on_threshold is not None:
                 completed.on_threshold()
 

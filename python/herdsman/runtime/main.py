@@ -3,6 +3,7 @@
 import argparse
 import time
 
+from .accessformat import DEFAULT_FORMAT
 from .consts import LOG_LEVELS
 from .worker import worker_main
 from .zygote import zygote_main
@@ -36,7 +37,9 @@ def parse_args(argv):
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
     parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--no-access-log", action="store_true")
+    # The access log (accesslog.py): a path or "-" for stdout; none without this option.
+    parser.add_argument("--access-log-file")
+    parser.add_argument("--access-log-format", default=DEFAULT_FORMAT)
     parser.add_argument("--chdir")
     # uvicorn calls listen() again on every socket it serves, with its own backlog (2048 unless
     # told): without this the last worker to start would decide the backlog, not the master.

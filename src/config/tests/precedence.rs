@@ -301,6 +301,8 @@ fn defaults_apply_when_nothing_is_given() {
         log_format: LogFormat::Text,
         log_file: None,
         access_log: true,
+        access_log_file: None,
+        access_log_format: defaults::ACCESS_LOG_FORMAT.into(),
         capture_output: defaults::CAPTURE_OUTPUT,
         pidfile: None,
         user: None,

@@ -79,6 +79,8 @@ fn every_non_default_round_trips() {
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
+        access_log_file: Some(dir.path().join("access.log")),
+        access_log_format: r#"%(h)s "%(r)s" \ %({x-id}i)s"#.into(),
         log_file: Some(dir.path().join("master.log")),
         capture_output: true,
         pidfile: Some(dir.path().join("herdsman.pid")),
@@ -173,6 +175,8 @@ log_level = "info"
 log_format = "text"
 # log_file = (not set: stderr)
 access_log = true
+# access_log_file = (not set: standard output)
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 capture_output = false
 # pidfile = (not set: no pidfile)
 # user = (not set: the master's user)

@@ -11,6 +11,8 @@ import signal
 import time
 
 from .. import lifecycle
+from ..accessformat import compile_format
+from ..accesslog import AccessLog
 from ..appload import import_a2wsgi, shield_from_factory_guess
 from ..channel import Channel
 from ..consts import EXIT_OK, QUICK_EXIT_BUDGET, WSGI_THREADS
@@ -61,6 +63,7 @@ def make_server_class(uvicorn):
                      in_flight: dict, completed: Completed, drain: Drain) -> None:
             super().__init__(config)
             self.drain = drain
+            self.access = None  # the AccessLog, when there is one
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -131,6 +134,8 @@ def make_server_class(uvicorn):
                 log.info("ready: app %r (%s) served on %d listener(s), %.2fs after start"
                          % (self.config_app_spec, self.interface, len(sockets or ()),
                             self.ready_at - self.process_started))
+                if self.access is not None:
+                    self.access.start(loop)
                 self._heartbeat_task = loop.create_task(self._heartbeat())
                 self.watchdog.start()
             self._announce_stop()
@@ -250,10 +255,18 @@ def make_server_class(uvicorn):
             self.request_stop(quick=True, reason="master_gone")
 
         def _send_heartbeat(self) -> None:
-            self.channel.send("heartbeat", requests=self.completed.count, in_flight=len(self.in_flight))
+            if self.access is None:
+                self.channel.send("heartbeat", requests=self.completed.count, in_flight=len(self.in_flight))
+            else:
+                self.channel.send("heartbeat", requests=self.completed.count, in_flight=len(self.in_flight),
+                                  access_log_dropped=self.access.dropped)
 
         def _on_master_message(self, message: dict) -> None:
-            if message.get("type") == "report_at":
+            kind = message.get("type")
+            if kind == "reopen_logs":
+                if self.access is not None:
+                    self.access.reopen()
+            elif kind == "report_at":
                 requests = message.get("requests")
                 if isinstance(requests, int) and requests > 0:
                     self.completed.report_at = requests
@@ -285,20 +298,24 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     in_flight = {}
     completed = Completed()
     drain = Drain()
-    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain)
+    access = None
+    if args.access_log_file is not None:
+        access = AccessLog(args.access_log_file, compile_format(args.access_log_format))
+    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access)
 
     config = uvicorn.Config(
         asgi_app,
         interface="asgi3",  # WSGI apps are wrapped by a2wsgi above
         lifespan="auto" if interface == "asgi" else "off",
         log_level=args.log_level,
-        access_log=not args.no_access_log,
+        access_log=False,  # the runtime writes its own (accesslog.py)
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
         backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
                           args.app, started, in_flight, completed, drain)
+    server.access = access
 
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
@@ -319,6 +336,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     finally:
         lifecycle.state.phase = "done"
         server.watchdog.stop()
+        if access is not None:
+            access.close()
         channel.detach()
     return EXIT_OK
 
