@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod errors;
 pub mod exit;
 pub mod logging;
 pub mod master;

@@ -15,7 +15,7 @@ mod workers;
 pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 pub use policy::Policy;
 pub use resume::resume;
-pub use run::{env_snapshot, error_chain, RunError};
+pub use run::RunError;
 pub use snapshot::{LastRestart, Snapshot, WorkerStatus};
 pub use start::start;
 pub use state::Master;

@@ -24,14 +24,16 @@ use tracing::{error, info, warn};
 
 use super::event::Event;
 use super::policy::Policy;
-use super::run::{env_snapshot, error_chain, run_from, workers_setting, Supervisor};
+use super::run::{run_from, workers_setting, Supervisor};
 use super::start::{jitter_seed, remove_pidfile, worker_target};
 use super::state::{Adopted, AdoptedPhase, Master};
 use super::workers::Reason;
 use crate::cli::RunArgs;
 use crate::config::{self, Config, ConfigErrors};
+use crate::errors::error_chain;
 use crate::ops::Ops;
 use crate::sockets::Listener;
+use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::upgrade::{HandedPhase, HandedWorker, Handover};

@@ -22,8 +22,10 @@ use super::policy::Policy;
 use super::state::Master;
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
+use crate::errors::error_chain;
 use crate::ops::{Ops, ReloadOutcome, Token};
 use crate::sockets::{self, Listener};
+use crate::sys::environ::env_snapshot;
 use crate::sys::exec::ExecError;
 use crate::sys::reap::reap_all;
 use crate::sys::signals::{Sig, Signals};
@@ -495,23 +497,4 @@ pub(super) fn spawn_failed(id: WorkerId, err: &SpawnError) -> Event {
         error: error_chain(err),
         exec_failed: matches!(err, SpawnError::Exec(ExecError::Exec { .. })),
     }
-}
-
-/// The master's environment as it is now.
-pub fn env_snapshot() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
-}
-
-/// An error and its sources, joined with ": ".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -10,13 +10,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use tracing::{error, info, warn};
 
 use super::policy::Policy;
-use super::run::{env_snapshot, error_chain, run, Supervisor};
+use super::run::{run, Supervisor};
 use crate::cli::RunArgs;
 use crate::config::{Config, WorkerCount};
+use crate::errors::error_chain;
 use crate::exit;
 use crate::ops::Ops;
 use crate::sizing;
 use crate::sockets;
+use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use super::contract::{Contract, Phase, Summary};
 use super::socket::NotifySocket;
 use super::watchdog::{self, Watchdog};
-use crate::master::{error_chain, Action, Master};
+use crate::errors::error_chain;
+use crate::master::{Action, Master};
 
 /// The notify socket, the protocol's state and the watchdog schedule.
 #[derive(Debug)]

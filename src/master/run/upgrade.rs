@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::{env_snapshot, error_chain, Supervisor};
+use super::Supervisor;
 use crate::config::{self, Config, WorkerCount};
+use crate::errors::error_chain;
 use crate::master::state::Master;
 use crate::master::workers::{Phase, Reason, Worker};
 use crate::sockets::Listener;
+use crate::sys::environ::env_snapshot;
 use crate::sys::reap::ExitStatus;
 use crate::upgrade::{
     exec_in_place, Binary, Check, Deferred, HandedListener, HandedOutput, HandedPhase,
