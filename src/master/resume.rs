@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::event::Event;
+use super::launch::{jitter_seed, remove_pidfile, worker_target};
 use super::policy::Policy;
 use super::run::{run_from, workers_setting, Supervisor};
-use super::start::{jitter_seed, remove_pidfile, worker_target};
 use super::state::{Adopted, AdoptedPhase, Master};
 use super::workers::Reason;
 use crate::cli::RunArgs;

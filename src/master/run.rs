@@ -18,6 +18,7 @@ use tracing::{debug, error, warn};
 
 use super::channels::Channels;
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
+use super::launch::worker_target;
 use super::policy::Policy;
 use super::state::Master;
 use crate::cli::RunArgs;
@@ -442,7 +443,7 @@ impl Supervisor {
         self.ops.set_ready_min(config.ready_min);
         let workers_changed = config.workers != self.config.workers;
         let target = if workers_changed {
-            super::start::worker_target(config.workers)
+            worker_target(config.workers)
         } else {
             1
         };
