@@ -15,6 +15,7 @@
 //! - `sys`: thin wrappers over raw system calls (signals self-pipe, fork/exec, /proc).
 //! - `upgrade`: the in-place binary upgrade (SIGUSR2): check, handover, exec.
 
+pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod errors;

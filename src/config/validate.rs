@@ -254,7 +254,7 @@ impl Validator<'_> {
     /// A path that fits in `sun_path`; its directory is checked when the socket is created.
     fn control_socket(&mut self) -> Option<PathBuf> {
         let path = self.path(Key::ControlSocket, "\"/run/myproject/herdsman.sock\"")?;
-        let (len, max) = (path.as_os_str().len(), crate::sockets::max_unix_path_len());
+        let (len, max) = (path.as_os_str().len(), crate::addr::max_unix_path_len());
         if len <= max {
             return Some(path);
         }

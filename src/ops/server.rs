@@ -416,7 +416,7 @@ impl Drop for Ops {
 }
 
 /// Binds the admin listener(s) for `spec` (a host name may give several), non-blocking.
-fn bind_admin(spec: &crate::config::BindSpec) -> Result<Vec<Listener>, OpsError> {
+fn bind_admin(spec: &crate::addr::BindSpec) -> Result<Vec<Listener>, OpsError> {
     let listeners =
         sockets::bind_all(std::slice::from_ref(spec), ADMIN_BACKLOG).map_err(|source| {
             OpsError::Admin {
