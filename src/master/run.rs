@@ -30,7 +30,7 @@ use crate::sys::environ::env_snapshot;
 use crate::sys::exec::ExecError;
 use crate::sys::reap::reap_all;
 use crate::sys::signals::{Sig, Signals};
-use crate::systemd::Notifier;
+use crate::systemd::{Notifier, Observed};
 use crate::worker::{python, ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};
 
 mod upgrade;
@@ -118,7 +118,7 @@ pub(super) fn run_from(
     mut master: Master,
     mut queue: VecDeque<Event>,
 ) -> Result<i32, RunError> {
-    sup.notifier.start(&master);
+    sup.notifier.start(observed(&master));
     // Deadlines are judged as of the moment just before the channels were read: whatever the
     // workers sent by then has been seen. Taking the time later would let a pause of the master
     // (SIGSTOP, starvation) between the read and the Tick count against them.
@@ -127,7 +127,7 @@ pub(super) fn run_from(
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
             return Ok(code);
         }
-        sup.notifier.update(&master, Instant::now());
+        sup.notifier.update(observed(&master), Instant::now());
         sup.forget_unused(&master);
         // A quiet moment (every event handled): the one an in-place upgrade hands over at.
         sup.step_upgrade(&master);
@@ -317,7 +317,7 @@ impl Supervisor {
 
     /// Applies one action; returns the exit code when the master must exit.
     fn apply(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<i32> {
-        self.notifier.on_action(&action, self.config.boot_timeout);
+        self.tell_systemd(&action);
         match action {
             Action::Spawn { id, generation } => queue.extend(self.spawn(id, generation)),
             Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
@@ -354,6 +354,18 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// Tells systemd's notifier about an action about to be applied.
+    fn tell_systemd(&mut self, action: &Action) {
+        match action {
+            Action::Spawn { .. } => self.notifier.spawning(self.config.boot_timeout),
+            Action::Serving => self.notifier.serving(),
+            Action::LoadConfig => self.notifier.reloading(),
+            Action::Reloaded { generation } => self.notifier.reloaded(*generation),
+            Action::ReloadFailed { reason } => self.notifier.rolled_back(reason),
+            _ => {}
+        }
     }
 
     /// Starts worker `id`; the answer, or none yet when it waits for its zygote.
@@ -479,6 +491,24 @@ impl Supervisor {
         keep.extend(self.zygotes.reload_generation());
         self.specs.retain(|generation, _| keep.contains(generation));
         self.stop_unused_zygotes(&keep);
+    }
+}
+
+/// What systemd's notifier needs to know of the state machine.
+fn observed(master: &Master) -> Observed {
+    let workers = master.workers();
+    let ready = || workers.iter().filter(|w| w.is_live() && w.is_ready());
+    Observed {
+        stopping: master.is_stopping(),
+        draining: master.is_draining(),
+        reloading: master.is_reloading(),
+        ready: ready().count(),
+        fresh: ready()
+            .filter(|w| w.generation == master.generation())
+            .count(),
+        live: workers.len(),
+        target: master.target(),
+        generation: master.generation(),
     }
 }
 
