@@ -24,7 +24,7 @@ use super::state::Master;
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::errors::error_chain;
-use crate::ops::{Ops, ReloadOutcome, Token};
+use crate::ops::{MasterRequest, Ops, ReloadOutcome, Token};
 use crate::sockets::{self, Listener};
 use crate::sys::environ::env_snapshot;
 use crate::sys::exec::ExecError;
@@ -268,7 +268,8 @@ impl Supervisor {
         }
         let mut snapshot = master.snapshot(now);
         snapshot.stopping |= stopping;
-        queue.extend(self.ops.on_ready(ready, now, &snapshot));
+        let requests = self.ops.on_ready(ready, now, &snapshot);
+        queue.extend(requests.into_iter().map(event_for));
     }
 
     /// Turns whatever happened into events, in the order the module doc gives.
@@ -491,6 +492,16 @@ impl Supervisor {
         keep.extend(self.zygotes.reload_generation());
         self.specs.retain(|generation, _| keep.contains(generation));
         self.stop_unused_zygotes(&keep);
+    }
+}
+
+/// The state machine's event for what a control client asked.
+fn event_for(request: MasterRequest) -> Event {
+    match request {
+        MasterRequest::Reload => Event::ReloadRequested,
+        MasterRequest::SetTarget(workers) => Event::SetTarget(workers),
+        MasterRequest::GracefulStop => Event::Stop(StopMode::Graceful),
+        MasterRequest::QuickStop => Event::Stop(StopMode::Quick),
     }
 }
 

@@ -24,9 +24,9 @@ use tracing::{debug, error, info, warn};
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 use super::exits::{describe_boot_failure, Failure};
 use super::policy::{Policy, CRASH_GRACE, MEMORY_STRIKES};
-use super::snapshot::{LastRestart, Snapshot, WorkerStatus};
 use super::workers::{Phase, Reason, Worker};
 use crate::exit;
+use crate::ops::{LastRestart, Snapshot, WorkerStatus};
 use crate::sys::reap::ExitStatus;
 use crate::worker::WorkerMessage;
 
@@ -736,6 +736,7 @@ impl Master {
             stopping: self.stop.is_some() || self.drain_until.is_some(),
             workers: self.workers.iter().map(|w| status_of(w, now)).collect(),
             restarts: s.restarts.clone(),
+            restart_reasons: Reason::ALL.map(Reason::as_str).to_vec(),
             last_restart: s.last_restart.map(|(worker, pid, reason, at)| LastRestart {
                 worker,
                 pid,

@@ -21,12 +21,12 @@ use super::admin::{self, Route};
 use super::conn::{ConnId, Limits, Table};
 use super::control::{check_peer, ControlSocket, PeerRefused};
 use super::error::OpsError;
+use super::exchange::{MasterRequest, Snapshot};
 use super::health;
 use super::metrics::{self, Extra, OpsCounters};
 use super::protocol::{self, Request};
 use super::status;
 use crate::config::{Config, ReadyMin};
-use crate::master::{Event, Snapshot, StopMode};
 use crate::sockets::{self, Listener};
 
 /// Requests served per wakeup, control and admin together.
@@ -155,13 +155,13 @@ impl Ops {
     }
 
     /// Does the I/O the reports allow and serves up to [`REQUEST_BUDGET`] requests; returns the
-    /// events for the state machine.
+    /// requests for the master.
     pub fn on_ready(
         &mut self,
         ready: &[(Token, PollFlags)],
         now: Instant,
         snapshot: &Snapshot,
-    ) -> Vec<Event> {
+    ) -> Vec<MasterRequest> {
         for &(token, revents) in ready {
             match token {
                 Token::ControlListener => self.accept_control(now),
@@ -211,7 +211,12 @@ impl Ops {
         self.counters.shed_admin += accepted.shed;
     }
 
-    fn serve_control(&mut self, budget: &mut usize, snapshot: &Snapshot, events: &mut Vec<Event>) {
+    fn serve_control(
+        &mut self,
+        budget: &mut usize,
+        snapshot: &Snapshot,
+        events: &mut Vec<MasterRequest>,
+    ) {
         for id in self.control_conns.ids() {
             if *budget == 0 {
                 return;
@@ -226,7 +231,13 @@ impl Ops {
         }
     }
 
-    fn control_request(&mut self, id: ConnId, line: &[u8], s: &Snapshot, events: &mut Vec<Event>) {
+    fn control_request(
+        &mut self,
+        id: ConnId,
+        line: &[u8],
+        s: &Snapshot,
+        events: &mut Vec<MasterRequest>,
+    ) {
         let request = match Request::parse(line) {
             Ok(request) => request,
             Err(text) => return self.control_conns.reply(id, &protocol::error(&text), false),
@@ -250,7 +261,7 @@ impl Ops {
             Request::Reload => {
                 self.control_conns.wait_for_master(id);
                 self.reload_queued.push(id);
-                events.push(Event::ReloadRequested);
+                events.push(MasterRequest::Reload);
                 return;
             }
             Request::Scale { workers: 0 } => {
@@ -260,15 +271,15 @@ impl Ops {
                 protocol::error("scale refused: the master is stopping")
             }
             Request::Scale { workers } => {
-                events.push(Event::SetTarget(workers));
+                events.push(MasterRequest::SetTarget(workers));
                 protocol::answer(true, json!({ "target": workers, "previous": s.target }))
             }
             Request::Stop | Request::Quit => {
-                let (mode, name) = match request {
-                    Request::Stop => (StopMode::Graceful, "graceful"),
-                    _ => (StopMode::Quick, "quick"),
+                let (asked, name) = match request {
+                    Request::Stop => (MasterRequest::GracefulStop, "graceful"),
+                    _ => (MasterRequest::QuickStop, "quick"),
                 };
-                events.push(Event::Stop(mode));
+                events.push(asked);
                 protocol::answer(true, json!({ "stopping": name }))
             }
             Request::Drain | Request::Undrain => {
