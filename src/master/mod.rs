@@ -15,7 +15,7 @@ mod workers;
 pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};
 pub use policy::Policy;
 pub use resume::resume;
-pub use run::RunError;
+pub use run::{ReloadError, RunError};
 pub use start::start;
 pub use state::Master;
 pub use workers::{Phase, Reason, Worker};
