@@ -4,7 +4,9 @@
 use clap::Parser;
 
 use herdsman::cli::{Cli, Command, RunArgs};
-use herdsman::master::{self, error_chain};
+use herdsman::errors::error_chain;
+use herdsman::master;
+use herdsman::sys::environ::env_snapshot;
 use herdsman::sys::signals::Signals;
 use herdsman::{config, exit, logging, upgrade};
 
@@ -38,7 +40,7 @@ fn check(args: &RunArgs) -> i32 {
         eprintln!("herdsman: {e}");
         return exit::USAGE;
     }
-    match config::load(args, &master::env_snapshot()) {
+    match config::load(args, &env_snapshot()) {
         Ok(config) => {
             for warning in config::file_warnings(&config) {
                 eprintln!("herdsman: warning: {warning}");
@@ -74,7 +76,7 @@ fn serve(args: RunArgs) -> i32 {
         }
         None => {}
     }
-    let config = match config::load(&args, &master::env_snapshot()) {
+    let config = match config::load(&args, &env_snapshot()) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("herdsman: the configuration is invalid:\n{errors}");

@@ -4,9 +4,9 @@
 
 use super::env::assignments;
 use super::error::ConfigError;
+use super::flags::RunArgs;
 use super::keys::Key;
 use super::layer::{Layer, Origin, Raw, Sourced};
-use crate::cli::RunArgs;
 
 /// The layer the command line makes, and the problems found in it (malformed `-e`).
 pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {

@@ -3,11 +3,11 @@
 //! paths exist, so the master can call it again on every reload with a fresh environment.
 
 use super::error::{ConfigError, ConfigErrors};
+use super::flags::RunArgs;
 use super::keys::CONFIG_ENV_VAR;
 use super::layer::{Layer, Origin};
 use super::validate::validate;
 use super::{args, env, file};
-use crate::cli::RunArgs;
 use crate::config::Config;
 use std::path::PathBuf;
 

@@ -18,6 +18,7 @@ mod bind;
 mod env;
 mod error;
 mod file;
+mod flags;
 mod keys;
 mod layer;
 mod load;
@@ -33,6 +34,7 @@ mod tests;
 
 pub use account::workers_gid;
 pub use error::{ConfigError, ConfigErrors, Fix};
+pub use flags::RunArgs;
 pub use keys::Key;
 pub use layer::Origin;
 pub use load::load;

@@ -223,15 +223,3 @@ impl fmt::Display for AppSpec {
         write!(f, "{}:{}{call}", self.module, self.attr)
     }
 }
-
-/// The spec as written in configuration: `HOST:PORT`, `[V6]:PORT`, `unix:PATH`, `fd://N`.
-impl fmt::Display for BindSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BindSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            BindSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
-            BindSpec::Unix(path) => write!(f, "unix:{}", path.display()),
-            BindSpec::Fd(fd) => write!(f, "fd://{fd}"),
-        }
-    }
-}

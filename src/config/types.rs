@@ -6,6 +6,8 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::addr::BindSpec;
+
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
     use super::{BindSpec, Interface, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
@@ -212,17 +214,6 @@ pub enum ReadyMin {
     All,
     /// At least this many, and never more than the target.
     AtLeast(NonZeroU32),
-}
-
-/// One listener to bind (or adopt).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindSpec {
-    /// `HOST:PORT` or `[V6]:PORT`; `host` without brackets. Resolved at bind time.
-    Tcp { host: String, port: u16 },
-    /// `unix:PATH`.
-    Unix(PathBuf),
-    /// `fd://N`: an already listening socket inherited from whoever started us.
-    Fd(i32),
 }
 
 /// How a worker process comes to exist.

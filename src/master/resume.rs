@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,41 +24,74 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::event::Event;
+use super::launch::{jitter_seed, remove_pidfile, worker_target};
 use super::policy::Policy;
-use super::run::{env_snapshot, error_chain, run_from, workers_setting, Supervisor};
-use super::start::{jitter_seed, remove_pidfile, worker_target};
+use super::run::{run_from, workers_setting, Supervisor};
 use super::state::{Adopted, AdoptedPhase, Master};
 use super::workers::Reason;
-use crate::cli::RunArgs;
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors, RunArgs};
+use crate::errors::error_chain;
 use crate::ops::Ops;
 use crate::sockets::Listener;
+use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::upgrade::{HandedPhase, HandedWorker, Handover};
-use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};
+use crate::worker::{python, ExecSpawner, RuntimeDir, RuntimeError, WorkerSpec};
 use crate::{exit, logging};
+
+/// Why the new image could not take over; it exits, and the workers exit with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// No private directory for the worker runtime.
+    #[error(transparent)]
+    CreateRuntimeDir(RuntimeError),
+    /// No /dev/null for the workers' stdin.
+    #[error("could not open /dev/null")]
+    OpenDevNull(#[source] io::Error),
+    /// Neither the configuration nor the previous one (from the handover) loads.
+    #[error(
+        "the configuration is invalid:\n{errors}\nand the previous one could not be read back"
+    )]
+    LoadConfig {
+        errors: ConfigErrors,
+        #[source]
+        previous: PreviousConfigError,
+    },
+}
+
+/// Why the previous configuration, rendered into the handover, could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviousConfigError {
+    /// Writing it to a file in the runtime directory failed.
+    #[error(transparent)]
+    Write(io::Error),
+    /// It does not load (any more).
+    #[error(transparent)]
+    Load(ConfigErrors),
+}
 
 /// Takes over from the previous image and runs until the master exits; returns the exit code.
 pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
-    let fatal = |what: String| {
+    let fatal = |e: ResumeError| {
         eprintln!(
-            "herdsman: in-place upgrade failed: {what}; exiting (the workers exit with the master)"
+            "herdsman: in-place upgrade failed: {}; exiting (the workers exit with the master)",
+            error_chain(&e)
         );
         exit::FAILURE
     };
     let runtime = match RuntimeDir::create() {
         Ok(runtime) => runtime,
-        Err(e) => return fatal(error_chain(&e)),
+        Err(e) => return fatal(ResumeError::CreateRuntimeDir(e)),
     };
     let devnull = match File::open("/dev/null") {
         Ok(file) => OwnedFd::from(file),
-        Err(e) => return fatal(format!("could not open /dev/null: {e}")),
+        Err(e) => return fatal(ResumeError::OpenDevNull(e)),
     };
     let env = env_snapshot();
     let (config, problems) = match load_config(&args, &env, &handover, runtime.path()) {
         Ok(loaded) => loaded,
-        Err(why) => return fatal(why),
+        Err(e) => return fatal(e),
     };
     start_logging(&config);
     info!(
@@ -166,23 +200,21 @@ fn load_config(
     env: &[(String, String)],
     handover: &Handover,
     dir: &Path,
-) -> Result<(Config, Option<ConfigErrors>), String> {
+) -> Result<(Config, Option<ConfigErrors>), ResumeError> {
     match config::load(args, env) {
         Ok(config) => Ok((config, None)),
         Err(errors) => match previous_config(handover, dir) {
             Ok(config) => Ok((config, Some(errors))),
-            Err(why) => Err(format!(
-                "the configuration is invalid:\n{errors}\nand the previous one could not be read back: {why}"
-            )),
+            Err(previous) => Err(ResumeError::LoadConfig { errors, previous }),
         },
     }
 }
 
 /// The previous configuration, read back from its rendering in the handover (through a file
 /// in the private runtime directory; no `HERDSMAN_*` variable applies on top of it).
-fn previous_config(handover: &Handover, dir: &Path) -> Result<Config, String> {
+fn previous_config(handover: &Handover, dir: &Path) -> Result<Config, PreviousConfigError> {
     let path = dir.join("previous-config.toml");
-    fs::write(&path, &handover.config).map_err(|e| e.to_string())?;
+    fs::write(&path, &handover.config).map_err(PreviousConfigError::Write)?;
     let args = RunArgs {
         config: Some(path.clone()),
         ..RunArgs::default()
@@ -191,7 +223,7 @@ fn previous_config(handover: &Handover, dir: &Path) -> Result<Config, String> {
         .into_iter()
         .filter(|(k, _)| !k.starts_with("HERDSMAN_"))
         .collect();
-    let loaded = config::load(&args, &env).map_err(|errors| errors.to_string());
+    let loaded = config::load(&args, &env).map_err(PreviousConfigError::Load);
     let _ = fs::remove_file(&path);
     loaded
 }

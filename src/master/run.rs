@@ -6,32 +6,37 @@
 //! operations sockets from a fresh snapshot (a bounded amount of work: a flood delays answers,
 //! never supervision), then tick. I/O is read before deadlines are judged, so a master that was
 //! itself stopped for a while does not kill workers whose heartbeats are merely unread.
+//!
+//! This file owns the [`Supervisor`] and the loop itself (feed, wait); the rest are `impl
+//! Supervisor` blocks in `run/`: `inputs` (a wakeup turned into events), `apply` (actions
+//! applied with system calls), `reload` (loading a new generation), `upgrade` (the in-place
+//! upgrade's side of the loop) and `zygotes` (the zygote spawner's side).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tracing::{debug, error, warn};
 
 use super::channels::Channels;
-use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
+use super::event::{Event, WorkerId};
 use super::policy::Policy;
 use super::state::Master;
-use crate::cli::RunArgs;
-use crate::config::{self, Config};
-use crate::ops::{Ops, ReloadOutcome, Token};
-use crate::sockets::{self, Listener};
-use crate::sys::exec::ExecError;
-use crate::sys::reap::reap_all;
-use crate::sys::signals::{Sig, Signals};
+use crate::config::{Config, RunArgs};
+use crate::ops::{Ops, Token};
+use crate::sockets::Listener;
+use crate::sys::signals::Signals;
 use crate::systemd::Notifier;
-use crate::worker::{python, ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};
+use crate::worker::{ExecSpawner, WorkerSpec};
 
+mod apply;
+mod inputs;
+mod reload;
 mod upgrade;
 mod zygotes;
+
+use apply::observed;
+pub use reload::ReloadError;
 pub(super) use upgrade::workers_setting;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +120,7 @@ pub(super) fn run_from(
     mut master: Master,
     mut queue: VecDeque<Event>,
 ) -> Result<i32, RunError> {
-    sup.notifier.start(&master);
+    sup.notifier.start(observed(&master));
     // Deadlines are judged as of the moment just before the channels were read: whatever the
     // workers sent by then has been seen. Taking the time later would let a pause of the master
     // (SIGSTOP, starvation) between the read and the Tick count against them.
@@ -124,7 +129,7 @@ pub(super) fn run_from(
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
             return Ok(code);
         }
-        sup.notifier.update(&master, Instant::now());
+        sup.notifier.update(observed(&master), Instant::now());
         sup.forget_unused(&master);
         // A quiet moment (every event handled): the one an in-place upgrade hands over at.
         sup.step_upgrade(&master);
@@ -244,280 +249,4 @@ impl Supervisor {
             channels,
         })
     }
-
-    /// Serves the operations sockets and queues what they ask of the state machine.
-    fn serve_ops(
-        &mut self,
-        ready: &[(Token, PollFlags)],
-        master: &Master,
-        queue: &mut VecDeque<Event>,
-    ) {
-        let now = Instant::now();
-        // Draining before a graceful stop (`drain_before_stop`) is stopping, for operators: not
-        // ready, and no reload or scaling.
-        let stopping = master.is_stopping() || master.is_draining();
-        if stopping {
-            self.ops.refuse_reloads("the master is stopping");
-        }
-        self.ops.expire(now);
-        if ready.is_empty() && !self.ops.has_backlog() {
-            return;
-        }
-        let mut snapshot = master.snapshot(now);
-        snapshot.stopping |= stopping;
-        queue.extend(self.ops.on_ready(ready, now, &snapshot));
-    }
-
-    /// Turns whatever happened into events, in the order the module doc gives.
-    fn collect(&mut self, queue: &mut VecDeque<Event>, readable: &[WorkerId]) {
-        let mut events = Vec::new();
-        for (sig, count) in self.signals.take() {
-            self.on_signal(sig, count, &mut events);
-        }
-        for &id in readable {
-            self.channels.drain(id, &mut events);
-        }
-        self.spawner.drain_output();
-        self.upgrade.drain();
-        // A zygote's boot_error is read before its exit is handled.
-        self.read_zygotes(&mut events);
-        for (pid, status) in reap_all() {
-            if self.upgrade.reaped(pid, status) {
-                continue; // the new binary's check
-            }
-            if self.zygote_reaped(pid, status, &mut events) {
-                continue;
-            }
-            // What the worker said before exiting comes before its exit.
-            if let Some(id) = self.pids.remove(&pid) {
-                self.channels.drain(id, &mut events);
-                self.channels.remove(id);
-            }
-            events.push(Event::Exited { pid, status });
-        }
-        queue.extend(events);
-    }
-
-    fn on_signal(&mut self, sig: Sig, count: usize, events: &mut Vec<Event>) {
-        debug!(signal = sig.name(), count, "signal received");
-        match sig {
-            Sig::Term => events.push(Event::Stop(StopMode::Graceful)),
-            Sig::Int | Sig::Quit => events.push(Event::Stop(StopMode::Quick)),
-            Sig::Hup => events.push(Event::ReloadRequested),
-            Sig::Ttin => events.push(Event::Scale(count as i64)),
-            Sig::Ttou => events.push(Event::Scale(-(count as i64))),
-            Sig::Usr1 => {
-                crate::logging::reopen();
-                // The workers reopen their access log files (docs/protocol.md `reopen_logs`).
-                for (id, e) in self.channels.broadcast(r#"{"type":"reopen_logs"}"#) {
-                    warn!(worker = id, error = %e, "could not tell the worker to reopen its logs");
-                }
-            }
-            Sig::Usr2 => self.upgrade.request(),
-            Sig::Chld => {} // reaping happens on every wakeup
-        }
-    }
-
-    /// Applies one action; returns the exit code when the master must exit.
-    fn apply(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<i32> {
-        self.notifier.on_action(&action, self.config.boot_timeout);
-        match action {
-            Action::Spawn { id, generation } => queue.extend(self.spawn(id, generation)),
-            Action::Signal { id, pid, signal } => self.signal(id, pid, signal),
-            Action::LoadConfig => {
-                let reply = self.load_config();
-                if reply == Event::ReloadAborted {
-                    self.notifier.refused();
-                }
-                // With the zygote, the rollout waits until the new generation's zygote is ready.
-                queue.extend(self.hold_reload(reply));
-            }
-            Action::MeasureMemory { workers } => queue.push_back(measure_memory(&workers)),
-            Action::SendToWorker { id, line } => {
-                if let Err(e) = self.channels.send(id, &line) {
-                    warn!(worker = id, error = %e, "could not send a message to the worker");
-                }
-            }
-            Action::CloseListeners => self.close_listeners(),
-            // Logged by the state machine; `herdsman ctl reload` clients get the outcome.
-            Action::Reloaded { generation } => {
-                self.upgrade.rolled_out(generation);
-                let outcome = ReloadOutcome::Completed { generation };
-                self.ops.reload_finished(&outcome);
-            }
-            Action::ReloadFailed { reason } => {
-                self.upgrade.rollout_failed(&reason);
-                let outcome = ReloadOutcome::RolledBack { reason };
-                self.ops.reload_finished(&outcome);
-            }
-            Action::Serving => self.check_memory_fit(),
-            Action::Exit(code) => {
-                self.reap_zygotes();
-                return Some(code);
-            }
-        }
-        None
-    }
-
-    /// Starts worker `id`; the answer, or none yet when it waits for its zygote.
-    fn spawn(&mut self, id: WorkerId, generation: u64) -> Option<Event> {
-        let Some(spec) = self.specs.get(&generation) else {
-            return Some(Event::SpawnFailed {
-                id,
-                error: format!("generation {generation} has no spec"),
-                exec_failed: false,
-            });
-        };
-        if spec.spawn == crate::config::SpawnMode::Zygote {
-            return self.spawn_forked(id, generation);
-        }
-        Some(match self.spawner.spawn(id, spec) {
-            Ok(spawned) => self.register(id, spawned),
-            Err(err) => spawn_failed(id, &err),
-        })
-    }
-
-    /// Takes charge of a worker that now runs (exec'd or forked): its pid and its channel.
-    pub(super) fn register(&mut self, id: WorkerId, spawned: Spawned) -> Event {
-        self.pids.insert(spawned.pid, id);
-        self.channels.insert(id, spawned.channel);
-        Event::Spawned {
-            id,
-            pid: spawned.pid,
-        }
-    }
-
-    fn signal(&self, id: WorkerId, pid: i32, signal: WorkerSignal) {
-        // The state machine only names unreaped children, so the pid cannot have been reused.
-        if !self.pids.contains_key(&pid) {
-            return;
-        }
-        let sig =
-            Signal::try_from(signal.number()).expect("WorkerSignal numbers are valid signals");
-        if let Err(e) = kill(Pid::from_raw(pid), sig) {
-            warn!(worker = id, pid, signal = sig.as_str(), error = %e, "could not signal worker");
-        }
-    }
-
-    /// Starts a reload for the state machine; a refused one is answered to `ctl` clients here,
-    /// with the reason, since the state machine only hears that it was aborted.
-    fn load_config(&mut self) -> Event {
-        self.ops.reload_started();
-        match self.reload() {
-            Ok(event) => event,
-            Err(reason) => {
-                self.ops.reload_finished(&ReloadOutcome::Refused { reason });
-                Event::ReloadAborted
-            }
-        }
-    }
-
-    /// Loads the configuration again; on success registers the new generation's spec. `Err` is
-    /// why the reload was refused (already logged).
-    fn reload(&mut self) -> Result<Event, String> {
-        let env = env_snapshot();
-        let config = match config::load(&self.args, &env) {
-            Ok(config) => config,
-            Err(errors) => {
-                let reason = format!("reload refused, the configuration is invalid; the current workers keep serving:\n{errors}");
-                error!("{reason}");
-                return Err(reason);
-            }
-        };
-        let python = match python::resolve(config.python.as_deref(), &env) {
-            Ok(python) => python,
-            Err(e) => {
-                let reason = format!("reload refused: {e}; the current workers keep serving");
-                error!("{reason}");
-                return Err(reason);
-            }
-        };
-        if config.binds != self.config.binds || config.backlog != self.config.backlog {
-            warn!("the listeners (bind, backlog) cannot change on reload: restart herdsman to apply that change; keeping the current listeners");
-        }
-        if config.log_file != self.config.log_file || config.pidfile != self.config.pidfile {
-            warn!("log_file and pidfile cannot change on reload: restart herdsman to apply that change; keeping the current ones");
-        }
-        if config.control_socket != self.config.control_socket
-            || config.admin_bind != self.config.admin_bind
-        {
-            warn!("control_socket and admin_bind cannot change on reload: restart herdsman to apply that change; keeping the current ones");
-        }
-        self.ops.set_ready_min(config.ready_min);
-        let workers_changed = config.workers != self.config.workers;
-        let target = if workers_changed {
-            super::start::worker_target(config.workers)
-        } else {
-            1
-        };
-        let policy = Box::new(Policy::from_config(&config, target, self.seed));
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        self.specs
-            .insert(generation, WorkerSpec::new(&config, python, &env));
-        self.config = config;
-        Ok(Event::Reload {
-            generation,
-            policy,
-            workers_changed,
-        })
-    }
-
-    fn close_listeners(&mut self) {
-        if let Some(listeners) = self.listeners.take() {
-            sockets::close_all(listeners);
-            self.spawner.set_listeners(Vec::new());
-            debug!("listeners closed");
-        }
-    }
-
-    /// Warns if the first workers, measured now they are ready, do not fit the memory limit.
-    fn check_memory_fit(&self) {
-        let pids: Vec<i32> = self.pids.keys().copied().collect();
-        crate::sizing::check_fit(&pids, pids.len() as u32, self.config.max_surge);
-    }
-
-    fn forget_unused(&mut self, master: &Master) {
-        let mut keep = master.generations_in_use();
-        keep.extend(self.zygotes.reload_generation());
-        self.specs.retain(|generation, _| keep.contains(generation));
-        self.stop_unused_zygotes(&keep);
-    }
-}
-
-/// Samples the PSS of each worker.
-fn measure_memory(workers: &[(WorkerId, i32)]) -> Event {
-    let samples = workers
-        .iter()
-        .map(|&(id, pid)| (id, crate::sys::proc::pss_bytes(pid)))
-        .collect();
-    Event::Memory { samples }
-}
-
-/// The answer to a spawn that did not produce a process.
-pub(super) fn spawn_failed(id: WorkerId, err: &SpawnError) -> Event {
-    Event::SpawnFailed {
-        id,
-        error: error_chain(err),
-        exec_failed: matches!(err, SpawnError::Exec(ExecError::Exec { .. })),
-    }
-}
-
-/// The master's environment as it is now.
-pub fn env_snapshot() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
-}
-
-/// An error and its sources, joined with ": ".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -9,33 +9,19 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use tracing::{error, info, warn};
 
+use super::launch::{jitter_seed, remove_pidfile, worker_target};
 use super::policy::Policy;
-use super::run::{env_snapshot, error_chain, run, Supervisor};
-use crate::cli::RunArgs;
-use crate::config::{Config, WorkerCount};
+use super::run::{run, Supervisor};
+use crate::config::{Config, RunArgs};
+use crate::errors::error_chain;
 use crate::exit;
 use crate::ops::Ops;
 use crate::sizing;
 use crate::sockets;
+use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};
-
-/// The number of workers for `count`, logging how `auto` was derived.
-pub fn worker_target(count: WorkerCount) -> u32 {
-    match count {
-        WorkerCount::Fixed(n) => n.get(),
-        WorkerCount::Auto => {
-            let sizing = sizing::detect();
-            info!(
-                workers = sizing.workers,
-                "auto sizing: {}",
-                sizing.explain()
-            );
-            sizing.workers
-        }
-    }
-}
 
 /// Starts everything and runs until the master exits; returns the process exit code.
 pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
@@ -121,24 +107,4 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     remove_pidfile(pidfile);
     drop(runtime);
     code
-}
-
-/// Removes the pidfile if it is still ours; one left alone is said so.
-pub(super) fn remove_pidfile(pidfile: Option<Pidfile>) {
-    let Some(pidfile) = pidfile else { return };
-    let path = pidfile.path().display().to_string();
-    match pidfile.remove() {
-        Ok(true) => {}
-        Ok(false) => warn!(path, "the pidfile no longer holds our pid: left in place"),
-        Err(e) => warn!(path, error = %e, "could not remove the pidfile"),
-    }
-}
-
-/// A seed for the per-worker jitter draws that differs between runs and hosts.
-pub(super) fn jitter_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ u64::from(std::process::id()).rotate_left(32)
 }

@@ -65,7 +65,7 @@ impl ControlSocket {
                 dir.join(format!("{}.sock", std::process::id()))
             }
         };
-        let (len, max) = (path.as_os_str().len(), sockets::max_unix_path_len());
+        let (len, max) = (path.as_os_str().len(), crate::addr::max_unix_path_len());
         if len > max {
             return Err(OpsError::PathTooLong { path, len, max });
         }

@@ -171,7 +171,7 @@ pub fn run(args: &CtlArgs) -> i32 {
     match exchange(args) {
         Ok(answer) => print(args, &answer),
         Err(e) => {
-            eprintln!("herdsman ctl: {}", crate::master::error_chain(&e));
+            eprintln!("herdsman ctl: {}", crate::errors::error_chain(&e));
             e.exit_code()
         }
     }

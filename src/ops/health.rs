@@ -6,8 +6,8 @@
 //!   so scaling below it cannot leave the server not-ready for good. Workers of an old
 //!   generation still serving during a reload count: they are serving.
 
+use super::exchange::Snapshot;
 use crate::config::ReadyMin;
-use crate::master::Snapshot;
 
 /// The ready workers needed now.
 pub fn needed(ready_min: ReadyMin, target: u32) -> u32 {

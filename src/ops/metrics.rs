@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::master::{Reason, Snapshot, WorkerId};
+use super::exchange::{Snapshot, WorkerId};
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Worker states, as [`crate::master::WorkerStatus::state`] names them.
+/// Worker states, as [`super::WorkerStatus::state`] names them.
 const STATES: [&str; 6] = [
     "booting",
     "ready",
@@ -142,12 +142,12 @@ fn master(out: &mut Out, s: &Snapshot, extra: &Extra<'_>) {
 fn restarts(out: &mut Out, s: &Snapshot) {
     let name = "herdsman_worker_restarts_total";
     out.family(name, "counter", "Worker exits by reason.");
-    for reason in Reason::ALL.map(Reason::as_str) {
+    for &reason in &s.restart_reasons {
         let n = s.restarts.get(reason).copied().unwrap_or(0);
         out.sample(name, &[("reason", reason)], n as f64);
     }
     for (reason, n) in &s.restarts {
-        if !Reason::ALL.iter().any(|r| r.as_str() == *reason) {
+        if !s.restart_reasons.contains(reason) {
             out.sample(name, &[("reason", *reason)], *n as f64);
         }
     }
@@ -187,7 +187,7 @@ type WorkerFigure = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&crate::master::WorkerStatus, &ProcSample) -> Option<f64>,
+    fn(&super::exchange::WorkerStatus, &ProcSample) -> Option<f64>,
 );
 
 const WORKER_FIGURES: [WorkerFigure; 7] = [

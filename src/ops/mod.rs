@@ -5,6 +5,8 @@
 //!
 //! - `server`: [`Ops`], what the loop drives (bind, pollable, on_ready, reload outcomes,
 //!   deadlines, close).
+//! - `exchange`: what ops and the master loop exchange: the [`Snapshot`] in, the
+//!   [`MasterRequest`]s out.
 //! - `conn`: the non-blocking connection table with its limits and deadlines.
 //! - `control`: the control socket file, its private directory and the peer check.
 //! - `protocol`: the JSON-lines control protocol, shared with `ctl`.
@@ -16,6 +18,7 @@ mod conn;
 mod control;
 mod ctl;
 mod error;
+mod exchange;
 mod health;
 mod metrics;
 mod protocol;
@@ -28,5 +31,6 @@ mod testutil;
 
 pub use ctl::{run as ctl, CtlArgs, CtlCommand, CODES as CTL_EXIT_CODES};
 pub use error::{DirProblem, OpsError};
+pub use exchange::{LastRestart, MasterRequest, Snapshot, WorkerStatus};
 pub use protocol::{Request, Status};
 pub use server::{Ops, ReloadOutcome, Token};

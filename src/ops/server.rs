@@ -8,26 +8,29 @@
 //! budgets in `conn`, at most [`REQUEST_BUDGET`] requests); when requests remain buffered,
 //! [`Ops::next_deadline`] says "now", so the loop comes back at once, after signals, channels
 //! and reaping have had their turn. A flood can slow the answers, never the supervision.
+//!
+//! This file holds the listeners, the connection tables and the I/O; what a request gets is in
+//! `server/requests.rs` (the control protocol) and `server/http.rs` (the admin endpoints).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::PollFlags;
-use serde_json::json;
 use tracing::{info, warn};
 
-use super::admin::{self, Route};
+use super::admin::{self};
 use super::conn::{ConnId, Limits, Table};
 use super::control::{check_peer, ControlSocket, PeerRefused};
 use super::error::OpsError;
-use super::health;
-use super::metrics::{self, Extra, OpsCounters};
-use super::protocol::{self, Request};
-use super::status;
+use super::exchange::{MasterRequest, Snapshot};
+use super::metrics::OpsCounters;
+use super::protocol::{self};
 use crate::config::{Config, ReadyMin};
-use crate::master::{Event, Snapshot, StopMode};
 use crate::sockets::{self, Listener};
+
+mod http;
+mod requests;
 
 /// Requests served per wakeup, control and admin together.
 pub const REQUEST_BUDGET: usize = 16;
@@ -155,13 +158,13 @@ impl Ops {
     }
 
     /// Does the I/O the reports allow and serves up to [`REQUEST_BUDGET`] requests; returns the
-    /// events for the state machine.
+    /// requests for the master.
     pub fn on_ready(
         &mut self,
         ready: &[(Token, PollFlags)],
         now: Instant,
         snapshot: &Snapshot,
-    ) -> Vec<Event> {
+    ) -> Vec<MasterRequest> {
         for &(token, revents) in ready {
             match token {
                 Token::ControlListener => self.accept_control(now),
@@ -211,124 +214,6 @@ impl Ops {
         self.counters.shed_admin += accepted.shed;
     }
 
-    fn serve_control(&mut self, budget: &mut usize, snapshot: &Snapshot, events: &mut Vec<Event>) {
-        for id in self.control_conns.ids() {
-            if *budget == 0 {
-                return;
-            }
-            if let Some(line) = self.control_conns.take_frame(id, protocol::line_end) {
-                *budget -= 1;
-                self.control_request(id, &line, snapshot, events);
-            } else if self.control_conns.input_full(id) {
-                let text = format!("request longer than {} bytes", protocol::MAX_REQUEST);
-                self.control_conns.reply(id, &protocol::error(&text), true);
-            }
-        }
-    }
-
-    fn control_request(&mut self, id: ConnId, line: &[u8], s: &Snapshot, events: &mut Vec<Event>) {
-        let request = match Request::parse(line) {
-            Ok(request) => request,
-            Err(text) => return self.control_conns.reply(id, &protocol::error(&text), false),
-        };
-        if request != Request::Status {
-            info!(
-                command = request.name(),
-                "control: {} requested",
-                request.name()
-            );
-        }
-        let answer = match request {
-            Request::Status => {
-                let status = status::build(s, &status::samples(s), self.ready_min, self.draining);
-                let fields = serde_json::to_value(status).expect("a status always serializes");
-                protocol::answer(true, fields)
-            }
-            Request::Reload if s.stopping => {
-                protocol::error("reload refused: the master is stopping")
-            }
-            Request::Reload => {
-                self.control_conns.wait_for_master(id);
-                self.reload_queued.push(id);
-                events.push(Event::ReloadRequested);
-                return;
-            }
-            Request::Scale { workers: 0 } => {
-                protocol::error("scale needs at least 1 worker; use `stop` to stop them all")
-            }
-            Request::Scale { .. } if s.stopping => {
-                protocol::error("scale refused: the master is stopping")
-            }
-            Request::Scale { workers } => {
-                events.push(Event::SetTarget(workers));
-                protocol::answer(true, json!({ "target": workers, "previous": s.target }))
-            }
-            Request::Stop | Request::Quit => {
-                let (mode, name) = match request {
-                    Request::Stop => (StopMode::Graceful, "graceful"),
-                    _ => (StopMode::Quick, "quick"),
-                };
-                events.push(Event::Stop(mode));
-                protocol::answer(true, json!({ "stopping": name }))
-            }
-            Request::Drain | Request::Undrain => {
-                self.draining = request == Request::Drain;
-                protocol::answer(true, json!({ "draining": self.draining }))
-            }
-        };
-        self.control_conns.reply(id, &answer, false);
-    }
-
-    fn serve_admin(&mut self, budget: &mut usize, snapshot: &Snapshot) {
-        for id in self.admin_conns.ids() {
-            if *budget == 0 {
-                return;
-            }
-            if let Some(head) = self.admin_conns.take_frame(id, admin::head_end) {
-                *budget -= 1;
-                let response = self.http_response(&head, snapshot);
-                self.admin_conns.reply(id, &response, true);
-            } else if self.admin_conns.input_full(id) {
-                let response = admin::text(431, "request head too large", false);
-                self.admin_conns.reply(id, &response, true);
-            }
-        }
-    }
-
-    fn http_response(&self, head: &[u8], s: &Snapshot) -> Vec<u8> {
-        let parsed = admin::parse(head);
-        let head_only = parsed.head_only;
-        let readiness = || health::readiness(s, self.ready_min, self.draining);
-        match parsed.route {
-            Route::Metrics => {
-                let samples = status::samples(s);
-                let extra = Extra {
-                    samples: &samples,
-                    counters: self.counters,
-                    ready: readiness().is_ok(),
-                    draining: self.draining,
-                };
-                let body = metrics::render(s, &extra);
-                admin::response(200, metrics::CONTENT_TYPE, &body, head_only)
-            }
-            Route::Livez => {
-                let line = format!("alive: master pid {}", std::process::id());
-                admin::text(200, &line, head_only)
-            }
-            Route::Readyz => match readiness() {
-                Ok(line) => admin::text(200, &line, head_only),
-                Err(line) => admin::text(503, &line, head_only),
-            },
-            Route::NotFound => admin::text(
-                404,
-                "not found; the endpoints are /metrics, /livez and /readyz",
-                head_only,
-            ),
-            Route::MethodNotAllowed => admin::text(405, "only GET and HEAD", head_only),
-            Route::BadRequest => admin::text(400, "bad request", false),
-        }
-    }
-
     fn has_frames(&self) -> bool {
         let control = self.control_conns.ids().into_iter();
         let admin = self.admin_conns.ids().into_iter();
@@ -336,44 +221,6 @@ impl Ops {
             .map(|id| self.control_conns.has_frame(id, protocol::line_end))
             .chain(admin.map(|id| self.admin_conns.has_frame(id, admin::head_end)))
             .any(|has| has)
-    }
-
-    /// A configuration load begins: the `reload` clients queued so far get its outcome.
-    pub fn reload_started(&mut self) {
-        let queued = std::mem::take(&mut self.reload_queued);
-        self.reload_attached.extend(queued);
-    }
-
-    /// The load (or the rollout after it) ended: answers the clients attached to it.
-    pub fn reload_finished(&mut self, outcome: &ReloadOutcome) {
-        let answer = match outcome {
-            ReloadOutcome::Completed { generation } => {
-                protocol::answer(true, json!({ "generation": generation }))
-            }
-            ReloadOutcome::RolledBack { reason } => protocol::error(&format!(
-                "reload failed: {reason}; the previous workers keep serving"
-            )),
-            ReloadOutcome::Refused { reason } => {
-                self.counters.reloads_refused += 1;
-                protocol::error(reason)
-            }
-        };
-        for id in std::mem::take(&mut self.reload_attached) {
-            self.control_conns.reply(id, &answer, false);
-        }
-    }
-
-    /// Answers every waiting `reload` client with `why` (the master is stopping).
-    pub fn refuse_reloads(&mut self, why: &str) {
-        let waiting: Vec<ConnId> = self
-            .reload_queued
-            .drain(..)
-            .chain(self.reload_attached.drain(..))
-            .collect();
-        let answer = protocol::error(&format!("reload refused: {why}"));
-        for id in waiting {
-            self.control_conns.reply(id, &answer, false);
-        }
     }
 
     /// When the loop must come back: a connection deadline, the end of an accept pause, or now
@@ -416,7 +263,7 @@ impl Drop for Ops {
 }
 
 /// Binds the admin listener(s) for `spec` (a host name may give several), non-blocking.
-fn bind_admin(spec: &crate::config::BindSpec) -> Result<Vec<Listener>, OpsError> {
+fn bind_admin(spec: &crate::addr::BindSpec) -> Result<Vec<Listener>, OpsError> {
     let listeners =
         sockets::bind_all(std::slice::from_ref(spec), ADMIN_BACKLOG).map_err(|source| {
             OpsError::Admin {

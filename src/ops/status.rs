@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::exchange::{Snapshot, WorkerId};
 use super::health;
 use super::metrics::ProcSample;
 use super::protocol::{LastRestartRow, MasterStatus, Status, WorkerRow};
 use crate::config::ReadyMin;
-use crate::master::{Snapshot, WorkerId};
 
 /// /proc readings for every worker that has a pid.
 pub fn samples(s: &Snapshot) -> BTreeMap<WorkerId, ProcSample> {
@@ -76,7 +76,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::LastRestart;
+    use crate::ops::exchange::LastRestart;
     use crate::ops::testutil::snapshot;
     use std::time::Duration;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::master::{Snapshot, WorkerStatus};
+use super::exchange::{Snapshot, WorkerStatus};
 
 /// A snapshot with `target` and one worker per state (ids from 1, pids from 100).
 pub fn snapshot(target: u32, states: &[&'static str]) -> Snapshot {
@@ -30,6 +30,9 @@ pub fn snapshot(target: u32, states: &[&'static str]) -> Snapshot {
         stopping: false,
         workers,
         restarts: Default::default(),
+        restart_reasons: crate::master::Reason::ALL
+            .map(crate::master::Reason::as_str)
+            .to_vec(),
         last_restart: None,
         boots: 0,
         boot_seconds_total: 0.0,

@@ -9,71 +9,13 @@
 //! list holds `cpu`, under the `cgroup` mount with the `cpu` option; `cpu.cfs_quota_us` (-1 is
 //! unlimited) and `cpu.cfs_period_us`, walked up the same way.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::detect::SizingNote;
 use super::parse::{
     cgroup_dirs, find_mount, parse_cfs, parse_cpu_max, v1_cpu_path, v2_path, Limit, Mount,
 };
-
-/// Reads a whole file; the real one is `std::fs::read_to_string`.
-pub(crate) type ReadFile<'a> = &'a dyn Fn(&Path) -> io::Result<String>;
-
-/// Which cgroup hierarchy the quota came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    V1,
-    V2,
-}
-
-/// The most restrictive CPU quota found, and the file it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupQuota {
-    /// Microseconds of CPU time allowed per period, over all CPUs.
-    pub quota: u64,
-    /// Length of the period in microseconds (never 0).
-    pub period: u64,
-    pub version: CgroupVersion,
-    /// The file the quota was read from (`cpu.max` or `cpu.cfs_quota_us`).
-    pub path: PathBuf,
-}
-
-impl CgroupQuota {
-    /// CPUs the quota allows, rounded up: 1.5 CPUs of quota keep 2 workers busy at 75 % each,
-    /// while rounding down would leave quota unused (and 0.5 would give no worker at all).
-    pub fn cpus_ceil(&self) -> u64 {
-        self.quota.div_ceil(self.period)
-    }
-
-    /// Whether this quota allows fewer CPUs than `other`.
-    fn is_stricter_than(&self, other: &CgroupQuota) -> bool {
-        u128::from(self.quota) * u128::from(other.period)
-            < u128::from(other.quota) * u128::from(self.period)
-    }
-}
-
-impl fmt::Display for CgroupQuota {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (version, file) = match self.version {
-            CgroupVersion::V2 => ("v2", "cpu.max"),
-            CgroupVersion::V1 => ("v1", "cpu.cfs_quota_us/cpu.cfs_period_us"),
-        };
-        let dir = self.path.parent().unwrap_or(&self.path).display();
-        write!(
-            f,
-            "cgroup {version} {file} {}/{} at {dir} = ",
-            self.quota, self.period
-        )?;
-        let exact = self.quota as f64 / self.period as f64;
-        if self.quota % self.period == 0 {
-            write!(f, "{} CPUs", self.cpus_ceil())
-        } else {
-            write!(f, "{exact:.2} CPUs, rounded up to {}", self.cpus_ceil())
-        }
-    }
-}
+use super::types::{CgroupQuota, CgroupVersion, ReadFile, SizingNote};
 
 /// What the walk up the cgroup tree found.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,15 +10,13 @@
 //! an unreadable affinity mask. Nothing here fails: a source that cannot be read is left out and
 //! the reason is kept as a [`SizingNote`] that `explain` prints.
 
-use std::fmt;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::errno::Errno;
 use nix::sched::{sched_getaffinity, CpuSet};
 use nix::unistd::{sysconf, Pid, SysconfVar};
 
-use super::cgroup::{find_quota, CgroupQuota};
+use super::cgroup::find_quota;
+use super::types::{CgroupQuota, SizingNote};
 
 /// How many workers `auto` gives, and where the number came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,55 +30,6 @@ pub struct Sizing {
     pub cgroup_quota: Option<CgroupQuota>,
     /// Sources that could not be read, and why.
     pub notes: Vec<SizingNote>,
-}
-
-/// Why a source was left out of the sizing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SizingNote {
-    /// sysconf could not count the online CPUs; `available_parallelism` gave the host count.
-    HostCountFallback,
-    /// sched_getaffinity failed.
-    AffinityUnreadable(Errno),
-    /// A cgroup or /proc file could not be read.
-    CgroupFileUnreadable { path: PathBuf, kind: io::ErrorKind },
-    /// A quota file did not hold what the kernel writes there.
-    CgroupFileMalformed { path: PathBuf, contents: String },
-    /// /proc/self/cgroup names a v1 `cpu` cgroup but no such mount is in mountinfo.
-    CgroupV1MountMissing,
-}
-
-impl fmt::Display for SizingNote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::HostCountFallback => f.write_str(
-                "the online CPU count was unavailable, so the host count is the standard \
-                 library's estimate",
-            ),
-            Self::AffinityUnreadable(errno) => {
-                write!(
-                    f,
-                    "the affinity mask could not be read ({errno}), host count used"
-                )
-            }
-            Self::CgroupFileUnreadable { path, kind } => {
-                write!(
-                    f,
-                    "{} could not be read ({kind}), its quota ignored",
-                    path.display()
-                )
-            }
-            Self::CgroupFileMalformed { path, contents } => {
-                write!(
-                    f,
-                    "{} holds {contents:?}, not a quota, ignored",
-                    path.display()
-                )
-            }
-            Self::CgroupV1MountMissing => {
-                f.write_str("the cgroup v1 cpu controller is not mounted, its quota ignored")
-            }
-        }
-    }
 }
 
 /// Sizes the worker pool for this process. Never fails.
@@ -180,6 +129,10 @@ fn count_cpus(set: &CpuSet) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use nix::errno::Errno;
+
     use super::*;
     use crate::sizing::CgroupVersion;
 

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
 
-use super::cgroup::{CgroupVersion, ReadFile};
 use super::parse::{cgroup_dirs, find_controller_mount, v1_path, v2_path, Mount};
+use super::types::{CgroupVersion, ReadFile};
 
 /// v1 writes "no limit" as the largest page-aligned counter value; anything from here up is
 /// no limit in practice.

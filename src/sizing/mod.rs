@@ -8,7 +8,8 @@ mod cgroup;
 mod detect;
 mod memory;
 mod parse;
+mod types;
 
-pub use cgroup::{CgroupQuota, CgroupVersion};
-pub use detect::{detect, Sizing, SizingNote};
+pub use detect::{detect, Sizing};
 pub use memory::{check_fit, judge, log_memory_limit, memory_limit, MemoryLimit, Verdict};
+pub use types::{CgroupQuota, CgroupVersion, SizingNote};

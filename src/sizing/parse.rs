@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cgroup::CgroupVersion;
+use super::types::CgroupVersion;
 
 /// What one quota file says.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use super::inherited::adopt;
 use super::listener::{close_all, Listener};
 use super::tcp::bind_tcp;
 use super::unix::bind_unix;
-use crate::config::BindSpec;
+use crate::addr::BindSpec;
 
 /// Binds (or adopts) every spec, in order; all or nothing.
 pub fn bind_all(specs: &[BindSpec], backlog: u32) -> Result<Vec<Listener>, SocketError> {

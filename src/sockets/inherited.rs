@@ -17,7 +17,7 @@ use socket2::{SockAddr, SockRef};
 
 use super::error::SocketError;
 use super::listener::{BoundAddr, Listener};
-use crate::config::BindSpec;
+use crate::addr::BindSpec;
 
 /// Checks that `fd` is an open listening socket, marks it close-on-exec and takes ownership.
 pub(crate) fn adopt(spec: &BindSpec, fd: i32) -> Result<Listener, SocketError> {

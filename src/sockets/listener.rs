@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::debug;
 
-use crate::config::BindSpec;
+use crate::addr::BindSpec;
 
 /// The address a listener is bound to, as the master reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,8 +18,3 @@ pub use error::{PathOccupant, SocketError};
 pub(crate) use listener::SocketFile;
 pub use listener::{close_all, BoundAddr, Listener};
 pub(crate) use unix::{clear_stale, UMASK_LOCK};
-
-/// The longest path a unix socket address holds.
-pub fn max_unix_path_len() -> usize {
-    unix::max_path_len()
-}

@@ -21,7 +21,7 @@ use tracing::warn;
 
 use super::error::SocketError;
 use super::listener::{close_all, BoundAddr, Listener};
-use crate::config::BindSpec;
+use crate::addr::BindSpec;
 
 /// Binds every distinct address `host` resolves to; on failure closes what it bound.
 pub(crate) fn bind_tcp(

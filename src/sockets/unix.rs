@@ -26,20 +26,13 @@ use tracing::{debug, warn};
 use super::error::{PathOccupant, SocketError};
 use super::listener::{BoundAddr, Listener, SocketFile};
 use super::tcp::listen_backlog;
-use crate::config::BindSpec;
+use crate::addr::{max_unix_path_len, BindSpec};
 
 /// umask during bind(2): the socket file gets 0777 & !0o117 = 0660, never world-accessible.
 const BIND_UMASK: u32 = 0o117;
 
 /// Serialises the save/restore of the process-wide umask around bind(2).
 pub(crate) static UMASK_LOCK: Mutex<()> = Mutex::new(());
-
-/// Longest path sun_path holds, leaving room for the terminating NUL.
-pub(crate) fn max_path_len() -> usize {
-    // SAFETY: sockaddr_un is plain old data (integers and a byte array): all-zero is a valid value.
-    let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_path.len() - 1
-}
 
 /// Binds and listens on `path` with mode 0660, replacing only a stale socket file.
 pub(crate) fn bind_unix(
@@ -82,7 +75,7 @@ fn label(path: &Path) -> String {
 
 fn check_path_len(path: &Path) -> Result<(), SocketError> {
     let len = path.as_os_str().len();
-    let max = max_path_len();
+    let max = max_unix_path_len();
     match len {
         0 => Err(SocketError::UnixPathEmpty),
         _ if len > max => Err(SocketError::UnixPathTooLong {
@@ -354,7 +347,7 @@ mod tests {
         let path = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
         match bind_one(&path).expect_err("too long") {
             SocketError::UnixPathTooLong { len, max, .. } => {
-                assert_eq!((len, max), (205, max_path_len()));
+                assert_eq!((len, max), (205, max_unix_path_len()));
                 assert_eq!(max, 107);
             }
             other => panic!("expected UnixPathTooLong, got {other:?}"),

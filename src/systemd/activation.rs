@@ -15,7 +15,8 @@
 
 use tracing::{info, warn};
 
-use crate::config::{BindSpec, Config};
+use crate::addr::BindSpec;
+use crate::config::Config;
 use crate::sockets::{self, Listener, SocketError};
 
 /// The first fd systemd passes (`SD_LISTEN_FDS_START`).

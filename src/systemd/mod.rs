@@ -17,4 +17,4 @@ mod watchdog;
 
 pub use activation::{listeners, ActivationError, ListenError};
 pub use contract::{Phase, Summary};
-pub use notifier::Notifier;
+pub use notifier::{Notifier, Observed};

@@ -1,7 +1,9 @@
-//! [`Notifier`]: the systemd notify protocol as the master loop drives it. The loop shows it every
-//! action it applies, tells it about a refused reload, and calls [`Notifier::update`] once per
-//! wakeup after the state machine has seen everything; it also waits no longer than
-//! [`Notifier::next_deadline`], the next watchdog ping.
+//! [`Notifier`]: the systemd notify protocol as the master loop drives it. The loop tells it what
+//! it is about to do (spawn, serve, reload, and how a reload ended), tells it about a refused
+//! reload, and calls [`Notifier::update`] once per wakeup, after the state machine has seen
+//! everything, with an [`Observed`] summary of the workers; it also waits no longer than
+//! [`Notifier::next_deadline`], the next watchdog ping. It only ever sees plain values, never
+//! the master's state machine, so `systemd` sits below `master`.
 //!
 //! Without `NOTIFY_SOCKET` every call is a no-op. The master keeps the variables in its own
 //! environment (a re-executed master needs them); the spawner never passes them to workers.
@@ -14,7 +16,25 @@ use tracing::{info, warn};
 use super::contract::{Contract, Phase, Summary};
 use super::socket::NotifySocket;
 use super::watchdog::{self, Watchdog};
-use crate::master::{error_chain, Action, Master};
+use crate::errors::error_chain;
+
+/// What the master looks like at one instant, as the loop reads it off the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    pub stopping: bool,
+    /// Serving out `drain_before_stop`.
+    pub draining: bool,
+    pub reloading: bool,
+    /// Ready workers (of any generation).
+    pub ready: usize,
+    /// Ready workers of the current generation.
+    pub fresh: usize,
+    /// Workers still tracked: booting, ready or on their way out.
+    pub live: usize,
+    pub target: u32,
+    /// The generation new workers start from.
+    pub generation: u64,
+}
 
 /// The notify socket, the protocol's state and the watchdog schedule.
 #[derive(Debug)]
@@ -52,33 +72,51 @@ impl Notifier {
     }
 
     /// Says the start is under way (and may take up to the boot timeout and more).
-    pub fn start(&mut self, master: &Master) {
+    pub fn start(&mut self, observed: Observed) {
         if self.socket.is_some() {
-            let message = self.contract.start(self.summary(master), Instant::now());
+            let message = self.contract.start(self.summary(observed), Instant::now());
             self.send(&message);
         }
     }
 
-    /// Sees an action the loop is about to apply.
-    pub fn on_action(&mut self, action: &Action, boot_timeout: Duration) {
+    /// A worker is about to be spawned.
+    pub fn spawning(&mut self, boot_timeout: Duration) {
         if self.socket.is_none() {
             return;
         }
-        match action {
-            Action::Spawn { .. } => {
-                if let Some(message) = self.contract.spawning(boot_timeout, Instant::now()) {
-                    self.send(&message);
-                }
-            }
-            Action::Serving => self.contract.serving(),
-            Action::LoadConfig => {
-                if let Some(message) = self.contract.reloading(monotonic_usec()) {
-                    self.send(&message);
-                }
-            }
-            Action::Reloaded { generation } => self.contract.reloaded(*generation),
-            Action::ReloadFailed { reason } => self.contract.rolled_back(reason),
-            _ => {}
+        if let Some(message) = self.contract.spawning(boot_timeout, Instant::now()) {
+            self.send(&message);
+        }
+    }
+
+    /// Every worker of the first start is ready.
+    pub fn serving(&mut self) {
+        if self.socket.is_some() {
+            self.contract.serving();
+        }
+    }
+
+    /// A reload starts: the configuration is about to be loaded again.
+    pub fn reloading(&mut self) {
+        if self.socket.is_none() {
+            return;
+        }
+        if let Some(message) = self.contract.reloading(monotonic_usec()) {
+            self.send(&message);
+        }
+    }
+
+    /// The reload to `generation` completed.
+    pub fn reloaded(&mut self, generation: u64) {
+        if self.socket.is_some() {
+            self.contract.reloaded(generation);
+        }
+    }
+
+    /// The reload was rolled back, for `reason`.
+    pub fn rolled_back(&mut self, reason: &str) {
+        if self.socket.is_some() {
+            self.contract.rolled_back(reason);
         }
     }
 
@@ -88,11 +126,11 @@ impl Notifier {
     }
 
     /// After a wakeup was handled: what changed, and the watchdog ping when due.
-    pub fn update(&mut self, master: &Master, now: Instant) {
+    pub fn update(&mut self, observed: Observed, now: Instant) {
         if self.socket.is_none() {
             return;
         }
-        if let Some(message) = self.contract.update(self.summary(master)) {
+        if let Some(message) = self.contract.update(self.summary(observed)) {
             self.send(&message);
         }
         if self.watchdog.as_mut().is_some_and(|w| w.due(now)) {
@@ -105,29 +143,25 @@ impl Notifier {
         self.watchdog.as_ref().map(Watchdog::next)
     }
 
-    fn summary(&self, master: &Master) -> Summary {
-        let phase = if master.is_stopping() {
+    fn summary(&self, observed: Observed) -> Summary {
+        let phase = if observed.stopping {
             Phase::Stopping
-        } else if master.is_draining() {
+        } else if observed.draining {
             Phase::Draining
-        } else if master.is_reloading() {
+        } else if observed.reloading {
             Phase::Reloading
         } else if self.contract.served() {
             Phase::Serving
         } else {
             Phase::Starting
         };
-        let workers = master.workers();
-        let ready = || workers.iter().filter(|w| w.is_live() && w.is_ready());
         Summary {
             phase,
-            ready: ready().count(),
-            fresh: ready()
-                .filter(|w| w.generation == master.generation())
-                .count(),
-            live: workers.len(),
-            target: master.target(),
-            generation: master.generation(),
+            ready: observed.ready,
+            fresh: observed.fresh,
+            live: observed.live,
+            target: observed.target,
+            generation: observed.generation,
         }
     }
 

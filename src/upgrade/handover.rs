@@ -26,7 +26,8 @@ use std::path::PathBuf;
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BindSpec, SpawnMode};
+use crate::addr::BindSpec;
+use crate::config::SpawnMode;
 use crate::sockets::BoundAddr;
 use crate::sys::exec::Identity;
 use crate::worker::WorkerSpec;

@@ -19,17 +19,31 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::{env_snapshot, error_chain, Supervisor};
+use super::Supervisor;
 use crate::config::{self, Config, WorkerCount};
+use crate::errors::error_chain;
 use crate::master::state::Master;
 use crate::master::workers::{Phase, Reason, Worker};
 use crate::sockets::Listener;
+use crate::sys::environ::env_snapshot;
 use crate::sys::reap::ExitStatus;
 use crate::upgrade::{
     exec_in_place, Binary, Check, Deferred, HandedListener, HandedOutput, HandedPhase,
     HandedWorker, Handover, Outcome, SocketFileId, VERSION,
 };
 use crate::worker::WorkerSpec;
+
+/// Why the state could not be put into a handover; the upgrade is abandoned and this image
+/// keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverBuildError {
+    /// The current generation's worker spec is gone.
+    #[error("generation {generation} has no spec")]
+    FindSpec { generation: u64 },
+    /// A worker cannot be handed over yet (it has no pid, or no channel, yet).
+    #[error("worker {id} has no {missing} yet")]
+    HandWorker { id: u64, missing: &'static str },
+}
 
 /// Where an upgrade stands, in this image.
 pub(in crate::master) struct Upgrade {
@@ -231,17 +245,17 @@ impl Supervisor {
     }
 
     /// The state the new image takes over.
-    fn handover(&self, master: &Master, now: Instant) -> Result<Handover, String> {
+    fn handover(&self, master: &Master, now: Instant) -> Result<Handover, HandoverBuildError> {
         let generation = master.generation();
         let spec = self
             .specs
             .get(&generation)
-            .ok_or_else(|| format!("generation {generation} has no spec"))?;
+            .ok_or(HandoverBuildError::FindSpec { generation })?;
         let workers = master
             .workers()
             .iter()
             .map(|w| self.handed_worker(w, now))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let outputs = self.spawner.output_pipes().into_iter();
         Ok(Handover {
             version: VERSION,
@@ -271,8 +285,8 @@ impl Supervisor {
         })
     }
 
-    fn handed_worker(&self, w: &Worker, now: Instant) -> Result<HandedWorker, String> {
-        let missing = |what: &str| format!("worker {} has no {what} yet", w.id);
+    fn handed_worker(&self, w: &Worker, now: Instant) -> Result<HandedWorker, HandoverBuildError> {
+        let missing = |missing| HandoverBuildError::HandWorker { id: w.id, missing };
         let remaining = |at: Instant| millis(at.saturating_duration_since(now));
         let phase = match (w.phase, w.retiring) {
             (Phase::Booting { .. }, None) => HandedPhase::Booting,

@@ -24,7 +24,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use super::{error_chain, spawn_failed, Supervisor};
+use super::apply::spawn_failed;
+use super::Supervisor;
+use crate::errors::error_chain;
 use crate::master::event::{Event, WorkerId};
 use crate::master::exits::{describe_boot_failure, Failure};
 use crate::master::state::Master;

@@ -1,11 +1,29 @@
-//! A read-only picture of the master for operators: what `herdsman ctl status` shows and what
-//! `/metrics` exports. Built by the state machine on demand ([`super::Master::snapshot`]), so
-//! it never disagrees with the decisions being made.
+//! What the operations layer and the master loop exchange, in ops' own terms so that `ops`
+//! never imports `master`:
+//! - in: [`Snapshot`], a read-only picture of the master for operators (what `herdsman ctl
+//!   status` shows and what `/metrics` exports), built by the state machine on demand so it
+//!   never disagrees with the decisions being made;
+//! - out: [`MasterRequest`], what a control client asked of the master, which the loop turns
+//!   into state machine events.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::event::WorkerId;
+/// A worker's stable id (1, 2, 3, ..., never reused), as the master numbers them.
+pub type WorkerId = u64;
+
+/// What a control client asked the master to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterRequest {
+    /// `reload`: the same as SIGHUP.
+    Reload,
+    /// `scale N`: set the target worker count (at least 1).
+    SetTarget(u32),
+    /// `stop`: a graceful stop, as SIGTERM.
+    GracefulStop,
+    /// `quit`: a quick stop, as SIGINT.
+    QuickStop,
+}
 
 /// One worker as operators see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +66,9 @@ pub struct Snapshot {
     pub workers: Vec<WorkerStatus>,
     /// Worker exits by reason since the master started (`crash`, `liveness`, `reload`, ...).
     pub restarts: BTreeMap<&'static str, u64>,
+    /// Every reason a worker can exit for, in the master's order (for metrics that list each
+    /// one from the start, zeros included).
+    pub restart_reasons: Vec<&'static str>,
     pub last_restart: Option<LastRestart>,
     /// Workers that became ready, and the total of their boot times (start to ready).
     pub boots: u64,

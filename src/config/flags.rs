@@ -1,0 +1,303 @@
+//! The command-line layer of the configuration: [`RunArgs`], every flag that configures a run,
+//! as clap parses it (the `herdsman` and `herdsman check` commands both take it; `cli` wraps
+//! it in the full command line). Lives in `config` because `config` turns it into a layer;
+//! `cli` only re-exports it.
+//!
+//! clap only handles structure here. Every value is kept raw (`Option<String>`, or an empty `Vec`
+//! for repeatable flags) so that "not given" stays distinguishable from "given", and so that bad
+//! values are reported by the config validator together with every other problem, with a fix.
+//! Boolean switches are `Option<bool>` too: `--factory` means `Some(true)`, absence `None`, so a
+//! flag never gets OR-merged into what the file or the environment said. Each `--x` / `--no-x`
+//! pair is generated once by [`switch!`]: clap's `overrides_with` leaves at most one of the two
+//! set, so the last one given wins.
+
+use clap::Args;
+use std::path::PathBuf;
+
+/// Defines a flattened `--x` / `--no-x` pair of switches, each `Option<bool>` (`Some(true)`
+/// when given, `None` when not), each overriding the other so the last one given wins, and a
+/// `resolved()` that reads the pair as one `Option<bool>`.
+macro_rules! switch {
+    (
+        $(#[$meta:meta])*
+        $name:ident:
+        $(#[doc = $yes_doc:literal])*
+        $yes:ident,
+        $(#[doc = $no_doc:literal])*
+        $no:ident
+    ) => {
+        $(#[$meta])*
+        #[derive(Args, Debug, Clone, Default)]
+        pub struct $name {
+            $(#[doc = $yes_doc])*
+            #[arg(
+                long,
+                num_args = 0,
+                default_missing_value = "true",
+                overrides_with = stringify!($no)
+            )]
+            pub $yes: Option<bool>,
+
+            $(#[doc = $no_doc])*
+            #[arg(
+                long,
+                num_args = 0,
+                default_missing_value = "true",
+                overrides_with = stringify!($yes)
+            )]
+            pub $no: Option<bool>,
+        }
+
+        impl $name {
+            /// The pair as one switch: `Some(true)` for `--x`, `Some(false)` for `--no-x`
+            /// (whichever came last), `None` if neither was given.
+            pub fn resolved(&self) -> Option<bool> {
+                resolve_pair(self.$yes, self.$no)
+            }
+        }
+    };
+}
+
+/// Everything that configures a run. `None` / empty means "not given on the command line".
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// The application, `module:attr` (e.g. `myproject.asgi:application`); `module:factory()`
+    /// calls a factory. Required here, in the file (`app = ...`) or in HERDSMAN_APP.
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
+
+    /// TOML configuration file [default: none; env HERDSMAN_CONFIG].
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Number of workers, or `auto` for one per usable CPU [default: auto].
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "N|auto",
+        allow_negative_numbers = true
+    )]
+    pub workers: Option<String>,
+
+    /// Address to listen on: HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable
+    /// [default: 127.0.0.1:8000].
+    #[arg(short = 'b', long, value_name = "ADDR")]
+    pub bind: Vec<String>,
+
+    /// Application interface: auto, asgi or wsgi [default: auto].
+    #[arg(long, value_name = "auto|asgi|wsgi")]
+    pub interface: Option<String>,
+
+    /// How workers are started: exec (a fresh interpreter each) or zygote (forked from a warm
+    /// Python process per generation; see docs/zygote.md) [default: exec].
+    #[arg(long, value_name = "exec|zygote")]
+    pub spawn: Option<String>,
+
+    #[command(flatten)]
+    pub preload: PreloadSwitch,
+
+    #[command(flatten)]
+    pub factory: FactorySwitch,
+
+    /// Python interpreter [default: $VIRTUAL_ENV/bin/python, else python3 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<String>,
+
+    /// Directory the workers run in and import the app from [default: current directory].
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<String>,
+
+    /// Extra environment variable for the workers; repeatable [default: none].
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Kill a worker silent for this long, e.g. 30s, 500ms, 2m; bare number = seconds
+    /// [default: 30s].
+    #[arg(
+        short = 't',
+        long,
+        value_name = "DURATION",
+        allow_negative_numbers = true
+    )]
+    pub timeout: Option<String>,
+
+    /// Time a stopping worker gets before SIGKILL [default: 30s].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub graceful_timeout: Option<String>,
+
+    /// On SIGTERM, keep serving this long while /readyz answers 503 (so load balancers
+    /// deregister the instance), then stop gracefully; 0 = stop at once [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub drain_before_stop: Option<String>,
+
+    /// Time a new worker gets to import the app and become ready [default: 60s].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub boot_timeout: Option<String>,
+
+    /// Consecutive boot failures before giving up at first start (or rolling a reload back) [default: 3].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub startup_attempts: Option<String>,
+
+    /// Extra workers that may boot at once while replacing others, 1 to 64 [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_surge: Option<String>,
+
+    /// Recycle a worker after this many requests; 0 = never [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_requests: Option<String>,
+
+    /// Up to this many extra requests per worker, drawn at random [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_requests_jitter: Option<String>,
+
+    /// Recycle a worker whose memory (PSS) stays above this, e.g. 512MiB, 1GB; 0 or off = never
+    /// [default: off].
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true)]
+    pub max_worker_memory: Option<String>,
+
+    /// Recycle a worker this long after it became ready, e.g. 6h; 0 = never [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub max_worker_lifetime: Option<String>,
+
+    /// Up to this much extra lifetime per worker, drawn at random [default: 0].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub max_worker_lifetime_jitter: Option<String>,
+
+    /// How often worker memory is sampled for --max-worker-memory, at least 100ms
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub memory_check_interval: Option<String>,
+
+    /// listen(2) backlog, 1 to 65535 [default: 2048].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub backlog: Option<String>,
+
+    /// trace, debug, info, warning, error or critical [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Master log format: text or json [default: text].
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
+
+    /// Write the master's log to FILE (appending) instead of stderr; SIGUSR1 reopens it
+    /// [default: stderr].
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<String>,
+
+    #[command(flatten)]
+    pub access_log: AccessLogSwitch,
+
+    /// Write the access log to PATH (appending; `-`: standard output), as gunicorn's
+    /// --access-logfile; turns the access log on unless --no-access-log is given
+    /// [default: standard output].
+    #[arg(long = "access-logfile", value_name = "PATH|-")]
+    pub access_log_file: Option<String>,
+
+    /// The access log line, in gunicorn's format (its atoms, e.g. '%(h)s "%(r)s" %(s)s %(M)s'), or
+    /// `json` for one JSON object per line [default: gunicorn's default format].
+    #[arg(long = "access-logformat", value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
+
+    #[command(flatten)]
+    pub capture_output: CaptureOutputSwitch,
+
+    /// Write the master's pid to FILE at start, remove it at exit [default: none].
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pidfile: Option<String>,
+
+    /// Run the workers as this user (name or uid); the master keeps its own [default: the
+    /// master's user].
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run the workers with this group (name or gid) [default: the user's primary group].
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// The workers' umask, in octal, e.g. 027 or 0o027 [default: the master's].
+    #[arg(short = 'm', long, value_name = "OCTAL")]
+    pub umask: Option<String>,
+
+    /// Control socket for `herdsman ctl` [default: $XDG_RUNTIME_DIR/herdsman-UID/PID.sock, or
+    /// under /tmp].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<String>,
+
+    /// Serve /metrics, /livez and /readyz on HOST:PORT or unix:PATH; off = none [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_bind: Option<String>,
+
+    /// Ready workers /readyz needs: a number, or all = the target count [default: all].
+    #[arg(long, value_name = "N|all", allow_negative_numbers = true)]
+    pub ready_min: Option<String>,
+}
+
+impl RunArgs {
+    /// `--factory` / `--no-factory` resolved: the last one given wins; `None` if neither.
+    pub fn factory_flag(&self) -> Option<bool> {
+        self.factory.resolved()
+    }
+
+    /// `--preload` / `--no-preload` resolved, as `factory_flag`.
+    pub fn preload_flag(&self) -> Option<bool> {
+        self.preload.resolved()
+    }
+
+    /// `--access-log` / `--no-access-log` resolved: the last one given wins; `None` if neither.
+    pub fn access_log_flag(&self) -> Option<bool> {
+        self.access_log.resolved()
+    }
+
+    /// `--capture-output` / `--no-capture-output` resolved, as `access_log_flag`.
+    pub fn capture_output_flag(&self) -> Option<bool> {
+        self.capture_output.resolved()
+    }
+}
+
+switch! {
+    /// `--preload` / `--no-preload`.
+    PreloadSwitch:
+    /// With `--spawn zygote`: import the app once in the zygote, before forking the workers
+    /// (memory shared copy-on-write, fast replacements) [default: no].
+    preload,
+    /// Import the app in each worker after the fork (undoes `preload = true`).
+    no_preload
+}
+
+switch! {
+    /// `--factory` / `--no-factory`.
+    FactorySwitch:
+    /// Call APP to get the application (an app factory) [default: no].
+    factory,
+    /// Use APP as the application itself, not a factory (undoes `factory = true`).
+    no_factory
+}
+
+switch! {
+    /// `--access-log` / `--no-access-log`.
+    AccessLogSwitch:
+    /// Log one line per request, written by the workers [default: on].
+    access_log,
+    /// Do not log requests.
+    no_access_log
+}
+
+switch! {
+    /// `--capture-output` / `--no-capture-output`.
+    CaptureOutputSwitch:
+    /// Capture the workers' stdout and stderr into the master's log, each line prefixed with
+    /// `[worker ID pid PID]` [default: off: workers write to the master's stdout/stderr].
+    capture_output,
+    /// Let the workers write to the master's stdout and stderr directly.
+    no_capture_output
+}
+
+/// clap's `overrides_with` leaves at most one of a `--x` / `--no-x` pair set.
+fn resolve_pair(yes: Option<bool>, no: Option<bool>) -> Option<bool> {
+    match (yes, no) {
+        (Some(true), _) => Some(true),
+        (_, Some(true)) => Some(false),
+        _ => None,
+    }
+}

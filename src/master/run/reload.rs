@@ -1,0 +1,96 @@
+//! The loop's side of a reload (`Action::LoadConfig`): load the configuration again and
+//! resolve the interpreter, register the new generation's worker spec, and answer the state
+//! machine with `Event::Reload`, or refuse the reload (the current workers keep serving) and
+//! tell the waiting `ctl` clients why. What cannot change without a restart (listeners, log
+//! file, pidfile, control socket, admin listener) is kept, with a warning.
+
+use tracing::{error, warn};
+
+use super::Supervisor;
+use crate::config::{self, ConfigErrors};
+use crate::master::event::Event;
+use crate::master::launch::worker_target;
+use crate::master::policy::Policy;
+use crate::ops::ReloadOutcome;
+use crate::sys::environ::env_snapshot;
+use crate::worker::python::{self, PythonError};
+use crate::worker::WorkerSpec;
+
+/// Why a reload was refused; nothing changed and the current workers keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration no longer loads.
+    #[error("reload refused, the configuration is invalid")]
+    LoadConfig(#[source] ConfigErrors),
+    /// The configured interpreter cannot be found.
+    #[error("reload refused")]
+    ResolvePython(#[source] PythonError),
+}
+
+impl ReloadError {
+    /// What the log and the waiting `ctl reload` clients are told: the refusal, its cause, and
+    /// that nothing changed.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::LoadConfig(errors) => {
+                format!("{self}; the current workers keep serving:\n{errors}")
+            }
+            Self::ResolvePython(e) => format!("{self}: {e}; the current workers keep serving"),
+        }
+    }
+}
+
+impl Supervisor {
+    /// Starts a reload for the state machine; a refused one is answered to `ctl` clients here,
+    /// with the reason, since the state machine only hears that it was aborted.
+    pub(super) fn load_config(&mut self) -> Event {
+        self.ops.reload_started();
+        match self.reload() {
+            Ok(event) => event,
+            Err(e) => {
+                let reason = e.reason();
+                error!("{reason}");
+                self.ops.reload_finished(&ReloadOutcome::Refused { reason });
+                Event::ReloadAborted
+            }
+        }
+    }
+
+    /// Loads the configuration again; on success registers the new generation's spec. `Err` is
+    /// why the reload was refused.
+    pub(super) fn reload(&mut self) -> Result<Event, ReloadError> {
+        let env = env_snapshot();
+        let config = config::load(&self.args, &env).map_err(ReloadError::LoadConfig)?;
+        let python =
+            python::resolve(config.python.as_deref(), &env).map_err(ReloadError::ResolvePython)?;
+        if config.binds != self.config.binds || config.backlog != self.config.backlog {
+            warn!("the listeners (bind, backlog) cannot change on reload: restart herdsman to apply that change; keeping the current listeners");
+        }
+        if config.log_file != self.config.log_file || config.pidfile != self.config.pidfile {
+            warn!("log_file and pidfile cannot change on reload: restart herdsman to apply that change; keeping the current ones");
+        }
+        if config.control_socket != self.config.control_socket
+            || config.admin_bind != self.config.admin_bind
+        {
+            warn!("control_socket and admin_bind cannot change on reload: restart herdsman to apply that change; keeping the current ones");
+        }
+        self.ops.set_ready_min(config.ready_min);
+        let workers_changed = config.workers != self.config.workers;
+        let target = if workers_changed {
+            worker_target(config.workers)
+        } else {
+            1
+        };
+        let policy = Box::new(Policy::from_config(&config, target, self.seed));
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.specs
+            .insert(generation, WorkerSpec::new(&config, python, &env));
+        self.config = config;
+        Ok(Event::Reload {
+            generation,
+            policy,
+            workers_changed,
+        })
+    }
+}
