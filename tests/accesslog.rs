@@ -120,7 +120,15 @@ fn the_default_access_log_is_gunicorns_format_on_stdout_and_no_access_log_turns_
             && line.ends_with("\"http://ref.test/\" \"probe/1.0\""),
         "{line}"
     );
+    let log = std::sync::Arc::clone(&h.log);
     assert!(h.finish().success());
+    // The worker's last heartbeat, sent on its way out, carries its final count.
+    let exit = log
+        .records()
+        .into_iter()
+        .find(|r| common::message(r) == "worker exited")
+        .expect("the worker's exit record");
+    assert_eq!(exit["requests"], 1, "{exit}");
 
     let h = Herdsman::start(&["-w", "1", "--no-access-log", "asgi_app:app"]);
     h.wait_serving();

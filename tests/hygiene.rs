@@ -243,20 +243,26 @@ fn a_log_on_a_full_disk_does_not_stop_the_master() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Captured output becomes records of the master's log (JSON here, as the harness asks), each
+/// naming the worker: a plain print as an `output` record, the runtime's own lines (the access
+/// log here) as well.
 #[test]
 fn captured_output_is_prefixed_with_the_worker() {
     let h = Herdsman::start(&["--capture-output", "-w", "1", "output_app:app"]);
     let pid = h.wait_serving()[0];
     let addr = h.addr();
     http::get(addr, "/say?text=hello-capture").expect("served");
-    let prefix = format!("[worker 1 pid {pid}] ");
-    let out = h.wait_line("hello-capture-out");
-    let err = h.wait_line("hello-capture-err");
-    assert_eq!(out, format!("{prefix}hello-capture-out"));
-    assert_eq!(err, format!("{prefix}hello-capture-err"));
-    // uvicorn's own lines are captured too.
-    let access = h.wait_line("GET /say?text=hello-capture");
-    assert!(access.starts_with(&prefix), "{access}");
+    for text in ["hello-capture-out", "hello-capture-err"] {
+        let record = h.wait_record(text, |r| common::message(r) == text);
+        assert_eq!(record["worker"], 1, "{record}");
+        assert_eq!(record["pid"], pid, "{record}");
+        assert_eq!(record["stream"], "output", "{record}");
+        assert_eq!(record["level"], "INFO", "{record}");
+    }
+    let access = h.wait_record("", |r| {
+        common::message(r).contains("GET /say?text=hello-capture")
+    });
+    assert_eq!(access["worker"], 1, "{access}");
     finish_with(h, &[pid]);
 }
 
@@ -282,20 +288,20 @@ fn a_worker_writing_a_lot_is_never_blocked() {
     let response = http::get(addr, "/spew?n=1048576&marker=spew-marker").expect("completes");
     assert_eq!(response.json()["written"], 1_048_576);
     assert!(started.elapsed() < WAIT);
-    let prefix = format!("[worker 1 pid {pid}] ");
     let text = wait_file(&log, "the marker", WAIT, |text| {
-        text.contains(&format!("{prefix}spew-marker\n"))
+        text.contains("\"message\":\"spew-marker\"")
             .then(|| text.to_string())
     });
-    let spewed: Vec<&str> = text
+    // Each captured line is one record of the worker's: its message is the line.
+    let spewed: Vec<String> = text
         .lines()
-        .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with('x'))
+        .filter_map(common::parse_record)
+        .filter(|r| r["pid"] == pid && r["stream"] == "output")
+        .map(|r| common::message(&r).to_string())
+        .filter(|m| m.starts_with('x'))
         .collect();
-    let bytes: usize = spewed.iter().map(|l| l.len() - prefix.len() + 1).sum();
-    assert_eq!(
-        bytes, 1_048_576,
-        "every byte arrived, one prefixed line each"
-    );
+    let bytes: usize = spewed.iter().map(|m| m.len() + 1).sum();
+    assert_eq!(bytes, 1_048_576, "every byte arrived, one record per line");
     assert!(!text.contains("dropped"), "a file never drops");
     assert_eq!(http::get(addr, "/").expect("still serving").pid(), pid);
     finish_with(h, &[pid]);

@@ -293,12 +293,21 @@ fn an_app_that_fails_to_import_exits_4_with_its_traceback() {
     ]));
     let all = lines.join("\n");
     assert_eq!(code, 4, "APP_LOAD; output:\n{all}");
+    // The traceback is said once, inside the first failed-boot record, from the app's frame on.
+    let attempts = records_with(&lines, "worker failed to boot (import error)");
+    let first = message(&attempts[0]);
     assert!(
-        lines.iter().any(|l| l == "RuntimeError: boom at import"),
+        first.contains("\n    Traceback (most recent call last):")
+            && first.contains("import_error.py\", line 3, in <module>")
+            && first.ends_with("\n    RuntimeError: boom at import"),
         "the app's traceback: {all}"
     );
     assert!(
-        all.contains("import_error.py\", line 3, in <module>"),
+        !first.contains("herdsman/runtime"),
+        "runtime frames shown: {first}"
+    );
+    assert!(
+        message(&attempts[1]).ends_with("(the same traceback as the previous failure)"),
         "{all}"
     );
     let give_up = the_record(&records, GIVING_UP, &lines);

@@ -123,16 +123,32 @@ fn socket_inodes(pid: i32) -> Vec<String> {
 
 #[test]
 fn without_preload_each_worker_imports_the_app_and_captured_output_still_works() {
-    let h = zygote(&["-w", "2", "--capture-output", "asgi_app:app"]).spawn();
+    let h = zygote(&[
+        "-w",
+        "2",
+        "--capture-output",
+        "--log-level",
+        "debug",
+        "asgi_app:app",
+    ])
+    .spawn();
     let pids = sorted(h.wait_serving());
     assert_masters_children(&h, &pids);
-    let zygote_line = h.wait_line("[herdsman zygote 0");
-    assert!(!zygote_line.contains("preloaded"), "{zygote_line}");
+    let zygote_line = h.wait_record("ready: uvicorn", |r| r["zygote"] == 0);
+    assert!(
+        !message(&zygote_line).contains("preloaded"),
+        "{zygote_line}"
+    );
     // The worker's own output goes through the pipe the master passed with the fork request.
-    h.wait_line(&format!("pid {}] [herdsman worker", pids[0]));
+    let runtime_record = |pid: i32| {
+        h.wait_record("ready: app", move |r| {
+            r["pid"] == pid && r["worker"].is_u64()
+        })
+    };
+    runtime_record(pids[0]);
     signal(pids[0], libc::SIGKILL);
     let replacement = pid_of(&wait_new_worker(&h, &pids));
-    h.wait_line(&format!("pid {replacement}] [herdsman worker"));
+    runtime_record(replacement);
     assert_eq!(get(h.addr(), "/").expect("request").status, 200);
     h.finish();
 }

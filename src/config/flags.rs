@@ -286,8 +286,8 @@ switch! {
 switch! {
     /// `--capture-output` / `--no-capture-output`.
     CaptureOutputSwitch:
-    /// Capture the workers' stdout and stderr into the master's log, each line prefixed with
-    /// `[worker ID pid PID]` [default: off: workers write to the master's stdout/stderr].
+    /// Capture the workers' stdout and stderr into the master's log, each line a record naming
+    /// the worker [default: off: workers write to the master's stdout/stderr].
     capture_output,
     /// Let the workers write to the master's stdout and stderr directly.
     no_capture_output

@@ -127,6 +127,11 @@ pub fn file_fd() -> Option<RawFd> {
     }
 }
 
+/// The log's format (text until the sink is installed).
+pub fn format() -> LogFormat {
+    lock().as_ref().map_or(LogFormat::Text, |sink| sink.format)
+}
+
 /// Writes one master record (already formatted, newline included). Never fails.
 pub fn write_record(record: &[u8]) {
     let mut guard = lock();

@@ -71,8 +71,13 @@ impl Failure {
     /// What to tell the user when giving up or rolling back.
     pub fn give_up_hint(&self) -> String {
         match self {
-            Failure::Reported { kind: BootErrorKind::Import, .. } => {
-                "the application could not be imported (its traceback is above)".into()
+            Failure::Reported { kind: BootErrorKind::Import, message } => {
+                let first = message.lines().next().unwrap_or_default();
+                let first = first.trim_end_matches(SAME_TRACEBACK);
+                match message.contains('\n') || message.ends_with(SAME_TRACEBACK) {
+                    true => format!("the application could not be imported ({first}; its traceback is above)"),
+                    false => format!("the application could not be imported: {first}"),
+                }
             }
             Failure::Reported { kind: BootErrorKind::Interface, message } => message.clone(),
             Failure::Reported { kind: BootErrorKind::Dependency, message } => message.clone(),
@@ -92,6 +97,9 @@ impl Failure {
         }
     }
 }
+
+/// What a boot error's message ends with when its traceback was printed for an earlier one.
+pub const SAME_TRACEBACK: &str = " (the same traceback as the previous failure)";
 
 /// One log line for one failed boot attempt.
 pub fn describe_boot_failure(failure: &Failure) -> String {

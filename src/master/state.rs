@@ -83,6 +83,8 @@ pub struct Master {
     /// When worker memory is sampled next (only with `max_worker_memory`).
     next_memory_sample: Option<Instant>,
     stats: Stats,
+    /// The last boot error's traceback: the same one again is not printed again.
+    last_boot_traceback: Option<String>,
 }
 
 /// Counters for operators (see [`crate::ops::Snapshot`]).
@@ -125,6 +127,7 @@ impl Master {
             announced: false,
             next_memory_sample: memory_start(now),
             stats: Stats::default(),
+            last_boot_traceback: None,
         }
     }
 

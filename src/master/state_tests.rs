@@ -130,6 +130,7 @@ fn boot_error(kind: BootErrorKind) -> WorkerMessage {
     WorkerMessage::BootError {
         kind,
         message: "boom".into(),
+        traceback: None,
     }
 }
 

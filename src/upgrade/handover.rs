@@ -27,7 +27,7 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::addr::BindSpec;
-use crate::config::SpawnMode;
+use crate::config::{LogFormat, SpawnMode};
 use crate::sockets::BoundAddr;
 use crate::sys::exec::Identity;
 use crate::worker::WorkerSpec;
@@ -109,6 +109,9 @@ pub struct Spec {
     /// `preload`, with the zygote.
     #[serde(default)]
     pub preload: bool,
+    /// The master's log format is JSON (for a zygote's own lines; absent means text).
+    #[serde(default)]
+    pub log_json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +267,7 @@ impl From<&WorkerSpec> for Spec {
             capture_output: spec.capture_output,
             zygote: spec.spawn == SpawnMode::Zygote,
             preload: spec.preload,
+            log_json: spec.log_format == LogFormat::Json,
         }
     }
 }
@@ -287,6 +291,10 @@ impl From<Spec> for WorkerSpec {
                 SpawnMode::Exec
             },
             preload: spec.preload,
+            log_format: match spec.log_json {
+                true => LogFormat::Json,
+                false => LogFormat::Text,
+            },
         }
     }
 }
@@ -383,6 +391,7 @@ pub(crate) fn sample() -> Handover {
             capture_output: true,
             zygote: true,
             preload: true,
+            log_json: true,
         },
         listeners: vec![
             HandedListener {

@@ -3,7 +3,7 @@
 //! these ends with everything else and [`Captured::drain`]s them on every wakeup, so a worker
 //! only ever waits on a full pipe (64 KiB) while the master is itself stopped.
 //!
-//! Each complete line goes to the log sink as `[worker ID pid PID] line`. A line longer than
+//! Each complete line goes to the log sink as a record of the master's log (`logging::captured`). A line longer than
 //! [`MAX_LINE`] is cut there (the rest follows as another line); what is left without a newline
 //! when the pipe closes is written as a line too. The sink never blocks on these writes: when
 //! the destination cannot take a line now, the line is dropped and counted (see
@@ -31,8 +31,8 @@ pub struct Captured {
 
 struct Pipe {
     fd: OwnedFd,
+    id: u64,
     pid: i32,
-    prefix: String,
     pending: Vec<u8>,
 }
 
@@ -41,8 +41,8 @@ impl Captured {
     pub fn insert(&mut self, id: u64, pid: i32, fd: OwnedFd) {
         let pipe = Pipe {
             fd,
+            id,
             pid,
-            prefix: format!("[worker {id} pid {pid}] "),
             pending: Vec::new(),
         };
         self.pipes.insert(id, pipe);
@@ -121,7 +121,7 @@ impl Pipe {
                 _ if rest.len() >= MAX_LINE => MAX_LINE,
                 _ => break,
             };
-            emit(&self.prefix, &self.pending[start..start + end]);
+            logging::write_worker_line(self.id, self.pid, &self.pending[start..start + end]);
             start += end;
         }
         self.pending.drain(..start);
@@ -129,21 +129,10 @@ impl Pipe {
 
     fn flush_partial(&mut self) {
         if !self.pending.is_empty() {
-            emit(&self.prefix, &self.pending);
+            logging::write_worker_line(self.id, self.pid, &self.pending);
             self.pending.clear();
         }
     }
-}
-
-/// Writes `prefix` + `piece` as one line (adding the newline a cut or last piece lacks).
-fn emit(prefix: &str, piece: &[u8]) {
-    let mut line = Vec::with_capacity(prefix.len() + piece.len() + 1);
-    line.extend_from_slice(prefix.as_bytes());
-    line.extend_from_slice(piece);
-    if !piece.ends_with(b"\n") {
-        line.push(b'\n');
-    }
-    logging::write_captured(&line);
 }
 
 #[cfg(test)]
@@ -181,6 +170,6 @@ mod tests {
         assert!(pipe.pending.is_empty());
         pipe.push(&vec![b'x'; MAX_LINE + 10]);
         assert_eq!(pipe.pending.len(), 10, "a full-size piece was written");
-        assert_eq!(pipe.prefix, "[worker 1 pid 1] ");
+        assert_eq!((pipe.id, pipe.pid), (1, 1));
     }
 }

@@ -57,6 +57,9 @@ pub enum WorkerMessage {
         kind: BootErrorKind,
         #[serde(default)]
         message: String,
+        /// The app's traceback, when there is one (several lines).
+        #[serde(default)]
+        traceback: Option<String>,
     },
     Stopping {
         #[serde(default)]
@@ -193,7 +196,8 @@ mod tests {
             got[1],
             Ok(WorkerMessage::BootError {
                 kind: BootErrorKind::Other,
-                message: "m".into()
+                message: "m".into(),
+                traceback: None,
             })
         );
     }

@@ -64,6 +64,9 @@ pub struct WorkerSpec {
     pub spawn: SpawnMode,
     /// With the zygote: the app is imported before the fork.
     pub preload: bool,
+    /// The master's log format, for a zygote's own lines (it writes where the master does,
+    /// never into a capture pipe, so they are not re-rendered).
+    pub log_format: crate::config::LogFormat,
 }
 
 impl WorkerSpec {
@@ -77,6 +80,7 @@ impl WorkerSpec {
             identity: identity(config, root),
             umask: config.umask,
             capture_output: config.capture_output,
+            log_format: config.log_format,
             spawn: config.spawn,
             preload: config.preload,
         }
@@ -137,6 +141,13 @@ fn runtime_args(config: &Config) -> Vec<String> {
         seconds(config.graceful_timeout),
         "--log-level".to_string(),
         config.log_level.as_str().to_string(),
+        // The worker's own log lines in the master's format; as JSON records when the master
+        // captures them, which it then renders in its own format (`output`).
+        "--log-format".to_string(),
+        match config.capture_output {
+            true => "json".to_string(),
+            false => config.log_format.as_str().to_string(),
+        },
         // uvicorn calls listen() again on every socket it serves; without this it would replace
         // the configured backlog with its own default.
         "--backlog".to_string(),
@@ -270,6 +281,8 @@ impl ExecSpawner {
         args.extend(["--worker-id".into(), worker_id.to_string()]);
         args.extend(spec.args.iter().cloned());
         if zygote {
+            // The last --log-format wins: the zygote writes where the master does.
+            args.extend(["--log-format".into(), spec.log_format.as_str().into()]);
             args.push("--zygote".into());
             if spec.preload {
                 args.push("--preload".into());

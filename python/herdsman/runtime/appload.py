@@ -8,7 +8,6 @@ import os
 import sys
 
 from .errors import BootError, StopRequested
-from .log import log
 
 
 def python_description() -> str:
@@ -67,15 +66,11 @@ def load_app(spec: str, factory: bool):
 
     def failed(what: str) -> BootError:
         exc = sys.exc_info()[1]
-        # The traceback first, on stderr, under one line that says what failed.
-        log.error("failed to %s app %r (cwd %s):" % (what, spec, os.getcwd()))
-        import traceback
-
-        traceback.print_exc()
-        sys.stderr.flush()
+        # The master says it once, with the traceback (docs/protocol.md, boot_error).
         return BootError(
             "import",
-            "cannot %s app %r: %s: %s (traceback above)" % (what, spec, type(exc).__name__, exc),
+            "cannot %s app %r: %s: %s" % (what, spec, type(exc).__name__, exc),
+            traceback=app_traceback(exc),
         )
 
     try:
@@ -84,8 +79,6 @@ def load_app(spec: str, factory: bool):
         raise
     except BaseException as exc:
         if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
-            log.error("failed to import app %r: no module %r in %s (sys.path[0]) or on sys.path"
-                      % (spec, module_name, os.getcwd()))
             raise BootError(
                 "import",
                 "cannot import app %r: no module named %r (working directory %s): check the app name "
@@ -101,7 +94,6 @@ def load_app(spec: str, factory: bool):
             obj = getattr(obj, part)
         except AttributeError:
             message = "module %r has no attribute %r" % (module_name, ".".join(walked))
-            log.error("failed to import app %r: %s" % (spec, message))
             raise BootError("import", "cannot load app %r: %s" % (spec, message)) from None
         except StopRequested:
             raise
@@ -118,6 +110,21 @@ def load_app(spec: str, factory: bool):
         except BaseException:
             raise failed("call the factory of") from None
     return obj
+
+
+def app_traceback(exc) -> str:
+    """The traceback of `exc` from the app's first frame on: the runtime's own frames and
+    importlib's bootstrap frames say nothing to the app's developer."""
+    import traceback
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    report = traceback.TracebackException.from_exception(exc)
+    frames = list(report.stack)
+    while frames and (frames[0].filename.startswith(here) or frames[0].filename.startswith("<frozen")
+                      or "/importlib/" in frames[0].filename):
+        frames.pop(0)
+    report.stack = traceback.StackSummary.from_list(frames)
+    return "".join(report.format()).rstrip("\n")
 
 
 def _describe(obj) -> str:

@@ -5,10 +5,11 @@ before the event loop ran)."""
 class BootError(Exception):
     """The worker cannot become ready: reported once as `boot_error`, then exit with its code."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, traceback=None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = " ".join(message.split())  # one line, as the contract requires
+        self.traceback = traceback  # the app's traceback, when there is one (multi-line)
 
 
 class StopRequested(BaseException):

@@ -37,6 +37,8 @@ def parse_args(argv):
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
     parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    # The master's log format (log.py); with captured output the master asks for json.
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
     # The access log (accesslog.py): a path or "-" for stdout; none without this option.
     parser.add_argument("--access-log-file")
     parser.add_argument("--access-log-format", default=DEFAULT_FORMAT)

@@ -29,7 +29,7 @@ class Warm:
 
 def worker_main(args, started: float, warm, runtime_dir=None) -> int:
     """A worker's whole life: an exec'd one (`warm` is None) or one forked from the zygote."""
-    log.configure(args.worker_id, args.log_level)
+    log.configure(args.worker_id, args.log_level, log_format=args.log_format)
 
     lifecycle.install_signal_handlers()
     faulthandler.enable()
@@ -72,16 +72,16 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
 
     except BootError as exc:
         lifecycle.state.phase = "done"
-        channel.send("boot_error", kind=exc.kind, message=exc.message)
-        # A missing dependency is the same for every worker: the master says it once. Say it
-        # here only if the master did not get the message.
-        if exc.kind != "dependency" or channel.gone:
-            log.error("cannot start: %s" % exc.message)
+        fields = {"traceback": exc.traceback} if exc.traceback else {}
+        channel.send("boot_error", kind=exc.kind, message=exc.message, **fields)
+        # The master says it (once, with the traceback); say it here only if it did not hear.
+        if channel.gone:
+            log.write("error", "cannot start: %s" % exc.message, traceback=exc.traceback)
         return EXIT_CODES[exc.kind]
 
     except StopRequested as stop:
         lifecycle.state.phase = "done"
-        log.info("stopping (%s) before the app was ready" % (stop.signame if stop.reason == "signal" else stop.reason))
+        log.debug("stopping (%s) before the app was ready" % (stop.signame if stop.reason == "signal" else stop.reason))
         if stop.reason != "master_gone":
             channel.send("stopping", reason=stop.reason)
         return EXIT_OK

@@ -48,7 +48,7 @@ class BecomeWorker(BaseException):
 
 
 def zygote_main(args, runtime_dir=None) -> int:
-    log.configure(args.worker_id, args.log_level, role="zygote")
+    log.configure(args.worker_id, args.log_level, role="zygote", log_format=args.log_format)
     control = socket.socket(fileno=args.channel_fd)
     control.settimeout(BOOT_SEND_TIMEOUT)
     master_pid = os.getppid()
@@ -56,7 +56,7 @@ def zygote_main(args, runtime_dir=None) -> int:
         warm = _zygote_warm_up(args, runtime_dir)
     except BootError as exc:
         _zygote_send(control, "boot_error", kind=exc.kind, message=exc.message)
-        log.error("cannot start: %s" % exc.message)
+        log.write("error", "cannot start: %s" % exc.message, traceback=exc.traceback)
         return EXIT_CODES[exc.kind]
     try:
         return _zygote_serve(args, control, master_pid, warm)
@@ -85,7 +85,7 @@ def _zygote_warm_up(args, runtime_dir) -> Warm:
     # collected.
     gc.collect()
     gc.freeze()
-    log.info("ready: uvicorn %s imported%s in %.2fs; %d objects frozen"
+    log.debug("ready: uvicorn %s imported%s in %.2fs; %d objects frozen"
              % (uvicorn.__version__, ", app %r preloaded" % args.app if args.preload else "",
                 time.monotonic() - started, gc.get_freeze_count()))
     return warm

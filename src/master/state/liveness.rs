@@ -12,11 +12,27 @@ use tracing::{debug, error, info, warn};
 use super::recycle::mark_recycle;
 use super::{dump, kill, Master};
 use crate::master::event::{Action, WorkerId};
+use crate::master::exits::SAME_TRACEBACK;
 use crate::master::policy::{Policy, CRASH_GRACE};
 use crate::master::workers::{Phase, Reason, Worker};
 use crate::worker::WorkerMessage;
 
 impl Master {
+    /// A boot error's message followed by its traceback (indented), which the failed-boot line
+    /// then carries: one record says what failed and why. A traceback identical to the last
+    /// one is not printed again (every attempt of a broken deploy fails the same way).
+    fn with_traceback(&mut self, message: String, traceback: Option<String>) -> String {
+        let Some(traceback) = traceback.filter(|t| !t.trim().is_empty()) else {
+            return message;
+        };
+        if self.last_boot_traceback.as_deref() == Some(traceback.as_str()) {
+            return format!("{message}{SAME_TRACEBACK}");
+        }
+        let indented: Vec<String> = traceback.lines().map(|l| format!("    {l}")).collect();
+        self.last_boot_traceback = Some(traceback);
+        format!("{message}\n{}", indented.join("\n"))
+    }
+
     pub(super) fn on_message(
         &mut self,
         id: WorkerId,
@@ -52,9 +68,16 @@ impl Master {
                     mark_recycle(w, Reason::MaxRequests);
                 }
             }
-            WorkerMessage::BootError { kind, message } => {
+            WorkerMessage::BootError {
+                kind,
+                message,
+                traceback,
+            } => {
                 debug!(worker = id, ?kind, message = %message, "boot error reported");
-                w.boot_error = Some((kind, message));
+                let message = self.with_traceback(message, traceback);
+                if let Some(w) = self.find(id) {
+                    w.boot_error = Some((kind, message));
+                }
             }
             WorkerMessage::Hello { python, engine } => {
                 debug!(worker = id, python = ?python, engine = ?engine, "worker runtime started")

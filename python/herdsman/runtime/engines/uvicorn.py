@@ -20,7 +20,7 @@ from ..drain import TICK, Drain
 from ..errors import BootError, StopRequested
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
-from ..log import log
+from ..log import log, logging_config
 
 
 def graceful_shutdown_timeout(graceful_timeout: float) -> float:
@@ -110,7 +110,7 @@ def make_server_class(uvicorn):
                 return
             self.stopping_sent = True
             what = self.stop_signame or self.stop_reason
-            log.info("stopping (%s): %s" % (what, "quick" if self.quick else "graceful"))
+            log.debug("stopping (%s): %s" % (what, "quick" if self.quick else "graceful"))
             # After end-of-file the channel is marked gone and this sends nothing.
             self.channel.send("stopping", reason=self.stop_reason)
 
@@ -131,7 +131,7 @@ def make_server_class(uvicorn):
             if self.started and not self.should_exit:
                 self.ready_at = time.monotonic()
                 self.channel.send("ready", interface=self.interface)
-                log.info("ready: app %r (%s) served on %d listener(s), %.2fs after start"
+                log.debug("ready: app %r (%s) served on %d listener(s), %.2fs after start"
                          % (self.config_app_spec, self.interface, len(sockets or ()),
                             self.ready_at - self.process_started))
                 if self.access is not None:
@@ -308,6 +308,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         interface="asgi3",  # WSGI apps are wrapped by a2wsgi above
         lifespan="auto" if interface == "asgi" else "off",
         log_level=args.log_level,
+        log_config=logging_config(args.log_level),
         access_log=False,  # the runtime writes its own (accesslog.py)
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
         backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
@@ -339,5 +340,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         if access is not None:
             access.close()
         channel.detach()
+        # The last count, so the master's "worker exited" record says how many it served.
+        server._send_heartbeat()
     return EXIT_OK
 
