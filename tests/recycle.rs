@@ -320,7 +320,7 @@ fn hup_after_the_app_breaks_at_import_rolls_back_and_a_fixed_app_applies() {
         "{failed}"
     );
     assert_eq!(
-        failed["keeping"], 0,
+        failed["kept_generation"], 0,
         "rolled back to generation 0: {failed}"
     );
     assert_eq!(count(&h, GIVING_UP), 0);

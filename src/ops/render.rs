@@ -1,4 +1,4 @@
-//! `herdsman ctl status` for people: a header about the master, the last restart, then one table
+//! `herdsman ctl status` for people: a header about the master, the last worker exit, then one table
 //! row per worker. `--json` skips this and prints the master's answer unchanged.
 
 use std::fmt::Write as _;
@@ -30,7 +30,7 @@ pub fn status(s: &Status) -> String {
         m.target,
         m.ready_min,
     );
-    let _ = writeln!(out, "last restart: {}", last_restart(s));
+    let _ = writeln!(out, "last worker exit: {}", last_restart(s));
     let _ = writeln!(out);
     let header = [
         "ID",
@@ -62,15 +62,24 @@ fn last_restart(s: &Status) -> String {
         return "none".into();
     };
     let pid = last.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-    let total: u64 = s.restarts.values().sum();
+    let (unplanned, planned): (Vec<_>, Vec<_>) = s
+        .restarts
+        .iter()
+        .partition(|(reason, _)| UNPLANNED.contains(&reason.as_str()));
+    let sum = |v: &[(&String, &u64)]| v.iter().map(|(_, n)| **n).sum::<u64>();
+    let (failures, replacements) = (sum(&unplanned), sum(&planned));
     format!(
-        "worker {}{pid}, {}, {} ago ({total} restart{} in all)",
+        "worker {}{pid}, {}, {} ago ({failures} unplanned restart{}, {replacements} planned replacement{})",
         last.worker,
         last.reason,
         age(last.seconds_ago),
-        if total == 1 { "" } else { "s" }
+        if failures == 1 { "" } else { "s" },
+        if replacements == 1 { "" } else { "s" },
     )
 }
+
+/// Exit reasons nobody asked for; the others (reload, recycling, scale-down, stop) are planned.
+const UNPLANNED: [&str; 4] = ["crash", "boot-failure", "boot-timeout", "liveness"];
 
 fn row(w: &WorkerRow) -> [String; 9] {
     let memory = match (w.pss_bytes, w.rss_bytes) {
@@ -196,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "last restart: worker 2 (pid 4002), crash, 12s ago (1 restart in all)"
+            "last worker exit: worker 2 (pid 4002), crash, 12s ago (1 unplanned restart, 0 planned replacements)"
         );
         assert_eq!(
             lines[3],

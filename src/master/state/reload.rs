@@ -114,7 +114,7 @@ impl Master {
     pub(super) fn roll_back(&mut self, failure: &Failure, out: &mut Vec<Action>) {
         error!(
             generation = self.current,
-            keeping = self.stable,
+            kept_generation = self.stable,
             "reload failed: {}; the previous generation keeps serving",
             failure.give_up_hint()
         );
