@@ -199,3 +199,49 @@ fn an_unknown_atom_is_refused_before_anything_starts() {
         "{err}"
     );
 }
+
+/// A destination that fails (here `/dev/full`: every write is ENOSPC) costs the worker nothing:
+/// requests keep being served, the lines are dropped and counted, the worker says so once, the
+/// master warns and `/metrics` counts them.
+#[test]
+fn a_failing_access_log_drops_and_counts_lines_and_never_stops_the_worker() {
+    let h = Herdsman::start(&[
+        "-w",
+        "1",
+        "--access-logfile",
+        "/dev/full",
+        "--admin-bind",
+        "127.0.0.1:0",
+        "asgi_app:app",
+    ]);
+    let admin: std::net::SocketAddr = h.wait_record("admin listener", |_| true)["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("a TCP address");
+    h.wait_serving();
+    for i in 0..20 {
+        assert_eq!(probe(&h, &format!("/?i={i}")), 200);
+    }
+    let said = h.wait_record("access log: lines dropped", |_| true);
+    assert!(
+        common::message(&said).contains("No space left on device"),
+        "{said}"
+    );
+    h.wait_record("the worker dropped access log lines", |_| true);
+    let deadline = Instant::now() + WAIT;
+    let dropped = loop {
+        let body = http::get(admin, "/metrics").expect("metrics").body;
+        let value = body
+            .lines()
+            .find_map(|l| l.strip_prefix("herdsman_access_log_lines_dropped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the dropped-lines counter");
+        if value >= 20.0 || Instant::now() > deadline {
+            break value;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(dropped, 20.0, "every line was counted");
+    assert!(h.finish().success());
+}

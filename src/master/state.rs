@@ -97,6 +97,7 @@ struct Stats {
     reloads: u64,
     reload_failures: u64,
     reload_seconds: f64,
+    access_log_dropped: u64,
 }
 
 impl Master {

@@ -95,6 +95,8 @@ pub struct Worker {
     pub stall: Option<(Instant, f64, Vec<InFlightRequest>)>,
     pub requests: u64,
     pub in_flight: u64,
+    /// Access log lines it reported dropped (its last heartbeat).
+    pub access_log_dropped: u64,
     /// What it reported before failing to boot.
     pub boot_error: Option<(BootErrorKind, String)>,
     /// Set once the master decided this worker goes away, and why.
@@ -130,6 +132,7 @@ impl Worker {
             stall: None,
             requests: 0,
             in_flight: 0,
+            access_log_dropped: 0,
             boot_error: None,
             retiring: None,
             recycle: None,

@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub reloads: u64,
     pub reload_failures: u64,
     pub reload_seconds_total: f64,
+    /// Access log lines the workers dropped (a failing or lagging destination).
+    pub access_log_dropped: u64,
 }
 
 impl Snapshot {

@@ -180,6 +180,13 @@ fn durations(out: &mut Out, s: &Snapshot, counters: OpsCounters) {
     out.family(reload, "summary", "Duration of completed reloads.");
     out.sample(&format!("{reload}_sum"), &[], s.reload_seconds_total);
     out.sample(&format!("{reload}_count"), &[], s.reloads as f64);
+    let dropped = "herdsman_access_log_lines_dropped_total";
+    out.family(
+        dropped,
+        "counter",
+        "Access log lines the workers could not write (destination failed or too slow).",
+    );
+    out.sample(dropped, &[], s.access_log_dropped as f64);
 }
 
 /// One family per per-worker figure: (name, type, help, value).

@@ -39,5 +39,6 @@ pub fn snapshot(target: u32, states: &[&'static str]) -> Snapshot {
         reloads: 0,
         reload_failures: 0,
         reload_seconds_total: 0.0,
+        access_log_dropped: 0,
     }
 }

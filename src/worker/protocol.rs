@@ -52,6 +52,9 @@ pub enum WorkerMessage {
         requests: u64,
         #[serde(default)]
         in_flight: u64,
+        /// Access log lines the worker dropped so far (its destination failed or lagged).
+        #[serde(default)]
+        access_log_dropped: u64,
     },
     BootError {
         kind: BootErrorKind,
@@ -165,7 +168,8 @@ mod tests {
                 }),
                 Ok(WorkerMessage::Heartbeat {
                     requests: 3,
-                    in_flight: 1
+                    in_flight: 1,
+                    access_log_dropped: 0,
                 }),
             ]
         );

@@ -59,13 +59,26 @@ impl Master {
             WorkerMessage::Heartbeat {
                 requests,
                 in_flight,
+                access_log_dropped,
             } => {
+                let more = access_log_dropped.saturating_sub(w.access_log_dropped);
+                w.access_log_dropped = access_log_dropped;
                 w.last_seen = now;
                 w.stall = None;
                 w.requests = requests;
                 w.in_flight = in_flight;
                 if w.request_limit.is_some_and(|limit| requests >= limit) {
                     mark_recycle(w, Reason::MaxRequests);
+                }
+                if more > 0 {
+                    let pid = w.pid;
+                    warn!(
+                        worker = id,
+                        pid,
+                        dropped = more,
+                        "the worker dropped access log lines: their destination failed or did not keep up"
+                    );
+                    self.stats.access_log_dropped += more;
                 }
             }
             WorkerMessage::BootError {

@@ -32,6 +32,7 @@ impl Master {
             reloads: s.reloads,
             reload_failures: s.reload_failures,
             reload_seconds_total: s.reload_seconds,
+            access_log_dropped: s.access_log_dropped,
         }
     }
 }

@@ -75,6 +75,7 @@ fn a_crashed_ready_worker_is_replaced_at_once() {
                 WorkerMessage::Heartbeat {
                     requests: 1,
                     in_flight: 0,
+                    access_log_dropped: 0,
                 },
             );
         }
@@ -118,6 +119,7 @@ fn workers_dying_right_after_ready_back_off_after_the_first() {
             WorkerMessage::Heartbeat {
                 requests: 0,
                 in_flight: 0,
+                access_log_dropped: 0,
             },
         );
     }

@@ -29,6 +29,7 @@ fn heartbeats_keep_a_worker_alive_and_silence_gets_it_replaced() {
             WorkerMessage::Heartbeat {
                 requests: 1,
                 in_flight: 1,
+                access_log_dropped: 0,
             },
         );
     }
@@ -76,6 +77,7 @@ fn deadlines_are_judged_only_on_tick_after_everything_was_read() {
         WorkerMessage::Heartbeat {
             requests: 1,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     assert!(
@@ -87,6 +89,7 @@ fn deadlines_are_judged_only_on_tick_after_everything_was_read() {
         WorkerMessage::Heartbeat {
             requests: 1,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     let actions = h.ev(Event::Tick);

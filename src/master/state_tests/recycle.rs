@@ -10,6 +10,7 @@ fn max_requests_recycles_through_the_replacement_path() {
         WorkerMessage::Heartbeat {
             requests: 99,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     assert!(actions.is_empty());
@@ -18,6 +19,7 @@ fn max_requests_recycles_through_the_replacement_path() {
         WorkerMessage::Heartbeat {
             requests: 100,
             in_flight: 3,
+            access_log_dropped: 0,
         },
     );
     assert_eq!(spawned(&actions), vec![3], "the replacement starts first");
@@ -40,6 +42,7 @@ fn recycles_are_one_at_a_time_and_never_dip_below_target() {
             WorkerMessage::Heartbeat {
                 requests: 10,
                 in_flight: 0,
+                access_log_dropped: 0,
             },
         )));
     }
@@ -71,6 +74,7 @@ fn lifetime_recycles_after_becoming_ready() {
         WorkerMessage::Heartbeat {
             requests: 0,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     h.advance(Duration::from_secs(29));
@@ -79,6 +83,7 @@ fn lifetime_recycles_after_becoming_ready() {
         WorkerMessage::Heartbeat {
             requests: 0,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     h.advance(Duration::from_secs(29));
@@ -87,6 +92,7 @@ fn lifetime_recycles_after_becoming_ready() {
         WorkerMessage::Heartbeat {
             requests: 0,
             in_flight: 0,
+            access_log_dropped: 0,
         },
     );
     let actions = h.advance(Duration::from_secs(2));

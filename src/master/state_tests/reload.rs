@@ -56,6 +56,7 @@ fn a_reload_whose_workers_fail_rolls_back_without_touching_the_old_ones() {
                 WorkerMessage::Heartbeat {
                     requests: 0,
                     in_flight: 0,
+                    access_log_dropped: 0,
                 },
             );
         }

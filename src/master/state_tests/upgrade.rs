@@ -92,6 +92,7 @@ fn a_failed_rollout_after_adoption_keeps_the_adopted_workers() {
             let beat = WorkerMessage::Heartbeat {
                 requests: 0,
                 in_flight: 0,
+                access_log_dropped: 0,
             };
             h.msg(old, beat);
         }
