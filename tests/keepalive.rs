@@ -214,3 +214,88 @@ fn a_retiring_worker_closes_busy_connections_after_a_response_and_idle_ones_afte
     );
     assert!(h.finish().success());
 }
+
+/// A WebSocket client just good enough to see how the server closes: the handshake, one masked
+/// text frame, and the server's frames read until its close frame.
+struct WebSocket {
+    stream: TcpStream,
+}
+
+impl WebSocket {
+    fn connect(h: &Herdsman) -> WebSocket {
+        let mut stream = http::connect(h.addr()).expect("connect");
+        stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("handshake");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("handshake response");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        WebSocket { stream }
+    }
+
+    fn send_text(&mut self, text: &str) {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).expect("send frame");
+    }
+
+    /// The next frame: (opcode, payload).
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).expect("frame header");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                self.stream.read_exact(&mut ext).expect("length");
+                u16::from_be_bytes(ext) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        self.stream.read_exact(&mut payload).expect("payload");
+        (head[0] & 0x0f, payload)
+    }
+
+    /// Reads frames until the close frame; its code.
+    fn close_code(&mut self) -> u16 {
+        loop {
+            let (opcode, payload) = self.frame();
+            if opcode == 0x8 {
+                assert!(payload.len() >= 2, "a close frame without a code");
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}
+
+/// WebSocket clients get a close frame, never a dropped socket: 1012 (service restart) from a
+/// worker replaced by a reload, 1001 (going away) when the whole server stops.
+#[test]
+fn websockets_get_1012_when_their_worker_is_replaced_and_1001_on_a_stop() {
+    let mut h = Herdsman::start(&["-w", "1", "ws_app:app"]);
+    let old = h.wait_serving()[0];
+    let mut ws = WebSocket::connect(&h);
+    ws.send_text("hi");
+    let (opcode, echo) = ws.frame();
+    assert_eq!((opcode, echo), (0x1, format!("{old}:hi").into_bytes()));
+    h.signal(libc::SIGHUP);
+    assert_eq!(ws.close_code(), 1012, "close code from a replaced worker");
+    h.wait_records("reload complete", 1);
+
+    let mut ws = WebSocket::connect(&h);
+    ws.send_text("again");
+    assert_eq!(ws.frame().0, 0x1);
+    h.signal(libc::SIGTERM);
+    assert_eq!(ws.close_code(), 1001, "close code on a stop");
+    assert!(h.wait_exit(WAIT).success());
+}

@@ -124,6 +124,10 @@ impl Master {
         );
         w.retiring = Some(reason);
         w.phase = Phase::Stopping { kill_at };
+        // Before the SIGTERM: the worker is replaced, not the server stopping (its WebSocket
+        // clients get 1012, service restart, rather than 1001).
+        let line = format!(r#"{{"type":"retire","reason":"{}"}}"#, reason.as_str());
+        out.push(Action::SendToWorker { id, line });
         signal(w, WorkerSignal::Term, out);
     }
 

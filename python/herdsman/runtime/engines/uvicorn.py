@@ -21,6 +21,7 @@ from ..errors import BootError, StopRequested
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
 from ..log import log, logging_config
+from .uvicorn_ws import GOING_AWAY, SERVICE_RESTART, close_websocket, is_websocket
 
 
 def graceful_shutdown_timeout(graceful_timeout: float) -> float:
@@ -64,6 +65,7 @@ def make_server_class(uvicorn):
             super().__init__(config)
             self.drain = drain
             self.access = None  # the AccessLog, when there is one
+            self.retiring = False  # the master said `retire` before its SIGTERM
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -157,6 +159,7 @@ def make_server_class(uvicorn):
             try:
                 if not self.quick:
                     await self._stop_accepting_then_drain(sockets)
+                self._close_websockets()
                 await super().shutdown(sockets=sockets)
             finally:
                 if self.quick:
@@ -204,6 +207,14 @@ def make_server_class(uvicorn):
                 await asyncio.sleep(TICK)
             # uvicorn's shutdown then waits for what is still running, within what is left.
             self.config.timeout_graceful_shutdown = max(0.1, deadline - time.monotonic())
+
+        def _close_websockets(self) -> None:
+            # Once the HTTP drain is over (so an exchange in progress had that long to finish):
+            # 1012 (service restart) to a worker being replaced, 1001 (going away) on a stop.
+            code = SERVICE_RESTART if self.retiring else GOING_AWAY
+            for connection in list(self.server_state.connections):
+                if is_websocket(connection):
+                    close_websocket(connection, code)
 
         def _http_connections(self):
             return [c for c in self.server_state.connections if hasattr(c, "cycle")]
@@ -266,6 +277,8 @@ def make_server_class(uvicorn):
             if kind == "reopen_logs":
                 if self.access is not None:
                     self.access.reopen()
+            elif kind == "retire":
+                self.retiring = True  # replaced, not the whole server stopping
             elif kind == "report_at":
                 requests = message.get("requests")
                 if isinstance(requests, int) and requests > 0:
