@@ -123,6 +123,13 @@ fn account_env(user: Option<&User>) -> Vec<(String, String)> {
     env
 }
 
+/// How often an idle worker (nothing changed since its last heartbeat) still sends one: a few
+/// per `timeout`, so a silent worker is still judged by it, and at most every 7.5 s, so that 16
+/// idle workers wake the master about twice a second instead of 16 times.
+pub fn idle_heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(heartbeat_interval(timeout), Duration::from_millis(7500))
+}
+
 /// The heartbeat period: often enough that a few can be missed before `timeout`, at most 1 s.
 pub fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
@@ -137,6 +144,8 @@ fn runtime_args(config: &Config) -> Vec<String> {
         config.interface.as_str().to_string(),
         "--heartbeat-interval".to_string(),
         seconds(heartbeat_interval(config.timeout)),
+        "--idle-heartbeat-interval".to_string(),
+        seconds(idle_heartbeat_interval(config.timeout)),
         "--graceful-timeout".to_string(),
         seconds(config.graceful_timeout),
         "--log-level".to_string(),
@@ -483,5 +492,14 @@ mod tests {
             heartbeat_interval(Duration::from_millis(100)),
             Duration::from_millis(50)
         );
+    }
+
+    #[test]
+    fn idle_heartbeats_are_a_few_per_timeout_and_at_most_every_7_5_s() {
+        let idle = |ms| idle_heartbeat_interval(Duration::from_millis(ms));
+        assert_eq!(idle(30_000), Duration::from_millis(7500));
+        assert_eq!(idle(120_000), Duration::from_millis(7500));
+        assert_eq!(idle(2_000), Duration::from_millis(500));
+        assert_eq!(idle(100), Duration::from_millis(50));
     }
 }

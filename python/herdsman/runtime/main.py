@@ -35,6 +35,8 @@ def parse_args(argv):
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
+    # How often an idle worker (no request since its last heartbeat) still sends one.
+    parser.add_argument("--idle-heartbeat-interval", type=positive_float)
     parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     # The master's log format (log.py); with captured output the master asks for json.

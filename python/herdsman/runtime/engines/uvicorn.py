@@ -66,6 +66,7 @@ def make_server_class(uvicorn):
             self.drain = drain
             self.access = None  # the AccessLog, when there is one
             self.retiring = False  # the master said `retire` before its SIGTERM
+            self.idle_heartbeat_interval = None  # set by serve(): --idle-heartbeat-interval
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -289,12 +290,23 @@ def make_server_class(uvicorn):
                 log.debug("channel: ignoring message from master: %r" % (message,))
 
         async def _heartbeat(self) -> None:
+            # The loop ticks the watchdog every interval (so a blocked loop is reported within
+            # two), but tells the master only when its counts changed, or once per idle interval:
+            # an idle worker wakes the master every few seconds, not every second.
             tick = self.watchdog.tick
+            monotonic = time.monotonic
+            idle = max(self.heartbeat_interval, self.idle_heartbeat_interval or 0.0)
+            sent_at, sent = monotonic(), None
             try:
                 while True:
                     await asyncio.sleep(self.heartbeat_interval)
                     tick()
-                    self._send_heartbeat()
+                    now = monotonic()
+                    counts = (self.completed.count, len(self.in_flight),
+                              self.access.dropped if self.access is not None else 0)
+                    if counts != sent or now - sent_at >= idle:
+                        self._send_heartbeat()
+                        sent_at, sent = now, counts
             finally:
                 # Cancelled as the loop closes: from here on its silence is not a stall.
                 self.watchdog.stop()
@@ -330,6 +342,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
                           args.app, started, in_flight, completed, drain)
     server.access = access
+    server.idle_heartbeat_interval = args.idle_heartbeat_interval
 
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
