@@ -126,7 +126,7 @@ pub struct RunArgs {
     )]
     pub no_factory: Option<bool>,
 
-    /// Python interpreter [default: $VIRTUAL_ENV/bin/python, else python3 on PATH].
+    /// Python interpreter [default: the python beside herdsman, else $VIRTUAL_ENV/bin/python, else python3 on PATH].
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
 
