@@ -91,6 +91,20 @@ fn installed_binary_serves_with_its_venv_python_reloads_and_stops() {
 
     h.signal(libc::SIGHUP);
     h.wait_records("reload complete", 1);
+    // The retired workers may still be draining (and accepting) until they exit.
+    h.log
+        .wait_for("the first workers' exits", common::WAIT, |lines| {
+            let exited: Vec<i64> = lines
+                .iter()
+                .filter_map(|l| common::parse_record(l))
+                .filter(|r| r.get("status").is_some())
+                .filter_map(|r| common::field_i64(&r, "pid"))
+                .collect();
+            first
+                .iter()
+                .all(|pid| exited.contains(&i64::from(*pid)))
+                .then_some(())
+        });
     let body = get_json(&h);
     assert_served_by(&venv, &body);
     let pid = body["pid"].as_i64().expect("pid") as i32;
