@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of herdsman on a fresh machine: builds the pinned Python venv the real workers
-# run in (scripts/venv.sh), runs the worker runtime's Python unit tests (pytest, python/tests),
+# run in (scripts/venv.sh), builds the wheel and installs it into a fresh venv (scripts/wheel.sh),
+# runs the worker runtime's Python unit tests (pytest, python/tests),
 # then every Rust unit and integration test under cargo-nextest (one process per test, each with a
 # hard deadline: .config/nextest.toml). Extra arguments go to nextest (and skip pytest).
 set -euo pipefail
@@ -13,6 +14,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
 fi
+
+# The wheel (pyproject.toml), built with maturin and installed into a fresh venv: tests/wheel.rs
+# serves from that installed `herdsman`, and fails under CI when this variable is missing. Always
+# done, filtered runs included (warm: a few seconds; it shares the target dir with nextest).
+wheel_started=$SECONDS
+TEST_INSTALLED_HERDSMAN="$(bash scripts/wheel.sh)"
+export TEST_INSTALLED_HERDSMAN
+echo "test.sh: wheel built and installed in $((SECONDS - wheel_started)) s: $TEST_INSTALLED_HERDSMAN" >&2
 
 if [[ $# -eq 0 ]]; then
     "$HERDSMAN_TEST_PYTHON" -m pytest -q -p no:cacheprovider python/tests

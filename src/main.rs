@@ -8,6 +8,7 @@ use herdsman::errors::error_chain;
 use herdsman::master;
 use herdsman::sys::environ::env_snapshot;
 use herdsman::sys::signals::Signals;
+use herdsman::worker::python;
 use herdsman::{config, exit, logging, upgrade};
 
 fn main() {
@@ -33,7 +34,7 @@ fn real_main() -> i32 {
     }
 }
 
-/// Validates the configuration and prints the effective one.
+/// Validates the configuration and prints the effective one, then the interpreter it resolves to.
 fn check(args: &RunArgs) -> i32 {
     // Run by a master about to upgrade to this binary: can we read its handover?
     if let Err(e) = upgrade::take_check_request() {
@@ -46,11 +47,33 @@ fn check(args: &RunArgs) -> i32 {
                 eprintln!("herdsman: warning: {warning}");
             }
             print!("{}", config::render(&config));
+            print_python(&config);
             exit::OK
         }
         Err(errors) => {
             eprintln!("herdsman: the configuration is invalid:\n{errors}");
             exit::USAGE
+        }
+    }
+}
+
+/// The interpreter serving would use, as a comment after the configuration. One that cannot be
+/// found is a warning, not a failure: the configuration may be meant for another machine.
+fn print_python(config: &config::Config) {
+    match python::resolve_with_source(config.python.as_deref(), &env_snapshot()) {
+        Ok((path, source)) => {
+            println!(
+                "# python resolves to {} ({})",
+                path.display(),
+                source.describe()
+            );
+        }
+        Err(e) => {
+            println!(
+                "# python resolves to nothing: serving would exit with code {}",
+                exit::PYTHON_ENV
+            );
+            eprintln!("herdsman: warning: {e}");
         }
     }
 }

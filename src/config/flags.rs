@@ -99,7 +99,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub factory: FactorySwitch,
 
-    /// Python interpreter [default: $VIRTUAL_ENV/bin/python, else python3 on PATH].
+    /// Python interpreter [default: the python beside herdsman, else $VIRTUAL_ENV/bin/python,
+    /// else python3 on PATH].
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
 

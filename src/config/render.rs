@@ -142,7 +142,9 @@ fn optional_path(line: &mut impl FnMut(&str, String), key: &str, path: Option<&P
         Some(path) => line(key, quote(&path.to_string_lossy())),
         None => {
             let instead = match key {
-                "python" => "$VIRTUAL_ENV/bin/python, else python3 on PATH",
+                "python" => {
+                    "the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH"
+                }
                 "control_socket" => "${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock",
                 _ => "the current directory",
             };

@@ -96,7 +96,8 @@ pub struct Config {
     pub spawn: SpawnMode,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
     pub preload: bool,
-    /// The Python interpreter; `None` means `$VIRTUAL_ENV/bin/python`, else `python3` on PATH.
+    /// The Python interpreter; `None` means the `python` beside the herdsman executable, else
+    /// `$VIRTUAL_ENV/bin/python`, else `python3` on PATH (`worker::python`).
     pub python: Option<PathBuf>,
     /// Directory the workers run in (and import the app from). `None`: the master's cwd.
     pub chdir: Option<PathBuf>,

@@ -1,6 +1,15 @@
-//! Which Python interpreter runs the workers: `--python` if given, else the active virtualenv's
-//! (`$VIRTUAL_ENV/bin/python`), else `python3` on `PATH`. Resolved once per generation, in the
-//! master, so a missing interpreter is one clear error instead of a failed exec per worker.
+//! Which Python interpreter runs the workers, resolved once per generation in the master, so that
+//! a missing interpreter is one clear error instead of a failed exec per worker. In order:
+//!
+//! 1. `--python` (or `python` in the config): a path, or a bare name looked up on `PATH`;
+//! 2. the Python environment herdsman itself is installed in: `python` (else `python3`) in the
+//!    directory of the running executable, as `pip install herdsman` puts `bin/herdsman` beside
+//!    the venv's `bin/python`;
+//! 3. the activated virtualenv, `$VIRTUAL_ENV/bin/python`;
+//! 4. `python3` on `PATH`.
+//!
+//! The path is returned as found, never canonicalized: a venv's `bin/python` is usually a symlink
+//! to the base interpreter, and Python finds its venv from the path it was started by.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,30 +18,83 @@ use std::path::{Path, PathBuf};
 pub enum PythonError {
     #[error("the Python interpreter {path} does not exist or is not executable: point --python (or `python` in the config) at one that has uvicorn installed")]
     NotExecutable { path: PathBuf },
-    #[error("no `{name}` found on PATH: install Python 3, activate your virtualenv, or pass --python /path/to/python")]
+    #[error("no `{name}` found on PATH: install herdsman into your app's virtualenv (`pip install herdsman`), activate the virtualenv, or pass --python /path/to/python")]
     NotOnPath { name: String },
 }
 
-/// Resolves the interpreter from the configured value and the master's environment.
+/// Where the interpreter came from, for `herdsman check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Configured,
+    BesideExecutable,
+    VirtualEnv,
+    Path,
+}
+
+impl Source {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::Configured => "from --python or `python` in the config",
+            Source::BesideExecutable => "the Python environment herdsman is installed in",
+            Source::VirtualEnv => "the activated virtualenv, $VIRTUAL_ENV",
+            Source::Path => "python3 on PATH",
+        }
+    }
+}
+
+/// Resolves the interpreter from the configured value, the directory of the running executable
+/// and the master's environment.
 pub fn resolve(
     configured: Option<&Path>,
     env: &[(String, String)],
 ) -> Result<PathBuf, PythonError> {
+    resolve_with_source(configured, env).map(|(path, _)| path)
+}
+
+/// [`resolve`], saying which rule chose the interpreter.
+pub fn resolve_with_source(
+    configured: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(PathBuf, Source), PythonError> {
+    // On Linux this reads /proc/self/exe: the real path, symlinks resolved, still right after
+    // the file was replaced by an upgrade (the last component then ends in " (deleted)").
+    let exe = std::env::current_exe().ok();
+    resolve_from(configured, env, exe.as_deref())
+}
+
+fn resolve_from(
+    configured: Option<&Path>,
+    env: &[(String, String)],
+    exe: Option<&Path>,
+) -> Result<(PathBuf, Source), PythonError> {
     let lookup = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     if let Some(path) = configured {
-        return if path.components().count() > 1 || path.is_absolute() {
+        let found = if path.components().count() > 1 || path.is_absolute() {
             executable(path)
         } else {
             on_path(&path.display().to_string(), lookup("PATH"))
         };
+        return found.map(|path| (path, Source::Configured));
+    }
+    if let Some(python) = exe.and_then(beside_executable) {
+        return Ok((python, Source::BesideExecutable));
     }
     if let Some(venv) = lookup("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
         let candidate = Path::new(venv).join("bin/python");
         if is_executable(&candidate) {
-            return Ok(candidate);
+            return Ok((candidate, Source::VirtualEnv));
         }
     }
-    on_path("python3", lookup("PATH"))
+    on_path("python3", lookup("PATH")).map(|path| (path, Source::Path))
+}
+
+/// `python` or `python3` in the directory of the executable `exe`.
+fn beside_executable(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    ["python", "python3"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|candidate| is_executable(candidate))
 }
 
 fn executable(path: &Path) -> Result<PathBuf, PythonError> {
@@ -67,16 +129,24 @@ fn is_executable(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    fn script(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
     #[test]
     fn prefers_configured_then_virtualenv_then_path() {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).expect("mkdir");
-        let py = bin.join("python");
-        std::fs::write(&py, "#!/bin/sh\n").expect("write");
-        std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let py = script(&bin, "python");
         let venv = vec![("VIRTUAL_ENV".to_string(), dir.path().display().to_string())];
-        assert_eq!(resolve(None, &venv).expect("venv python"), py);
+        assert_eq!(
+            resolve_from(None, &venv, None).expect("venv python"),
+            (py.clone(), Source::VirtualEnv)
+        );
         assert_eq!(resolve(Some(&py), &[]).expect("configured"), py);
         let missing = dir.path().join("nope/python");
         assert!(matches!(
@@ -89,8 +159,47 @@ mod tests {
             py
         );
         assert!(matches!(
-            resolve(None, &path),
+            resolve_from(None, &path, None),
             Err(PythonError::NotOnPath { .. })
         ));
+    }
+
+    #[test]
+    fn the_environment_herdsman_is_installed_in_comes_before_virtual_env_and_path() {
+        let installed = tempfile::tempdir().expect("temp dir");
+        let exe = script(installed.path(), "herdsman");
+        let own = script(installed.path(), "python");
+        let other = tempfile::tempdir().expect("temp dir");
+        let other_py = script(other.path(), "python");
+        script(other.path(), "python3");
+        let env = vec![
+            ("VIRTUAL_ENV".to_string(), "/nonexistent".to_string()),
+            ("PATH".to_string(), other.path().display().to_string()),
+        ];
+        assert_eq!(
+            resolve_from(None, &env, Some(&exe)).expect("beside the executable"),
+            (own, Source::BesideExecutable)
+        );
+        // An explicit --python still wins.
+        assert_eq!(
+            resolve_from(Some(&other_py), &env, Some(&exe)).expect("configured"),
+            (other_py, Source::Configured)
+        );
+    }
+
+    #[test]
+    fn python3_beside_the_executable_counts_and_a_lone_binary_falls_through() {
+        let installed = tempfile::tempdir().expect("temp dir");
+        let exe = script(installed.path(), "herdsman");
+        let path = vec![("PATH".to_string(), "/nonexistent".to_string())];
+        assert!(matches!(
+            resolve_from(None, &path, Some(&exe)),
+            Err(PythonError::NotOnPath { .. })
+        ));
+        let py3 = script(installed.path(), "python3");
+        assert_eq!(
+            resolve_from(None, &path, Some(&exe)).expect("python3 beside"),
+            (py3, Source::BesideExecutable)
+        );
     }
 }

@@ -202,7 +202,9 @@ pub struct Start {
     default_bind: bool,
     prefix: Vec<String>,
     python: Option<PathBuf>,
+    no_python: bool,
     binary: Option<PathBuf>,
+    launcher: Vec<String>,
 }
 
 impl Start {
@@ -214,13 +216,28 @@ impl Start {
             default_bind: true,
             prefix: Vec::new(),
             python: None,
+            no_python: false,
             binary: None,
+            launcher: Vec::new(),
         }
     }
 
     /// Pass `--python PATH` instead of the test interpreter.
     pub fn python(mut self, path: impl Into<PathBuf>) -> Start {
         self.python = Some(path.into());
+        self
+    }
+
+    /// Pass no `--python` at all: herdsman chooses the interpreter itself.
+    pub fn no_python(mut self) -> Start {
+        self.no_python = true;
+        self
+    }
+
+    /// Start the master through this command instead of executing it directly, e.g.
+    /// `[python, -m, herdsman]` (which must exec the binary in its own process).
+    pub fn launcher(mut self, argv: &[&str]) -> Start {
+        self.launcher = argv.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -253,9 +270,15 @@ impl Start {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut argv: Vec<String> = self.prefix.clone();
         let program = self.binary.clone().unwrap_or_else(|| binary().into());
-        argv.push(program.display().to_string());
-        let python = self.python.clone().unwrap_or_else(python);
-        argv.extend(["--python".into(), python.display().to_string()]);
+        if self.launcher.is_empty() {
+            argv.push(program.display().to_string());
+        } else {
+            argv.extend(self.launcher.iter().cloned());
+        }
+        if !self.no_python {
+            let python = self.python.clone().unwrap_or_else(python);
+            argv.extend(["--python".into(), python.display().to_string()]);
+        }
         argv.extend(["--chdir".into(), apps_dir().display().to_string()]);
         argv.extend(["--log-format".into(), "json".into()]);
         if self.default_bind {
