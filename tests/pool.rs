@@ -24,11 +24,19 @@ enum Shape {
     Bare,
 }
 
+/// What the client printed so far: successes, its summary, whether its output ended.
+#[derive(Default)]
+struct Progress {
+    ok: u64,
+    summary: Option<Value>,
+    ended: bool,
+}
+
 /// The pool client, its progress (successes so far) and its final summary.
 struct PoolClient {
     child: Child,
     stdin: Option<ChildStdin>,
-    state: Arc<(Mutex<(u64, Option<Value>, bool)>, Condvar)>,
+    state: Arc<(Mutex<Progress>, Condvar)>,
 }
 
 impl PoolClient {
@@ -52,7 +60,7 @@ impl PoolClient {
             .expect("start tests/clients/pool.py");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
-        let state = Arc::new((Mutex::new((0, None, false)), Condvar::new()));
+        let state = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
         let shared = Arc::clone(&state);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -61,14 +69,14 @@ impl PoolClient {
                 };
                 let mut guard = shared.0.lock().expect("pool state");
                 if let Some(ok) = value["progress"].as_u64() {
-                    guard.0 = ok;
+                    guard.ok = ok;
                 }
                 if value.get("summary").is_some() {
-                    guard.1 = Some(value["summary"].clone());
+                    guard.summary = Some(value["summary"].clone());
                 }
                 shared.1.notify_all();
             }
-            shared.0.lock().expect("pool state").2 = true;
+            shared.0.lock().expect("pool state").ended = true;
             shared.1.notify_all();
         });
         PoolClient {
@@ -78,8 +86,8 @@ impl PoolClient {
         }
     }
 
-    /// Waits until `pred` holds on (successes, summary, output ended), or panics at `WAIT`.
-    fn wait<T>(&self, what: &str, pred: impl Fn(&(u64, Option<Value>, bool)) -> Option<T>) -> T {
+    /// Waits until `pred` holds on what the client printed, or panics at `WAIT`.
+    fn wait<T>(&self, what: &str, pred: impl Fn(&Progress) -> Option<T>) -> T {
         let deadline = Instant::now() + WAIT;
         let (lock, grew) = &*self.state;
         let mut guard = lock.lock().expect("pool state");
@@ -89,9 +97,9 @@ impl PoolClient {
             }
             let now = Instant::now();
             assert!(
-                now < deadline && !guard.2,
+                now < deadline && !guard.ended,
                 "pool client: no {what} within {WAIT:?} (ok so far {})",
-                guard.0
+                guard.ok
             );
             guard = grew
                 .wait_timeout(guard, deadline - now)
@@ -101,16 +109,16 @@ impl PoolClient {
     }
 
     fn wait_for_more(&self, n: u64) {
-        let target = self.wait("progress", |s| Some(s.0)) + n;
+        let target = self.wait("progress", |s| Some(s.ok)) + n;
         self.wait(&format!("{target} successes"), |s| {
-            (s.0 >= target).then_some(())
+            (s.ok >= target).then_some(())
         });
     }
 
     /// Closes its stdin (the stop signal) and returns the summary.
     fn stop(mut self) -> Value {
         drop(self.stdin.take());
-        let summary = self.wait("summary", |s| s.1.clone());
+        let summary = self.wait("summary", |s| s.summary.clone());
         let exited = common::wait_pid_exit(self.child.id() as i32, Instant::now() + WAIT);
         assert!(exited, "the pool client did not exit");
         let status = self.child.wait().expect("reap the pool client");
