@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of herdsman on a fresh machine: builds the pinned Python venv the real workers
+# Runs every test of herdsman on a fresh machine: installs the system packages the tests need
+# (scripts/deps.sh: nginx, for tests/nginx.rs), builds the pinned Python venv the real workers
 # run in (scripts/venv.sh), builds the wheel and installs it into a fresh venv (scripts/wheel.sh),
 # runs the worker runtime's Python unit tests (pytest, python/tests),
 # then every Rust unit and integration test under cargo-nextest (one process per test, each with a
@@ -7,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+bash scripts/deps.sh
 bash scripts/venv.sh
 export HERDSMAN_TEST_PYTHON="$PWD/.venv/bin/python"
 

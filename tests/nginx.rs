@@ -1,0 +1,184 @@
+//! The keep-alive drain behind real nginx (Debian's package, scripts/deps.sh): nginx with
+//! `upstream { keepalive 32; }` in front of herdsman, over TCP and over a unix socket, ASGI and
+//! WSGI, while herdsman reloads, upgrades, scales and recycles its workers under keep-alive load.
+//!
+//! nginx hides some losses: a request that fails on a cached upstream connection before any
+//! response byte is sent again on another one (and logged at `error` level as "upstream
+//! prematurely closed" or "Connection reset"); only when that fails too does the client get a
+//! 502. So each test asserts that the clients saw no failure *and* that nginx neither answered
+//! 502/504, nor retried a request upstream, nor logged an error.
+
+mod common;
+#[path = "common/load.rs"]
+mod load;
+#[path = "common/nginx.rs"]
+mod nginx;
+
+use std::path::{Path, PathBuf};
+
+use common::{Herdsman, Start, WAIT};
+use load::{Load, Stats};
+use nginx::{Nginx, Report, Upstream};
+
+/// How herdsman listens, and so how nginx reaches it.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    Tcp,
+    Unix,
+}
+
+/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
+/// during the test must not change it).
+fn installed(dir: &Path) -> PathBuf {
+    let path = dir.join("herdsman");
+    std::fs::copy(common::binary(), &path).expect("copy the binary");
+    path
+}
+
+/// herdsman (2 workers, `args` added) and nginx in front of it, both answering.
+fn start_behind_nginx(bind: Bind, scratch: &Path, args: &[&str]) -> (Herdsman, Nginx) {
+    let socket = scratch.join("app.sock");
+    let unix_bind = format!("unix:{}", socket.display());
+    let mut argv = vec!["-w", "2", "--graceful-timeout", "10s"];
+    if let Bind::Unix = bind {
+        argv.extend(["-b", unix_bind.as_str()]);
+    }
+    argv.extend(args);
+    let mut start = Start::new(&argv).binary(installed(scratch));
+    if let Bind::Unix = bind {
+        start = start.no_default_bind();
+    }
+    let h = start.spawn();
+    h.wait_serving();
+    let upstream = match bind {
+        Bind::Tcp => Upstream::Tcp(h.addr()),
+        Bind::Unix => Upstream::Unix(socket),
+    };
+    (h, Nginx::start(upstream))
+}
+
+fn assert_clean(stats: &Stats, report: &Report, what: &str) {
+    eprintln!(
+        "{what}: clients ok {} failed {} retried {}; nginx: {} requests, {} 502/504, {} sent \
+         upstream twice, {} error lines, {} warnings",
+        stats.ok,
+        stats.failed,
+        stats.retried,
+        report.requests,
+        report.bad_gateway,
+        report.retried,
+        report.error_count,
+        report.warnings
+    );
+    for line in &report.errors {
+        eprintln!("  nginx: {line}");
+    }
+    assert!(stats.ok > 0, "{what}: no request succeeded");
+    assert_eq!(stats.failed, 0, "{what}: failed: {:?}", stats.errors);
+    assert_eq!(
+        stats.retried, 0,
+        "{what}: requests died on a kept connection"
+    );
+    assert_eq!(report.bad_gateway, 0, "{what}: nginx answered 502/504");
+    assert_eq!(
+        report.retried, 0,
+        "{what}: nginx sent requests upstream twice"
+    );
+    assert_eq!(report.error_count, 0, "{what}: nginx logged errors");
+}
+
+fn scale(h: &Herdsman, sig: i32, seen: &mut usize) {
+    h.signal(sig);
+    *seen += 1;
+    h.wait_records("target worker count changed", *seen);
+}
+
+/// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load through
+/// nginx (and one fresh-connection client beside it).
+fn replacements_behind_nginx(app: &str, bind: Bind) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let (h, nginx) = start_behind_nginx(bind, scratch.path(), &[app]);
+    let load = Load::start(nginx.addr, 1, 7, &["/", "/slow?s=0.01"]);
+    load.wait_for_more(50, WAIT);
+    for i in 1..=10 {
+        h.signal(libc::SIGHUP);
+        h.wait_records("reload complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    for i in 1..=3 {
+        h.signal(libc::SIGUSR2);
+        h.wait_records("upgrade complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    let mut scaled = 0;
+    scale(&h, libc::SIGTTOU, &mut scaled);
+    load.wait_for_more(20, WAIT);
+    scale(&h, libc::SIGTTIN, &mut scaled);
+    h.wait_records("worker ready", 2 + 10 * 2 + 3 * 2 + 1);
+    load.wait_for_more(20, WAIT);
+    let stats = load.stop();
+    let report = nginx.stop();
+    assert_clean(
+        &stats,
+        &report,
+        &format!("{app} over {bind:?} behind nginx: 10 HUP, 3 USR2, TTOU, TTIN"),
+    );
+    assert!(h.finish().success());
+}
+
+/// max-requests recycling at full keep-alive load through nginx: 12 workers recycled.
+fn recycling_behind_nginx(app: &str, bind: Bind) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let args = ["--max-requests", "300", "--max-requests-jitter", "50", app];
+    let (h, nginx) = start_behind_nginx(bind, scratch.path(), &args);
+    let load = Load::start(nginx.addr, 0, 8, &["/"]);
+    h.wait_records("recycling worker", 12);
+    let stats = load.stop();
+    let report = nginx.stop();
+    assert_clean(
+        &stats,
+        &report,
+        &format!("{app} over {bind:?} behind nginx: 12 max-requests recyclings"),
+    );
+    assert!(h.finish().success());
+}
+
+#[test]
+fn asgi_over_tcp_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_behind_nginx("asgi_app:app", Bind::Tcp);
+}
+
+#[test]
+fn wsgi_over_tcp_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_behind_nginx("wsgi_app:app", Bind::Tcp);
+}
+
+#[test]
+fn asgi_over_unix_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_behind_nginx("asgi_app:app", Bind::Unix);
+}
+
+#[test]
+fn wsgi_over_unix_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
+    replacements_behind_nginx("wsgi_app:app", Bind::Unix);
+}
+
+#[test]
+fn asgi_over_tcp_behind_nginx_loses_nothing_while_max_requests_recycles() {
+    recycling_behind_nginx("asgi_app:app", Bind::Tcp);
+}
+
+#[test]
+fn wsgi_over_tcp_behind_nginx_loses_nothing_while_max_requests_recycles() {
+    recycling_behind_nginx("wsgi_app:app", Bind::Tcp);
+}
+
+#[test]
+fn asgi_over_unix_behind_nginx_loses_nothing_while_max_requests_recycles() {
+    recycling_behind_nginx("asgi_app:app", Bind::Unix);
+}
+
+#[test]
+fn wsgi_over_unix_behind_nginx_loses_nothing_while_max_requests_recycles() {
+    recycling_behind_nginx("wsgi_app:app", Bind::Unix);
+}
