@@ -451,7 +451,7 @@ def md_throughput(results):
             continue
         per = tp[app]
         ref = per.get(REF, {})
-        lines = [f"**{APP_TITLES[app]}** (`bench/apps/{app}_app.py`, `GET "
+        lines = [f"**{APP_TITLES[app]}** (`tests/apps/{app}_app.py`, `GET "
                  f"{'/items/7' if app in ('fastapi', 'flask') else '/'}`)", "",
                  "| server | req/s | ÷ gunicorn | p50 ms | p99 ms | p99 ÷ gunicorn | server CPU µs/request | errors | "
                  "slots: req/s, p99 ms (min–max) |",
@@ -592,12 +592,12 @@ def md_memory(results):
 
 
 METHOD = """\
-- **Same everything.** Every server runs the same app file from `bench/apps/` with the same Python
+- **Same everything.** Every server runs the same app file from `tests/apps/` with the same Python
   and the same packages (`bench/.venv-peers`, pinned in `bench/requirements.txt`; uvicorn, uvloop
   and httptools are the same for herdsman, gunicorn's UvicornWorker and uvicorn), the same worker
   count, on `127.0.0.1` only, access logs off (`--no-access-log` for herdsman, uvicorn and
   granian; gunicorn and hypercorn log no access by default). Commands:
-  - herdsman: `herdsman --python bench/.venv-peers/bin/python --chdir bench/apps -w N -b 127.0.0.1:PORT --interface asgi|wsgi --no-access-log APP`
+  - herdsman: `herdsman --python bench/.venv-peers/bin/python --chdir tests/apps -w N -b 127.0.0.1:PORT --interface asgi|wsgi --no-access-log APP`
     (workers: uvicorn; WSGI through a2wsgi with 10 threads);
   - gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker -w N -b 127.0.0.1:PORT --no-control-socket APP` for ASGI
     apps; for WSGI apps plain gunicorn is the natural peer: `-k gthread --threads 10` (10 threads, like

@@ -5,7 +5,7 @@ Run it through `bash bench/run.sh [--smoke]`, which installs wrk, builds the pee
 (bench/.venv-peers, pinned in bench/requirements.txt) and the herdsman binary first. This file
 needs only the standard library, plus matplotlib for the plots (it runs under the peers venv).
 
-Every server (herdsman and each peer) runs the same app from bench/apps with the same Python,
+Every server (herdsman and each peer) runs the same app from tests/apps with the same Python,
 the same uvicorn and the same worker count, on 127.0.0.1 only. Every process the driver starts is
 started in a session of its own and ended by pid (the session's members, found in /proc), with a
 hard timeout, so nothing is left running, also when the driver is interrupted.
@@ -37,7 +37,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-APPS_DIR = BENCH / "apps"
+APPS_DIR = ROOT / "tests" / "apps"  # the test apps are the benchmark's apps (tests/apps/README.md)
 VENV = Path(os.environ.get("HERDSMAN_BENCH_VENV", BENCH / ".venv-peers"))
 VENV_BIN = VENV / "bin"
 PY = VENV_BIN / "python"
