@@ -136,16 +136,16 @@ FULL = dict(
     repl_workers=2,
     repl_connections=32,
     repl_control_s=2.0,     # a window with no event: the failures of the load alone
-    repl_reloads=6,
-    repl_upgrades=3,
+    repl_reloads=5,
+    repl_upgrades=2,
     repl_scales=1,
     repl_recycle_s=8.0,     # one window of max-requests recycling
     repl_recycle_every_s=2.0,  # N = the control's req/s per worker times this: a worker recycles every ~2 s
     repl_recycle_min=200,
     repl_lead_s=0.5,        # load before the event
     repl_tail_s=0.3,        # load after it settled
-    repl_gap_s=0.3,         # no load between two events
-    repl_kind_budget_s=20.0,  # no new event of a kind once its events took this long (at least 2 run)
+    repl_gap_s=0.2,         # no load between two events
+    repl_kind_budget_s=15.0,  # no new event of a kind once its events took this long (at least 2 run)
     repl_settle_timeout_s=60.0,
 )
 SMOKE = dict(
@@ -1390,6 +1390,10 @@ def act_gunicorn_upgrade(s, n, timeout):
     wait_until(s, lambda: read_stat(old_master) is None or read_stat(old_master)[0] == "Z" or s.proc.poll() is not None,
                "SIGTERM to the old master", timeout)
     wait_replaced(s, old, n, "SIGUSR2 + SIGTERM", timeout)
+    # The upgrade is over once the new master has noticed and taken over (before that, it takes a
+    # SIGTERM for its own workers but never exits).
+    promoted = f"[{found['pid']}] [INFO] Master has been promoted"
+    wait_until(s, lambda: promoted in s.log_path.read_text(errors="replace"), "the new master's promotion", timeout)
 
 
 def act_scale(s, n, timeout):
@@ -1777,6 +1781,8 @@ def main():
     ap.add_argument("--servers", help="comma-separated subset (development)")
     ap.add_argument("--apps", help="comma-separated subset of throughput apps (development)")
     ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (development)")
+    ap.add_argument("--repl-apps", help="comma-separated apps for the replacements phase, each with every server "
+                                        "of --servers (development; default: the run's matrix)")
     ap.add_argument("--workers", type=int, help="worker count for throughput and lifecycle")
     ap.add_argument("--wait-quiet", type=float, default=None,
                     help="wait up to this many seconds for a 1-min load average < 1.0 (default 900 full, 0 smoke)")
@@ -1787,6 +1793,9 @@ def main():
         cfg["servers"] = args.servers.split(",")
         cfg["throughput_servers"] = [s for s in cfg["servers"] if s != "hypercorn"] or cfg["servers"]
         cfg["accesslog_servers"] = [v for v in cfg["accesslog_servers"] if base_server(v) in cfg["servers"]]
+        cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app, _ in cfg["repl_matrix"]]
+    if args.repl_apps:
+        cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app in args.repl_apps.split(",")]
     if args.apps:
         cfg["apps"] = args.apps.split(",")
     if args.workers:
@@ -1797,6 +1806,9 @@ def main():
     for name in cfg["servers"]:
         if name not in SERVERS:
             ap.error(f"unknown server {name}")
+    for app, _ in cfg["repl_matrix"]:
+        if app not in APPS:
+            ap.error(f"unknown app {app}")
     if args.out is None:
         args.out = tempfile.mkdtemp(prefix="herdsman-bench-") if args.smoke else str(BENCH / "results")
     if args.docs is None:
