@@ -1056,8 +1056,16 @@ def markdown(results, pngs, smoke):
         s.append("## Replacement under load\n")
         s.append(replacements_intro(results) + "\n")
         s.append(md_replacements(results) + "\n")
-    s.append(f"## Graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
-    s.append(f"{cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight, then `SIGTERM`.\n")
+    life = results["phases"].get("lifecycle") or {}
+    if any("reloads" in e for e in life.values()):  # a run from before the replacements phase
+        s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
+        s.append(f"This run predates the replacements phase: {cfg.get('reloads')} reloads (`SIGHUP`) under steady load "
+                 f"from {cfg['load_threads']} client threads on fresh connections only (keep-alive clients were not "
+                 f"measured); then, on a fresh server, {cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in "
+                 "flight and `SIGTERM`.\n")
+    else:
+        s.append(f"## Graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
+        s.append(f"{cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight, then `SIGTERM`.\n")
     s.append(md_graceful_stop(results) + "\n")
     s.append(f"## Memory and idle CPU by worker count ({APP_TITLES.get(cfg['lifecycle_app'])} app)\n")
     s.append("The worker counts go past the 2 CPUs on purpose: what grows with them is the master's cost "
