@@ -897,8 +897,8 @@ METHOD = """\
   `--max-requests` and `--max-requests-jitter`; granian has no request limit, only
   `--workers-lifetime` of at least 60 s), for one window; N is set from the control window's
   throughput so that each worker recycles about every few seconds, and the recycles counted are
-  the new worker pids seen (polled every 50 ms). What a server does not support is said in its
-  row and not measured. A control window (the same load, no event) gives the failures of the
+  the new worker pids seen during the window and 1.5 s after it (polled every 50 ms). What a
+  server does not support is said in its row and not measured. A control window (the same load, no event) gives the failures of the
   load alone.
 - **Graceful stop**: K requests to `/slow?s=S` (the app sleeps S seconds), and once they are in
   flight, `SIGTERM` to the master. Every request not answered 200 failed.
@@ -1099,7 +1099,7 @@ def replacements_intro(results):
             "after at least 2). Recycling: one window of "
             f"{cfg.get('repl_recycle_s'):g} s on a server started with a request limit N of about "
             f"{cfg.get('repl_recycle_every_s')} s of its own control throughput per worker (so each server recycles about as "
-            "often), jitter N/10; the events are the new workers seen. The control row is the same load with no "
+            "often), jitter N/10; the events are the new workers seen during the window or within 1.5 s after it. The control row is the same load with no "
             "event: failures there come from the load itself, not from a replacement.")
 
 

@@ -141,6 +141,7 @@ FULL = dict(
     repl_scales=1,
     repl_recycle_s=8.0,     # one window of max-requests recycling
     repl_recycle_every_s=2.0,  # N = the control's req/s per worker times this: a worker recycles every ~2 s
+                               # (the new worker pids seen in the window and 1.5 s after it are the events)
     repl_recycle_min=200,
     repl_lead_s=0.5,        # load before the event
     repl_tail_s=0.3,        # load after it settled
@@ -1507,6 +1508,12 @@ def run_recycle(ctx, server, app, mode, control_rps):
 
         r = load_window(ctx, s, mode, watch)
         r.pop("settled_s", None)
+        # A worker that reached its limit near the end of the window may be replaced just after it:
+        # its failures are in the window, so it counts too.
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end and s.alive():
+            seen.update(s.worker_pids())
+            time.sleep(0.05)
         recycled = len(seen - initial)
         r.update({"max_requests": recycle[0], "jitter": recycle[1], "recycled": recycled})
         log(f"  {server} {app} {mode} recycle (max-requests {recycle[0]}): {recycled} workers recycled, "
