@@ -753,7 +753,9 @@ def md_replacements(results):
                                  if r and "failed" in r else "–") for m, r in rs.items()}
                 else:
                     how = e["how"][kind]
-                    counts = [str(r.get("events")) for r in rs.values() if r and "events" in r]
+                    counts = [str(r.get("events")) + (f" of {r['asked']}" if r.get("asked") and r.get("events", 0) < r["asked"]
+                                                      else "")
+                              for r in rs.values() if r and "events" in r]
                     events = " / ".join(counts) if len(set(counts)) > 1 else (counts[0] if counts else "")
                     if kind == "recycle":
                         lim = [f"N={r['max_requests']} {'keep-alive' if m == 'keepalive' else 'fresh'}"
@@ -1096,7 +1098,7 @@ def replacements_intro(results):
             f"workers back to their number, a new one answering), then {cfg.get('repl_tail_s')} s more. "
             f"Reloads: up to {cfg.get('repl_reloads')}, upgrades: up to {cfg.get('repl_upgrades')}, scale-down and up: "
             f"{cfg.get('repl_scales')} (no new event of a kind once its events took {cfg.get('repl_kind_budget_s'):.0f} s, "
-            "after at least 2). Recycling: one window of "
+            "after at least 2: \"2 of 5\" in the events column). Recycling: one window of "
             f"{cfg.get('repl_recycle_s'):g} s on a server started with a request limit N of about "
             f"{cfg.get('repl_recycle_every_s')} s of its own control throughput per worker (so each server recycles about as "
             "often), jitter N/10; the events are the new workers seen during the window or within 1.5 s after it. The control row is the same load with no "
