@@ -9,9 +9,17 @@ import json
 import statistics
 from pathlib import Path
 
-ORDER = ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
+ORDER = ["herdsman", "herdsman-accesslog", "herdsman-zygote", "gunicorn", "gunicorn-accesslog", "uvicorn", "granian",
+         "hypercorn"]
 COLORS = {"herdsman": "#d62728", "herdsman-zygote": "#ff9896", "gunicorn": "#1f77b4", "uvicorn": "#2ca02c", "granian": "#9467bd",
-          "hypercorn": "#8c564b"}
+          "hypercorn": "#8c564b", "herdsman-accesslog": "#e377c2", "gunicorn-accesslog": "#17becf"}
+ACCESSLOG = {"herdsman-accesslog": "herdsman", "gunicorn-accesslog": "gunicorn"}
+ACCESSLOG_MIN_VS_OFF = 0.95  # issue 12: herdsman with its access log on >= 0.95x itself with it off
+ACCESSLOG_MIN_VS_GUNICORN = 1.5  # ... and >= 1.5x gunicorn with --access-logfile
+KINDS = ["reload", "recycle", "upgrade", "scale"]
+KIND_TITLES = {"control": "no event (control)", "reload": "reload", "recycle": "max-requests recycling",
+               "upgrade": "binary upgrade", "scale": "scale-down and up"}
+MODES = ["keepalive", "fresh"]
 REF = "gunicorn"
 MASTER_RSS_TARGET_KIB = 5 * 1024
 IDLE_CPU_NEAR_ZERO_MS_PER_MIN = 60.0  # 0.1 % of one core
@@ -40,6 +48,10 @@ def ordered(d):
 
 
 def label(server, app_kind="asgi"):
+    if server == "herdsman-accesslog":
+        return "herdsman, access log on (its default)"
+    if server == "gunicorn-accesslog":
+        return label("gunicorn", app_kind) + " --access-logfile -"
     return {"herdsman": "herdsman", "herdsman-zygote": "herdsman --spawn zygote --preload", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
             "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
 
@@ -73,7 +85,8 @@ def plot_throughput(results, path):
     apps = [a for a in ("asgi", "fastapi", "wsgi", "flask") if a in tp]
     if not apps:
         return False
-    servers = [s for s in ORDER if any(s in tp[a] for a in apps)]
+    # The access-log rows are in the tables (and their own section), not in the plot.
+    servers = [s for s in ORDER if s not in ACCESSLOG and any(s in tp[a] for a in apps)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     width = 0.8 / max(1, len(servers))
     for i, srv in enumerate(servers):
@@ -294,26 +307,8 @@ def targets(results):
 
     life = ph.get("lifecycle") or {}
     h = life.get("herdsman") or {}
-    rl, gs = h.get("reloads") or {}, h.get("graceful_stop") or {}
-    if "failed" in rl and "failed" in gs:
-        ok = rl["failed"] == 0 and gs["failed"] == 0 and rl.get("reloads_done") == rl.get("reloads_asked")
-        peers = []
-        for srv in ordered(life):
-            if srv.startswith("herdsman"):
-                continue
-            prl, pgs = life[srv].get("reloads") or {}, life[srv].get("graceful_stop") or {}
-            peers.append(f"{life[srv].get('label', srv)}: {dash(prl.get('failed'))} + {dash(pgs.get('failed'))}")
-        detail = (f"herdsman: {rl['failed']} failed of {rl['ok'] + rl['failed']} requests over "
-                  f"{rl.get('reloads_done')}/{rl.get('reloads_asked')} reloads, {gs['failed']} of {gs['in_flight']} "
-                  f"slow requests at the graceful stop. Peers (reloads + stop): " + "; ".join(peers))
-        z = life.get("herdsman-zygote") or {}
-        zrl, zgs = z.get("reloads") or {}, z.get("graceful_stop") or {}
-        if "failed" in zrl or "failed" in zgs:
-            detail += f". herdsman --spawn zygote --preload: {dash(zrl.get('failed'))} + {dash(zgs.get('failed'))}"
-        out.append(("0 failed requests across reloads and a graceful stop", "met" if ok else "missed", detail))
-    else:
-        out.append(("0 failed requests across reloads and a graceful stop", "not measured",
-                    str(rl.get("error") or gs.get("error") or "")))
+    out.append(replacement_target(results))
+    out.extend(accesslog_targets(results))
 
     rep = h.get("replacement") or {}
     med = median_run(rep)
@@ -363,6 +358,132 @@ def targets(results):
     return out
 
 
+def kind_cell(k):
+    """A kind's events as words: '6 reloads', '8 recyclings'."""
+    words = {"reload": ("reload", "reloads"), "recycle": ("recycling", "recyclings"),
+             "upgrade": ("upgrade", "upgrades"), "scale": ("scale-down and up", "scale-downs and ups")}
+    return lambda n: f"{n} {words[k][0] if n == 1 else words[k][1]}"
+
+
+def repl_summary(entry, mode):
+    """Over every replacement event of one server (one app, one mode): (failed, sent, events text,
+    all asked events done)."""
+    ev = (entry.get("modes") or {}).get(mode) or {}
+    failed = sent = 0
+    parts, complete = [], True
+    for k in KINDS:
+        r = ev.get(k)
+        if not r:
+            continue
+        if "failed" not in r:
+            complete = False
+            parts.append(f"{KIND_TITLES[k]}: {short_error(r.get('error'))}")
+            continue
+        failed += r["failed"]
+        sent += r["failed"] + r["ok"]
+        parts.append(kind_cell(k)(r.get("events", 0)))
+        if r.get("notes") or (r.get("asked") is not None and r.get("events", 0) < 1) or \
+                (k == "recycle" and not r.get("events")):
+            complete = False
+    return failed, sent, ", ".join(parts), complete
+
+
+def replacement_target(results):
+    name = ("0 failed requests in every replacement under full load (reloads, max-requests recycling, upgrades, "
+            "scale-down), with keep-alive and with fresh connections, and at a graceful stop")
+    ph = results["phases"]
+    life = ph.get("lifecycle") or {}
+    gs = (life.get("herdsman") or {}).get("graceful_stop") or {}
+    repl = ph.get("replacements") or {}
+    if not any(srv in per for per in repl.values() for srv in ("herdsman", "herdsman-zygote")):
+        rl = (life.get("herdsman") or {}).get("reloads") or {}
+        if "failed" in rl:  # a run from before the replacements phase
+            return (name, "not measured",
+                    f"This run measured reloads with fresh connections only: {rl['failed']} failed of "
+                    f"{rl['ok'] + rl['failed']} requests over {rl.get('reloads_done')} reloads, "
+                    f"{dash(gs.get('failed'))} slow requests at the graceful stop; keep-alive clients, recycling, "
+                    "upgrades and scale-down were not measured.")
+        return (name, "not measured", "")
+    ok, parts, peers = True, [], []
+    for app, per in repl.items():
+        for srv in ordered(per):
+            e = per[srv]
+            if "modes" not in e:
+                if srv.startswith("herdsman"):
+                    ok = False
+                    parts.append(f"{label(srv)} ({APP_TITLES[app]}): {short_error(e.get('error'))}")
+                continue
+            cells = []
+            for mode in MODES:
+                failed, sent, what, complete = repl_summary(e, mode)
+                word = "keep-alive" if mode == "keepalive" else "fresh"
+                cells.append(f"{word} {failed} of {sent}" + (f" ({what})" if srv.startswith("herdsman") else ""))
+                if srv.startswith("herdsman") and (failed or not complete):
+                    ok = False
+            text = f"{e.get('label', label(srv))}, {APP_TITLES[app]}: " + "; ".join(cells)
+            (parts if srv.startswith("herdsman") else peers).append(text)
+    if "failed" in gs:
+        parts.append(f"graceful stop: {gs['failed']} of {gs['in_flight']} slow requests failed")
+        ok = ok and gs["failed"] == 0
+    else:
+        ok = False
+    detail = "Failed of sent requests. " + ". ".join(parts)
+    if peers:
+        detail += ". Peers, over the events each supports (see the replacement tables): " + "; ".join(peers)
+    return (name, "met" if ok else "missed", detail)
+
+
+def accesslog_rows(results):
+    """[(app, herdsman off, herdsman on, gunicorn off, gunicorn on)] entries of the throughput phase."""
+    tp = results["phases"].get("throughput") or {}
+    rows = []
+    for app in ("asgi", "fastapi", "wsgi", "flask"):
+        per = tp.get(app) or {}
+        if "herdsman-accesslog" in per or "gunicorn-accesslog" in per:
+            rows.append((app, per.get("herdsman", {}), per.get("herdsman-accesslog", {}), per.get("gunicorn", {}),
+                         per.get("gunicorn-accesslog", {})))
+    return rows
+
+
+def log_written(e):
+    """Was the access log of this row really on (its lines are in the server's log)?"""
+    return (e.get("access_log") or {}).get("access_lines", 0) > 0
+
+
+def accesslog_targets(results):
+    rows = accesslog_rows(results)
+    t1 = (f"herdsman with its access log on (the default) at least {ACCESSLOG_MIN_VS_OFF:.2f}× its throughput with it "
+          "off (plain ASGI and plain WSGI)")
+    t2 = (f"herdsman with its access log on at least {ACCESSLOG_MIN_VS_GUNICORN:.1f}× gunicorn with "
+          "`--access-logfile -` (plain ASGI and plain WSGI)")
+    if not rows:
+        return [(t1, "not measured", ""), (t2, "not measured", "")]
+    n_rps, _ = noise(results)
+    out = []
+    for title, peer_of, floor in ((t1, lambda r: r[1], ACCESSLOG_MIN_VS_OFF),
+                                  (t2, lambda r: r[4], ACCESSLOG_MIN_VS_GUNICORN)):
+        ok, parts, measured = True, [], False
+        for r in rows:
+            app, on, peer = r[0], r[2], peer_of(r)
+            q = ratio(on.get("rps"), peer.get("rps"))
+            if q is None:
+                parts.append(f"{APP_TITLES[app]}: not measured")
+                ok = False
+                continue
+            if not log_written(on) or (peer is r[4] and not log_written(peer)):
+                parts.append(f"{APP_TITLES[app]}: {rfmt(q)}, but an access log that should be on wrote no line")
+                ok = False
+                continue
+            measured = True
+            parts.append(f"{APP_TITLES[app]}: {on['rps']:.0f} ÷ {peer['rps']:.0f} req/s = {rfmt(q)}")
+            ok = ok and q >= floor
+        detail = "; ".join(parts)
+        if n_rps is not None:
+            detail += f" (noise of a throughput ratio in this run: ±{n_rps:.0%})"
+        out.append((title, ("met" if ok else "missed") if measured else "not measured", detail))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Markdown
 
@@ -388,6 +509,10 @@ def headline(results):
     for app in ("asgi", "fastapi", "wsgi", "flask"):
         if app in tp:
             row(f"{APP_TITLES[app]}: req/s", lambda s, a=app: tp[a].get(s, {}).get("rps"), "{:.0f}", "higher")
+    for app, _, on, _, gon in accesslog_rows(results):
+        if on.get("rps") is not None or gon.get("rps") is not None:
+            rows.append(f"| {APP_TITLES[app]}, access log on²: req/s | {dash(on.get('rps'))} | {dash(gon.get('rps'))} | "
+                        f"{rfmt(ratio(on.get('rps'), gon.get('rps')))} | | | higher |")
     for app in ("asgi", "fastapi", "wsgi", "flask"):
         if app in tp:
             row(f"{APP_TITLES[app]}: p99 ms", lambda s, a=app: tp[a].get(s, {}).get("p99_ms"), "{:.2f}", "lower")
@@ -400,12 +525,31 @@ def headline(results):
         return v.get("failed")
 
     for key, name in (("kill_under_load", "failed requests, SIGKILL of a worker under load"),
-                      ("reloads", "failed requests over the reloads"),
+                      ("reloads", "failed requests over the reloads (fresh connections)"),
                       ("graceful_stop", "failed slow requests at a graceful stop")):
         vals = {s: failed(s, key) for s in ("herdsman", "gunicorn", "uvicorn")}
         if any(v is not None for v in vals.values()):
             rows.append(f"| {name} | {dash(vals['herdsman'])} | {dash(vals['gunicorn'])} | | "
                         f"{dash(vals['uvicorn'])} | | 0 |")
+    repl = ph.get("replacements") or {}
+    for app, per in repl.items():
+        for kind in ("reload", "recycle", "upgrade", "scale"):
+            cells = {}
+            for srv in ("herdsman", "gunicorn", "uvicorn"):
+                modes = (per.get(srv) or {}).get("modes")
+                if not modes:
+                    continue
+                rs = [(modes.get(m) or {}).get(kind) for m in MODES]
+                if all(r and "failed" in r for r in rs):
+                    events = [str(r.get("events", 0)) for r in rs]
+                    cells[srv] = (f"{rs[0]['failed']} / {rs[1]['failed']} in "
+                                  + (events[0] if len(set(events)) == 1 else " / ".join(events)))
+                else:
+                    cells[srv] = "–" if any(rs) else "not supported"
+            if any(c[0].isdigit() for c in cells.values()):
+                rows.append(f"| failed requests in {KIND_TITLES[kind]} events, keep-alive / fresh connections "
+                            f"({APP_TITLES[app]})³ | {cells.get('herdsman', '–')} | {cells.get('gunicorn', '–')} | | "
+                            f"{cells.get('uvicorn', '–')} | | 0 |")
     ns = str(n) if any(str(n) in mem.get(s, {}).get("by_workers", {}) for s in mem) else None
     if ns is None and mem:
         ns = sorted({k for s in mem for k in mem[s].get("by_workers", {})}, key=int)[0]
@@ -451,7 +595,7 @@ def md_throughput(results):
             continue
         per = tp[app]
         ref = per.get(REF, {})
-        lines = [f"**{APP_TITLES[app]}** (`bench/apps/{app}_app.py`, `GET "
+        lines = [f"**{APP_TITLES[app]}** (`tests/apps/{app}_app.py`, `GET "
                  f"{'/items/7' if app in ('fastapi', 'flask') else '/'}`)", "",
                  "| server | req/s | ÷ gunicorn | p50 ms | p99 ms | p99 ÷ gunicorn | server CPU µs/request | errors | "
                  "slots: req/s, p99 ms (min–max) |",
@@ -520,33 +664,126 @@ def md_replacement(results):
     return "\n".join(lines)
 
 
-def md_reloads(results):
+def md_graceful_stop(results):
     life = results["phases"].get("lifecycle") or {}
     if not life:
         return "Not measured in this run."
-    lines = ["| server | reloads done | requests failed / sent over the reloads | reload settled after, s (median) | "
-             "slow requests failed at SIGTERM | master exit after SIGTERM, s |", "|---|---:|---|---:|---|---:|"]
+    legacy = any("reloads" in e for e in life.values())  # a run from before the replacements phase
+    heads = ["server"] + (["reloads done", "requests failed / sent over the reloads (fresh connections)"] if legacy
+                          else []) + ["slow requests failed at SIGTERM", "master exit after SIGTERM, s"]
+    aligns = ["---"] + (["---:", "---"] if legacy else []) + ["---", "---:"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(aligns) + "|"]
     for srv in ordered(life):
         e = life[srv]
-        rl = e.get("reloads") or {}
         gs = e.get("graceful_stop") or {}
-        if "failed" in rl:
-            rld = f"{rl['failed']} / {rl['ok'] + rl['failed']}"
-            if rl.get("errors"):
-                rld += " (" + ", ".join(f"{k} ×{v}" for k, v in rl["errors"].items()) + ")"
-            if rl.get("notes"):
-                rld += "; " + "; ".join(rl["notes"])[:160]
-            done = f"{rl.get('reloads_done')} / {rl.get('reloads_asked')}"
-        else:
-            rld, done = str(rl.get("error", "–"))[:120], "–"
         if "failed" in gs:
             stop = f"{gs['failed']} / {gs['in_flight']}"
             if gs.get("errors"):
                 stop += " (" + ", ".join(gs["errors"]) + ")"
         else:
             stop = str(gs.get("error", "–"))[:120]
-        lines.append(f"| {e.get('label', srv)} | {done} | {rld} | {dash(rl.get('median_reload_s'), '{:.2f}')} | "
-                     f"{stop} | {dash(gs.get('exit_s'), '{:.2f}')} |")
+        cells = [e.get("label", srv)]
+        if legacy:
+            rl = e.get("reloads") or {}
+            if "failed" in rl:
+                rld = f"{rl['failed']} / {rl['ok'] + rl['failed']}"
+                if rl.get("errors"):
+                    rld += " (" + ", ".join(f"{k} ×{v}" for k, v in rl["errors"].items()) + ")"
+                cells += [f"{rl.get('reloads_done')} / {rl.get('reloads_asked')}", rld]
+            else:
+                cells += ["–", str(rl.get("error", "–"))[:120]]
+        cells += [stop, dash(gs.get("exit_s"), "{:.2f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def errors_text(errors):
+    return ", ".join(f"{k} ×{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])) if errors else ""
+
+
+def repl_cell(r):
+    """failed / sent, and the worst event, for one kind in one mode."""
+    if not r:
+        return "–"
+    if "failed" not in r:
+        return short_error(r.get("error"))
+    sent = r["failed"] + r["ok"]
+    cell = f"{r['failed']} / {sent}"
+    per = r.get("per_event_failed") or []
+    if r["failed"] and len(per) > 1:
+        cell += f" (at most {max(per)} in one)"
+    if r.get("errors"):
+        cell += f"; {errors_text(r['errors'])}"
+    if r.get("notes"):
+        cell += "; " + "; ".join(short_error(n) for n in r["notes"])[:160]
+    return cell
+
+
+def md_replacements(results):
+    repl = results["phases"].get("replacements") or {}
+    cfg = results["config"]
+    if not repl:
+        return "Not measured in this run."
+    parts = []
+    for app, per in repl.items():
+        if not per:
+            continue
+        n = cfg.get("repl_workers", cfg["workers"])
+        lines = [f"**{APP_TITLES[app]}** (`tests/apps/{app}_app.py`, `GET /`, {workers(n)})", "",
+                 "| server | event | how | events | keep-alive: failed / sent | fresh: failed / sent | "
+                 "settled after, s (median, keep-alive / fresh) |",
+                 "|---|---|---|---:|---|---|---|"]
+        for srv in ordered(per):
+            e = per[srv]
+            name = e.get("label", label(srv, "asgi" if app in ASGI_APPS else "wsgi"))
+            if "modes" not in e:
+                lines.append(f"| {name} | | failed: {short_error(e.get('error'))} | | | | |")
+                continue
+            modes = e["modes"]
+            for kind in ["control"] + KINDS:
+                rs = {m: (modes.get(m) or {}).get(kind) for m in MODES}
+                if kind != "control" and kind not in e.get("how", {}):
+                    why = e.get("unsupported", {}).get(kind, "not supported")
+                    lines.append(f"| {name} | {KIND_TITLES[kind]} | not supported: {why} | | | | |")
+                    continue
+                if kind == "control":
+                    how = f"none: {cfg.get('repl_control_s', 0):g} s of load"
+                    events = ""
+                    cells = {m: (f"{r['failed']} / {r['failed'] + r['ok']}" + (f"; {errors_text(r['errors'])}" if r.get("errors") else "")
+                                 if r and "failed" in r else "–") for m, r in rs.items()}
+                else:
+                    how = e["how"][kind]
+                    counts = [str(r.get("events")) + (f" of {r['asked']}" if r.get("asked") and r.get("events", 0) < r["asked"]
+                                                      else "")
+                              for r in rs.values() if r and "events" in r]
+                    events = " / ".join(counts) if len(set(counts)) > 1 else (counts[0] if counts else "")
+                    if kind == "recycle":
+                        lim = [f"N={r['max_requests']} {'keep-alive' if m == 'keepalive' else 'fresh'}"
+                               for m, r in rs.items() if r and r.get("max_requests")]
+                        how += (" (" + ", ".join(lim) + f", {cfg.get('repl_recycle_s', 0):g} s each)") if lim else ""
+                    cells = {m: repl_cell(r) for m, r in rs.items()}
+                settled = " / ".join(dash((r or {}).get("median_settled_s"), "{:.2f}") for r in rs.values())
+                if kind in ("control", "recycle"):
+                    settled = ""
+                lines.append(f"| {name} | {KIND_TITLES[kind]} | {how} | {events} | {cells['keepalive']} | "
+                             f"{cells['fresh']} | {settled} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def md_accesslog(results):
+    rows = accesslog_rows(results)
+    if not rows:
+        return "Not measured in this run."
+    lines = ["| app | herdsman, log off | herdsman, log on | on ÷ off | gunicorn, log off | gunicorn `--access-logfile -` | "
+             "gunicorn on ÷ off | herdsman on ÷ gunicorn on | access lines written (herdsman / gunicorn) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for app, off, on, goff, gon in rows:
+        written = " / ".join(str((e.get("access_log") or {}).get("access_lines", "–")) for e in (on, gon))
+        lines.append(f"| {APP_TITLES[app]} | {dash(off.get('rps'))} | {dash(on.get('rps'))} | "
+                     f"{rfmt(ratio(on.get('rps'), off.get('rps')))} | {dash(goff.get('rps'))} | {dash(gon.get('rps'))} | "
+                     f"{rfmt(ratio(gon.get('rps'), goff.get('rps')))} | {rfmt(ratio(on.get('rps'), gon.get('rps')))} | "
+                     f"{written} |")
     return "\n".join(lines)
 
 
@@ -567,7 +804,7 @@ def md_memory(results):
                     continue
                 per_worker = ((r["total_pss_kib"] - r["master_pss_kib"]) / 1024 / r["workers_seen"]
                               if r.get("workers_seen") else None)
-                note = " ²" if r.get("note") else ""
+                note = " ⁴" if r.get("note") else ""
                 lines.append(f"| {mem[srv].get('label', srv)} | {n} | {r['master_rss_kib'] / 1024:.1f}{note} | "
                              f"{r['total_rss_kib'] / 1024:.0f} | {r['total_pss_kib'] / 1024:.0f} | {dash(per_worker, '{:.1f}')} | "
                              f"{r['master_cpu_ms_per_min']:.1f} | {r['processes']} |")
@@ -592,12 +829,16 @@ def md_memory(results):
 
 
 METHOD = """\
-- **Same everything.** Every server runs the same app file from `bench/apps/` with the same Python
+- **Same everything.** Every server runs the same app file from `tests/apps/` with the same Python
   and the same packages (`bench/.venv-peers`, pinned in `bench/requirements.txt`; uvicorn, uvloop
   and httptools are the same for herdsman, gunicorn's UvicornWorker and uvicorn), the same worker
   count, on `127.0.0.1` only, access logs off (`--no-access-log` for herdsman, uvicorn and
-  granian; gunicorn and hypercorn log no access by default). Commands:
-  - herdsman: `herdsman --python bench/.venv-peers/bin/python --chdir bench/apps -w N -b 127.0.0.1:PORT --interface asgi|wsgi --no-access-log APP`
+  granian; gunicorn and hypercorn log no access by default) except in the access-log rows:
+  herdsman without `--no-access-log` (its default: on, gunicorn's format, to standard output) and
+  gunicorn with `--access-logfile -` (the same format, to standard output); every server's
+  standard output goes to a file (its log in the results directory). The apps are the test apps
+  (`tests/apps/`: one set of files for the tests and the benchmark). Commands:
+  - herdsman: `herdsman --python bench/.venv-peers/bin/python --chdir tests/apps -w N -b 127.0.0.1:PORT --interface asgi|wsgi --no-access-log APP`
     (workers: uvicorn; WSGI through a2wsgi with 10 threads);
   - gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker -w N -b 127.0.0.1:PORT --no-control-socket APP` for ASGI
     apps; for WSGI apps plain gunicorn is the natural peer: `-k gthread --threads 10` (10 threads, like
@@ -640,12 +881,27 @@ METHOD = """\
   with, a fresh `python -c 'import APP'`, is timed right before each kill, since the machine's
   load drifts. Separately, under steady load (the client below), a worker is SIGKILLed twice and
   the failed requests are counted until a new worker has answered.
-- **Steady load** (kill, reloads): client threads of the harness, each sending `GET /` on a fresh
-  connection in a loop (2 ms pause, 10 s timeout); a failed request is anything but a 200:
+- **Steady load** (kill under load): client threads of the harness, each sending `GET /` on a
+  fresh connection in a loop (2 ms pause, 10 s timeout); a failed request is anything but a 200:
   refused, reset, timed out, 5xx.
-- **Reloads**: under steady load, `SIGHUP` to the master K times. A reload has settled when every
-  old worker pid has exited, N workers are alive and a new worker has answered; the next `SIGHUP`
-  follows 0.5 s later. The same rule for every server.
+- **Replacement under load**: for each app and server of the matrix, one server with N workers
+  takes each event in turn under wrk at full load (`wrk -t1 -cC --timeout 10s`, stopped with
+  `SIGINT` once the event has settled, which makes wrk print its figures), first with keep-alive
+  connections, then with `-H 'Connection: close'` (a fresh connection per request). An event has
+  settled when every old worker pid has exited, N workers are alive and a new worker has answered
+  a fresh connection; the same rule for every server. Events: a reload (`SIGHUP` for every server;
+  hypercorn's stops all its workers before starting new ones), a binary upgrade (herdsman:
+  `SIGUSR2`, the master re-executes itself in place; gunicorn: `SIGUSR2`, then, once the new
+  master's workers answer, `SIGTERM` to the old master, its documented sequence), scale-down and
+  back up (`SIGTTOU`, then `SIGTTIN`). Max-requests recycling runs on a second server of each
+  kind, started with its own flag (herdsman and gunicorn `--max-requests N --max-requests-jitter
+  N/10`, uvicorn `--limit-max-requests` and `--limit-max-requests-jitter`, hypercorn
+  `--max-requests` and `--max-requests-jitter`; granian has no request limit, only
+  `--workers-lifetime` of at least 60 s), for one window; N is set from the control window's
+  throughput so that each worker recycles about every few seconds, and the recycles counted are
+  the new worker pids seen during the window and 1.5 s after it (polled every 50 ms). What a
+  server does not support is said in its row and not measured. A control window (the same load, no event) gives the failures of the
+  load alone.
 - **Graceful stop**: K requests to `/slow?s=S` (the app sleeps S seconds), and once they are in
   flight, `SIGTERM` to the master. Every request not answered 200 failed.
 - **Memory**: each server alone, idle and ready, for each worker count: the master's `VmRSS`,
@@ -725,7 +981,7 @@ def markdown(results, pngs, smoke):
         "comparison is a **ratio against gunicorn + UvicornWorker measured in the same run** (gunicorn "
         "gthread for the WSGI apps), and against `uvicorn --workers`.\n")
     s.append("To reproduce, from a clone of the repository on Linux (root or sudo for `apt-get install wrk`):\n\n"
-             "```console\nbash bench/run.sh            # the full run, about 15 minutes; rewrites this page\n"
+             "```console\nbash bench/run.sh            # the full run, about 20 minutes; rewrites this page\n"
              "bash bench/run.sh --smoke    # seconds: proves the harness works, figures meaningless\n```\n")
     s.append("It installs wrk if missing, builds the pinned peers venv `bench/.venv-peers` and "
              "`cargo build --release`, waits (up to 15 min) for the machine's 1-minute load average to drop "
@@ -750,7 +1006,15 @@ def markdown(results, pngs, smoke):
     s.append("## Headline\n")
     s.append(headline(results))
     s.append("\n¹ gunicorn gthread (10 threads) for the WSGI rows. Ratios are herdsman's figure divided by the "
-             "peer's: above 1.0 is better for req/s, below 1.0 is better for latency, time and memory.\n")
+             "peer's: above 1.0 is better for req/s, below 1.0 is better for latency, time and memory.")
+    if accesslog_rows(results):
+        s.append("² herdsman with its access log on (its default, to standard output) against gunicorn with "
+                 "`--access-logfile -`; both write to standard output, which the harness redirects to a file. "
+                 "The other throughput rows run without access log.")
+    if results["phases"].get("replacements"):
+        s.append("³ failed requests (wrk's socket errors and non-2xx answers) in that many events under full load; "
+                 "\"not supported\": the server has no such event. See *Replacement under load*.")
+    s.append("")
     s.append("## Targets\n")
     s.append("Measured by this benchmark, not asserted by the tests.\n")
     s.append("\n".join(tlines) + "\n")
@@ -765,6 +1029,14 @@ def markdown(results, pngs, smoke):
     s.append("")
     if results["phases"].get("throughput"):
         s.append("**What herdsman adds per request.** " + throughput_note(results) + "\n")
+    if accesslog_rows(results):
+        s.append("### The access log, on and off\n")
+        s.append("The same throughput slots, interleaved with the rows above: herdsman with its access log on "
+                 "(its default: gunicorn's format, to standard output) and gunicorn with `--access-logfile -` "
+                 "(the same format and destination). The harness sends every server's standard output to a "
+                 "file, its log in the results directory, so both write to standard output redirected to a file; "
+                 "the access lines counted in that file afterwards prove each log was on.\n")
+        s.append(md_accesslog(results) + "\n")
     s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     s.append(md_boot(results) + "\n")
     imp = results["phases"].get("imports") or {}
@@ -782,24 +1054,55 @@ def markdown(results, pngs, smoke):
     if pngs.get("bench-replacement.png"):
         s.append("![replacement time after SIGKILL](bench-replacement.png)\n")
     s.append(md_replacement(results) + "\n")
-    s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
-    s.append(f"{cfg['reloads']} reloads (`SIGHUP`) under steady load from {cfg['load_threads']} client threads; then, "
-             f"on a fresh server, {cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight and "
-             "`SIGTERM`.\n")
-    s.append(md_reloads(results) + "\n")
+    if results["phases"].get("replacements"):
+        s.append("## Replacement under load\n")
+        s.append(replacements_intro(results) + "\n")
+        s.append(md_replacements(results) + "\n")
+    life = results["phases"].get("lifecycle") or {}
+    if any("reloads" in e for e in life.values()):  # a run from before the replacements phase
+        s.append(f"## Reloads and graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
+        s.append(f"This run predates the replacements phase: {cfg.get('reloads')} reloads (`SIGHUP`) under steady load "
+                 f"from {cfg['load_threads']} client threads on fresh connections only (keep-alive clients were not "
+                 f"measured); then, on a fresh server, {cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in "
+                 "flight and `SIGTERM`.\n")
+    else:
+        s.append(f"## Graceful stop ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
+        s.append(f"{cfg['slow_requests']} requests of {cfg['slow_seconds']:.0f} s in flight, then `SIGTERM`.\n")
+    s.append(md_graceful_stop(results) + "\n")
     s.append(f"## Memory and idle CPU by worker count ({APP_TITLES.get(cfg['lifecycle_app'])} app)\n")
     s.append("The worker counts go past the 2 CPUs on purpose: what grows with them is the master's cost "
              "per worker.\n")
     if pngs.get("bench-memory.png"):
         s.append("![master RSS and total PSS by worker count](bench-memory.png)\n")
     s.append(md_memory(results))
-    s.append("\n² `uvicorn --workers 1` (and `hypercorn -w 1`) serve in their only process: no master, the "
+    s.append("\n⁴ `uvicorn --workers 1` (and `hypercorn -w 1`) serve in their only process: no master, the "
              "figure is the worker's.\n" if _single(results) else "")
     s.append("## Method\n")
     s.append(METHOD)
     s.append("### Phases\n")
     s.append("\n".join(phase_rows) + "\n")
     return "\n".join(x for x in s if x is not None) + "\n"
+
+
+def replacements_intro(results):
+    cfg = results["config"]
+    lg = results["loadgen"]
+    tool = (f"wrk with {cfg.get('repl_connections')} connections" if lg["tool"] == "wrk"
+            else f"the Python fallback load generator ({min(cfg.get('repl_connections', 16), 16)} connections)")
+    return (f"Every way a server replaces or retires a worker while it keeps serving, one event at a time under "
+            f"full load from {tool}, twice: with keep-alive connections (wrk's default, and what nginx's upstream "
+            "`keepalive`, load balancers and client pools do) and with fresh connections (`Connection: close` on "
+            "every request). A failed request is one of wrk's socket errors (connect, read, write, timeout at 10 s) "
+            "or an answer that is not 2xx/3xx. Each event has its own load window: "
+            f"{cfg.get('repl_lead_s')} s of load, the event, until it has settled (every old worker gone, the "
+            f"workers back to their number, a new one answering), then {cfg.get('repl_tail_s')} s more. "
+            f"Reloads: up to {cfg.get('repl_reloads')}, upgrades: up to {cfg.get('repl_upgrades')}, scale-down and up: "
+            f"{cfg.get('repl_scales')} (no new event of a kind once its events took {cfg.get('repl_kind_budget_s'):.0f} s, "
+            "after at least 2: \"2 of 5\" in the events column). Recycling: one window of "
+            f"{cfg.get('repl_recycle_s'):g} s on a server started with a request limit N of about "
+            f"{cfg.get('repl_recycle_every_s')} s of its own control throughput per worker (so each server recycles about as "
+            "often), jitter N/10; the events are the new workers seen during the window or within 1.5 s after it. The control row is the same load with no "
+            "event: failures there come from the load itself, not from a replacement.")
 
 
 def _single(results):
@@ -881,6 +1184,8 @@ def miss_notes(results, missed):
     ph = results["phases"]
     notes = []
     for name, _, _ in missed:
+        if name.startswith("herdsman with its access log") and any(n.startswith("- **Access log.") for n in notes):
+            continue
         if name.startswith("Replacement"):
             notes.append(
                 "- **Replacement.** The floor in the target is a fresh interpreter importing the app. A herdsman "
@@ -894,8 +1199,13 @@ def miss_notes(results, missed):
             notes.append("- **Throughput and p99.** See *What herdsman adds per request* under the throughput "
                          "tables.")
         elif name.startswith("0 failed"):
-            notes.append("- **Failed requests.** The error kinds are in the reloads table (refused: no worker was "
-                         "accepting; reset: a worker died with the connection; timeout: no answer in 10 s).")
+            notes.append("- **Failed requests.** The error kinds are in the replacement tables (wrk's connect: no "
+                         "worker was accepting; read: the connection was closed or reset under a request, as when a "
+                         "worker closes an idle keep-alive connection the client is sending on; timeout: no answer "
+                         "in 10 s; non-2xx: the server answered an error).")
+        elif name.startswith("herdsman with its access log"):
+            notes.append("- **Access log.** The access-log section under the throughput tables gives both servers "
+                         "with the log on and off, and the access lines each wrote.")
         elif name.startswith("Master RSS"):
             notes.append("- **Master RSS.** See the memory table for how it grows with the worker count.")
         elif name.startswith("Master idle"):

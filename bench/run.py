@@ -5,7 +5,7 @@ Run it through `bash bench/run.sh [--smoke]`, which installs wrk, builds the pee
 (bench/.venv-peers, pinned in bench/requirements.txt) and the herdsman binary first. This file
 needs only the standard library, plus matplotlib for the plots (it runs under the peers venv).
 
-Every server (herdsman and each peer) runs the same app from bench/apps with the same Python,
+Every server (herdsman and each peer) runs the same app from tests/apps with the same Python,
 the same uvicorn and the same worker count, on 127.0.0.1 only. Every process the driver starts is
 started in a session of its own and ended by pid (the session's members, found in /proc), with a
 hard timeout, so nothing is left running, also when the driver is interrupted.
@@ -37,7 +37,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-APPS_DIR = BENCH / "apps"
+APPS_DIR = ROOT / "tests" / "apps"  # the test apps are the benchmark's apps (tests/apps/README.md)
 VENV = Path(os.environ.get("HERDSMAN_BENCH_VENV", BENCH / ".venv-peers"))
 VENV_BIN = VENV / "bin"
 PY = VENV_BIN / "python"
@@ -60,6 +60,49 @@ APP_TITLES = {
 # process that imported the app once); not in the throughput runs (its workers serve like the others).
 SERVERS = ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
 REFERENCE = "gunicorn"  # every ratio is against this row
+# Access-log variants, in the throughput runs of the apps in `accesslog_apps` only: herdsman with its
+# default access log (on, to standard output) and gunicorn with `--access-logfile -`. The harness
+# sends every server's stdout to a file (its log in the results), so both write to stdout
+# redirected to a file. The plain "herdsman" and "gunicorn" rows are the same servers without it.
+ACCESSLOG_VARIANTS = {"herdsman-accesslog": "herdsman", "gunicorn-accesslog": "gunicorn"}
+
+
+def base_server(server):
+    return ACCESSLOG_VARIANTS.get(server, server)
+
+
+# The replacement phase: how each server replaces a worker while it keeps serving, and what it
+# cannot do. kind -> how; a kind missing from a server's entry is in UNSUPPORTED with the reason.
+REPLACEMENT_KINDS = ["reload", "recycle", "upgrade", "scale"]
+REPLACEMENT_TITLES = {
+    "control": "no event (control)",
+    "reload": "reload",
+    "recycle": "max-requests recycling",
+    "upgrade": "binary upgrade",
+    "scale": "scale-down and up",
+}
+SUPPORTED = {
+    "herdsman": {"reload": "SIGHUP", "recycle": "--max-requests N --max-requests-jitter J",
+                 "upgrade": "SIGUSR2 (re-executes the same binary in place)", "scale": "SIGTTOU, then SIGTTIN"},
+    "gunicorn": {"reload": "SIGHUP", "recycle": "--max-requests N --max-requests-jitter J",
+                 "upgrade": "SIGUSR2 (a new master with new workers), then SIGTERM to the old master",
+                 "scale": "SIGTTOU, then SIGTTIN"},
+    "uvicorn": {"reload": "SIGHUP", "recycle": "--limit-max-requests N --limit-max-requests-jitter J",
+                "scale": "SIGTTOU, then SIGTTIN"},
+    "granian": {"reload": "SIGHUP"},
+    "hypercorn": {"reload": "SIGHUP (stops every worker, then starts new ones)",
+                  "recycle": "--max-requests N --max-requests-jitter J"},
+}
+SUPPORTED["herdsman-zygote"] = SUPPORTED["herdsman"]
+UNSUPPORTED = {
+    "uvicorn": {"upgrade": "no binary upgrade (no SIGUSR2 handling)"},
+    "granian": {"recycle": "no request-count limit; `--workers-lifetime` (an age, at least 60 s) is the "
+                           "nearest, too long for the window",
+                "upgrade": "no binary upgrade", "scale": "no SIGTTIN/SIGTTOU"},
+    "hypercorn": {"upgrade": "no binary upgrade", "scale": "no SIGTTIN/SIGTTOU"},
+}
+MODES = ["keepalive", "fresh"]
+MODE_TITLES = {"keepalive": "keep-alive connections", "fresh": "fresh connections (`Connection: close`)"}
 
 FULL = dict(
     servers=["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"],
@@ -84,6 +127,27 @@ FULL = dict(
     idle_seconds=60.0,
     idle_counts=[2, 16],
     profile_seconds=10.0,
+    # Throughput with the access log on (herdsman's default, gunicorn --access-logfile -).
+    accesslog_apps=["asgi", "wsgi"],
+    accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
+    # Replacement under load: [app, servers] pairs; every event with fresh and keep-alive clients.
+    repl_matrix=[["asgi", ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]],
+                 ["wsgi", ["herdsman", "gunicorn"]]],
+    repl_workers=2,
+    repl_connections=32,
+    repl_control_s=2.0,     # a window with no event: the failures of the load alone
+    repl_reloads=5,
+    repl_upgrades=2,
+    repl_scales=1,
+    repl_recycle_s=8.0,     # one window of max-requests recycling
+    repl_recycle_every_s=2.0,  # N = the control's req/s per worker times this: a worker recycles every ~2 s
+                               # (the new worker pids seen in the window and 1.5 s after it are the events)
+    repl_recycle_min=200,
+    repl_lead_s=0.5,        # load before the event
+    repl_tail_s=0.3,        # load after it settled
+    repl_gap_s=0.2,         # no load between two events
+    repl_kind_budget_s=15.0,  # no new event of a kind once its events took this long (at least 2 run)
+    repl_settle_timeout_s=60.0,
 )
 SMOKE = dict(
     servers=["herdsman", "gunicorn"],
@@ -109,8 +173,25 @@ SMOKE = dict(
     idle_counts=[1],
     profile_seconds=1.0,
     min_victim_age=0.0,
+    accesslog_apps=["asgi"],
+    accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
+    repl_matrix=[["asgi", ["herdsman", "gunicorn"]]],
+    repl_workers=2,
+    repl_connections=8,
+    repl_control_s=1.0,
+    repl_reloads=1,
+    repl_upgrades=1,
+    repl_scales=1,
+    repl_recycle_s=1.5,
+    repl_recycle_every_s=0.5,
+    repl_recycle_min=50,
+    repl_lead_s=0.3,
+    repl_tail_s=0.2,
+    repl_gap_s=0.1,
+    repl_kind_budget_s=10.0,
+    repl_settle_timeout_s=60.0,
 )
-PHASES = ["imports", "profile", "throughput", "boot", "lifecycle", "memory", "idle"]
+PHASES = ["imports", "profile", "throughput", "boot", "lifecycle", "replacements", "memory", "idle"]
 
 
 def log(msg):
@@ -370,6 +451,10 @@ def server_env():
 
 def server_label(server, app):
     kind = APPS[app][1]
+    if server == "herdsman-accesslog":
+        return "herdsman, access log on (its default)"
+    if server == "gunicorn-accesslog":
+        return server_label("gunicorn", app) + " --access-logfile -"
     if server == "herdsman":
         return "herdsman"
     if server == "herdsman-zygote":
@@ -383,38 +468,59 @@ def server_label(server, app):
     return "hypercorn"
 
 
-def server_argv(server, app, workers, port, herdsman_bin):
+def recycle_args(server, recycle):
+    """The flags that recycle a worker after N requests (jitter J), for the servers that can."""
+    if recycle is None:
+        return []
+    n, jitter = (str(x) for x in recycle)
+    base = base_server(server)
+    if base in ("herdsman", "herdsman-zygote", "gunicorn", "hypercorn"):
+        return ["--max-requests", n, "--max-requests-jitter", jitter]
+    if base == "uvicorn":
+        return ["--limit-max-requests", n, "--limit-max-requests-jitter", jitter]
+    raise ValueError(f"{server} cannot recycle workers after N requests")
+
+
+def server_argv(server, app, workers, port, herdsman_bin, recycle=None):
     module, kind, _ = APPS[app]
     n = str(workers)
-    if server in ("herdsman", "herdsman-zygote"):
+    base = base_server(server)
+    extra = recycle_args(server, recycle)
+    if base in ("herdsman", "herdsman-zygote"):
         zygote = ["--spawn", "zygote", "--preload"] if server == "herdsman-zygote" else []
+        # herdsman's access log is on by default (to stdout): the access-log variant just leaves it on.
+        log = [] if server == "herdsman-accesslog" else ["--no-access-log"]
         return [str(herdsman_bin), "--python", str(PY), "--chdir", str(APPS_DIR), "-w", n,
-                "-b", f"{HOST}:{port}", "--interface", kind, "--no-access-log", *zygote, module]
-    if server == "gunicorn":
+                "-b", f"{HOST}:{port}", "--interface", kind, *log, *zygote, *extra, module]
+    if base == "gunicorn":
         worker = ["-k", "uvicorn_worker.UvicornWorker"] if kind == "asgi" else ["-k", "gthread", "--threads", "10"]
-        return [str(VENV_BIN / "gunicorn"), *worker, "-w", n, "-b", f"{HOST}:{port}", "--no-control-socket", module]
+        log = ["--access-logfile", "-"] if server == "gunicorn-accesslog" else []
+        return [str(VENV_BIN / "gunicorn"), *worker, "-w", n, "-b", f"{HOST}:{port}", "--no-control-socket",
+                *log, *extra, module]
     if server == "uvicorn":
         return [str(VENV_BIN / "uvicorn"), "--workers", n, "--host", HOST, "--port", str(port),
-                "--interface", "asgi3" if kind == "asgi" else "wsgi", "--no-access-log", module]
+                "--interface", "asgi3" if kind == "asgi" else "wsgi", "--no-access-log", *extra, module]
     if server == "granian":
         return [str(VENV_BIN / "granian"), "--interface", kind, "--workers", n, "--host", HOST,
-                "--port", str(port), "--no-access-log", "--respawn-failed-workers", module]
+                "--port", str(port), "--no-access-log", "--respawn-failed-workers", *extra, module]
     if server == "hypercorn":
-        return [str(VENV_BIN / "hypercorn"), "-k", "uvloop", "-w", n, "-b", f"{HOST}:{port}", module]
+        return [str(VENV_BIN / "hypercorn"), "-k", "uvloop", "-w", n, "-b", f"{HOST}:{port}", *extra, module]
     raise ValueError(server)
 
 
 class Server:
     live = set()
 
-    def __init__(self, ctx, server, app, workers, tag):
+    def __init__(self, ctx, server, app, workers, tag, recycle=None):
         self.ctx, self.server, self.app, self.workers, self.tag = ctx, server, app, workers, tag
+        self.recycle = recycle
         self.proc = None
         self.port = None
+        self.master = None  # the master's pid: the started process, until an upgrade makes a new one
 
     def start(self):
         self.port = free_port()
-        self.argv = server_argv(self.server, self.app, self.workers, self.port, self.ctx.herdsman)
+        self.argv = server_argv(self.server, self.app, self.workers, self.port, self.ctx.herdsman, self.recycle)
         self.log_path = self.ctx.logs / f"{self.tag}.log"
         self.logf = open(self.log_path, "wb")  # tags are unique within a run
         self.logf.write(("$ " + " ".join(self.argv) + "\n").encode())
@@ -422,15 +528,26 @@ class Server:
         self.t_start = time.monotonic()
         self.proc = subprocess.Popen(self.argv, cwd=APPS_DIR, env=self.ctx.env, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        self.master = self.proc.pid
         Server.live.add(self)
         return self
 
     @property
     def pid(self):
+        """The current master (gunicorn's SIGUSR2 upgrade hands over to a new master process)."""
+        return self.master
+
+    @property
+    def sid(self):
+        """The session of everything the server started: the pid of the process the harness started."""
         return self.proc.pid
 
     def alive(self):
-        return self.proc.poll() is None
+        if self.master == self.proc.pid:
+            return self.proc.poll() is None
+        self.proc.poll()  # reap the old master if it is ours
+        st = read_stat(self.master)
+        return bool(st) and st[0] != "Z"
 
     def check_alive(self):
         if not self.alive():
@@ -458,7 +575,7 @@ class Server:
         raise TimeoutError(f"{self.tag}: no answer within {timeout}s: {self.log_tail()}")
 
     def tree_cpu_ns(self):
-        return sum(cpu_ns(p) for p in session_pids(self.pid))
+        return sum(cpu_ns(p) for p in session_pids(self.sid))
 
     def wait_ready(self, timeout=90.0):
         """Until it answers, has its N workers, and the whole tree is idle (booting workers burn
@@ -505,10 +622,18 @@ class Server:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
-            try:
-                self.proc.wait(timeout)
-                took = time.monotonic() - t0
-            except subprocess.TimeoutExpired:
+            if self.master == self.proc.pid:
+                try:
+                    self.proc.wait(timeout)
+                    took = time.monotonic() - t0
+                except subprocess.TimeoutExpired:
+                    pass
+            else:  # a master that is not the harness's child (after an upgrade): poll it
+                while self.alive() and time.monotonic() - t0 < timeout:
+                    time.sleep(0.02)
+                if not self.alive():
+                    took = time.monotonic() - t0
+            if took is None:
                 log(f"{self.tag}: still running {timeout}s after {signal.Signals(sig).name}: killing it")
         self.kill()
         return took
@@ -518,9 +643,9 @@ class Server:
         if self.proc is None:
             return
         for _ in range(50):
-            pids = session_pids(self.pid)
-            if self.alive() and self.pid not in pids:
-                pids.append(self.pid)
+            pids = session_pids(self.sid)
+            if self.proc.poll() is None and self.sid not in pids:
+                pids.append(self.sid)
             if not pids:
                 break
             for p in pids:
@@ -540,6 +665,8 @@ class Server:
 
 
 def kill_everything():
+    for load in list(BackgroundWrk.live):
+        load.kill()
     for s in list(Server.live):
         try:
             s.kill()
@@ -569,6 +696,9 @@ def parse_wrk(out):
     res["requests"] = int(m.group(1)) if m else None
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    if m:
+        res["socket_error_kinds"] = {k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups())
+                                     if int(v)}
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     res["non_2xx"] = int(m.group(1)) if m else 0
     return res
@@ -636,6 +766,113 @@ def run_pyload(port, path, seconds, connections):
             "p99_ms": pct(99), "requests": len(lat), "socket_errors": errors[0], "non_2xx": 0}
 
 
+class BackgroundWrk:
+    """wrk at full load in the background until stop(): wrk stops on SIGINT and prints its figures.
+    Keep-alive connections by default (what wrk does); with fresh=True every request carries
+    `Connection: close`, so each one is sent on a new connection. A failed request is one of wrk's
+    socket errors (connect, read, write, timeout: 10 s) or a response that is not 2xx/3xx."""
+
+    live = set()
+
+    def __init__(self, port, path, connections, fresh):
+        self.argv = ["wrk", "-t1", f"-c{connections}", "-d3600s", "--timeout", "10s"]
+        if fresh:
+            self.argv += ["-H", "Connection: close"]
+        self.argv.append(f"http://{HOST}:{port}{path}")
+        self.proc = None
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        BackgroundWrk.live.add(self)
+        return self
+
+    def stop(self):
+        took = time.monotonic() - self.t0
+        try:
+            self.proc.send_signal(signal.SIGINT)
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            out = ""
+        BackgroundWrk.live.discard(self)
+        res = parse_wrk(out or "")
+        if res["requests"] is None:
+            raise RuntimeError(f"wrk printed no result: {(out or '')[-300:]}")
+        failed = res["socket_errors"] + res["non_2xx"]
+        errors = dict(res.get("socket_error_kinds", {}))
+        if res["non_2xx"]:
+            errors["non-2xx"] = res["non_2xx"]
+        return {"ok": res["requests"] - res["non_2xx"], "failed": failed, "errors": errors,
+                "seconds": round(took, 2), "rps": round(res["rps"] or 0)}
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        BackgroundWrk.live.discard(self)
+
+
+class BackgroundPyLoad:
+    """The fallback when wrk is missing: Python threads at full load (no pause), one connection
+    each, kept alive across requests, or a fresh one per request (fresh=True). Same counting."""
+
+    def __init__(self, port, path, connections, fresh):
+        self.port, self.path, self.fresh = port, path, fresh
+        self.n = min(connections, 16)
+        self.ok = self.failed = 0
+        self.errors = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = []
+
+    def _run(self):
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+                conn.request("GET", self.path, headers={"Connection": "close"} if self.fresh else {})
+                resp = conn.getresponse()
+                resp.read()
+                err = None if 200 <= resp.status < 400 else "non-2xx"
+                if self.fresh or resp.will_close:
+                    conn.close()
+                    conn = None
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                err = type(e).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with self.lock:
+                if err is None:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors[err] = self.errors.get(err, 0) + 1
+            if err is not None:
+                time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+    def start(self):
+        self.t0 = time.monotonic()
+        for _ in range(self.n):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def stop(self):
+        took = time.monotonic() - self.t0
+        self.stopping.set()
+        for t in self.threads:
+            t.join(15)
+        return {"ok": self.ok, "failed": self.failed, "errors": dict(self.errors), "seconds": round(took, 2),
+                "rps": round(self.ok / took) if took else 0}
+
+
 # --------------------------------------------------------------------------------------------
 # Context
 
@@ -663,6 +900,10 @@ class Ctx:
         if self.loadgen == "wrk":
             return run_wrk(port, path, seconds, self.cfg["connections"])
         return run_pyload(port, path, seconds, self.cfg["connections"])
+
+    def background_load(self, port, path, fresh):
+        cls = BackgroundWrk if self.loadgen == "wrk" else BackgroundPyLoad
+        return cls(port, path, self.cfg["repl_connections"], fresh)
 
 
 def guarded(fn):
@@ -725,9 +966,12 @@ def throughput_app(ctx, app):
     machine then hits one slot of each server alike instead of one whole server's figure."""
     cfg = ctx.cfg
     path = APPS[app][2]
-    servers, slots = {}, {srv: [] for srv in cfg["throughput_servers"]}
+    names = list(cfg["throughput_servers"])
+    if app in cfg.get("accesslog_apps", []):
+        names += [v for v in cfg["accesslog_servers"] if base_server(v) in names]
+    servers, slots, logs = {}, {srv: [] for srv in names}, {}
     try:
-        for srv in cfg["throughput_servers"]:
+        for srv in names:
             s = Server(ctx, srv, app, cfg["workers"], ctx.tag("tp", app, srv)).start()
             try:
                 s.wait_ready()
@@ -755,20 +999,46 @@ def throughput_app(ctx, app):
                     res["server_cpu_us_per_request"] = round((c1 - c0) / 1000 / res["requests"], 2)
                 slots[srv].append(res)
     finally:
-        for s in servers.values():
+        for srv, s in servers.items():
             s.stop(timeout=10)
-    return slots
+            if srv in ACCESSLOG_VARIANTS:
+                logs[srv] = shrink_access_log(s.log_path)
+    return slots, logs
+
+
+def shrink_access_log(path, keep=200):
+    """Count the access lines a server wrote (the proof its log was on), then cut its log file down
+    to its first lines: a full run writes hundreds of MB of them."""
+    lines = size = 0
+    head = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                size += len(line)
+                if b'"GET /' in line:
+                    lines += 1
+                if len(head) < keep:
+                    head.append(line)
+        with open(path, "wb") as f:
+            f.writelines(head)
+            f.write(f"[bench/run.py: log cut to its first {keep} lines; it had {lines} access lines, "
+                    f"{size} bytes]\n".encode())
+    except OSError as e:
+        return {"error": str(e)}
+    return {"access_lines": lines, "bytes": size}
 
 
 def phase_throughput(ctx):
     cfg = ctx.cfg
     out = {}
     for app in cfg["apps"]:
-        slots = throughput_app(ctx, app)
+        slots, logs = throughput_app(ctx, app)
         out[app] = {}
         for srv, rs in slots.items():
             good = [r for r in rs if r.get("rps")]
             entry = {"label": server_label(srv, app), "slots": rs}
+            if srv in logs:
+                entry["access_log"] = logs[srv]
             if good:
                 # The median slot: robust to a slot that another user's burst of CPU use hit.
                 for key in ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "server_cpu_us_per_request"):
@@ -909,8 +1179,8 @@ class started:
     """`with started(ctx, server, app, n, tag) as s:` a ready server, stopped (and its session
     killed) on the way out."""
 
-    def __init__(self, ctx, server, app, n, tag, ready_timeout=90.0):
-        self.s = Server(ctx, server, app, n, tag)
+    def __init__(self, ctx, server, app, n, tag, ready_timeout=90.0, recycle=None):
+        self.s = Server(ctx, server, app, n, tag, recycle=recycle)
         self.ready_timeout = ready_timeout
 
     def __enter__(self):
@@ -1005,54 +1275,6 @@ def life_kill_under_load(ctx, server):
         return res
 
 
-def life_reloads(ctx, server):
-    """SIGHUP K times under steady load. A reload counts as settled when every old worker pid
-    has exited, N workers are alive and a new worker has answered; then 0.5 s before the next."""
-    cfg = ctx.cfg
-    n = cfg["workers"]
-    with started(ctx, server, cfg["lifecycle_app"], n, ctx.tag("reload", server)) as s:
-        if s.single_process():
-            return {"error": "serves in a single process at this worker count: nothing to reload"}
-        load = SteadyLoad(s.port, cfg["load_threads"]).start()
-        durations, notes = [], []
-        try:
-            time.sleep(0.5)
-            for k in range(cfg["reloads"]):
-                old = set(s.worker_pids())
-                with load.lock:
-                    seen = set(load.first_seen)
-                t0 = time.monotonic()
-                os.kill(s.pid, signal.SIGHUP)
-                deadline = t0 + 60
-                settled = False
-                while time.monotonic() < deadline and s.alive():
-                    now_workers = set(s.worker_pids())
-                    if not (now_workers & old) and len(now_workers) == n and load.seen_since(seen | old):
-                        settled = True
-                        break
-                    time.sleep(0.01)
-                if not s.alive():
-                    notes.append(exited_note(s, f"SIGHUP #{k + 1}"))
-                    break
-                if not settled:
-                    notes.append(f"reload #{k + 1} did not replace every worker within 60 s")
-                    break
-                durations.append(time.monotonic() - t0)
-                time.sleep(0.5)
-        finally:
-            res = load.stop()
-        res["reloads_done"] = len(durations)
-        res["reloads_asked"] = cfg["reloads"]
-        if durations:
-            res["median_reload_s"] = round(statistics.median(durations), 3)
-        if notes:
-            res["notes"] = notes
-        if server.startswith("herdsman"):
-            res["log_reload_complete"] = s.log_path.read_text(errors="replace").count("reload complete")
-        log(f"reloads {server}: {res}")
-        return res
-
-
 def life_graceful_stop(ctx, server):
     """K slow requests in flight, then SIGTERM to the master: those not answered 200 failed."""
     cfg = ctx.cfg
@@ -1091,7 +1313,7 @@ def lifecycle_one(ctx, server):
         "workers": cfg["workers"],
         "replacement": guarded(life_replacement)(ctx, server),
         "kill_under_load": guarded(life_kill_under_load)(ctx, server),
-        "reloads": guarded(life_reloads)(ctx, server),
+        # Reloads are measured with every other replacement in the replacements phase.
         "graceful_stop": guarded(life_graceful_stop)(ctx, server),
     }
 
@@ -1100,12 +1322,256 @@ def phase_lifecycle(ctx):
     return {srv: lifecycle_one(ctx, srv) for srv in ctx.cfg["servers"]}
 
 
+# --------------------------------------------------------------------------------------------
+# Replacement under load: every way a server replaces or retires a worker while it keeps
+# serving, under wrk at full load, with keep-alive connections and with fresh ones.
+
+class NotSettled(Exception):
+    pass
+
+
+def new_pid_answers(s, old):
+    """One request on a fresh connection: answered 200 by a worker whose pid is not in old?"""
+    try:
+        status, body = http_get(s.port, "/", timeout=2.0)
+    except Exception:  # noqa: BLE001
+        return False
+    pid = body_pid(body) if status == 200 else None
+    return pid is not None and pid not in old
+
+
+def wait_until(s, cond, what, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not s.alive():
+            raise ServerDied(exited_note(s, what))
+        if cond():
+            return
+        time.sleep(0.02)
+    raise NotSettled(f"{what}: not settled within {timeout:.0f} s ({len(s.worker_pids())} workers)")
+
+
+def wait_replaced(s, old, n, what, timeout):
+    """Every old worker gone, n workers alive, and a new one has answered a fresh connection."""
+    def done():
+        now = set(s.worker_pids())
+        return not (now & old) and len(now) == n and new_pid_answers(s, old)
+    wait_until(s, done, what, timeout)
+
+
+def act_signal_replace(sig):
+    """A reload (or herdsman's in-place upgrade): sig to the master, until every worker is new."""
+    def act(s, n, timeout):
+        old = set(s.worker_pids())
+        os.kill(s.pid, sig)
+        wait_replaced(s, old, n, signal.Signals(sig).name, timeout)
+    return act
+
+
+def act_gunicorn_upgrade(s, n, timeout):
+    """gunicorn's binary upgrade: SIGUSR2 makes the master fork and exec a new master, which starts
+    its own workers on the inherited sockets; once they serve, SIGTERM to the old master stops it
+    and its workers gracefully (gunicorn's documented sequence; SIGWINCH works only daemonized)."""
+    old_master, old = s.pid, set(s.worker_pids())
+    os.kill(old_master, signal.SIGUSR2)
+    found = {}
+
+    def new_master_serves():
+        for c in worker_pids(old_master):
+            if c not in old:
+                kids = set(worker_pids(c))
+                if len(kids) >= n and new_pid_answers(s, old | {c}):
+                    found["pid"] = c
+                    return True
+        return False
+
+    wait_until(s, new_master_serves, "SIGUSR2", timeout)
+    os.kill(old_master, signal.SIGTERM)
+    s.master = found["pid"]  # from now on the new master is the server
+    wait_until(s, lambda: read_stat(old_master) is None or read_stat(old_master)[0] == "Z" or s.proc.poll() is not None,
+               "SIGTERM to the old master", timeout)
+    wait_replaced(s, old, n, "SIGUSR2 + SIGTERM", timeout)
+    # The upgrade is over once the new master has noticed and taken over (before that, it takes a
+    # SIGTERM for its own workers but never exits).
+    promoted = f"[{found['pid']}] [INFO] Master has been promoted"
+    wait_until(s, lambda: promoted in s.log_path.read_text(errors="replace"), "the new master's promotion", timeout)
+
+
+def act_scale(s, n, timeout):
+    """SIGTTOU (one worker fewer, retired as gracefully as the server can), then SIGTTIN."""
+    old = set(s.worker_pids())
+    os.kill(s.pid, signal.SIGTTOU)
+    wait_until(s, lambda: len(s.worker_pids()) == n - 1 and set(s.worker_pids()) < old, "SIGTTOU", timeout)
+    os.kill(s.pid, signal.SIGTTIN)
+    wait_until(s, lambda: len(s.worker_pids()) == n and new_pid_answers(s, old), "SIGTTIN", timeout)
+
+
+def replacement_action(server, kind):
+    base = base_server(server)
+    if kind == "reload":
+        return act_signal_replace(signal.SIGHUP)
+    if kind == "upgrade":
+        return act_gunicorn_upgrade if base == "gunicorn" else act_signal_replace(signal.SIGUSR2)
+    if kind == "scale":
+        return act_scale
+    raise ValueError(kind)
+
+
+def load_window(ctx, s, mode, body):
+    """wrk (or the fallback) against s for the length of body(): lead, body, tail. The load's
+    figures, plus body's and any error it raised (the failures until then still count)."""
+    cfg = ctx.cfg
+    load = ctx.background_load(s.port, APPS[s.app][2], fresh=(mode == "fresh")).start()
+    info = {}
+    t0 = time.monotonic()
+    try:
+        time.sleep(cfg["repl_lead_s"])
+        t1 = time.monotonic()
+        info = body() or {}
+        info.setdefault("settled_s", round(time.monotonic() - t1, 3))
+        time.sleep(cfg["repl_tail_s"])
+    except (NotSettled, ServerDied) as e:
+        info = {"error": str(e)[:300]}
+    finally:
+        res = load.stop()
+    res.update(info)
+    res["window_s"] = round(time.monotonic() - t0, 2)
+    return res
+
+
+def summarize_events(events, asked):
+    """Failed requests over a kind's events, and per event."""
+    done = [e for e in events if "error" not in e]
+    out = {"events": len(done), "asked": asked, "failed": sum(e["failed"] for e in events),
+           "ok": sum(e["ok"] for e in events), "per_event_failed": [e["failed"] for e in events], "windows": events}
+    errors = {}
+    for e in events:
+        for k, v in e.get("errors", {}).items():
+            errors[k] = errors.get(k, 0) + v
+    out["errors"] = errors
+    settled = [e["settled_s"] for e in done if "settled_s" in e]
+    if settled:
+        out["median_settled_s"] = round(statistics.median(settled), 3)
+    notes = [e["error"] for e in events if "error" in e]
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def run_kind(ctx, s, mode, kind, count):
+    """count events of one kind in a row (fewer once they took repl_kind_budget_s, at least 2)."""
+    cfg = ctx.cfg
+    act = replacement_action(s.server, kind)
+    n, timeout = s.workers, cfg["repl_settle_timeout_s"]
+    events, t0 = [], time.monotonic()
+    for i in range(count):
+        if i >= 2 and time.monotonic() - t0 > cfg["repl_kind_budget_s"]:
+            break
+        r = load_window(ctx, s, mode, lambda: act(s, n, timeout))
+        events.append(r)
+        log(f"  {s.server} {s.app} {mode} {kind} #{i + 1}: {r['failed']} failed of {r['ok'] + r['failed']}"
+            + (f", settled in {r['settled_s']} s" if "settled_s" in r else "") + (f" ({r['error']})" if "error" in r else ""))
+        if "error" in r or not s.alive():
+            break
+        time.sleep(cfg["repl_gap_s"])
+    return summarize_events(events, count)
+
+
+def run_control(ctx, s, mode):
+    r = load_window(ctx, s, mode, lambda: time.sleep(ctx.cfg["repl_control_s"]))
+    r.pop("settled_s", None)
+    log(f"  {s.server} {s.app} {mode} control: {r['failed']} failed of {r['ok'] + r['failed']}, {r['rps']} req/s")
+    return r
+
+
+def run_recycle(ctx, server, app, mode, control_rps):
+    """One window of max-requests recycling at full load. N is the control's req/s per worker
+    times repl_recycle_every_s (so every server recycles about as often), jitter N/10; the
+    recycles are the new worker pids seen during the window (polled every 50 ms)."""
+    cfg = ctx.cfg
+    n = cfg["repl_workers"]
+    per_worker = (control_rps or 0) / n
+    limit = max(cfg["repl_recycle_min"], int(per_worker * cfg["repl_recycle_every_s"]))
+    recycle = (limit, max(1, limit // 10))
+    with started(ctx, server, app, n, ctx.tag("recycle", server, app, mode), recycle=recycle) as s:
+        initial = set(s.worker_pids())
+        seen = set(initial)
+
+        def watch():
+            end = time.monotonic() + cfg["repl_recycle_s"]
+            while time.monotonic() < end:
+                if not s.alive():
+                    raise ServerDied(exited_note(s, "max-requests recycling"))
+                seen.update(s.worker_pids())
+                time.sleep(0.05)
+            return {}
+
+        r = load_window(ctx, s, mode, watch)
+        r.pop("settled_s", None)
+        # A worker that reached its limit near the end of the window may be replaced just after it:
+        # its failures are in the window, so it counts too.
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end and s.alive():
+            seen.update(s.worker_pids())
+            time.sleep(0.05)
+        recycled = len(seen - initial)
+        r.update({"max_requests": recycle[0], "jitter": recycle[1], "recycled": recycled})
+        log(f"  {server} {app} {mode} recycle (max-requests {recycle[0]}): {recycled} workers recycled, "
+            f"{r['failed']} failed of {r['ok'] + r['failed']}")
+        out = summarize_events([r], 1)
+        out.update({"events": recycled, "asked": None, "max_requests": recycle[0], "jitter": recycle[1],
+                    "seconds": cfg["repl_recycle_s"]})
+        return out
+
+
+def counts(cfg):
+    return {"reload": cfg["repl_reloads"], "upgrade": cfg["repl_upgrades"], "scale": cfg["repl_scales"]}
+
+
+@guarded
+def replacements_one(ctx, server, app):
+    cfg = ctx.cfg
+    n = cfg["repl_workers"]
+    supp, unsupp = SUPPORTED.get(server, {}), UNSUPPORTED.get(server, {})
+    out = {"label": server_label(server, app), "workers": n, "how": supp, "unsupported": unsupp,
+           "modes": {m: {} for m in MODES}}
+    control_rps = {}
+    with started(ctx, server, app, n, ctx.tag("repl", server, app)) as s:
+        for mode in MODES:
+            ev = out["modes"][mode]
+            ev["control"] = run_control(ctx, s, mode)
+            control_rps[mode] = ev["control"].get("rps")
+            for kind in ("reload", "scale", "upgrade"):
+                if kind not in supp:
+                    continue
+                if not s.alive():
+                    ev[kind] = {"error": exited_note(s, "an earlier event")}
+                    continue
+                ev[kind] = run_kind(ctx, s, mode, kind, counts(cfg)[kind])
+    if "recycle" in supp:
+        for mode in MODES:
+            out["modes"][mode]["recycle"] = guarded(run_recycle)(ctx, server, app, mode, control_rps.get(mode))
+    return out
+
+
+def phase_replacements(ctx):
+    out = {}
+    for app, servers in ctx.cfg["repl_matrix"]:
+        out[app] = {}
+        for srv in servers:
+            if srv not in ctx.cfg["servers"]:
+                continue
+            log(f"replacements {app} {srv}")
+            out[app][srv] = replacements_one(ctx, srv, app)
+    return out
+
+
 @guarded
 def memory_one(ctx, server, app, n):
     s = Server(ctx, server, app, n, ctx.tag("mem", server, n)).start()
     try:
         s.wait_ready(timeout=120)
-        pids = session_pids(s.pid)
+        pids = session_pids(s.sid)
         res = {
             "workers_seen": len(s.worker_pids()),
             "processes": len(pids),
@@ -1322,6 +1788,8 @@ def main():
     ap.add_argument("--servers", help="comma-separated subset (development)")
     ap.add_argument("--apps", help="comma-separated subset of throughput apps (development)")
     ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (development)")
+    ap.add_argument("--repl-apps", help="comma-separated apps for the replacements phase, each with every server "
+                                        "of --servers (development; default: the run's matrix)")
     ap.add_argument("--workers", type=int, help="worker count for throughput and lifecycle")
     ap.add_argument("--wait-quiet", type=float, default=None,
                     help="wait up to this many seconds for a 1-min load average < 1.0 (default 900 full, 0 smoke)")
@@ -1331,14 +1799,23 @@ def main():
     if args.servers:
         cfg["servers"] = args.servers.split(",")
         cfg["throughput_servers"] = [s for s in cfg["servers"] if s != "hypercorn"] or cfg["servers"]
+        cfg["accesslog_servers"] = [v for v in cfg["accesslog_servers"] if base_server(v) in cfg["servers"]]
+        cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app, _ in cfg["repl_matrix"]]
+    if args.repl_apps:
+        cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app in args.repl_apps.split(",")]
     if args.apps:
         cfg["apps"] = args.apps.split(",")
     if args.workers:
         cfg["workers"] = args.workers
+        if args.workers >= 2:  # scale-down needs two workers; the replacement phase never runs fewer
+            cfg["repl_workers"] = args.workers
     phases = args.phases.split(",") if args.phases else PHASES
     for name in cfg["servers"]:
         if name not in SERVERS:
             ap.error(f"unknown server {name}")
+    for app, _ in cfg["repl_matrix"]:
+        if app not in APPS:
+            ap.error(f"unknown app {app}")
     if args.out is None:
         args.out = tempfile.mkdtemp(prefix="herdsman-bench-") if args.smoke else str(BENCH / "results")
     if args.docs is None:
@@ -1378,7 +1855,8 @@ def main():
         f"results in {ctx.out}")
     busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
     funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput, "boot": phase_boot,
-             "lifecycle": phase_lifecycle, "memory": phase_memory, "idle": phase_idle}
+             "lifecycle": phase_lifecycle, "replacements": phase_replacements, "memory": phase_memory,
+             "idle": phase_idle}
     try:
         for name in PHASES:
             if name not in phases:

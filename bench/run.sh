@@ -2,9 +2,9 @@
 # herdsman's benchmark: herdsman against gunicorn + UvicornWorker, uvicorn --workers, granian and
 # hypercorn, measured the same way on this machine in one run (docs/benchmarks.md says how).
 #
-#   bash bench/run.sh            full run (about 15 minutes): rewrites docs/benchmarks.md,
+#   bash bench/run.sh            full run (about 20 minutes): rewrites docs/benchmarks.md,
 #                                docs/benchmarks.json and docs/bench-*.png
-#   bash bench/run.sh --smoke    reduced run (well under a minute once built): proves the harness
+#   bash bench/run.sh --smoke    reduced run (one to two minutes once built): proves the harness
 #                                works, writes into a temp dir, asserts nothing about speed
 #
 # Other arguments go to bench/run.py (see `bench/.venv-peers/bin/python bench/run.py --help`).
@@ -73,19 +73,22 @@ if ! venv_ok; then
     fi
 fi
 
-# 3. herdsman itself.
+# 3. herdsman itself (where cargo puts it: CARGO_TARGET_DIR if set, else ./target).
+target="${CARGO_TARGET_DIR:-target}"
+[[ "$target" == /* ]] || target="$PWD/$target"
 if [[ "$smoke" == 1 ]]; then
     cargo build --quiet --bin herdsman >&2
-    herdsman="$PWD/target/debug/herdsman"
+    herdsman="$target/debug/herdsman"
 else
     say "cargo build --release"
     cargo build --quiet --release --bin herdsman >&2
-    herdsman="$PWD/target/release/herdsman"
+    herdsman="$target/release/herdsman"
 fi
 
-# 4. Run. The smoke run is bounded in time whatever happens (run.py kills what it started).
+# 4. Run. The smoke run is bounded in time whatever happens (run.py kills what it started): about
+# two minutes on a busy 2-core machine, so 7 minutes is a hang, not a slow machine.
 run=("$VENV/bin/python" bench/run.py --herdsman "$herdsman" --loadgen "$loadgen" --loadgen-note "$loadgen_note")
 if [[ "$smoke" == 1 ]]; then
-    exec timeout --kill-after=10 300 "${run[@]}" "$@"
+    exec timeout --kill-after=10 420 "${run[@]}" "$@"
 fi
 exec "${run[@]}" "$@"

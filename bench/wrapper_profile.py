@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench/apps"))
+sys.path.insert(0, str(ROOT / "tests/apps"))
 sys.path.insert(0, str(ROOT / "python"))
 
 
@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     runtime = load_runtime()
-    import asgi_app  # bench/apps
+    import asgi_app  # tests/apps (the benchmark's apps too)
 
     plain = asgi_app.app
     wrapped = runtime.track_in_flight(plain, {}, runtime.Completed())

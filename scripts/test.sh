@@ -33,7 +33,7 @@ profile=default
 [[ "${CI:-}" == "true" ]] && profile=ci
 cargo nextest run --all-targets --profile "$profile" "$@"
 
-# The benchmark harness's smoke run (bench/run.sh --smoke, about a minute with its venv built):
+# The benchmark harness's smoke run (bench/run.sh --smoke, one to two minutes with its venv built):
 # proves the harness still works, into a temp dir; it asserts nothing about speed. Not for a
 # filtered run (extra arguments), nor with HERDSMAN_BENCH_SMOKE=0.
 if [[ $# -eq 0 && "${HERDSMAN_BENCH_SMOKE:-1}" != 0 ]]; then

@@ -2,6 +2,9 @@
 
 Routes: /  /slow?s=F  /block?s=F  /env?k=NAME  /fds  /echo (POST).  `create_app()` is a factory
 returning the same app.
+
+Also the benchmark's "asgi" app (bench/run.py serves GET / and /slow): `/` stays the first and
+cheapest route, or the benchmark's figures stop being comparable from one run to the next.
 """
 
 import asyncio

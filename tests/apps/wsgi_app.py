@@ -1,4 +1,8 @@
-"""Plain WSGI function app: /  and  /slow?s=F (time.sleep in the WSGI thread)."""
+"""Plain WSGI function app: /  and  /slow?s=F (time.sleep in the WSGI thread).
+
+Also the benchmark's "wsgi" app (bench/run.py serves GET / and /slow): keep `/` as cheap as it is,
+or the benchmark's figures stop being comparable from one run to the next.
+"""
 
 import json
 import os
