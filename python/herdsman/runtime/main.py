@@ -34,6 +34,8 @@ def parse_args(argv):
     parser.add_argument("--listen-fd", type=int, action="append", required=True, dest="listen_fds")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)
+    # The in-flight file (inflightfile.py); a zygote-forked worker gets it by SCM_RIGHTS instead.
+    parser.add_argument("--inflight-fd", type=int, default=None)
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
     parser.add_argument("--graceful-timeout", type=non_negative_float, required=True)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")

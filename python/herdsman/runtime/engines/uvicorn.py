@@ -18,6 +18,7 @@ from ..channel import Channel
 from ..consts import EXIT_OK, QUICK_EXIT_BUDGET, WSGI_THREADS
 from ..drain import TICK, Drain
 from ..errors import BootError, StopRequested
+from .. import inflightfile
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
 from ..log import log
@@ -64,6 +65,7 @@ def make_server_class(uvicorn):
             super().__init__(config)
             self.drain = drain
             self.access = None  # the AccessLog, when there is one
+            self.quarantined = None  # the set inflightfile.recorder checks, when there is one
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -272,6 +274,11 @@ def make_server_class(uvicorn):
                     self.completed.report_at = requests
                     if self.completed.count >= requests:
                         self._send_heartbeat()
+            elif kind == "quarantine":
+                requests = message.get("requests")
+                if self.quarantined is not None and isinstance(requests, list):
+                    self.quarantined.clear()
+                    self.quarantined.update(r for r in requests if isinstance(r, str))
             else:
                 log.debug("channel: ignoring message from master: %r" % (message,))
 
@@ -296,12 +303,13 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     else:
         asgi_app = shield_from_factory_guess(app)
     in_flight = {}
+    record = inflightfile.recorder(getattr(args, "inflight_fd", None))
     completed = Completed()
     drain = Drain()
     access = None
     if args.access_log_file is not None:
         access = AccessLog(args.access_log_file, compile_format(args.access_log_format))
-    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access)
+    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access, record)
 
     config = uvicorn.Config(
         asgi_app,
@@ -316,6 +324,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
                           args.app, started, in_flight, completed, drain)
     server.access = access
+    server.quarantined = record[2] if record is not None else None
 
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check

@@ -1,0 +1,216 @@
+//! Hardening (issue 13) with real processes: the fd fallback when close_range is missing, the
+//! crash policy that keeps capacity under a query of death and operator kills, the worker-count
+//! bounds and `--lifespan`.
+
+mod common;
+#[path = "common/load.rs"]
+mod load;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::http::{get, send_only};
+use common::{apps_dir, field_i64, message, python, Herdsman, Start, WAIT};
+use serde_json::Value;
+
+const READY: &str = "worker ready";
+const DIED: &str = "worker died unexpectedly";
+const KILLED: &str = "worker was killed by SIGKILL";
+
+/// Ready workers now, from the master's log: ready minus died (by pid).
+fn capacity(h: &Herdsman) -> usize {
+    let mut ready = BTreeSet::new();
+    for r in h.log.records() {
+        let pid = field_i64(&r, "pid");
+        let text = message(&r);
+        if text.starts_with(READY) {
+            ready.extend(pid);
+        } else if text.starts_with(DIED)
+            || text.starts_with(KILLED)
+            || text.starts_with("worker exited")
+        {
+            if let Some(pid) = pid {
+                ready.remove(&pid);
+            }
+        }
+    }
+    ready.len()
+}
+
+fn deaths(h: &Herdsman) -> Vec<Value> {
+    h.log
+        .records()
+        .into_iter()
+        .filter(|r| message(r).starts_with(DIED) || message(r).starts_with(KILLED))
+        .collect()
+}
+
+/// `(fd, link target)` of every fd of `pid`.
+fn fd_targets(pid: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd = e.file_name().to_str()?.parse().ok()?;
+        Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+    })
+    .collect()
+}
+
+#[test]
+fn without_close_range_no_inherited_fd_reaches_a_worker() {
+    // The wrapper denies close_range (ENOSYS, as kernels before 5.9) and leaves a pipe at fd
+    // 1000, above the soft fd limit it lowers to 512.
+    let wrapper = apps_dir().join("no_close_range.py");
+    let python = python().display().to_string();
+    let h = Start::new(&["-w", "2", "asgi_app:app"])
+        .wrapped(&[&python, &wrapper.display().to_string()])
+        .spawn();
+    let pids = h.wait_serving();
+    let master = fd_targets(h.pid);
+    let leaked = master
+        .iter()
+        .find(|(fd, _)| *fd == 1000)
+        .map(|(_, t)| t.clone())
+        .expect("the master inherited the wrapper's fd 1000");
+    assert!(leaked.starts_with("pipe:"), "{leaked}");
+    for pid in pids {
+        let fds = fd_targets(pid);
+        assert!(
+            !fds.iter().any(|(_, t)| *t == leaked),
+            "worker {pid} got the master's inherited {leaked}: {fds:?}"
+        );
+        // stdin/out/err, one listener, the channel: nothing else of the master's.
+        let shared: Vec<_> = fds
+            .iter()
+            .filter(|(fd, t)| *fd > 2 && (t.starts_with("socket:") || t.starts_with("pipe:")))
+            .filter(|(_, t)| master.iter().any(|(_, m)| m == t))
+            .collect();
+        assert_eq!(shared.len(), 1, "only the listener is shared: {shared:?}");
+    }
+    assert!(h.finish().success());
+}
+
+/// The issue's query of death: `GET /die` (the worker calls `os._exit(0)`) at 10/s for 10 s
+/// while keep-alive clients send normal requests. Before: the crash back-off (1, 2, 4 .. 60 s)
+/// emptied the server for over a minute. Now every death is replaced at once.
+#[test]
+fn a_query_of_death_keeps_capacity_and_is_named_in_the_log() {
+    // HARDEN_BINARY: measure another build (e.g. the one before this change) the same way.
+    let mut start = Start::new(&["-w", "2", "deadly_app:app"]);
+    if let Some(binary) = std::env::var_os("HARDEN_BINARY") {
+        start = start.binary(binary);
+    }
+    let h = start.spawn();
+    h.wait_serving();
+    let addr = h.addr();
+    let normal = load::Load::start(addr, 0, 4, &["/"]);
+    normal.wait_for_more(50, WAIT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(10) {
+                // Sent and left: the worker that takes it dies without an answer.
+                if let Ok(raw) = send_only(addr, "/die") {
+                    std::mem::forget(raw);
+                }
+                sent += 1;
+                let next = start + Duration::from_millis(100 * sent);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            sent
+        })
+    };
+    let started = Instant::now();
+    let mut timeline = Vec::new();
+    while !bad.is_finished() {
+        timeline.push((started.elapsed().as_secs_f64(), capacity(&h)));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let sent = bad.join().expect("bad traffic thread");
+    let stopped = Instant::now();
+    // Measured up to 90 s (to say how long it took before this fix), asserted below: 2 s.
+    while capacity(&h) < 2 && stopped.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = stopped.elapsed();
+    if std::env::var_os("QOD_DEBUG").is_some() {
+        for line in h.log.lines().iter().filter(|l| !l.contains("GET / HTTP")) {
+            eprintln!("LOG {line}");
+        }
+    }
+    let stats = normal.stop();
+    let total = stats.ok + stats.failed;
+    let rate = stats.failed as f64 / total.max(1) as f64;
+    let died = deaths(&h);
+    let min = timeline.iter().map(|(_, c)| *c).min().unwrap_or(0);
+    println!(
+        "query of death: {sent} sent, {} workers died; normal traffic {} ok, {} failed ({:.2}%), {} retried; \
+         capacity min {min}/2 while it ran, back to 2/2 {:.2}s after it stopped; timeline (s, ready): {timeline:?}",
+        died.len(),
+        stats.ok,
+        stats.failed,
+        100.0 * rate,
+        stats.retried,
+        back.as_secs_f64()
+    );
+    assert!(
+        back < Duration::from_secs(2),
+        "full capacity back {back:?} after the bad traffic stopped"
+    );
+    assert!(
+        died.len() >= 5,
+        "the deadly requests killed workers: {}",
+        died.len()
+    );
+    assert!(
+        died.iter().any(|r| message(r).contains("GET /die")),
+        "the master names the deadly request: {died:?}"
+    );
+    assert!(stats.ok > 100, "normal requests kept succeeding: {stats:?}");
+    assert!(rate < 0.2, "normal traffic mostly served: {stats:?}");
+    assert!(
+        !h.log.text().contains("backing off"),
+        "no back-off for workers that served"
+    );
+    assert!(
+        h.log
+            .text()
+            .contains("request GET /die keeps killing workers: quarantined"),
+        "the deadly request is quarantined"
+    );
+    let refused = get(addr, "/die").expect("a quarantined request is answered");
+    assert_eq!(refused.status, 503, "refused, not deadly");
+    drop(get(addr, "/").expect("still serving"));
+    assert!(h.finish().success());
+}
+
+/// Three operator `kill -9` a second apart: each replaced at once (the third used to wait 1 s).
+#[test]
+fn three_kills_a_second_apart_are_each_replaced_at_once() {
+    let h = Start::new(&["-w", "2", "asgi_app:app"]).spawn();
+    let mut pids = h.wait_serving();
+    for round in 1..=3 {
+        let victim = pids[0];
+        let killed = Instant::now();
+        common::signal(victim, libc::SIGKILL);
+        let readies = h.wait_records(READY, 2 + round);
+        let replacement = readies.last().expect("a replacement");
+        let took = killed.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "kill {round}: replaced in {took:?}"
+        );
+        pids = h.live_worker_pids();
+        assert_eq!(pids.len(), 2, "{replacement:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(!h.log.text().contains("backing off"));
+    assert!(h.finish().success());
+}
