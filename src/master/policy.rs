@@ -34,6 +34,8 @@ pub struct Policy {
     pub recycle: Recycle,
     /// Workers booting at once, at most (first start, scale-up, replacements alike).
     pub max_booting: u32,
+    /// The target never goes above this (`max_workers`; `ctl scale`, TTIN).
+    pub max_workers: u32,
 }
 
 /// The rate bound on spawns once the master has served: a token bucket holding up to
@@ -143,6 +145,7 @@ impl Policy {
             backoff_max: Duration::from_secs(60),
             recycle: Recycle::from_config(config, seed),
             max_booting: crate::sizing::max_booting(),
+            max_workers: super::launch::max_workers(config).0.max(target),
         }
     }
 
@@ -213,6 +216,7 @@ mod tests {
                 ..Recycle::default()
             },
             max_booting: 64,
+            max_workers: 1000,
         }
     }
 

@@ -133,6 +133,8 @@ fn runtime_args(config: &Config) -> Vec<String> {
         format!("{}:{}", app.module, app.attr),
         "--interface".to_string(),
         config.interface.as_str().to_string(),
+        "--lifespan".to_string(),
+        config.lifespan.as_str().to_string(),
         "--heartbeat-interval".to_string(),
         seconds(heartbeat_interval(config.timeout)),
         "--graceful-timeout".to_string(),

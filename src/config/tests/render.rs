@@ -42,6 +42,8 @@ fn every_non_default_round_trips() {
             factory: true,
         },
         workers: WorkerCount::Fixed(7.try_into().unwrap()),
+        max_workers: WorkerCount::Auto,
+        lifespan: crate::config::Lifespan::Auto,
         binds: vec![
             BindSpec::Tcp {
                 host: "::1".into(),

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{signal, Master};
 use crate::master::event::{Action, WorkerId, WorkerSignal};
@@ -21,7 +21,16 @@ impl Master {
         if self.stop.is_some() || self.drain_until.is_some() {
             return;
         }
-        let target = (self.policy.target as i64 + delta).clamp(1, u32::MAX as i64) as u32;
+        let max = self.policy.max_workers.max(1);
+        let wanted = self.policy.target as i64 + delta;
+        let target = wanted.clamp(1, i64::from(max)) as u32;
+        if wanted > i64::from(max) {
+            warn!(
+                wanted,
+                max_workers = max,
+                "target worker count capped at max_workers; raise `max_workers` to allow more"
+            );
+        }
         if target != self.policy.target {
             info!(
                 from = self.policy.target,

@@ -153,7 +153,10 @@ fn a_crash_storm_is_held_to_the_spawn_rate_but_one_replacement_always_boots() {
     let first = spawned(&h.exit(pool[0], ExitStatus::Code(0)));
     let second = spawned(&h.exit(pool[1], ExitStatus::Code(0)));
     assert_eq!((first.len(), second.len()), (1, 0));
-    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_millis(100)));
+    assert_eq!(
+        h.m.next_deadline(),
+        Some(h.now + Duration::from_millis(100))
+    );
     assert_eq!(spawned(&h.advance(Duration::from_millis(100))).len(), 1);
 }
 

@@ -7,6 +7,7 @@ a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is use
 
 import asyncio
 import logging
+import sys
 import signal
 import time
 
@@ -296,6 +297,42 @@ def make_server_class(uvicorn):
     return HerdsmanServer
 
 
+def lifespan_mode(args, interface: str) -> str:
+    """uvicorn's `lifespan` for this app: as configured for ASGI, off for WSGI (no lifespan). With
+    `auto`, a startup that raises is logged with its traceback (see LifespanTraceback)."""
+    if interface != "asgi":
+        return "off"
+    mode = getattr(args, "lifespan", "auto")
+    if mode == "auto":
+        LifespanTraceback.install()
+    return mode
+
+
+class LifespanTraceback(logging.Filter):
+    """uvicorn (lifespan="auto") takes an exception from the app's lifespan to mean "unsupported",
+    logs one info line and serves: the traceback of a startup that really failed was lost. This
+    filter on uvicorn's error logger gives that line the exception it is logged under (uvicorn
+    logs it inside its `except` block) and a warning level. No per-request cost."""
+
+    UNSUPPORTED = "ASGI 'lifespan' protocol appears unsupported."
+
+    @classmethod
+    def install(cls) -> None:
+        logger = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
+
+    def filter(self, record) -> bool:
+        if record.msg == self.UNSUPPORTED and record.exc_info is None:
+            exc_info = sys.exc_info()
+            if exc_info[0] is not None:
+                record.exc_info = exc_info
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.msg = ("ASGI lifespan startup raised: serving without lifespan (lifespan = "
+                              "\"auto\"; set lifespan = \"on\" to fail the boot instead)")
+        return True
+
+
 def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
     if interface == "wsgi":
         a2wsgi = import_a2wsgi()
@@ -314,7 +351,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     config = uvicorn.Config(
         asgi_app,
         interface="asgi3",  # WSGI apps are wrapped by a2wsgi above
-        lifespan="auto" if interface == "asgi" else "off",
+        lifespan=lifespan_mode(args, interface),
         log_level=args.log_level,
         access_log=False,  # the runtime writes its own (accesslog.py)
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
