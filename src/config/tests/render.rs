@@ -154,6 +154,8 @@ fn rendered_defaults_look_like_this() {
 app = "main:app"
 factory = false
 workers = "auto"
+max_workers = "auto"
+lifespan = "auto"
 bind = ["127.0.0.1:8000"]
 interface = "auto"
 spawn = "exec"
