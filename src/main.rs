@@ -43,6 +43,10 @@ fn check(args: &RunArgs) -> i32 {
     }
     match config::load(args, &env_snapshot()) {
         Ok(config) => {
+            if let Err(e) = master::check_bounds(&config) {
+                eprintln!("herdsman: the configuration is invalid:\n  {e}");
+                return exit::USAGE;
+            }
             for warning in config::file_warnings(&config) {
                 eprintln!("herdsman: warning: {warning}");
             }
@@ -106,6 +110,10 @@ fn serve(args: RunArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(e) = master::check_bounds(&config) {
+        eprintln!("herdsman: the configuration is invalid:\n  {e}");
+        return exit::USAGE;
+    }
     if let Err(e) = logging::init(
         config.log_level,
         config.log_format,

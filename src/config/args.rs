@@ -59,7 +59,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 31] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 33] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -73,6 +73,8 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 31] {
         (Key::BootTimeout, &args.boot_timeout),
         (Key::StartupAttempts, &args.startup_attempts),
         (Key::MaxSurge, &args.max_surge),
+        (Key::MaxWorkers, &args.max_workers),
+        (Key::Lifespan, &args.lifespan),
         (Key::MaxRequests, &args.max_requests),
         (Key::MaxRequestsJitter, &args.max_requests_jitter),
         (Key::MaxWorkerMemory, &args.max_worker_memory),

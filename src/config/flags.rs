@@ -143,6 +143,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_surge: Option<String>,
 
+    /// Most workers allowed (workers, ctl scale, TTIN), or auto = min(32 per CPU, memory / 32 MiB),
+    /// at least 4 [default: auto].
+    #[arg(long, value_name = "N|auto", allow_negative_numbers = true)]
+    pub max_workers: Option<String>,
+
+    /// ASGI lifespan protocol: auto (use it if the app supports it), on (required: a failing
+    /// startup fails the boot), off [default: auto; off for WSGI apps].
+    #[arg(long, value_name = "auto|on|off")]
+    pub lifespan: Option<String>,
+
     /// Recycle a worker after this many requests; 0 = never [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_requests: Option<String>,

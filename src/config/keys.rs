@@ -27,6 +27,8 @@ pub enum Key {
     BootTimeout,
     StartupAttempts,
     MaxSurge,
+    MaxWorkers,
+    Lifespan,
     MaxRequests,
     MaxRequestsJitter,
     MaxWorkerMemory,
@@ -52,7 +54,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 37] = [
+    pub const ALL: [Key; 39] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -69,6 +71,8 @@ impl Key {
         Key::BootTimeout,
         Key::StartupAttempts,
         Key::MaxSurge,
+        Key::MaxWorkers,
+        Key::Lifespan,
         Key::MaxRequests,
         Key::MaxRequestsJitter,
         Key::MaxWorkerMemory,
@@ -111,6 +115,8 @@ impl Key {
             Key::BootTimeout => "boot_timeout",
             Key::StartupAttempts => "startup_attempts",
             Key::MaxSurge => "max_surge",
+            Key::MaxWorkers => "max_workers",
+            Key::Lifespan => "lifespan",
             Key::MaxRequests => "max_requests",
             Key::MaxRequestsJitter => "max_requests_jitter",
             Key::MaxWorkerMemory => "max_worker_memory",

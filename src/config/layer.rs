@@ -113,6 +113,8 @@ layer! {
     boot_timeout => BootTimeout,
     startup_attempts => StartupAttempts,
     max_surge => MaxSurge,
+    max_workers => MaxWorkers,
+    lifespan => Lifespan,
     max_requests => MaxRequests,
     max_requests_jitter => MaxRequestsJitter,
     max_worker_memory => MaxWorkerMemory,

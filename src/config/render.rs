@@ -28,6 +28,8 @@ pub fn render(config: &Config) -> String {
     line("app", quote(&app.to_string()));
     line("factory", config.app.factory.to_string());
     line("workers", workers(config.workers));
+    line("max_workers", workers(config.max_workers));
+    line("lifespan", quote(config.lifespan.as_str()));
     line("bind", binds(&config.binds));
     line("interface", quote(config.interface.as_str()));
     line("spawn", quote(config.spawn.as_str()));

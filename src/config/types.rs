@@ -10,7 +10,9 @@ pub use crate::addr::BindSpec;
 
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
-    use super::{BindSpec, Interface, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
+    use super::{
+        BindSpec, Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount,
+    };
     use std::path::PathBuf;
     use std::time::Duration;
     /// `factory`: `app` is the application itself, not a factory to call.
@@ -21,6 +23,10 @@ pub mod defaults {
     pub const BIND: &str = "127.0.0.1:8000";
     /// `interface`: detect ASGI or WSGI from the application object.
     pub const INTERFACE: Interface = Interface::Auto;
+    /// `max_workers`: derived from the CPUs and memory (src/sizing/bounds.rs).
+    pub const MAX_WORKERS: WorkerCount = WorkerCount::Auto;
+    /// `lifespan`: as uvicorn, used when the app supports it.
+    pub const LIFESPAN: Lifespan = Lifespan::Auto;
     /// `spawn`: every worker is a fresh interpreter (fork and exec); `zygote` is opt-in.
     pub const SPAWN: SpawnMode = SpawnMode::Exec;
     /// `preload`: with `spawn = "zygote"`, the app is imported in each worker after the fork
@@ -88,6 +94,10 @@ pub struct Config {
     pub app: AppSpec,
     /// How many workers to run.
     pub workers: WorkerCount,
+    /// The most workers allowed; `Auto`: this machine's bound (src/sizing/bounds.rs).
+    pub max_workers: WorkerCount,
+    /// The ASGI lifespan protocol mode, passed to uvicorn.
+    pub lifespan: Lifespan,
     /// Listeners, in the order given. Never empty.
     pub binds: Vec<BindSpec>,
     /// ASGI or WSGI, or detect it.
@@ -215,6 +225,26 @@ pub enum ReadyMin {
     All,
     /// At least this many, and never more than the target.
     AtLeast(NonZeroU32),
+}
+
+/// uvicorn's `lifespan` setting: `Auto` uses the protocol if the app speaks it (a startup that
+/// raises is logged and the app served), `On` requires it (a startup that raises fails the boot),
+/// `Off` never sends it. WSGI apps have no lifespan: `Auto` means off for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifespan {
+    Auto,
+    On,
+    Off,
+}
+
+impl Lifespan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifespan::Auto => "auto",
+            Lifespan::On => "on",
+            Lifespan::Off => "off",
+        }
+    }
 }
 
 /// How a worker process comes to exist.

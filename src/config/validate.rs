@@ -41,6 +41,8 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
     let config = Config {
         app,
         workers: v.value(Key::Workers, defaults::WORKERS, values::workers),
+        max_workers: v.value(Key::MaxWorkers, defaults::MAX_WORKERS, values::workers),
+        lifespan: v.value(Key::Lifespan, defaults::LIFESPAN, values::lifespan),
         binds: v.binds(),
         interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
         spawn: v.value(Key::Spawn, defaults::SPAWN, values::spawn),

@@ -7,7 +7,7 @@ use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
 use super::size;
-use crate::config::{Interface, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
+use crate::config::{Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -265,6 +265,15 @@ pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
         ("wsgi", Interface::Wsgi),
     ];
     choice(raw, &choices, &[], "auto")
+}
+
+pub fn lifespan(raw: &Raw) -> Result<Lifespan, Invalid> {
+    let choices = [
+        ("auto", Lifespan::Auto),
+        ("on", Lifespan::On),
+        ("off", Lifespan::Off),
+    ];
+    choice(raw, &choices, &[], "on")
 }
 
 pub fn spawn(raw: &Raw) -> Result<SpawnMode, Invalid> {

@@ -61,8 +61,12 @@ pub enum Event {
     },
     /// A worker's channel reached end-of-file.
     ChannelClosed { id: WorkerId },
-    /// A child was reaped.
-    Exited { pid: i32, status: ExitStatus },
+    /// A child was reaped; `serving`: the requests its in-flight file listed ("METHOD PATH").
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        serving: Vec<String>,
+    },
     /// Memory samples asked for by [`Action::MeasureMemory`]: PSS in bytes, `None` if unreadable.
     Memory {
         samples: Vec<(WorkerId, Option<u64>)>,
@@ -97,6 +101,9 @@ impl WorkerSignal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// The quarantined requests ("METHOD PATH") changed: tell every worker, and write them into
+    /// the in-flight file of every worker started from now on.
+    Quarantine { requests: Vec<String> },
     /// Start worker `id` from generation `generation`'s spec; answer with `Spawned`,
     /// `SpawnFailed` or `SpawnAborted` (with the zygote, possibly later: once it is ready).
     Spawn { id: WorkerId, generation: u64 },

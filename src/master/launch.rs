@@ -1,11 +1,11 @@
 //! What the first start, the start after an in-place upgrade and the reload path share, below
 //! all three so that none imports another: how many workers `workers` means (logging how
-//! `auto` was derived), the seed of the per-worker jitter draws, and removing the pidfile at
+//! `auto` was derived) and how many it may mean at most (`max_workers`), the seed of the per-worker jitter draws, and removing the pidfile at
 //! exit only while it still holds our pid.
 
 use tracing::{info, warn};
 
-use crate::config::WorkerCount;
+use crate::config::{Config, WorkerCount};
 use crate::sizing;
 use crate::sys::pidfile::Pidfile;
 
@@ -23,6 +23,36 @@ pub(super) fn worker_target(count: WorkerCount) -> u32 {
             sizing.workers
         }
     }
+}
+
+/// The most workers `config` allows: `max_workers`, or this machine's bound when it is `auto`
+/// (see `sizing::bounds`), and how that was reached.
+pub fn max_workers(config: &Config) -> (u32, String) {
+    match config.max_workers {
+        WorkerCount::Fixed(n) => (n.get(), format!("max_workers = {n}")),
+        WorkerCount::Auto => {
+            let bound = sizing::max_workers();
+            let why = format!("this machine's bound: {}", bound.explanation);
+            (bound.max, why)
+        }
+    }
+}
+
+/// Refuses a `workers` count above `max_workers`: the message names both keys and the fix.
+/// Checked by `herdsman check`, at start and on reload.
+pub fn check_bounds(config: &Config) -> Result<(), String> {
+    let WorkerCount::Fixed(n) = config.workers else {
+        return Ok(());
+    };
+    let (max, why) = max_workers(config);
+    if n.get() <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "workers: {n} is more than the {max} workers allowed ({why}); lower `workers`, or set \
+         `max_workers = {n}` (--max-workers {n}, HERDSMAN_MAX_WORKERS={n}) if this machine really \
+         is meant to run that many"
+    ))
 }
 
 /// Removes the pidfile if it is still ours; one left alone is said so.

@@ -13,6 +13,7 @@ mod state;
 mod workers;
 
 pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};
+pub use launch::{check_bounds, max_workers};
 pub use policy::Policy;
 pub use resume::resume;
 pub use run::{ReloadError, RunError};

@@ -32,6 +32,53 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// Recycling limits.
     pub recycle: Recycle,
+    /// Workers booting at once, at most (first start, scale-up, replacements alike).
+    pub max_booting: u32,
+    /// The target never goes above this (`max_workers`; `ctl scale`, TTIN).
+    pub max_workers: u32,
+}
+
+/// The rate bound on spawns once the master has served: a token bucket holding up to
+/// `burst` spawns, refilled at `per_second`. Pure (the caller passes the time). A crash loop of
+/// workers that get ready and die (a query of death, a memory limit too small) is held to this
+/// rate instead of pausing the whole server; `reconcile` still lets one replacement boot while
+/// none is booting and fewer than the target serve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpawnBucket {
+    tokens: f64,
+    updated: std::time::Instant,
+}
+
+impl SpawnBucket {
+    pub fn full(burst: u32, now: std::time::Instant) -> SpawnBucket {
+        SpawnBucket {
+            tokens: f64::from(burst),
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, burst: u32, now: std::time::Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(burst)).min(f64::from(burst));
+        self.updated = now;
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, burst: u32, now: std::time::Instant) -> bool {
+        self.refill(burst, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is there (refilled at `burst` per second).
+    pub fn next_token(&self, burst: u32) -> std::time::Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.updated + Duration::from_secs_f64(missing / f64::from(burst.max(1)))
+    }
 }
 
 /// When workers are recycled (replaced through the readiness-gated path while healthy).
@@ -51,9 +98,9 @@ pub struct Recycle {
     pub seed: u64,
 }
 
-/// A worker that dies this soon after becoming ready counts as a failed boot (so a crash loop
-/// of "ready, then dead" backs off too), and failures are forgotten only once a worker has
-/// stayed ready this long.
+/// Boot failures are forgotten only once a worker has stayed ready this long; during a reload, a
+/// new worker that dies this soon after becoming ready counts as a failed boot of the new
+/// generation.
 pub const CRASH_GRACE: Duration = Duration::from_secs(5);
 
 /// Consecutive samples over `max_memory` before a worker is recycled: one spike is not enough.
@@ -97,7 +144,17 @@ impl Policy {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             recycle: Recycle::from_config(config, seed),
+            max_booting: crate::sizing::max_booting(),
+            max_workers: super::launch::max_workers(config).0.max(target),
         }
+    }
+
+    /// Spawns the bucket holds and refills per second once the master has served: 5 per worker
+    /// wanted, at least 10. Enough that all workers killed at once are replaced at once and that
+    /// a pool whose workers keep dying is renewed faster than a query of death at 10/s arrives;
+    /// few enough that a crash loop cannot exhaust the pid table or flood the log.
+    pub fn spawn_burst(&self) -> u32 {
+        self.target.saturating_mul(5).max(10)
     }
 
     /// Delay before the next spawn after `failures` consecutive boot failures (>= 1).
@@ -158,6 +215,8 @@ mod tests {
                 seed: 7,
                 ..Recycle::default()
             },
+            max_booting: 64,
+            max_workers: 1000,
         }
     }
 
@@ -187,5 +246,25 @@ mod tests {
             ..Recycle::default()
         };
         assert_eq!(no_jitter.request_limit(9), Some(10));
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_bucket_holds_a_burst_then_refills_at_burst_per_second() {
+        let t0 = Instant::now();
+        let mut b = SpawnBucket::full(2, t0);
+        assert!(b.take(2, t0) && b.take(2, t0));
+        assert!(!b.take(2, t0), "empty after the burst");
+        assert_eq!(b.next_token(2), t0 + Duration::from_millis(500));
+        assert!(!b.take(2, t0 + Duration::from_millis(499)));
+        assert!(b.take(2, t0 + Duration::from_millis(500)));
+        // Never more than the burst, however long it rested.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.take(2, later) && b.take(2, later) && !b.take(2, later));
     }
 }

@@ -54,6 +54,8 @@ pub struct Supervisor {
     ops: Ops,
     /// Unreaped worker pids and their ids.
     pids: BTreeMap<i32, WorkerId>,
+    /// The in-flight files of the unreaped workers started by this image, by pid.
+    inflight: BTreeMap<i32, std::os::fd::OwnedFd>,
     specs: BTreeMap<u64, WorkerSpec>,
     config: Config,
     args: RunArgs,
@@ -89,6 +91,7 @@ impl Supervisor {
             channels: Channels::default(),
             ops,
             pids: BTreeMap::new(),
+            inflight: BTreeMap::new(),
             specs: BTreeMap::from([(0, spec)]),
             config,
             args,

@@ -6,9 +6,11 @@
 //!   exceed the target, so capacity never dips for a planned replacement; at most `max_surge`
 //!   extra workers boot at a time.
 //! - Only workers it still tracks (spawned, not yet reaped) are ever signalled.
-//! - Boot failures back off exponentially; before any worker was ever ready they end in a
-//!   give-up with the documented exit code, during a reload in a rollback to the last good
-//!   generation, otherwise the master keeps serving with what it has.
+//! - Boot failures (workers that never became ready) back off exponentially; before any worker
+//!   was ever ready they end in a give-up with the documented exit code, during a reload in a
+//!   rollback to the last good generation, otherwise the master keeps serving with what it has.
+//! - A worker that served and died is replaced at once: never a pause of the whole server, only
+//!   a spawn rate bound, and one replacement always boots while fewer than the target serve.
 //! - Stopping is a state with a deadline: TERM (or QUIT) all, SIGKILL at the deadline, exit when
 //!   the last worker is reaped; a second stop request escalates at once.
 //! - With `drain_before_stop`, a graceful stop request of a master that has served first drains:
@@ -29,12 +31,13 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::event::{Action, Event, StopMode, WorkerId, WorkerSignal};
-use super::policy::Policy;
+use super::policy::{Policy, SpawnBucket};
 use super::workers::{Phase, Reason, Worker};
 use crate::exit;
 
 mod failures;
 mod liveness;
+mod quarantine;
 mod reconcile;
 mod recycle;
 mod reload;
@@ -70,12 +73,14 @@ pub struct Master {
     ever_ready: bool,
     started: Instant,
     boot_failures: u32,
-    /// SIGKILLs in a row of workers that had only just become ready (see `on_quick_crash`).
-    quick_kills: u32,
     /// When the latest boot failure happened: only a worker started after it can prove that
     /// booting works again.
     last_boot_failure: Option<Instant>,
     spawn_after: Option<Instant>,
+    /// The spawn rate bound once the master has served (see `spawn_missing`).
+    spawn_tokens: SpawnBucket,
+    /// When the next spawn token comes, while spawns wait for one.
+    spawn_throttled: Option<Instant>,
     stop: Option<Stopping>,
     /// The end of the drain before a graceful stop, while draining.
     drain_until: Option<Instant>,
@@ -85,6 +90,8 @@ pub struct Master {
     stats: Stats,
     /// The last boot error's traceback: the same one again is not printed again.
     last_boot_traceback: Option<String>,
+    /// Requests that keep killing workers (see `quarantine`).
+    quarantine: quarantine::Quarantine,
 }
 
 /// Counters for operators (see [`crate::ops::Snapshot`]).
@@ -109,6 +116,7 @@ impl Master {
             .map(|_| policy.recycle.memory_interval);
         let memory_start = |now: Instant| memory_interval.map(|every| now + every);
         Master {
+            spawn_tokens: SpawnBucket::full(policy.spawn_burst(), now),
             policy,
             workers: Vec::new(),
             next_id: 1,
@@ -120,15 +128,16 @@ impl Master {
             ever_ready: false,
             started: now,
             boot_failures: 0,
-            quick_kills: 0,
             last_boot_failure: None,
             spawn_after: None,
+            spawn_throttled: None,
             stop: None,
             drain_until: None,
             announced: false,
             next_memory_sample: memory_start(now),
             stats: Stats::default(),
             last_boot_traceback: None,
+            quarantine: quarantine::Quarantine::default(),
         }
     }
 
@@ -158,7 +167,11 @@ impl Master {
             }
             Event::Message { id, message } => self.on_message(id, message, now, &mut out),
             Event::ChannelClosed { id } => debug!(worker = id, "channel closed"),
-            Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
+            Event::Exited {
+                pid,
+                status,
+                serving,
+            } => self.on_exited(pid, status, serving, now, &mut out),
             Event::Memory { samples } => self.on_memory(samples),
             // Deadlines are judged only here: the loop sends a Tick after it has read every
             // message that arrived, so a heartbeat waiting further down the queue is never
@@ -166,6 +179,7 @@ impl Master {
             Event::Tick => {
                 self.end_drain(now, &mut out);
                 self.expire(now, &mut out);
+                self.expire_quarantine(now, &mut out);
                 self.sample_memory(now, &mut out);
             }
         }
@@ -181,16 +195,19 @@ impl Master {
         let workers = self.workers.iter().filter_map(Worker::deadline);
         let spawn = self
             .spawn_after
+            .or(self.spawn_throttled)
             .filter(|_| self.stop.is_none() && self.short_of_target());
         let stop = self.stop.map(|s| s.deadline);
         let lifetimes = self.workers.iter().filter_map(Worker::lifetime_end);
         let memory = self.next_memory_sample.filter(|_| self.stop.is_none());
+        let quarantine = self.quarantine.next_deadline();
         workers
             .chain(spawn)
             .chain(stop)
             .chain(self.drain_until)
             .chain(lifetimes)
             .chain(memory)
+            .chain(quarantine)
             .min()
     }
 

@@ -79,6 +79,7 @@ impl H {
         self.ev(Event::Exited {
             pid: pid(id),
             status,
+            serving: Vec::new(),
         })
     }
 

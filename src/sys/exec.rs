@@ -164,11 +164,13 @@ pub fn spawn(plan: &ExecPlan) -> Result<Pid, ExecError> {
     )
     .map_err(ExecError::SignalMask)?;
     let parent = nix::unistd::getpid();
+    // The fallback's upper bound, known before fork: sysconf is not async-signal-safe.
+    let fd_limit = highest_open_fd().max(status_write.as_raw_fd());
     // SAFETY: the master is single-threaded, so the child is a faithful copy with no lock held
     // by another thread; the child only runs `child_exec`, which is async-signal-safe.
     let forked = unsafe { fork() };
     if let Ok(ForkResult::Child) = forked {
-        child_exec(plan, parent.as_raw(), status_write.as_raw_fd());
+        child_exec(plan, parent.as_raw(), status_write.as_raw_fd(), fd_limit);
     }
     // Restoring the mask cannot fail with a valid `how`; a failure would only leave signals
     // blocked, which the next loop iteration would not notice, so report it.
@@ -233,7 +235,7 @@ fn read_child_status(fd: RawFd) -> Option<(Option<Step>, Errno)> {
 }
 
 /// Runs in the forked child. Never returns.
-fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
+fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd, fd_limit: RawFd) -> ! {
     // SAFETY: every call below is async-signal-safe and uses only memory prepared before fork.
     unsafe {
         let above = plan
@@ -254,7 +256,7 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd) -> ! {
         }
         // Whatever the master itself inherited without close-on-exec must not reach a worker:
         // close everything above the planned fds but the status pipe (close-on-exec itself).
-        close_above(above, status_fd);
+        close_above(above, status_fd, fd_limit);
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
@@ -336,29 +338,67 @@ unsafe fn move_fds(fds: &[(RawFd, RawFd)], above: RawFd) -> Result<(), i32> {
     Ok(())
 }
 
-/// Closes every fd from `first` up, except `keep` (>= `first`: the exec status pipe, needed
-/// until exec).
+/// The highest fd open in this process (from /proc/self/fd), or the hard fd limit when /proc is
+/// not readable: the upper bound of `close_above`'s fallback, computed before fork. The soft
+/// limit (sysconf's answer) is not enough: an fd inherited above a lowered soft limit stays open.
+fn highest_open_fd() -> RawFd {
+    let listed = std::fs::read_dir("/proc/self/fd").ok().map(|dir| {
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+            .max()
+            .unwrap_or(2)
+    });
+    listed.unwrap_or_else(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        let max = if ok { limit.rlim_max } else { 65536 };
+        max.clamp(3, 1 << 20) as RawFd - 1
+    })
+}
+
+/// Test-only: makes `close_above` take its fallback, as on kernels without close_range.
+#[cfg(test)]
+static FORCE_FALLBACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Closes every fd from `first` up to `limit` (the highest fd open before fork), except `keep`
+/// (>= `first`: the exec status pipe, needed until exec). close_range where the kernel has it
+/// (5.9+), else one close per fd: both ends inclusive, no call that is not async-signal-safe.
 ///
 /// SAFETY (for callers): close_range/close only.
-unsafe fn close_above(first: RawFd, keep: RawFd) {
+unsafe fn close_above(first: RawFd, keep: RawFd, limit: RawFd) {
     let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
     for (low, high) in ranges {
         if low > high {
             continue;
         }
-        let done = libc::syscall(
-            libc::SYS_close_range,
-            low as libc::c_uint,
-            high as libc::c_uint,
-            0,
-        ) == 0;
+        #[cfg(test)]
+        let forced = FORCE_FALLBACK.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(test))]
+        let forced = false;
+        let done = !forced
+            && libc::syscall(
+                libc::SYS_close_range,
+                low as libc::c_uint,
+                high as libc::c_uint,
+                0,
+            ) == 0;
         if !done {
-            // Kernels before 5.9: close one by one up to the fd limit.
-            let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65536) as RawFd;
-            for fd in low..high.min(limit) {
-                libc::close(fd);
-            }
+            close_each(low, high.min(limit));
         }
+    }
+}
+
+/// close() on every fd in `low..=high`.
+///
+/// SAFETY (for callers): closes fds nobody else uses any more.
+unsafe fn close_each(low: RawFd, high: RawFd) {
+    let mut fd = low;
+    while fd <= high {
+        libc::close(fd);
+        fd += 1;
     }
 }
 
@@ -371,4 +411,48 @@ unsafe fn fail(status_fd: RawFd, step: Step, errno: i32) -> ! {
     // One write of 8 bytes: atomic on a pipe, so the parent reads both or neither.
     libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(127)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_open(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only reads the fd's flags.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    /// The fallback closes both ranges around `keep` completely: the fd just below `keep` and the
+    /// highest open fd (`limit`) included; `keep` and fds below `first` stay.
+    #[test]
+    fn the_fallback_closes_every_fd_but_keep() {
+        let (a, b) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let base = 900;
+        for fd in base..=base + 4 {
+            // SAFETY: dup2 onto high numbers this test owns.
+            assert!(unsafe { libc::dup2(a.as_raw_fd(), fd) } == fd);
+        }
+        FORCE_FALLBACK.store(true, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: closes only the fds dup'ed above (base..=base+3 but base+2).
+        unsafe { close_above(base, base + 2, base + 3) };
+        FORCE_FALLBACK.store(false, std::sync::atomic::Ordering::Relaxed);
+        let open: Vec<bool> = (base..=base + 4).map(is_open).collect();
+        assert_eq!(open, vec![false, false, true, false, true]);
+        assert!(is_open(b.as_raw_fd()), "below `first` untouched");
+        // SAFETY: closing the two fds this test left.
+        unsafe {
+            libc::close(base + 2);
+            libc::close(base + 4);
+        }
+    }
+
+    #[test]
+    fn the_highest_open_fd_is_seen() {
+        let (a, _b) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        // SAFETY: dup2 onto a number this test owns.
+        assert_eq!(unsafe { libc::dup2(a.as_raw_fd(), 1500) }, 1500);
+        assert!(highest_open_fd() >= 1500);
+        // SAFETY: closing the fd made above.
+        unsafe { libc::close(1500) };
+    }
 }

@@ -39,6 +39,8 @@ pub enum SpawnError {
     Channel(#[source] nix::Error),
     #[error("could not create the pipe for the worker's output")]
     OutputPipe(#[source] nix::Error),
+    #[error("could not create the worker's in-flight file")]
+    InFlightFile(#[source] nix::Error),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
@@ -142,6 +144,8 @@ fn runtime_args(config: &Config) -> Vec<String> {
         format!("{}:{}", app.module, app.attr),
         "--interface".to_string(),
         config.interface.as_str().to_string(),
+        "--lifespan".to_string(),
+        config.lifespan.as_str().to_string(),
         "--heartbeat-interval".to_string(),
         seconds(heartbeat_interval(config.timeout)),
         "--idle-heartbeat-interval".to_string(),
@@ -202,11 +206,12 @@ fn worker_env(
     env
 }
 
-/// A worker that was started: its pid and the master's end of its channel (non-blocking,
-/// close-on-exec).
+/// A worker that was started: its pid, the master's end of its channel (non-blocking,
+/// close-on-exec) and its in-flight file (see `inflight`), read when it is reaped.
 pub struct Spawned {
     pub pid: i32,
     pub channel: OwnedFd,
+    pub inflight: OwnedFd,
 }
 
 /// Starts workers.
@@ -220,6 +225,8 @@ pub struct ExecSpawner {
     listeners: Vec<RawFd>,
     devnull: OwnedFd,
     captured: Captured,
+    /// Quarantined requests, written into each new worker's in-flight file.
+    quarantine: Vec<String>,
 }
 
 impl ExecSpawner {
@@ -230,6 +237,7 @@ impl ExecSpawner {
             listeners,
             devnull,
             captured: Captured::default(),
+            quarantine: Vec::new(),
         }
     }
 
@@ -241,6 +249,11 @@ impl ExecSpawner {
     /// Writes what the workers' captured output pipes hold now, line by line, to the log.
     pub fn drain_output(&mut self) {
         self.captured.drain();
+    }
+
+    /// The requests every worker started from now on refuses (see `master::state::quarantine`).
+    pub fn set_quarantine(&mut self, requests: &[String]) {
+        self.quarantine = requests.to_vec();
     }
 
     /// The worker runtime script the workers run.
@@ -277,6 +290,7 @@ impl ExecSpawner {
         zygote: bool,
         spec: &WorkerSpec,
         channel: RawFd,
+        inflight: Option<RawFd>,
         output: Option<RawFd>,
     ) -> Result<ExecPlan, ExecError> {
         let first = 3;
@@ -288,6 +302,9 @@ impl ExecSpawner {
         }
         args.extend(["--channel-fd".into(), channel_target.to_string()]);
         args.extend(["--worker-id".into(), worker_id.to_string()]);
+        if inflight.is_some() {
+            args.extend(["--inflight-fd".into(), (channel_target + 1).to_string()]);
+        }
         args.extend(spec.args.iter().cloned());
         if zygote {
             // The last --log-format wins: the zygote writes where the master does.
@@ -305,6 +322,7 @@ impl ExecSpawner {
                 .map(|(i, &fd)| (fd, first + i as RawFd)),
         );
         fds.push((channel, channel_target));
+        fds.extend(inflight.map(|fd| (fd, channel_target + 1)));
         if let Some(output) = output {
             fds.extend([(output, 1), (output, 2)]);
         }
@@ -320,11 +338,12 @@ impl ExecSpawner {
 struct NewWorkerFds {
     ours: OwnedFd,
     theirs: OwnedFd,
+    inflight: OwnedFd,
     pipe: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl NewWorkerFds {
-    fn new(capture: bool) -> Result<NewWorkerFds, SpawnError> {
+    fn new(capture: bool, quarantine: &[String]) -> Result<NewWorkerFds, SpawnError> {
         let flags = SockFlag::SOCK_CLOEXEC;
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)
             .map_err(SpawnError::Channel)?;
@@ -332,7 +351,13 @@ impl NewWorkerFds {
             true => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::OutputPipe)?),
             false => None,
         };
-        Ok(NewWorkerFds { ours, theirs, pipe })
+        let inflight = super::inflight::create(quarantine).map_err(SpawnError::InFlightFile)?;
+        Ok(NewWorkerFds {
+            ours,
+            theirs,
+            inflight,
+            pipe,
+        })
     }
 
     /// The worker's stdout and stderr: the capture pipe, else the current log file (read now:
@@ -362,14 +387,17 @@ impl NewWorkerFds {
         Ok(Spawned {
             pid,
             channel: self.ours,
+            inflight: self.inflight,
         })
     }
 }
 
 impl Spawner for ExecSpawner {
     fn spawn(&mut self, worker_id: u64, spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
-        let fds = NewWorkerFds::new(spec.capture_output)?;
-        let plan = self.plan(worker_id, false, spec, fds.theirs.as_raw_fd(), fds.output())?;
+        let fds = NewWorkerFds::new(spec.capture_output, &self.quarantine)?;
+        let channel = fds.theirs.as_raw_fd();
+        let inflight = Some(fds.inflight.as_raw_fd());
+        let plan = self.plan(worker_id, false, spec, channel, inflight, fds.output())?;
         let pid = exec::spawn(&plan)?;
         fds.finish(&mut self.captured, worker_id, pid.as_raw())
     }
@@ -393,6 +421,7 @@ impl ExecSpawner {
             true,
             spec,
             theirs.as_raw_fd(),
+            None,
             logging::file_fd(),
         )?;
         let pid = exec::spawn(&plan)?;
@@ -412,8 +441,10 @@ impl ExecSpawner {
     ) -> Result<Spawned, SpawnError> {
         // The current log file, not the one the zygote inherited: a reopen (SIGUSR1) since the
         // zygote started applies to the workers it forks from now on.
-        let fds = NewWorkerFds::new(spec.capture_output)?;
-        let pid = zygote.fork(worker_id, fds.theirs.as_raw_fd(), fds.output(), timeout)?;
+        let fds = NewWorkerFds::new(spec.capture_output, &self.quarantine)?;
+        let channel = fds.theirs.as_raw_fd();
+        let inflight = fds.inflight.as_raw_fd();
+        let pid = zygote.fork(worker_id, channel, inflight, fds.output(), timeout)?;
         fds.finish(&mut self.captured, worker_id, pid)
     }
 }

@@ -160,12 +160,17 @@ impl Zygote {
         &mut self,
         worker_id: u64,
         channel: RawFd,
+        inflight: RawFd,
         output: Option<RawFd>,
         timeout: Duration,
     ) -> Result<i32, ZygoteError> {
         let deadline = Instant::now() + timeout;
         let line = fork_request(worker_id, output.is_some());
-        let fds: Vec<RawFd> = std::iter::once(channel).chain(output).collect();
+        // In this order: the channel, the output (if any), the in-flight file.
+        let fds: Vec<RawFd> = std::iter::once(channel)
+            .chain(output)
+            .chain([inflight])
+            .collect();
         self.send(line.as_bytes(), &fds, deadline, timeout)?;
         loop {
             let (messages, eof) = self.read();
@@ -221,7 +226,9 @@ impl Zygote {
 }
 
 fn fork_request(worker_id: u64, output: bool) -> String {
-    format!("{{\"type\":\"fork\",\"worker_id\":{worker_id},\"output\":{output}}}\n")
+    format!(
+        "{{\"type\":\"fork\",\"worker_id\":{worker_id},\"output\":{output},\"inflight\":true}}\n"
+    )
 }
 
 /// Waits until `fd` is ready for `flags`, or fails with a timeout at `deadline`.
@@ -286,13 +293,13 @@ mod tests {
         let mut zygote = Zygote::new(1, 42, ours, Instant::now());
         let (channel, _keep) = pair();
         let timeout = Duration::from_millis(50);
-        let err = zygote.fork(7, channel.as_raw_fd(), None, timeout);
+        let err = zygote.fork(7, channel.as_raw_fd(), channel.as_raw_fd(), None, timeout);
         assert!(matches!(err, Err(ZygoteError::Timeout(_))), "{err:?}");
         let mut buf = [0u8; 256];
         let n = nix::unistd::read(&theirs, &mut buf).unwrap();
         assert_eq!(&buf[..n], fork_request(7, false).as_bytes());
         drop(theirs);
-        let err = zygote.fork(8, channel.as_raw_fd(), None, timeout);
+        let err = zygote.fork(8, channel.as_raw_fd(), channel.as_raw_fd(), None, timeout);
         assert!(matches!(err, Err(ZygoteError::Closed)), "{err:?}");
     }
 }

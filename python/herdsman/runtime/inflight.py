@@ -14,6 +14,7 @@ import time
 
 from .consts import PATH_LIMIT, STALL_INTERVALS, STALL_LISTED
 from .drain import Drain, closing_send
+from .inflightfile import refuse
 from .log import log
 
 
@@ -30,19 +31,21 @@ class Completed:
         self.on_threshold = None
 
 
-def track_in_flight(app, registry: dict, completed: Completed, drain=None, access=None):
+def track_in_flight(app, registry: dict, completed: Completed, drain=None, access=None, record=None):
     """Wrap the ASGI app handed to uvicorn: while the app handles an `http` or `websocket` scope,
     `registry` holds `(method, path, started)` under a key of its own, and `completed` counts the
     calls that returned. Other scopes (lifespan) pass through untouched. While `drain` is active,
     an HTTP response says `Connection: close` (see drain.py). This is the hot path: one dict
     insert, one delete, one increment and one flag read per request, on the event loop thread only
-    (other threads copy the values, tolerating changes)."""
+    (other threads copy the values, tolerating changes). With `record` (inflightfile.recorder), each
+    request is also noted in the in-flight file the master reads when the worker dies."""
     ids = itertools.count().__next__
     monotonic = time.monotonic
     if drain is None:
         drain = Drain()
+    begin, end = record[:2] if record is not None else (None, None)
     if access is not None:
-        return _tracked_and_logged(app, registry, completed, drain, access, ids)
+        return _tracked_and_logged(app, registry, completed, drain, access, ids, begin, end)
 
     async def tracked(scope, receive, send):
         kind = scope["type"]
@@ -52,15 +55,17 @@ def track_in_flight(app, registry: dict, completed: Completed, drain=None, acces
         elif drain.active:
             send = closing_send(send)
         key = ids()
-        registry[key] = (
-            scope.get("method") or "WEBSOCKET",
-            scope.get("path", "")[:PATH_LIMIT],
-            monotonic(),
-        )
+        method = scope.get("method") or "WEBSOCKET"
+        path = scope.get("path", "")[:PATH_LIMIT]
+        registry[key] = (method, path, monotonic())
         try:
+            if begin is not None and begin(key, method, path):
+                return await refuse(scope, receive, send)
             return await app(scope, receive, send)
         finally:
             del registry[key]
+            if end is not None:
+                end(key)
             completed.count += 1
             if completed.count == completed.report_at and completed.on_threshold is not None:
                 completed.on_threshold()
@@ -68,7 +73,7 @@ def track_in_flight(app, registry: dict, completed: Completed, drain=None, acces
     return tracked
 
 
-def _tracked_and_logged(app, registry, completed, drain, access, ids):
+def _tracked_and_logged(app, registry, completed, drain, access, ids, begin=None, end=None):
     """track_in_flight's wrapper with the access log: `send` is wrapped by a plain function (no
     extra coroutine) that notes the status, the body length and, if the format reads them, the
     response headers; the line is recorded when the app returns."""
@@ -99,13 +104,13 @@ def _tracked_and_logged(app, registry, completed, drain, access, ids):
                 return inner(message)
 
         key = ids()
-        registry[key] = (
-            scope.get("method") or "WEBSOCKET",
-            scope.get("path", "")[:PATH_LIMIT],
-            monotonic(),
-        )
+        method = scope.get("method") or "WEBSOCKET"
+        path = scope.get("path", "")[:PATH_LIMIT]
+        registry[key] = (method, path, monotonic())
         started = clock()
         try:
+            if begin is not None and begin(key, method, path):
+                return await refuse(scope, receive, send)
             return await app(scope, receive, send)
         except BaseException:
             if note is not None and not note[0]:
@@ -113,6 +118,8 @@ def _tracked_and_logged(app, registry, completed, drain, access, ids):
             raise
         finally:
             del registry[key]
+            if end is not None:
+                end(key)
             completed.count += 1
             if note is not None:
                 record(scope, note[0], note[1], note[2], clock() - started)

@@ -31,9 +31,13 @@ def parse_args(argv):
     parser.add_argument("--app", required=True, help="MODULE:ATTR")
     parser.add_argument("--factory", action="store_true")
     parser.add_argument("--interface", choices=("auto", "asgi", "wsgi"), default="auto")
+    # uvicorn's lifespan mode for ASGI apps (WSGI apps have none: always off).
+    parser.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--listen-fd", type=int, action="append", required=True, dest="listen_fds")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)
+    # The in-flight file (inflightfile.py); a zygote-forked worker gets it by SCM_RIGHTS instead.
+    parser.add_argument("--inflight-fd", type=int, default=None)
     parser.add_argument("--heartbeat-interval", type=positive_float, required=True)
     # How often an idle worker (no request since its last heartbeat) still sends one.
     parser.add_argument("--idle-heartbeat-interval", type=positive_float)

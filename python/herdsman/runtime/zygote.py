@@ -143,12 +143,13 @@ def _zygote_serve(args, control, master_pid: int, warm: Warm) -> int:
             if not isinstance(message, dict) or message.get("type") != "fork":
                 log.debug("control: ignoring %r" % (line[:200],))
                 continue
-            wanted = 2 if message.get("output") else 1
+            inflight = bool(message.get("inflight"))  # the in-flight file comes last
+            wanted = (2 if message.get("output") else 1) + inflight
             taken, fds = fds[:wanted], fds[wanted:]
-            _zygote_fork(args, control, master_pid, message.get("worker_id"), taken)
+            _zygote_fork(args, control, master_pid, message.get("worker_id"), taken, inflight)
 
 
-def _zygote_fork(args, control, master_pid: int, worker_id, fds) -> None:
+def _zygote_fork(args, control, master_pid: int, worker_id, fds, inflight=False) -> None:
     if not isinstance(worker_id, int) or not fds:
         for fd in fds:
             os.close(fd)
@@ -160,7 +161,7 @@ def _zygote_fork(args, control, master_pid: int, worker_id, fds) -> None:
         except Exception:
             pass
     try:
-        pid = _double_fork(args, control, master_pid, worker_id, fds)
+        pid = _double_fork(args, control, master_pid, worker_id, fds, inflight)
     except OSError as exc:
         _zygote_send(control, "fork_failed", worker_id=worker_id, error=str(exc))
         return
@@ -173,7 +174,7 @@ def _zygote_fork(args, control, master_pid: int, worker_id, fds) -> None:
         _zygote_send(control, "forked", worker_id=worker_id, pid=pid)
 
 
-def _double_fork(args, control, master_pid: int, worker_id: int, fds):
+def _double_fork(args, control, master_pid: int, worker_id: int, fds, inflight=False):
     """Returns the worker's pid (None if the intermediate failed); in the worker, raises
     BecomeWorker."""
     read_end, write_end = os.pipe()
@@ -192,8 +193,10 @@ def _double_fork(args, control, master_pid: int, worker_id: int, fds):
         if worker == 0:
             os.close(write_end)
             started = time.monotonic()
+            inflight_fd = fds.pop() if inflight and len(fds) > 1 else None
             _become_worker(args, control, master_pid, fds)
             worker_args = argparse.Namespace(**vars(args))
+            worker_args.inflight_fd = inflight_fd
             worker_args.zygote = False
             worker_args.worker_id = str(worker_id)
             raise BecomeWorker(worker_args, started)

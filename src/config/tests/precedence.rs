@@ -274,6 +274,8 @@ fn defaults_apply_when_nothing_is_given() {
             factory: false,
         },
         workers: WorkerCount::Auto,
+        max_workers: WorkerCount::Auto,
+        lifespan: crate::config::Lifespan::Auto,
         binds: vec![BindSpec::Tcp {
             host: "127.0.0.1".into(),
             port: 8000,

@@ -42,6 +42,8 @@ fn every_non_default_round_trips() {
             factory: true,
         },
         workers: WorkerCount::Fixed(7.try_into().unwrap()),
+        max_workers: WorkerCount::Auto,
+        lifespan: crate::config::Lifespan::Auto,
         binds: vec![
             BindSpec::Tcp {
                 host: "::1".into(),
@@ -152,6 +154,8 @@ fn rendered_defaults_look_like_this() {
 app = "main:app"
 factory = false
 workers = "auto"
+max_workers = "auto"
+lifespan = "auto"
 bind = ["127.0.0.1:8000"]
 interface = "auto"
 spawn = "exec"

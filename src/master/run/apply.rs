@@ -41,6 +41,13 @@ impl Supervisor {
                     warn!(worker = id, error = %e, "could not send a message to the worker");
                 }
             }
+            Action::Quarantine { requests } => {
+                let line = serde_json::json!({"type": "quarantine", "requests": requests});
+                self.spawner.set_quarantine(&requests);
+                for (id, e) in self.channels.broadcast(&line.to_string()) {
+                    warn!(worker = id, error = %e, "could not send the quarantine to the worker");
+                }
+            }
             Action::CloseListeners => self.close_listeners(),
             // Logged by the state machine; `herdsman ctl reload` clients get the outcome.
             Action::Reloaded { generation } => {
@@ -96,6 +103,7 @@ impl Supervisor {
     pub(super) fn register(&mut self, id: WorkerId, spawned: Spawned) -> Event {
         self.pids.insert(spawned.pid, id);
         self.channels.insert(id, spawned.channel);
+        self.inflight.insert(spawned.pid, spawned.inflight);
         Event::Spawned {
             id,
             pid: spawned.pid,

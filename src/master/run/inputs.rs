@@ -43,7 +43,17 @@ impl Supervisor {
                 self.channels.drain(id, &mut events);
                 self.channels.remove(id);
             }
-            events.push(Event::Exited { pid, status });
+            // What it was serving when it died, from its in-flight file.
+            let serving = self
+                .inflight
+                .remove(&pid)
+                .map(|fd| crate::worker::inflight::read(&fd))
+                .unwrap_or_default();
+            events.push(Event::Exited {
+                pid,
+                status,
+                serving,
+            });
         }
         queue.extend(events);
     }

@@ -25,6 +25,9 @@ pub enum ReloadError {
     /// The configured interpreter cannot be found.
     #[error("reload refused")]
     ResolvePython(#[source] PythonError),
+    /// `workers` is over `max_workers`.
+    #[error("reload refused, {0}")]
+    Bounds(String),
 }
 
 impl ReloadError {
@@ -36,6 +39,7 @@ impl ReloadError {
                 format!("{self}; the current workers keep serving:\n{errors}")
             }
             Self::ResolvePython(e) => format!("{self}: {e}; the current workers keep serving"),
+            Self::Bounds(_) => format!("{self}; the current workers keep serving"),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Supervisor {
         {
             warn!("control_socket and admin_bind cannot change on reload: restart herdsman to apply that change; keeping the current ones");
         }
+        crate::master::launch::check_bounds(&config).map_err(ReloadError::Bounds)?;
         self.ops.set_ready_min(config.ready_min);
         let workers_changed = config.workers != self.config.workers;
         let target = if workers_changed {

@@ -1,9 +1,13 @@
 //! Worker exits and boot failures. A reaped worker is judged by what it was doing: retired (the
 //! exit was asked for), still booting (a boot failure, explained by the `boot_error` it sent),
-//! or ready (a crash, replaced at once). Boot failures back off exponentially; before any worker
-//! was ever ready they end in a give-up with the documented exit code, during a reload in a
-//! rollback, otherwise the master keeps serving with what it has. A worker dying right after
-//! becoming ready counts as a failed boot (SIGKILLs from outside are counted apart).
+//! or ready (a crash). Only workers that never became ready back off, exponentially; before any
+//! worker was ever ready they end in a give-up with the documented exit code, during a reload in
+//! a rollback, otherwise the master keeps serving with what it has. A worker that served and
+//! died (a query of death, an operator's `kill -9`, the OOM killer) is replaced at once: the
+//! spawn rate bound (`SpawnBucket`, see `reconcile`) is the only brake, never a pause of the
+//! whole server. Its death is reported with the requests it was serving, as its in-flight file
+//! said (see `Event::Exited`). During a reload, a new worker dying within `CRASH_GRACE` of
+//! becoming ready is a failed boot of the new generation (which may roll the reload back).
 
 use std::time::Instant;
 
@@ -21,6 +25,7 @@ impl Master {
         &mut self,
         pid: i32,
         status: ExitStatus,
+        serving: Vec<String>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -38,12 +43,12 @@ impl Master {
                 self.on_boot_failure(&w, failure, now, out);
             }
             None => {
-                report_crash(&w, status);
-                if w.ready_at.is_some_and(|t| now < t + CRASH_GRACE) {
-                    // SIGKILL comes from outside (the OOM killer, an operator): as many as there
-                    // are workers are replaced at once (all killed together, F2); only a run of
-                    // more than that, e.g. a memory limit too small for one worker, backs off.
-                    self.on_quick_crash(&w, status, now, out);
+                report_crash(&w, status, &serving);
+                self.judge_death(&serving, now, out);
+                let quick = w.ready_at.is_some_and(|t| now < t + CRASH_GRACE);
+                if quick && self.rollout.is_some() {
+                    let failure = Failure::DiedAfterReady(status);
+                    self.on_boot_failure(&w, failure, now, out);
                 }
             }
         }
@@ -57,42 +62,6 @@ impl Master {
         };
         *self.stats.restarts.entry(reason.as_str()).or_default() += 1;
         self.stats.last_restart = Some((w.id, w.pid, reason, now));
-    }
-
-    /// A worker died right after becoming ready. The first `tolerated` such deaths in a row are
-    /// replaced at once; while they keep coming, replacements back off like failed boots. During
-    /// a reload it is a failed boot of the new generation (which may roll the reload back).
-    pub(super) fn on_quick_crash(
-        &mut self,
-        w: &Worker,
-        status: ExitStatus,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        if self.rollout.is_some() {
-            return self.on_boot_failure(w, Failure::DiedAfterReady(status), now, out);
-        }
-        if self.stop.is_some() || w.generation != self.current {
-            return;
-        }
-        // Kills from outside are counted apart: they say nothing about whether the app boots.
-        let (count, tolerated) = if status.is_sigkill() {
-            self.quick_kills += 1;
-            (self.quick_kills, self.policy.target.max(1))
-        } else {
-            self.boot_failures += 1;
-            (self.boot_failures, 1)
-        };
-        self.last_boot_failure = Some(now);
-        if count > tolerated {
-            let delay = self.policy.backoff(count - tolerated);
-            warn!(
-                worker = w.id,
-                retry_in = ?delay,
-                "workers keep dying right after becoming ready: backing off before the next one"
-            );
-            self.spawn_after = Some(now + delay);
-        }
     }
 
     pub(super) fn on_boot_failure(
@@ -155,16 +124,25 @@ pub(super) fn report_retired(w: &Worker, reason: Reason, status: ExitStatus) {
     }
 }
 
-pub(super) fn report_crash(w: &Worker, status: ExitStatus) {
+/// Says how a serving worker died and, when it was serving requests, which ones: the first
+/// place an operator looks for a request that kills workers.
+pub(super) fn report_crash(w: &Worker, status: ExitStatus, serving: &[String]) {
+    let reason = Reason::Crash.as_str();
+    let requests = if serving.is_empty() {
+        String::new()
+    } else {
+        format!("; it was serving: {}", serving.join(", "))
+    };
     if status.is_sigkill() {
         error!(
             worker = w.id,
             pid = w.pid,
             %status,
-            reason = Reason::Crash.as_str(),
-            "worker was killed by SIGKILL: most likely the out-of-memory killer (see `dmesg` or the container's memory limit); replacing it"
+            reason,
+            serving = ?serving,
+            "worker was killed by SIGKILL: most likely the out-of-memory killer (see `dmesg` or the container's memory limit); replacing it{requests}"
         );
     } else {
-        error!(worker = w.id, pid = w.pid, %status, reason = Reason::Crash.as_str(), "worker died unexpectedly; replacing it");
+        error!(worker = w.id, pid = w.pid, %status, reason, serving = ?serving, "worker died unexpectedly; replacing it{requests}");
     }
 }

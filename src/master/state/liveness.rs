@@ -114,8 +114,7 @@ impl Master {
         let last_failure = self.last_boot_failure;
         let Some(w) = self.find(id) else { return };
         if w.is_ready() && w.generation == current {
-            // Only a worker that newly proves it stays up clears the failure count: one that dies
-            // right after becoming ready is a failed boot too (see `on_exited`), and workers that
+            // Only a worker that newly proves it stays up clears the failure count: workers that
             // were stable all along say nothing about the slot that keeps failing.
             let proven = !w.stable && w.ready_at.is_some_and(|t| now >= t + CRASH_GRACE);
             w.stable |= proven;
@@ -123,7 +122,6 @@ impl Master {
             self.ever_ready = true;
             if proven && started_after_failure {
                 self.boot_failures = 0;
-                self.quick_kills = 0;
             }
         }
     }

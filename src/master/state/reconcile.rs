@@ -1,13 +1,15 @@
 //! Spawning and retiring: after every event (unless stopping) the worker set is brought towards
 //! the target. Missing workers are spawned (not before the boot-failure backoff ends, at most
-//! `max_surge` booting beyond the target while replacing); a worker is retired only once the
+//! `max_surge` booting beyond the target while replacing, at most `max_booting` booting at once,
+//! and once the master has served within a spawn rate bound that never leaves the pool without
+//! a booting replacement while it is short); a worker is retired only once the
 //! ready workers exceed the target, so capacity never dips for a planned replacement (reload,
 //! recycle, scale-down). Also the answers to spawn actions and `Serving`, announced once when
 //! every worker of the first start is ready.
 
 use std::time::Instant;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{signal, Master};
 use crate::master::event::{Action, WorkerId, WorkerSignal};
@@ -19,7 +21,16 @@ impl Master {
         if self.stop.is_some() || self.drain_until.is_some() {
             return;
         }
-        let target = (self.policy.target as i64 + delta).clamp(1, u32::MAX as i64) as u32;
+        let max = self.policy.max_workers.max(1);
+        let wanted = self.policy.target as i64 + delta;
+        let target = wanted.clamp(1, i64::from(max)) as u32;
+        if wanted > i64::from(max) {
+            warn!(
+                wanted,
+                max_workers = max,
+                "target worker count capped at max_workers; raise `max_workers` to allow more"
+            );
+        }
         if target != self.policy.target {
             info!(
                 from = self.policy.target,
@@ -37,14 +48,40 @@ impl Master {
         self.check_rollout(now, out);
     }
 
+    /// Spawns towards the target: after the boot-failure backoff, at most `max_surge` beyond the
+    /// target, at most `max_booting` booting at once, and, once the master has served, within
+    /// the spawn rate bound (`SpawnBucket`): an empty bucket holds spawns back only while another
+    /// worker is booting, so a replacement is always on its way while fewer than the target
+    /// serve. One pass over the workers, then counted as spawns go: O(workers) per event.
     pub(super) fn spawn_missing(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.spawn_throttled = None;
         if self.spawn_after.is_some_and(|t| now < t) {
             return;
         }
         self.spawn_after = None;
         let target = self.policy.target as usize;
         let ceiling = target + self.policy.max_surge as usize;
-        while self.short_of_target() && self.count(Worker::is_live) < ceiling {
+        let max_booting = self.policy.max_booting.max(1) as usize;
+        let burst = self.policy.spawn_burst();
+        let (mut good, mut live, mut booting) = (0, 0, 0);
+        for w in &self.workers {
+            good += usize::from(self.is_good(w));
+            live += usize::from(w.is_live());
+            booting += usize::from(w.is_live() && w.is_booting());
+        }
+        while good < target && live < ceiling && booting < max_booting {
+            let token = !self.ever_ready || self.spawn_tokens.take(burst, now);
+            if !token && booting > 0 {
+                self.spawn_throttled = Some(self.spawn_tokens.next_token(burst));
+                debug!(
+                    booting,
+                    "spawn rate bound reached: the next spawn waits for a token"
+                );
+                break;
+            }
+            good += 1;
+            live += 1;
+            booting += 1;
             let id = self.next_id;
             self.next_id += 1;
             self.workers

@@ -1,6 +1,6 @@
-//! Exits and boot failures: crashes replaced at once, boot failures backing off then giving up
-//! at first start with the exit code that says why, deaths right after ready counted as failed
-//! boots (outside SIGKILLs apart).
+//! Exits and boot failures: crashes of workers that served replaced at once (within the spawn
+//! rate bound, one replacement always booting), boot failures backing off then giving up at
+//! first start with the exit code that says why.
 
 use super::*;
 
@@ -91,62 +91,118 @@ fn reaping_an_unknown_child_changes_nothing() {
     let actions = h.ev(Event::Exited {
         pid: 4242,
         status: ExitStatus::Code(0),
+        serving: Vec::new(),
     });
     assert!(actions.is_empty());
     assert_eq!(h.ready_count(), 2);
 }
 
 #[test]
-fn workers_dying_right_after_ready_back_off_after_the_first() {
+fn workers_that_served_and_die_are_replaced_at_once_never_pausing_the_server() {
+    // A query of death: every 100 ms the worker that got the deadly request exits 0 right after
+    // becoming ready. Each is replaced at once (no exponential pause), and the server never
+    // stops trying.
     let mut h = started(2);
-    let mut delays = Vec::new();
     let mut victim = 1;
-    for _ in 0..4 {
-        let actions = h.exit(victim, ExitStatus::Code(1));
-        let now = h.now;
-        let actions = match spawned(&actions).first() {
-            Some(_) => actions,
-            None => {
-                let due = h.m.next_deadline().expect("a retry is scheduled");
-                h.advance(due.saturating_duration_since(now))
-            }
-        };
-        delays.push(h.now.saturating_duration_since(now).as_secs());
-        victim = spawned(&actions)[0];
+    for round in 0..20 {
+        h.advance(Duration::from_millis(100));
+        let actions = h.exit(victim, ExitStatus::Code(0));
+        let new = spawned(&actions);
+        assert_eq!(new.len(), 1, "round {round}: replaced at once: {actions:?}");
+        victim = new[0];
         h.ready(victim);
-        h.msg(
-            2,
-            WorkerMessage::Heartbeat {
-                requests: 0,
-                in_flight: 0,
-                access_log_dropped: 0,
-            },
-        );
     }
     assert_eq!(
-        delays,
-        vec![0, 1, 2, 4],
-        "at once, then exponential, though worker 2 is stable"
+        h.ready_count(),
+        2,
+        "full capacity at once after the last death"
     );
-    assert!(
-        !h.m.is_stopping(),
-        "the master keeps serving with the others"
-    );
+    assert!(!h.m.is_stopping());
 }
 
 #[test]
-fn quick_sigkills_are_replaced_at_once_up_to_the_worker_count_then_back_off() {
+fn three_operator_kills_a_second_apart_are_each_replaced_at_once() {
     let mut h = started(2);
-    // Both killed together (the OOM killer, F2): both replaced at once.
-    assert_eq!(spawned(&h.exit(1, KILLED)), vec![3]);
-    assert_eq!(spawned(&h.exit(2, KILLED)), vec![4]);
-    h.ready(3);
-    h.ready(4);
-    // A memory limit too small for even one worker: each replacement is killed right away.
-    let actions = h.exit(3, KILLED);
-    assert!(
-        spawned(&actions).is_empty(),
-        "the third quick SIGKILL in a row backs off"
+    let mut victim = 1;
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(1));
+        let new = spawned(&h.exit(victim, KILLED));
+        assert_eq!(new.len(), 1, "replaced at once");
+        h.ready(new[0]);
+        victim = new[0];
+    }
+}
+
+#[test]
+fn a_crash_storm_is_held_to_the_spawn_rate_but_one_replacement_always_boots() {
+    // Target 2: a bucket of 10 spawns, refilled at 10 per second.
+    let mut h = started(2);
+    let mut pool = vec![1, 2];
+    for round in 0..5 {
+        // The whole pool dies at one instant: both replaced at once while tokens last.
+        let mut new = Vec::new();
+        for &id in &pool {
+            new.extend(spawned(&h.exit(id, ExitStatus::Code(0))));
+        }
+        assert_eq!(new.len(), 2, "round {round}");
+        for &id in &new {
+            h.ready(id);
+        }
+        pool = new;
+    }
+    // The bucket is empty: one replacement boots (never none), the other waits for a token.
+    let first = spawned(&h.exit(pool[0], ExitStatus::Code(0)));
+    let second = spawned(&h.exit(pool[1], ExitStatus::Code(0)));
+    assert_eq!((first.len(), second.len()), (1, 0));
+    assert_eq!(
+        h.m.next_deadline(),
+        Some(h.now + Duration::from_millis(100))
     );
+    assert_eq!(spawned(&h.advance(Duration::from_millis(100))).len(), 1);
+}
+
+#[test]
+fn boot_failures_of_workers_that_never_got_ready_still_back_off() {
+    let mut h = started(2);
+    let new = spawned(&h.exit(1, ExitStatus::Code(1)));
+    assert_eq!(
+        new,
+        vec![3],
+        "a crash of a serving worker: replaced at once"
+    );
+    // Its replacement fails to boot: back off, though worker 2 serves.
+    let actions = h.exit(3, ExitStatus::Code(1));
+    assert!(spawned(&actions).is_empty());
     assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_secs(1)));
+}
+
+#[test]
+fn a_request_that_kills_three_workers_is_quarantined_then_lifted() {
+    let mut h = started(2);
+    let die = || vec!["GET /die".to_string()];
+    let mut victim = 1;
+    let mut quarantines = Vec::new();
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(100));
+        let actions = h.ev(Event::Exited {
+            pid: pid(victim),
+            status: ExitStatus::Code(0),
+            serving: die(),
+        });
+        quarantines.extend(actions.iter().filter_map(|a| match a {
+            Action::Quarantine { requests } => Some(requests.clone()),
+            _ => None,
+        }));
+        victim = spawned(&actions)[0];
+        h.ready(victim);
+    }
+    assert_eq!(quarantines, vec![die()], "quarantined at the third death");
+    // A death serving several requests names no single culprit: it does not count.
+    assert_eq!(
+        h.m.next_deadline()
+            .map(|d| d > h.now + Duration::from_secs(29)),
+        Some(true)
+    );
+    let actions = h.advance(Duration::from_secs(60));
+    assert!(actions.contains(&Action::Quarantine { requests: vec![] }));
 }

@@ -85,3 +85,44 @@ fn serving_is_announced_once() {
     h.exit(1, ExitStatus::Code(1));
     assert!(!h.ready(3).contains(&Action::Serving), "said once only");
 }
+
+#[test]
+fn at_most_max_booting_workers_boot_at_once() {
+    let mut policy = test_policy();
+    policy.target = 10;
+    policy.max_booting = 3;
+    let now = Instant::now();
+    let mut m = Master::new(policy, now);
+    assert_eq!(spawned(&m.on_event(Event::Tick, now)), vec![1, 2, 3]);
+    m.on_event(Event::Spawned { id: 1, pid: 1001 }, now);
+    let ready = WorkerMessage::Ready {
+        interface: "asgi".into(),
+    };
+    let actions = m.on_event(
+        Event::Message {
+            id: 1,
+            message: ready,
+        },
+        now,
+    );
+    assert_eq!(spawned(&actions), vec![4], "one ready, one more boots");
+}
+
+#[test]
+fn spawning_a_large_pool_is_linear_in_the_workers() {
+    // The old loop counted every worker per spawn: 100000 workers took minutes (O(n^2)).
+    let mut policy = test_policy();
+    policy.target = 100_000;
+    policy.max_booting = 100_000;
+    let now = Instant::now();
+    let mut m = Master::new(policy, now);
+    let started = Instant::now();
+    let actions = m.on_event(Event::Tick, now);
+    assert_eq!(spawned(&actions).len(), 100_000);
+    m.on_event(Event::Tick, now);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -7,6 +7,7 @@ a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is use
 
 import asyncio
 import logging
+import sys
 import signal
 import time
 
@@ -18,6 +19,7 @@ from ..channel import Channel
 from ..consts import EXIT_OK, QUICK_EXIT_BUDGET, WSGI_THREADS
 from ..drain import TICK, Drain
 from ..errors import BootError, StopRequested
+from .. import inflightfile
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
 from ..log import log, logging_config
@@ -67,6 +69,7 @@ def make_server_class(uvicorn):
             self.access = None  # the AccessLog, when there is one
             self.retiring = False  # the master said `retire` before its SIGTERM
             self.idle_heartbeat_interval = None  # set by serve(): --idle-heartbeat-interval
+            self.quarantined = None  # the set inflightfile.recorder checks, when there is one
             self.in_flight = in_flight  # filled by track_in_flight around the app
             self.completed = completed
             completed.on_threshold = self._send_heartbeat
@@ -286,6 +289,11 @@ def make_server_class(uvicorn):
                     self.completed.report_at = requests
                     if self.completed.count >= requests:
                         self._send_heartbeat()
+            elif kind == "quarantine":
+                requests = message.get("requests")
+                if self.quarantined is not None and isinstance(requests, list):
+                    self.quarantined.clear()
+                    self.quarantined.update(r for r in requests if isinstance(r, str))
             else:
                 log.debug("channel: ignoring message from master: %r" % (message,))
 
@@ -314,6 +322,42 @@ def make_server_class(uvicorn):
     return HerdsmanServer
 
 
+def lifespan_mode(args, interface: str) -> str:
+    """uvicorn's `lifespan` for this app: as configured for ASGI, off for WSGI (no lifespan). With
+    `auto`, a startup that raises is logged with its traceback (see LifespanTraceback)."""
+    if interface != "asgi":
+        return "off"
+    mode = getattr(args, "lifespan", "auto")
+    if mode == "auto":
+        LifespanTraceback.install()
+    return mode
+
+
+class LifespanTraceback(logging.Filter):
+    """uvicorn (lifespan="auto") takes an exception from the app's lifespan to mean "unsupported",
+    logs one info line and serves: the traceback of a startup that really failed was lost. This
+    filter on uvicorn's error logger gives that line the exception it is logged under (uvicorn
+    logs it inside its `except` block) and a warning level. No per-request cost."""
+
+    UNSUPPORTED = "ASGI 'lifespan' protocol appears unsupported."
+
+    @classmethod
+    def install(cls) -> None:
+        logger = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
+
+    def filter(self, record) -> bool:
+        if record.msg == self.UNSUPPORTED and record.exc_info is None:
+            exc_info = sys.exc_info()
+            if exc_info[0] is not None:
+                record.exc_info = exc_info
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.msg = ("ASGI lifespan startup raised: serving without lifespan (lifespan = "
+                              "\"auto\"; set lifespan = \"on\" to fail the boot instead)")
+        return True
+
+
 def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
     if interface == "wsgi":
         a2wsgi = import_a2wsgi()
@@ -321,17 +365,18 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     else:
         asgi_app = shield_from_factory_guess(app)
     in_flight = {}
+    record = inflightfile.recorder(getattr(args, "inflight_fd", None))
     completed = Completed()
     drain = Drain()
     access = None
     if args.access_log_file is not None:
         access = AccessLog(args.access_log_file, compile_format(args.access_log_format))
-    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access)
+    asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access, record)
 
     config = uvicorn.Config(
         asgi_app,
         interface="asgi3",  # WSGI apps are wrapped by a2wsgi above
-        lifespan="auto" if interface == "asgi" else "off",
+        lifespan=lifespan_mode(args, interface),
         log_level=args.log_level,
         log_config=logging_config(args.log_level),
         access_log=False,  # the runtime writes its own (accesslog.py)
@@ -343,6 +388,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
                           args.app, started, in_flight, completed, drain)
     server.access = access
     server.idle_heartbeat_interval = args.idle_heartbeat_interval
+    server.quarantined = record[2] if record is not None else None
 
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check

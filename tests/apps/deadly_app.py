@@ -1,0 +1,24 @@
+"""Raw ASGI app with a query of death: `GET /die` ends the worker at once with `os._exit(0)` (no
+response, no cleanup, no last word on the channel); every other path answers 200 like asgi_app."""
+
+import json
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/die":
+        os._exit(0)
+    body = (json.dumps({"pid": os.getpid(), "app": "deadly_app"}) + "\n").encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
