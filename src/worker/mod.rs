@@ -8,8 +8,10 @@ mod protocol;
 pub mod python;
 mod runtime;
 mod spawner;
+mod spec;
 pub mod zygote;
 
 pub use protocol::{BootErrorKind, InFlightRequest, LineBuffer, WorkerMessage};
 pub use runtime::{RuntimeDir, RuntimeError};
-pub use spawner::{ExecSpawner, SpawnError, Spawned, Spawner, WorkerSpec};
+pub use spawner::{ExecSpawner, SpawnError, Spawned, Spawner};
+pub use spec::{heartbeat_interval, idle_heartbeat_interval, WorkerSpec};

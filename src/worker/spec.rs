@@ -1,0 +1,260 @@
+//! What a worker runs: the [`WorkerSpec`] of a generation (interpreter, runtime arguments,
+//! environment, identity), built once from the config and reused for every spawn; the runtime's
+//! argv (docs/protocol.md "How a worker is started") and the environment a worker inherits (the
+//! master's, less the variables that belong to the master).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{Config, SpawnMode, User};
+use crate::sys::exec::Identity;
+
+/// Environment variables a worker must never inherit: socket activation, the systemd notify and
+/// watchdog contract belong to the master, and herdsman's own settings are the master's.
+const PRIVATE_ENV: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+];
+
+/// What every worker of one generation runs: built once from the config, reused per spawn.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// The interpreter, as resolved (absolute, or as given by the user).
+    pub python: PathBuf,
+    /// Runtime arguments common to every worker of the generation.
+    pub args: Vec<String>,
+    /// The complete environment of a worker.
+    pub env: Vec<(String, String)>,
+    /// Who the worker becomes (a root master with `user` or `group` set); `None`: the master's.
+    pub identity: Option<Identity>,
+    /// The worker's umask; `None`: the master's.
+    pub umask: Option<u32>,
+    /// Whether the worker's stdout and stderr are captured by the master.
+    pub capture_output: bool,
+    /// Exec'd, or forked from the generation's zygote.
+    pub spawn: SpawnMode,
+    /// With the zygote: the app is imported before the fork.
+    pub preload: bool,
+    /// The master's log format, for a zygote's own lines (it writes where the master does,
+    /// never into a capture pipe, so they are not re-rendered).
+    pub log_format: crate::config::LogFormat,
+}
+
+impl WorkerSpec {
+    /// `python` is the already resolved interpreter; `env` is the master's environment.
+    pub fn new(config: &Config, python: PathBuf, env: &[(String, String)]) -> WorkerSpec {
+        let root = nix::unistd::geteuid().is_root();
+        WorkerSpec {
+            python,
+            args: runtime_args(config),
+            env: worker_env(env, &account_env(config.user.as_ref()), &config.env),
+            identity: identity(config, root),
+            umask: config.umask,
+            capture_output: config.capture_output,
+            log_format: config.log_format,
+            spawn: config.spawn,
+            preload: config.preload,
+        }
+    }
+}
+
+/// What a root master changes in its workers; a master that is not root changes nothing
+/// (configuration load made sure it was not asked to).
+fn identity(config: &Config, root: bool) -> Option<Identity> {
+    if !root || (config.user.is_none() && config.group.is_none()) {
+        return None;
+    }
+    let gid = crate::config::workers_gid(config.user.as_ref(), config.group.as_ref())
+        .expect("configuration load gives a user without a primary group a `group`");
+    let groups = match &config.user {
+        Some(user) => user.groups.clone(),
+        None => vec![gid],
+    };
+    Some(Identity {
+        groups,
+        gid,
+        uid: config.user.as_ref().map(|user| user.uid),
+    })
+}
+
+/// HOME, USER and LOGNAME of the workers' account, so libraries that look there (caches,
+/// `~` expansion) find the worker's own home, not the master's.
+fn account_env(user: Option<&User>) -> Vec<(String, String)> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    let mut env = Vec::new();
+    if let Some(home) = &user.home {
+        env.push(("HOME".to_string(), home.display().to_string()));
+    }
+    if let Some(name) = &user.name {
+        env.push(("USER".to_string(), name.clone()));
+        env.push(("LOGNAME".to_string(), name.clone()));
+    }
+    env
+}
+
+/// How often an idle worker (nothing changed since its last heartbeat) still sends one: a few
+/// per `timeout`, so a silent worker is still judged by it, and at most every 7.5 s, so that 16
+/// idle workers wake the master about twice a second instead of 16 times.
+pub fn idle_heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(heartbeat_interval(timeout), Duration::from_millis(7500))
+}
+
+/// The heartbeat period: often enough that a few can be missed before `timeout`, at most 1 s.
+pub fn heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+fn runtime_args(config: &Config) -> Vec<String> {
+    let app = &config.app;
+    let mut args = vec![
+        "--app".to_string(),
+        format!("{}:{}", app.module, app.attr),
+        "--interface".to_string(),
+        config.interface.as_str().to_string(),
+        "--lifespan".to_string(),
+        config.lifespan.as_str().to_string(),
+        "--heartbeat-interval".to_string(),
+        seconds(heartbeat_interval(config.timeout)),
+        "--idle-heartbeat-interval".to_string(),
+        seconds(idle_heartbeat_interval(config.timeout)),
+        "--graceful-timeout".to_string(),
+        seconds(config.graceful_timeout),
+        "--log-level".to_string(),
+        config.log_level.as_str().to_string(),
+        // The worker's own log lines in the master's format; as JSON records when the master
+        // captures them, which it then renders in its own format (`output`).
+        "--log-format".to_string(),
+        match config.capture_output {
+            true => "json".to_string(),
+            false => config.log_format.as_str().to_string(),
+        },
+        // uvicorn calls listen() again on every socket it serves; without this it would replace
+        // the configured backlog with its own default.
+        "--backlog".to_string(),
+        config.backlog.to_string(),
+    ];
+    if app.factory {
+        args.push("--factory".into());
+    }
+    if config.access_log {
+        let file = config.access_log_file.as_ref();
+        args.push("--access-log-file".into());
+        args.push(file.map_or_else(|| "-".into(), |p| p.display().to_string()));
+        args.push("--access-log-format".into());
+        args.push(config.access_log_format.clone());
+    }
+    if let Some(dir) = &config.chdir {
+        args.push("--chdir".into());
+        args.push(dir.display().to_string());
+    }
+    args
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// The master's environment without the private variables, then the account's variables, then
+/// the configured entries.
+fn worker_env(
+    master: &[(String, String)],
+    account: &[(String, String)],
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = master
+        .iter()
+        .filter(|(k, _)| !PRIVATE_ENV.contains(&k.as_str()) && !k.starts_with("HERDSMAN_"))
+        .cloned()
+        .collect();
+    for (key, value) in account.iter().chain(extra) {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn worker_env_drops_private_variables_and_applies_overrides() {
+        let master = env(&[
+            ("PATH", "/bin"),
+            ("LISTEN_FDS", "2"),
+            ("NOTIFY_SOCKET", "/run/x"),
+            ("HERDSMAN_WORKERS", "4"),
+            ("KEEP", "old"),
+        ]);
+        let got = worker_env(&master, &[], &env(&[("KEEP", "new"), ("ADDED", "1")]));
+        assert_eq!(
+            got,
+            env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")])
+        );
+    }
+
+    #[test]
+    fn the_account_sets_home_and_user_unless_configured() {
+        let user = User {
+            given: "nobody".into(),
+            uid: 65534,
+            name: Some("nobody".into()),
+            gid: Some(65534),
+            home: Some("/nonexistent".into()),
+            groups: vec![65534],
+        };
+        let master = env(&[("HOME", "/root"), ("USER", "root"), ("PATH", "/bin")]);
+        let got = worker_env(
+            &master,
+            &account_env(Some(&user)),
+            &env(&[("HOME", "/srv/app")]),
+        );
+        assert_eq!(
+            got,
+            env(&[
+                ("PATH", "/bin"),
+                ("USER", "nobody"),
+                ("LOGNAME", "nobody"),
+                ("HOME", "/srv/app")
+            ])
+        );
+    }
+
+    #[test]
+    fn heartbeat_interval_is_bounded() {
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(30)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
+    }
+
+    #[test]
+    fn idle_heartbeats_are_a_few_per_timeout_and_at_most_every_7_5_s() {
+        let idle = |ms| idle_heartbeat_interval(Duration::from_millis(ms));
+        assert_eq!(idle(30_000), Duration::from_millis(7500));
+        assert_eq!(idle(120_000), Duration::from_millis(7500));
+        assert_eq!(idle(2_000), Duration::from_millis(500));
+        assert_eq!(idle(100), Duration::from_millis(50));
+    }
+}
