@@ -5,12 +5,15 @@ per worker; docs/protocol.md is the contract (argv, channel messages, signals, e
 modules, from the bottom up:
 
 - `consts`: exit codes and tunables shared by every module.
-- `log`: the runtime's own log lines.
+- `log`: the worker's log lines, in the master's format.
 - `errors`: BootError (the worker cannot become ready) and StopRequested (stopped while booting).
 - `channel`: the worker's end of the socket pair to the master.
 - `lifecycle`: the signal handler and the process phases (boot, serving, done).
 - `appload`: importing the engine and the app, telling ASGI from WSGI.
 - `inflight`: requests in flight, the completed count and the stall watchdog.
+- `inflightfile`: the requests in flight, in a small file the master reads if the worker dies.
+- `drain`: the keep-alive drain of a worker that leaves.
+- `accessformat`, `accesslog`: gunicorn's access log, formatted on the loop, written by a thread.
 - `engines`: one adapter per HTTP engine (`engines.uvicorn` today) behind one contract.
 - `worker`: one worker's life, from hello to exit.
 - `zygote`: the warm process that forks workers (spawn = "zygote").
