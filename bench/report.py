@@ -1167,7 +1167,7 @@ def idle_note(ph):
             t += f", `poll` over its {n + 2} fds {poll_us} µs a call as strace -c reports it"
         text.append(t)
     out = "; ".join(text) + ". "
-    out += ("Each worker sends a heartbeat a second, and each heartbeat wakes the master: the wakeups grow "
+    out += ("An idle worker sends a heartbeat every timeout/4 (7.5 s by default), and each heartbeat wakes the master: the wakeups grow "
             "linearly with the worker count")
     if hi != lo and rows[lo]["master_cpu_ms_per_min"]:
         g = rows[hi]["master_cpu_ms_per_min"] / rows[lo]["master_cpu_ms_per_min"]
