@@ -106,7 +106,10 @@ fn recycling_under_keepalive_load(app: &str) {
         h.wait_records("recycling worker", seen);
     }
     let stats = load.stop();
-    let what = format!("{app}: {seen} max-requests recyclings in {:?}", started.elapsed());
+    let what = format!(
+        "{app}: {seen} max-requests recyclings in {:?}",
+        started.elapsed()
+    );
     assert_lossless(&stats, &what);
     assert!(h.finish().success());
 }
