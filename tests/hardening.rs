@@ -64,19 +64,6 @@ fn deaths(h: &Herdsman) -> Vec<Value> {
         .collect()
 }
 
-/// `(fd, link target)` of every fd of `pid`.
-fn fd_targets(pid: i32) -> Vec<(i32, String)> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let fd = e.file_name().to_str()?.parse().ok()?;
-        Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
-    })
-    .collect()
-}
-
 #[test]
 fn without_close_range_no_inherited_fd_reaches_a_worker() {
     // The wrapper denies close_range (ENOSYS, as kernels before 5.9) and leaves a pipe at fd
@@ -87,7 +74,7 @@ fn without_close_range_no_inherited_fd_reaches_a_worker() {
         .wrapped(&[&python, &wrapper.display().to_string()])
         .spawn();
     let pids = h.wait_serving();
-    let master = fd_targets(h.pid);
+    let master = common::fd_targets(h.pid);
     let leaked = master
         .iter()
         .find(|(fd, _)| *fd == 1000)
@@ -95,7 +82,7 @@ fn without_close_range_no_inherited_fd_reaches_a_worker() {
         .expect("the master inherited the wrapper's fd 1000");
     assert!(leaked.starts_with("pipe:"), "{leaked}");
     for pid in pids {
-        let fds = fd_targets(pid);
+        let fds = common::fd_targets(pid);
         assert!(
             !fds.iter().any(|(_, t)| *t == leaked),
             "worker {pid} got the master's inherited {leaked}: {fds:?}"

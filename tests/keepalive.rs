@@ -38,12 +38,6 @@ fn assert_lossless(stats: &Stats, what: &str) {
     );
 }
 
-fn scale(h: &Herdsman, sig: i32, seen: &mut usize) {
-    h.signal(sig);
-    *seen += 1;
-    h.wait_records("target worker count changed", *seen);
-}
-
 /// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load (and one
 /// fresh-connection client beside it).
 fn replacements_under_keepalive_load(app: &str) {
@@ -54,22 +48,7 @@ fn replacements_under_keepalive_load(app: &str) {
     h.wait_serving();
     let load = Load::start(h.addr(), 1, 6, &["/", "/slow?s=0.01"]);
     load.wait_for_more(50, WAIT);
-    for i in 1..=10 {
-        h.signal(libc::SIGHUP);
-        h.wait_records("reload complete", i);
-        load.wait_for_more(20, WAIT);
-    }
-    for i in 1..=3 {
-        h.signal(libc::SIGUSR2);
-        h.wait_records("upgrade complete", i);
-        load.wait_for_more(20, WAIT);
-    }
-    let mut scaled = 0;
-    scale(&h, libc::SIGTTOU, &mut scaled);
-    load.wait_for_more(20, WAIT);
-    scale(&h, libc::SIGTTIN, &mut scaled);
-    h.wait_records("worker ready", 2 + 10 * 2 + 3 * 2 + 1);
-    load.wait_for_more(20, WAIT);
+    load::replacements(&h, &load);
     let stats = load.stop();
     assert_lossless(&stats, &format!("{app}: 10 HUP, 3 USR2, TTOU, TTIN"));
     assert!(h.finish().success());

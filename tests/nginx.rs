@@ -87,12 +87,6 @@ fn assert_clean(stats: &Stats, report: &Report, what: &str) {
     assert_eq!(report.error_count, 0, "{what}: nginx logged errors");
 }
 
-fn scale(h: &Herdsman, sig: i32, seen: &mut usize) {
-    h.signal(sig);
-    *seen += 1;
-    h.wait_records("target worker count changed", *seen);
-}
-
 /// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load through
 /// nginx (and one fresh-connection client beside it).
 fn replacements_behind_nginx(app: &str, bind: Bind) {
@@ -100,22 +94,7 @@ fn replacements_behind_nginx(app: &str, bind: Bind) {
     let (h, nginx) = start_behind_nginx(bind, scratch.path(), &[app]);
     let load = Load::start(nginx.addr, 1, 7, &["/", "/slow?s=0.01"]);
     load.wait_for_more(50, WAIT);
-    for i in 1..=10 {
-        h.signal(libc::SIGHUP);
-        h.wait_records("reload complete", i);
-        load.wait_for_more(20, WAIT);
-    }
-    for i in 1..=3 {
-        h.signal(libc::SIGUSR2);
-        h.wait_records("upgrade complete", i);
-        load.wait_for_more(20, WAIT);
-    }
-    let mut scaled = 0;
-    scale(&h, libc::SIGTTOU, &mut scaled);
-    load.wait_for_more(20, WAIT);
-    scale(&h, libc::SIGTTIN, &mut scaled);
-    h.wait_records("worker ready", 2 + 10 * 2 + 3 * 2 + 1);
-    load.wait_for_more(20, WAIT);
+    load::replacements(&h, &load);
     let stats = load.stop();
     let report = nginx.stop();
     assert_clean(

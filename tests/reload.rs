@@ -135,19 +135,6 @@ fn fifty_reloads_under_load_fail_no_request_and_keep_capacity() {
     assert!(h.finish().success());
 }
 
-/// What each fd of `pid` points to (`socket:[123]`, `pipe:[4]`, a path), by fd number.
-fn fd_targets(pid: i32) -> Vec<(i32, String)> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let fd = e.file_name().to_str()?.parse().ok()?;
-        Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
-    })
-    .collect()
-}
-
 #[test]
 fn after_reloads_workers_share_only_the_listeners_with_the_master() {
     // The master's own stdout/stderr are pipes to this test; everything else it holds (signal
@@ -162,7 +149,7 @@ fn after_reloads_workers_share_only_the_listeners_with_the_master() {
         h.signal(libc::SIGHUP);
         h.wait_records("reload complete", i);
     }
-    let master = fd_targets(h.pid);
+    let master = common::fd_targets(h.pid);
     let held_by_master = |target: &String| master.iter().any(|(_, m)| m == target);
     // Workers of the last generation: the retired ones may still be draining.
     let current: Vec<i32> = h
@@ -174,7 +161,7 @@ fn after_reloads_workers_share_only_the_listeners_with_the_master() {
         .collect();
     assert_eq!(current.len(), 2, "two workers of generation 3");
     for pid in current {
-        let worker = fd_targets(pid);
+        let worker = common::fd_targets(pid);
         let at = |fd: i32| {
             worker
                 .iter()

@@ -4,16 +4,12 @@ response, no cleanup, no last word on the channel); every other path answers 200
 import json
 import os
 
+import lifespans
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespans.complete(receive, send)
     if scope["type"] != "http":
         return
     if scope["path"] == "/die":

@@ -6,16 +6,12 @@ import json
 import os
 import sys
 
+import lifespans
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespans.complete(receive, send)
     payload = {
         "pid": os.getpid(),
         "app": "whoami_app",

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::http::{connect, request};
+use crate::common::{Herdsman, WAIT};
 
 /// Longest a load may run if the test forgets to stop it.
 const HARD_DEADLINE: Duration = Duration::from_secs(170);
@@ -262,4 +263,27 @@ fn read_headers(reader: &mut BufReader<TcpStream>) -> Result<(usize, bool), Stri
             close = true;
         }
     }
+}
+
+/// The replacements a keep-alive test puts a 2-worker master through while `load` runs: 10
+/// reloads, 3 binary upgrades (the master must run from a copy of the binary), a scale-down and
+/// a scale-up, each awaited by its log record, with more successful requests after each.
+pub fn replacements(h: &Herdsman, load: &Load) {
+    for i in 1..=10 {
+        h.signal(libc::SIGHUP);
+        h.wait_records("reload complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    for i in 1..=3 {
+        h.signal(libc::SIGUSR2);
+        h.wait_records("upgrade complete", i);
+        load.wait_for_more(20, WAIT);
+    }
+    for (n, sig) in [(1, libc::SIGTTOU), (2, libc::SIGTTIN)] {
+        h.signal(sig);
+        h.wait_records("target worker count changed", n);
+        load.wait_for_more(20, WAIT);
+    }
+    h.wait_records("worker ready", 2 + 10 * 2 + 3 * 2 + 1);
+    load.wait_for_more(20, WAIT);
 }

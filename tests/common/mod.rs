@@ -647,3 +647,16 @@ async def app(scope, receive, send):
 "#
     )
 }
+
+/// What each fd of `pid` points to (`socket:[123]`, `pipe:[4]`, a path), by fd number.
+pub fn fd_targets(pid: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd = e.file_name().to_str()?.parse().ok()?;
+        Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+    })
+    .collect()
+}
