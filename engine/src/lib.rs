@@ -1,6 +1,30 @@
+//! herdsman's native engine: a CPython extension module (`_engine`) that serves a WSGI app over
+//! HTTP/1.1 on hyper, on the listening sockets the worker inherited from the master. The worker
+//! runtime loads it by path (the master says where the file is) and keeps the worker contract
+//! (python/herdsman/runtime/engines/native.py); this crate does the request path.
+//!
+//! Layout: `http` (tokio thread: listeners, connections, drain, service), `wsgi` (app threads:
+//! environ, input, start_response, the handler), `accesslog`, `inflight`, `shared`, `server`.
+//! Invariants: the GIL is held only around calls into Python; the runtime starts in
+//! `Server.start`, after any fork; no panic crosses into Python.
+
 use pyo3::prelude::*;
 
+mod accesslog;
+mod http;
+mod inflight;
+mod notify;
+mod server;
+mod shared;
+mod wsgi;
+
 #[pymodule]
-fn _engine(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<server::Server>()?;
+    m.add_class::<wsgi::file::FileWrapper>()?;
+    m.add_class::<wsgi::input::Input>()?;
+    m.add_class::<wsgi::respond::StartResponse>()?;
+    m.add_class::<wsgi::respond::Write>()?;
     Ok(())
 }

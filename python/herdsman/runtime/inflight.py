@@ -135,6 +135,8 @@ def running_request_key(loop_thread: int, tracked_code):
     thread's stack, so the innermost `tracked` frame there is the one that holds the loop. Not
     found when the app runs the handler in a task of its own (e.g. Starlette's BaseHTTPMiddleware),
     or when the loop is blocked outside any request."""
+    if tracked_code is None:
+        return None
     frame = sys._current_frames().get(loop_thread)
     depth = 0
     while frame is not None and depth < 1000:
@@ -179,7 +181,9 @@ class StallWatchdog:
         self.channel = channel
         self.interval = interval
         self.registry = registry
-        self.tracked_code = tracked_app.__code__  # the frames to look for on the loop's stack
+        # The frames to look for on the loop's stack; None (the native engine: requests run on
+        # threads of their own, never on the loop) looks for none.
+        self.tracked_code = tracked_app.__code__ if tracked_app is not None else None
         self.loop_thread = None
         self.last_tick = time.monotonic()
         self._stop = threading.Event()

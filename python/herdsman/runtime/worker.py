@@ -12,19 +12,22 @@ from . import lifecycle
 from .appload import enter_directory, import_uvicorn, load_app, resolve_interface
 from .channel import Channel
 from .consts import EXIT_CODES, EXIT_OK
+from .engines import native as native_engine
 from .engines import uvicorn as uvicorn_engine
 from .errors import BootError, StopRequested
 from .log import log
 
 
 class Warm:
-    """What a worker forked from the zygote finds already done: uvicorn imported, the working
-    directory and sys.path set, and with --preload the app imported and its interface known."""
+    """What a worker forked from the zygote finds already done: the engine imported (uvicorn, or
+    the native engine's module: no thread of it runs before the fork), the working directory and
+    sys.path set, and with --preload the app imported and its interface known."""
 
-    def __init__(self, uvicorn, app=None, interface=None) -> None:
+    def __init__(self, uvicorn, app=None, interface=None, engine=None) -> None:
         self.uvicorn = uvicorn
         self.app = app
         self.interface = interface
+        self.engine = engine
 
 
 def worker_main(args, started: float, warm, runtime_dir=None) -> int:
@@ -42,15 +45,26 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
             os.set_inheritable(fd, False)  # the app's subprocesses must not hold the listeners
             listeners.append(socket.socket(fileno=fd))
 
-        if warm is None:
+        native = getattr(args, "engine", "uvicorn") == "native"
+        if native:
+            # The extension module only: its threads start with the server, after any fork.
+            uvicorn, dependency_error = None, None
+            try:
+                engine = warm.engine if warm is not None and warm.engine is not None else native_engine.load_engine(args.engine_lib)
+            except BootError as exc:
+                engine, dependency_error = None, exc
+            description = ("native %s" % engine.__version__) if engine is not None else None
+        elif warm is None:
             uvicorn, dependency_error = import_uvicorn()
         else:
             uvicorn, dependency_error = warm.uvicorn, None
+        if not native:
+            description = ("uvicorn %s" % uvicorn.__version__) if uvicorn is not None else None
         channel.send(
             "hello",
             pid=os.getpid(),
             python="%d.%d.%d" % sys.version_info[:3],
-            engine=("uvicorn %s" % uvicorn.__version__) if uvicorn is not None else None,
+            engine=description,
         )
         if channel.gone:
             log.info("master gone before the app was imported: exiting")
@@ -68,6 +82,8 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
             app = load_app(args.app, args.factory)
             interface = resolve_interface(app, args.interface, args.app)
         log.debug("app %r loaded in %.3fs, interface %s" % (args.app, time.monotonic() - started, interface))
+        if native:
+            return native_engine.serve(args, engine, app, interface, channel, listeners, started)
         return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started)
 
     except BootError as exc:

@@ -24,6 +24,7 @@ import sys
 import time
 
 from .appload import enter_directory, import_a2wsgi, import_uvicorn, load_app, resolve_interface
+from .engines import native as native_engine
 from .consts import BOOT_SEND_TIMEOUT, EXIT_CODES, EXIT_OK
 from .errors import BootError
 from .log import log
@@ -66,16 +67,22 @@ def zygote_main(args, runtime_dir=None) -> int:
 
 def _zygote_warm_up(args, runtime_dir) -> Warm:
     started = time.monotonic()
-    uvicorn, dependency_error = import_uvicorn()
-    if dependency_error is not None:
-        raise dependency_error
-    _warm_engine()
+    if getattr(args, "engine", "uvicorn") == "native":
+        # The module only: the engine's threads start in each worker's Server.start.
+        engine = native_engine.load_engine(args.engine_lib)
+        uvicorn, engine_name = None, "native engine %s" % engine.__version__
+    else:
+        uvicorn, dependency_error = import_uvicorn()
+        if dependency_error is not None:
+            raise dependency_error
+        _warm_engine()
+        engine, engine_name = None, "uvicorn %s" % uvicorn.__version__
     enter_directory(args.chdir, runtime_dir)
-    warm = Warm(uvicorn)
+    warm = Warm(uvicorn, engine=engine)
     if args.preload:
         warm.app = load_app(args.app, args.factory)
         warm.interface = resolve_interface(warm.app, args.interface, args.app)
-        if warm.interface == "wsgi":
+        if warm.interface == "wsgi" and engine is None:
             import_a2wsgi()
     import ctypes  # for prctl in the forked workers
 
@@ -85,8 +92,8 @@ def _zygote_warm_up(args, runtime_dir) -> Warm:
     # collected.
     gc.collect()
     gc.freeze()
-    log.debug("ready: uvicorn %s imported%s in %.2fs; %d objects frozen"
-             % (uvicorn.__version__, ", app %r preloaded" % args.app if args.preload else "",
+    log.debug("ready: %s imported%s in %.2fs; %d objects frozen"
+             % (engine_name, ", app %r preloaded" % args.app if args.preload else "",
                 time.monotonic() - started, gc.get_freeze_count()))
     return warm
 

@@ -1,0 +1,329 @@
+//! The engine as Python sees it: `Server(app, listen_fds, ...)`, started by the runtime's native
+//! adapter (python/herdsman/runtime/engines/native.py), which keeps the worker contract (channel,
+//! heartbeats, signals) in Python and asks the server for its counters.
+//!
+//! Threads: one engine thread runs the tokio runtime (created by `start`, so after any fork:
+//! the zygote forks before a server exists); the app's threads are Python threads the runtime
+//! starts, each calling `run_thread`. Invariants: the engine thread never takes the GIL; `start`
+//! returns only once every listener is adopted (or with the error); once the runtime has ended,
+//! every app thread is told to exit.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use crate::accesslog::{AccessLog, Format};
+use crate::http::listen;
+use crate::inflight::Registry;
+use crate::notify::Notifier;
+use crate::shared::{Limits, Phase, Settings, Shared, Work};
+
+/// How often the engine thread records that it runs (the heartbeat reports its silence).
+const TICK: Duration = Duration::from_millis(100);
+
+#[pyclass(frozen, module = "herdsman._engine", name = "Server")]
+pub struct Server {
+    pub shared: Arc<Shared>,
+    pub app: Py<PyAny>,
+    pub errors: Py<PyAny>,
+    pub file_wrapper: Py<PyAny>,
+    pub url_scheme: Py<PyString>,
+    log: Py<PyAny>,
+    fds: Vec<i32>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (app, listen_fds, *, log, errors, threads=1, notify_fd=-1, inflight_fd=None,
+        access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
+        limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        listen_fds: Vec<i32>,
+        log: Py<PyAny>,
+        errors: Py<PyAny>,
+        threads: usize,
+        notify_fd: i32,
+        inflight_fd: Option<i32>,
+        access_log: Option<String>,
+        access_log_format: Option<String>,
+        keep_alive: f64,
+        drain_idle: f64,
+        buffer_body: usize,
+        limit_request_line: usize,
+        limit_request_fields: usize,
+        limit_request_field_size: usize,
+    ) -> PyResult<Server> {
+        if threads == 0 {
+            return Err(PyValueError::new_err("threads must be at least 1"));
+        }
+        let seconds = |s: f64, what: &str| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                PyValueError::new_err(format!("{what} must be a number of seconds >= 0"))
+            })
+        };
+        let settings = Settings {
+            threads,
+            keep_alive: seconds(keep_alive, "keep_alive")?,
+            drain_idle: seconds(drain_idle, "drain_idle")?,
+            limits: Limits {
+                request_line: limit_request_line,
+                request_fields: limit_request_fields,
+                request_field_size: limit_request_field_size,
+            },
+            buffer_body,
+            url_scheme: "http",
+        };
+        let access = match access_log {
+            Some(path) => {
+                let spec = access_log_format
+                    .unwrap_or_else(|| crate::accesslog::DEFAULT_FORMAT.to_string());
+                let format = Format::compile(&spec)
+                    .map_err(|e| PyValueError::new_err(format!("access log format: {e}")))?;
+                let warn_log = log.clone_ref(py);
+                let warn = Box::new(move |message: &str| {
+                    let message = message.to_string();
+                    Python::attach(|py| {
+                        let _ = warn_log.bind(py).call1(("warning", message));
+                    });
+                });
+                Some(
+                    AccessLog::open(&path, format, warn)
+                        .map_err(|e| PyOSError::new_err(format!("access log {path}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let registry = Registry::new(inflight_fd)
+            .map_err(|e| PyOSError::new_err(format!("in-flight file: {e}")))?;
+        let notifier =
+            Notifier::new(notify_fd).map_err(|e| PyOSError::new_err(format!("notify fd: {e}")))?;
+        let shared = Arc::new(Shared::new(settings, registry, notifier, access));
+        let file_wrapper = py
+            .get_type::<crate::wsgi::file::FileWrapper>()
+            .into_any()
+            .unbind();
+        Ok(Server {
+            shared,
+            app,
+            errors,
+            file_wrapper,
+            url_scheme: PyString::intern(py, "http").unbind(),
+            log,
+            fds: listen_fds,
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// Starts the engine thread and adopts the listeners; returns once it serves.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_some() {
+            return Err(PyRuntimeError::new_err("the server is already started"));
+        }
+        let shared = self.shared.clone();
+        let fds = self.fds.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let handle = std::thread::Builder::new()
+            .name("herdsman-engine".into())
+            .spawn(move || engine_thread(shared, fds, ready_tx))
+            .map_err(|e| PyOSError::new_err(format!("cannot start the engine thread: {e}")))?;
+        *thread = Some(handle);
+        drop(thread);
+        match py.detach(move || ready_rx.recv()) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(PyOSError::new_err(why)),
+            Err(_) => Err(PyRuntimeError::new_err(
+                "the engine thread ended while starting",
+            )),
+        }
+    }
+
+    /// The body of each of the app's threads (started by the runtime): returns when the server
+    /// has ended.
+    fn run_thread(&self, py: Python<'_>) {
+        crate::wsgi::run::serve_thread(py, self);
+    }
+
+    /// Graceful stop: no more accepting; connections close after their request or once idle.
+    fn drain(&self) {
+        self.shared.advance(Phase::Draining);
+    }
+
+    /// Quick stop: every connection closes now.
+    fn abort(&self) {
+        self.shared.advance(Phase::Aborted);
+    }
+
+    /// `(completed, in_flight, connections, access_log_dropped, engine_silent_seconds)`.
+    fn stats(&self) -> (u64, usize, usize, u64, f64) {
+        let s = &self.shared;
+        let silent = s
+            .now_ms()
+            .saturating_sub(s.loop_tick.load(Ordering::Acquire)) as f64
+            / 1000.0;
+        (
+            s.completed.load(Ordering::Acquire),
+            s.registry.len(),
+            s.connections.load(Ordering::Acquire),
+            s.access.as_ref().map_or(0, |a| a.dropped()),
+            silent,
+        )
+    }
+
+    /// The master's `report_at`: notify when this many requests have completed.
+    fn set_report_at(&self, requests: u64) {
+        self.shared.report_at.store(requests, Ordering::Release);
+        if self.shared.completed.load(Ordering::Acquire) >= requests {
+            self.shared.notifier.send(crate::notify::REPORT);
+        }
+    }
+
+    fn set_quarantined(&self, requests: Vec<String>) {
+        self.shared.registry.set_quarantined(requests);
+    }
+
+    /// `[(method, path, seconds)]` of the app calls in progress.
+    fn in_flight(&self) -> Vec<(String, String, f64)> {
+        self.shared.registry.snapshot()
+    }
+
+    /// Log lines the engine thread could not write itself: `[(level, message)]`.
+    fn take_logs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let lines = std::mem::take(
+            &mut *self
+                .shared
+                .pending_logs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        PyList::new(py, lines)
+    }
+
+    fn reopen_logs(&self) {
+        if let Some(access) = &self.shared.access {
+            access.reopen();
+        }
+    }
+
+    /// After the server ended: flush the access log and join the engine thread, within `wait`.
+    fn close(&self, py: Python<'_>, wait: f64) {
+        let wait = Duration::from_secs_f64(wait.max(0.0));
+        self.shared.advance(Phase::Aborted);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| {
+            if let Some(access) = &self.shared.access {
+                access.close(wait);
+            }
+            if let Some(handle) = handle {
+                let deadline = std::time::Instant::now() + wait;
+                while !handle.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if handle.is_finished() {
+                    let _ = handle.join();
+                }
+            }
+        });
+    }
+}
+
+impl Server {
+    pub fn log_line(&self, py: Python<'_>, level: &str, message: &str) {
+        let _ = self.log.bind(py).call1((level, message));
+    }
+
+    /// An exception from the app: logged with its traceback, as uvicorn logs one.
+    pub fn log_app_error(&self, py: Python<'_>, err: &PyErr, method: &str, path: &str) {
+        let traceback = py
+            .import("traceback")
+            .and_then(|tb| {
+                tb.call_method1(
+                    "format_exception",
+                    (err.get_type(py), err.value(py), err.traceback(py)),
+                )
+            })
+            .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
+            .and_then(|text| text.extract::<String>())
+            .unwrap_or_else(|_| err.to_string());
+        let message = format!("Exception in WSGI application ({method} {path})");
+        let _ = self.log.bind(py).call1(("error", message, traceback));
+    }
+}
+
+fn engine_thread(
+    shared: Arc<Shared>,
+    fds: Vec<i32>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = ready.send(Err(format!("cannot start the engine's runtime: {err}")));
+            return;
+        }
+    };
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(serve(shared.clone(), fds, ready));
+    }));
+    if served.is_err() {
+        shared.log(
+            "error",
+            "engine bug: the engine thread panicked; the worker stops".into(),
+        );
+    }
+    drop(runtime); // closes every connection still open
+    shared.advance(Phase::Aborted);
+    for _ in 0..shared.settings.threads {
+        let _ = shared.jobs.send(Work::Exit);
+    }
+    shared.force_done();
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    fds: Vec<i32>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let mut listeners = Vec::new();
+    for fd in &fds {
+        match listen::adopt(*fd) {
+            Ok(listener) => listeners.push(listener),
+            Err(err) => {
+                let _ = ready.send(Err(format!("listening socket fd {fd}: {err}")));
+                return;
+            }
+        }
+    }
+    for listener in listeners {
+        tokio::spawn(listen::accept_loop(shared.clone(), listener));
+    }
+    let _ = ready.send(Ok(()));
+    let mut phase = shared.phase.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let now = *phase.borrow_and_update();
+        if now == Phase::Aborted
+            || (now == Phase::Draining
+                && shared.connections.load(Ordering::Acquire) == 0
+                && shared.running.load(Ordering::Acquire) == 0)
+        {
+            return;
+        }
+        tokio::select! {
+            _ = phase.changed() => {}
+            _ = tick.tick() => shared.loop_tick.store(shared.now_ms(), Ordering::Release),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The state one server shares between its tokio thread (listeners, connections) and the app's
+//! Python threads: settings, the job queue, the counters the heartbeat reports, the drain phase,
+//! the in-flight registry and the access log.
+//!
+//! Invariants: counters are plain atomics (no lock on the request path besides the registry's);
+//! the phase only moves forward (Serving -> Draining -> Aborted); `Done` is signalled to Python
+//! once, when the phase is past Serving, no connection is open and no app call is running.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::accesslog::AccessLog;
+use crate::inflight::Registry;
+use crate::notify::Notifier;
+use crate::wsgi::Job;
+
+/// Where the server is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    /// Graceful: no accepting; connections close after their current request or once idle.
+    Draining,
+    /// Quick: every connection is closed now.
+    Aborted,
+}
+
+/// What a Python thread takes off the queue.
+pub enum Work {
+    Request(Box<Job>),
+    Exit,
+}
+
+/// The request limits (gunicorn's `limit_request_*`); 0 means no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub request_line: usize,
+    pub request_fields: usize,
+    pub request_field_size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub threads: usize,
+    /// An idle keep-alive connection is closed after this long.
+    pub keep_alive: Duration,
+    /// During a drain, an idle connection is closed after this long (docs/protocol.md, drain).
+    pub drain_idle: Duration,
+    pub limits: Limits,
+    /// Request bodies up to this size (with a Content-Length and no `Expect: 100-continue`) are
+    /// read before the app is called, so a slow upload does not hold one of its threads.
+    pub buffer_body: usize,
+    pub url_scheme: &'static str,
+}
+
+pub struct Shared {
+    pub settings: Settings,
+    pub jobs: crossbeam_channel::Sender<Work>,
+    pub queue: crossbeam_channel::Receiver<Work>,
+    /// App calls that returned (heartbeat `requests`, max-requests).
+    pub completed: AtomicU64,
+    /// Crossing this count notifies Python at once (the master's `report_at`); 0: none.
+    pub report_at: AtomicU64,
+    /// App calls in progress (heartbeat `in_flight`).
+    pub running: AtomicUsize,
+    pub connections: AtomicUsize,
+    pub phase: watch::Sender<Phase>,
+    pub registry: Registry,
+    pub notifier: Notifier,
+    pub access: Option<AccessLog>,
+    pub started: Instant,
+    /// Milliseconds since `started` at the tokio loop's last tick.
+    pub loop_tick: AtomicU64,
+    done_sent: AtomicBool,
+    /// Lines for the worker's log from where Python can't be called (the tokio thread); the
+    /// runtime takes them every heartbeat.
+    pub pending_logs: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Shared {
+    pub fn new(
+        settings: Settings,
+        registry: Registry,
+        notifier: Notifier,
+        access: Option<AccessLog>,
+    ) -> Shared {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        Shared {
+            settings,
+            jobs,
+            queue,
+            completed: AtomicU64::new(0),
+            report_at: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            phase: watch::channel(Phase::Serving).0,
+            registry,
+            notifier,
+            access,
+            started: Instant::now(),
+            loop_tick: AtomicU64::new(0),
+            done_sent: AtomicBool::new(false),
+            pending_logs: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Moves the phase forward (never back).
+    pub fn advance(&self, to: Phase) {
+        self.phase.send_if_modified(|phase| {
+            if *phase < to {
+                *phase = to;
+                true
+            } else {
+                false
+            }
+        });
+        self.check_done();
+    }
+
+    /// Tells Python the server has nothing left to do, once.
+    pub fn check_done(&self) {
+        if self.phase() != Phase::Serving
+            && self.connections.load(Ordering::Acquire) == 0
+            && self.running.load(Ordering::Acquire) == 0
+            && !self.done_sent.swap(true, Ordering::AcqRel)
+        {
+            self.notifier.send(crate::notify::DONE);
+        }
+    }
+
+    /// One more app call returned: count it, and tell Python when the master's threshold is met.
+    pub fn app_call_done(&self) {
+        let count = self.completed.fetch_add(1, Ordering::AcqRel) + 1;
+        if count == self.report_at.load(Ordering::Acquire) {
+            self.notifier.send(crate::notify::REPORT);
+        }
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        if self.phase() != Phase::Serving {
+            self.check_done();
+        }
+    }
+
+    pub fn log(&self, level: &'static str, message: String) {
+        if let Ok(mut logs) = self.pending_logs.lock() {
+            if logs.len() < 1000 {
+                logs.push((level, message));
+            }
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+impl Shared {
+    /// The engine thread has ended: tell Python even if app calls are still running.
+    pub fn force_done(&self) {
+        if !self.done_sent.swap(true, Ordering::AcqRel) {
+            self.notifier.send(crate::notify::DONE);
+        }
+    }
+}

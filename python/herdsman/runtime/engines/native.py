@@ -1,0 +1,272 @@
+"""The native engine: herdsman's own HTTP/1.1 server (a Rust extension module, engine/ in the
+repository) serving a WSGI app on a pool of Python threads. This adapter keeps the worker contract
+in Python, as the uvicorn adapter does: `ready` once the engine serves, heartbeats from an asyncio
+loop on the main thread with the engine's counters, the stall watchdog, `stopping`, the keep-alive
+drain on a graceful stop (the engine closes each connection after its request, or once idle) within
+the graceful timeout, quick stops, and the master's messages (`report_at`, `quarantine`,
+`reopen_logs`, `retire`).
+
+The request path is all in the engine: the GIL is taken only to call the app. The engine's threads
+(its tokio runtime) start in `Server.start`, after any fork from the zygote.
+"""
+
+import asyncio
+import importlib.machinery
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import time
+
+from .. import lifecycle
+from ..consts import EXIT_OK, QUICK_EXIT_BUDGET
+from ..drain import IDLE_WINDOW
+from ..errors import BootError, StopRequested
+from ..inflight import StallWatchdog
+from ..lifecycle import exit_soon
+from ..log import log
+from .uvicorn import graceful_shutdown_timeout
+
+# uvicorn's keep-alive timeout (timeout_keep_alive), so switching engines keeps it.
+KEEP_ALIVE = 5.0
+# How long the worker's exit waits for the access log's last lines and the engine thread.
+CLOSE_WAIT = 1.0
+# The engine thread counts as silent past this many heartbeat intervals without a tick; the
+# heartbeat is then withheld, so the master judges the worker by its silence.
+ENGINE_SILENT_INTERVALS = 2
+
+
+def load_engine(path):
+    """The extension module at `path` (the master found it: --engine-lib), or a BootError."""
+    if not path:
+        raise BootError("dependency", "the native engine's library was not given (--engine-lib): "
+                        "the master passes it; run the worker through herdsman")
+    try:
+        loader = importlib.machinery.ExtensionFileLoader("_engine", path)
+        spec = importlib.util.spec_from_file_location("_engine", path, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except (ImportError, OSError) as exc:
+        raise BootError("dependency", "cannot load the native engine %s: %s (rebuild herdsman with "
+                        "`cargo build --release`, or reinstall the wheel)" % (path, exc)) from None
+    return module
+
+
+class _Registry:
+    """The engine's in-flight list as the stall watchdog reads a registry: `items()` of
+    `key -> (method, path, started)`."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def items(self):
+        now = time.monotonic()
+        return [(i, (method, path, now - age)) for i, (method, path, age) in enumerate(self.server.in_flight())]
+
+    def __len__(self) -> int:
+        return self.server.stats()[1]
+
+
+def _log_from_engine(level, message, traceback=None) -> None:
+    if traceback:
+        log.write(level, message, traceback=traceback)
+    else:
+        log.write(level, message)
+
+
+class NativeServer:
+    """The worker's side of one engine Server, on the main thread's asyncio loop."""
+
+    def __init__(self, args, engine, app, channel, listeners) -> None:
+        self.args = args
+        self.channel = channel
+        self.listeners = listeners
+        self.notify_r, notify_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            self.server = engine.Server(
+                app, [sock.fileno() for sock in listeners],
+                log=_log_from_engine, errors=sys.stderr, threads=args.threads,
+                notify_fd=notify_w, inflight_fd=getattr(args, "inflight_fd", None),
+                access_log=args.access_log_file, access_log_format=args.access_log_format,
+                keep_alive=KEEP_ALIVE, drain_idle=IDLE_WINDOW,
+            )
+        finally:
+            os.close(notify_w)
+        self.retiring = False
+        self.quick = False
+        self.stop_reason = None
+        self.stop_signame = None
+        self.stop_requested_at = None
+        self.stopping_sent = False
+        self.done = None  # an asyncio.Event once the loop runs
+        self.wake = None  # set on a stop request, to end the wait in main()
+        self.watchdog = StallWatchdog(channel, args.heartbeat_interval, _Registry(self.server), None)
+
+    # -- stop requests (a signal handler, or the channel): set flags, the loop does the rest --
+
+    def handle_exit(self, sig, frame) -> None:
+        name = signal.Signals(sig).name
+        self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
+
+    def request_stop(self, quick: bool, reason: str, signame=None) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_signame = signame
+            self.stop_requested_at = time.monotonic()
+        if quick:
+            self.quick = True
+        if self.wake is not None:
+            self.wake.set()
+
+    # -- the loop --
+
+    def run(self) -> int:
+        asyncio.run(self.main())
+        return EXIT_OK
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.done = asyncio.Event()
+        self.wake = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        self.channel.attach(loop, on_gone=lambda: self.request_stop(True, "master_gone"))
+        self.channel.on_message = self._on_master_message
+        loop.add_reader(self.notify_r, self._on_notify)
+        try:
+            self.server.start()
+            for sock in self.listeners:
+                sock.close()  # the engine serves its own duplicates
+            for i in range(self.args.threads):
+                threading.Thread(target=self.server.run_thread, name="herdsman-wsgi-%d" % i, daemon=True).start()
+            if self.stop_reason is None:
+                self.channel.send("ready", interface="wsgi")
+                log.debug("ready: app %r (wsgi, native engine, %d thread(s))" % (self.args.app, self.args.threads))
+                self.watchdog.start()
+                heartbeat = loop.create_task(self._heartbeat())
+            else:
+                heartbeat = None
+            if self.stop_reason is None:
+                await self.wake.wait()
+            await self._stop()
+            if heartbeat is not None:
+                heartbeat.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                loop.remove_signal_handler(sig)
+            lifecycle.install_signal_handlers()
+            loop.remove_reader(self.notify_r)
+            self.watchdog.stop()
+            self._drain_engine_logs()
+
+    async def _stop(self) -> None:
+        self._announce_stop()
+        if not self.quick:
+            self.server.drain()
+            deadline = self.stop_requested_at + graceful_shutdown_timeout(self.args.graceful_timeout)
+            while not self.done.is_set() and not self.quick:
+                self.wake.clear()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait([asyncio.ensure_future(self.done.wait()), asyncio.ensure_future(self.wake.wait())],
+                                   timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if not self.done.is_set():
+                in_flight = self.server.stats()[1]
+                if in_flight and not self.quick:
+                    log.info("graceful timeout: closing %d request(s) still in flight" % in_flight)
+        self.server.abort()
+        try:
+            await asyncio.wait_for(self.done.wait(), QUICK_EXIT_BUDGET)
+        except asyncio.TimeoutError:
+            pass
+        exit_soon(QUICK_EXIT_BUDGET)
+
+    def _announce_stop(self) -> None:
+        if self.stopping_sent or self.stop_reason is None:
+            return
+        self.stopping_sent = True
+        log.debug("stopping (%s): %s" % (self.stop_signame or self.stop_reason, "quick" if self.quick else "graceful"))
+        self.channel.send("stopping", reason=self.stop_reason)
+
+    def _on_notify(self) -> None:
+        try:
+            data = os.read(self.notify_r, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        if b"r" in data:
+            self._send_heartbeat()
+        if b"d" in data:
+            self.done.set()
+
+    async def _heartbeat(self) -> None:
+        # As the uvicorn adapter: tick the watchdog every interval, tell the master when the
+        # counts changed or once per idle interval; withheld while the engine thread is silent.
+        interval = self.args.heartbeat_interval
+        idle = max(interval, self.args.idle_heartbeat_interval or 0.0)
+        sent_at, sent = time.monotonic(), None
+        while True:
+            await asyncio.sleep(interval)
+            self.watchdog.tick()
+            self._drain_engine_logs()
+            completed, in_flight, _connections, dropped, silent = self.server.stats()
+            if silent > ENGINE_SILENT_INTERVALS * interval + 0.2:
+                continue
+            now = time.monotonic()
+            counts = (completed, in_flight, dropped)
+            if counts != sent or now - sent_at >= idle:
+                self._send_heartbeat()
+                sent_at, sent = now, counts
+
+    def _send_heartbeat(self) -> None:
+        completed, in_flight, _connections, dropped, _silent = self.server.stats()
+        if self.args.access_log_file is None:
+            self.channel.send("heartbeat", requests=completed, in_flight=in_flight)
+        else:
+            self.channel.send("heartbeat", requests=completed, in_flight=in_flight, access_log_dropped=dropped)
+
+    def _drain_engine_logs(self) -> None:
+        for level, message in self.server.take_logs():
+            log.write(level, message)
+
+    def _on_master_message(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "reopen_logs":
+            self.server.reopen_logs()
+        elif kind == "retire":
+            self.retiring = True
+        elif kind == "report_at":
+            requests = message.get("requests")
+            if isinstance(requests, int) and requests > 0:
+                self.server.set_report_at(requests)
+        elif kind == "quarantine":
+            requests = message.get("requests")
+            if isinstance(requests, list):
+                self.server.set_quarantined([r for r in requests if isinstance(r, str)])
+        else:
+            log.debug("channel: ignoring message from master: %r" % (message,))
+
+    def close(self) -> None:
+        self.server.close(CLOSE_WAIT)
+        os.close(self.notify_r)
+
+
+def serve(args, engine, app, interface: str, channel, listeners, started: float) -> int:
+    if interface != "wsgi":
+        raise BootError("interface", "app %r is an ASGI app: the native engine serves WSGI apps only "
+                        "so far; use engine = \"uvicorn\" (--engine uvicorn) for it" % args.app)
+    native = NativeServer(args, engine, app, channel, listeners)
+    with lifecycle.state.lock:
+        if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
+            native.close()
+            raise StopRequested("master_gone" if lifecycle.state.master_gone else "signal", "signal")
+        lifecycle.state.server = native
+        lifecycle.state.phase = "serving"
+    try:
+        return native.run()
+    finally:
+        lifecycle.state.phase = "done"
+        native.close()
+        channel.detach()
+        native._send_heartbeat()  # the last count, for the master's "worker exited" record
