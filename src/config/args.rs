@@ -59,11 +59,12 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 33] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 34] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
         (Key::Interface, &args.interface),
+        (Key::Engine, &args.engine),
         (Key::Spawn, &args.spawn),
         (Key::Python, &args.python),
         (Key::Chdir, &args.chdir),

@@ -88,6 +88,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "auto|asgi|wsgi")]
     pub interface: Option<String>,
 
+    /// The HTTP server the workers run the app on: uvicorn, or native (herdsman's own engine,
+    /// a Rust extension module built and shipped with herdsman) [default: uvicorn].
+    #[arg(long, value_name = "uvicorn|native")]
+    pub engine: Option<String>,
+
     /// How workers are started: exec (a fresh interpreter each) or zygote (forked from a warm
     /// Python process per generation; see docs/zygote.md) [default: exec].
     #[arg(long, value_name = "exec|zygote")]

@@ -16,6 +16,7 @@ pub enum Key {
     Workers,
     Bind,
     Interface,
+    Engine,
     Spawn,
     Preload,
     Python,
@@ -54,12 +55,13 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 39] = [
+    pub const ALL: [Key; 40] = [
         Key::App,
         Key::Factory,
         Key::Workers,
         Key::Bind,
         Key::Interface,
+        Key::Engine,
         Key::Spawn,
         Key::Preload,
         Key::Python,
@@ -104,6 +106,7 @@ impl Key {
             Key::Workers => "workers",
             Key::Bind => "bind",
             Key::Interface => "interface",
+            Key::Engine => "engine",
             Key::Spawn => "spawn",
             Key::Preload => "preload",
             Key::Python => "python",

@@ -102,6 +102,7 @@ layer! {
     workers => Workers,
     bind => Bind,
     interface => Interface,
+    engine => Engine,
     spawn => Spawn,
     preload => Preload,
     python => Python,

@@ -32,6 +32,7 @@ pub fn render(config: &Config) -> String {
     line("lifespan", quote(config.lifespan.as_str()));
     line("bind", binds(&config.binds));
     line("interface", quote(config.interface.as_str()));
+    line("engine", quote(config.engine.as_str()));
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

@@ -45,6 +45,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         lifespan: v.value(Key::Lifespan, defaults::LIFESPAN, values::lifespan),
         binds: v.binds(),
         interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
+        engine: v.value(Key::Engine, defaults::ENGINE, values::engine),
         spawn: v.value(Key::Spawn, defaults::SPAWN, values::spawn),
         preload: v.value(Key::Preload, defaults::PRELOAD, values::boolean),
         python: v.python(),

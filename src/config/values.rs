@@ -7,7 +7,9 @@ use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
 use super::size;
-use crate::config::{Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
+use crate::config::{
+    Engine, Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount,
+};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -265,6 +267,11 @@ pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
         ("wsgi", Interface::Wsgi),
     ];
     choice(raw, &choices, &[], "auto")
+}
+
+pub fn engine(raw: &Raw) -> Result<Engine, Invalid> {
+    let choices = [("uvicorn", Engine::Uvicorn), ("native", Engine::Native)];
+    choice(raw, &choices, &[], "native")
 }
 
 pub fn lifespan(raw: &Raw) -> Result<Lifespan, Invalid> {

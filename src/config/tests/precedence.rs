@@ -74,6 +74,13 @@ fn every_scalar_key_follows_file_env_cli() {
             expect: ["Wsgi", "Asgi", "Auto"],
         },
         Case {
+            file: "engine = \"native\"",
+            env: ("HERDSMAN_ENGINE", "uvicorn"),
+            cli: &["--engine", "NATIVE"],
+            get: |c| debug(c.engine),
+            expect: ["Native", "Uvicorn", "Native"],
+        },
+        Case {
             file: "python = \"py-file\"",
             env: ("HERDSMAN_PYTHON", "py-env"),
             cli: &["--python", "py-cli"],
@@ -281,6 +288,7 @@ fn defaults_apply_when_nothing_is_given() {
             port: 8000,
         }],
         interface: Interface::Auto,
+        engine: crate::config::Engine::Uvicorn,
         spawn: defaults::SPAWN,
         preload: defaults::PRELOAD,
         python: None,

@@ -57,6 +57,7 @@ fn every_non_default_round_trips() {
             BindSpec::Fd(5),
         ],
         interface: Interface::Wsgi,
+        engine: crate::config::Engine::Native,
         spawn: SpawnMode::Zygote,
         preload: true,
         python: Some("python3.12".into()),
@@ -158,6 +159,7 @@ max_workers = "auto"
 lifespan = "auto"
 bind = ["127.0.0.1:8000"]
 interface = "auto"
+engine = "uvicorn"
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
