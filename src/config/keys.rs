@@ -17,6 +17,7 @@ pub enum Key {
     Bind,
     Interface,
     Engine,
+    Threads,
     Spawn,
     Preload,
     Python,
@@ -55,13 +56,14 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 40] = [
+    pub const ALL: [Key; 41] = [
         Key::App,
         Key::Factory,
         Key::Workers,
         Key::Bind,
         Key::Interface,
         Key::Engine,
+        Key::Threads,
         Key::Spawn,
         Key::Preload,
         Key::Python,
@@ -107,6 +109,7 @@ impl Key {
             Key::Bind => "bind",
             Key::Interface => "interface",
             Key::Engine => "engine",
+            Key::Threads => "threads",
             Key::Spawn => "spawn",
             Key::Preload => "preload",
             Key::Python => "python",

@@ -103,6 +103,7 @@ layer! {
     bind => Bind,
     interface => Interface,
     engine => Engine,
+    threads => Threads,
     spawn => Spawn,
     preload => Preload,
     python => Python,

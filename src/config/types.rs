@@ -27,6 +27,10 @@ pub mod defaults {
     /// `engine`: uvicorn, the engine every release so far has served with; the native engine is
     /// opt-in while it is new.
     pub const ENGINE: Engine = Engine::Uvicorn;
+    /// `threads`: Python threads running the WSGI app in each worker of the native engine. 4 for
+    /// now, a placeholder: the value will be chosen from the native engine's benchmark
+    /// (docs/benchmarks.md), where it is measured against gunicorn's gthread workers.
+    pub const THREADS: u32 = 4;
     /// `max_workers`: derived from the CPUs and memory (src/sizing/bounds.rs).
     pub const MAX_WORKERS: WorkerCount = WorkerCount::Auto;
     /// `lifespan`: as uvicorn, used when the app supports it.
@@ -108,6 +112,10 @@ pub struct Config {
     pub interface: Interface,
     /// The HTTP server the workers run the app on.
     pub engine: Engine,
+    /// Python threads running the WSGI app in each worker of the native engine, as given;
+    /// `None`: not set, `defaults::THREADS`. Kept unresolved so that a value set for uvicorn,
+    /// which does not use it, can be warned about.
+    pub threads: Option<u32>,
     /// How workers are started (docs/zygote.md).
     pub spawn: SpawnMode,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.

@@ -81,6 +81,13 @@ fn every_scalar_key_follows_file_env_cli() {
             expect: ["Native", "Uvicorn", "Native"],
         },
         Case {
+            file: "threads = 2\nengine = \"native\"",
+            env: ("HERDSMAN_THREADS", "8"),
+            cli: &["--threads", "16"],
+            get: |c| debug(c.threads),
+            expect: ["Some(2)", "Some(8)", "Some(16)"],
+        },
+        Case {
             file: "python = \"py-file\"",
             env: ("HERDSMAN_PYTHON", "py-env"),
             cli: &["--python", "py-cli"],
@@ -289,6 +296,7 @@ fn defaults_apply_when_nothing_is_given() {
         }],
         interface: Interface::Auto,
         engine: crate::config::Engine::Uvicorn,
+        threads: None,
         spawn: defaults::SPAWN,
         preload: defaults::PRELOAD,
         python: None,
