@@ -417,6 +417,20 @@ fn unrelated_environment_variables_are_ignored() {
     load_ok(&args(&["m:a"]), &env_set);
 }
 
+/// `HERDSMAN_ENGINE_LIB` is read where the library is located, not by the configuration; its
+/// typos are still caught.
+#[test]
+fn the_engine_library_override_is_not_an_unknown_variable() {
+    let env_set = env(&[("HERDSMAN_ENGINE_LIB", "/nonexistent/libherdsman_engine.so")]);
+    load_ok(&args(&["m:a"]), &env_set);
+    let env_set = env(&[("HERDSMAN_ENGINE_LIBRARY", "/x.so")]);
+    let errors = load_err(&args(&["m:a"]), &env_set).to_string();
+    assert!(
+        errors.contains("HERDSMAN_ENGINE_LIBRARY is not a herdsman setting"),
+        "{errors}"
+    );
+}
+
 #[test]
 fn a_single_bind_string_in_the_file_is_a_list_of_one() {
     let file = ConfigFile::new("app = \"m:app\"\nbind = \"unix:run/app.sock\"\n");
