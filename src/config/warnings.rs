@@ -168,12 +168,20 @@ mod tests {
         };
         let warned = |config: &Config| {
             let warnings = file_warnings(config);
-            warnings.iter().any(|w| w.starts_with("threads applies to the native engine only"))
+            warnings
+                .iter()
+                .any(|w| w.starts_with("threads applies to the native engine only"))
         };
         assert!(warned(&load(&["--threads", "8"], &[])));
-        assert!(warned(&load(&[], &[("HERDSMAN_THREADS", "4")])), "even the default value");
+        assert!(
+            warned(&load(&[], &[("HERDSMAN_THREADS", "4")])),
+            "even the default value"
+        );
         assert!(!warned(&load(&[], &[])), "not set: nothing to say");
-        assert!(!warned(&load(&["--engine", "native", "--threads", "8"], &[])));
+        assert!(!warned(&load(
+            &["--engine", "native", "--threads", "8"],
+            &[]
+        )));
         assert!(!warned(&load(&["--engine", "native"], &[])));
     }
 

@@ -32,7 +32,10 @@ const WHEEL_PATH: &str = "site-packages/herdsman/_engine.abi3.so";
 #[derive(Debug, thiserror::Error)]
 pub enum EngineLibError {
     #[error("{ENGINE_LIB_ENV_VAR} names {path}, which {problem}: point it at the native engine's library (libherdsman_engine.so), or unset it to use the one built or installed with herdsman")]
-    Override { path: PathBuf, problem: &'static str },
+    Override {
+        path: PathBuf,
+        problem: &'static str,
+    },
     #[error("engine = \"native\" needs the native engine's library, which is not in any of: {}; build it with `cargo build --release` (it is built with the master) or install the herdsman wheel; or set {ENGINE_LIB_ENV_VAR}", .looked_at.join(", "))]
     NotFound { looked_at: Vec<String> },
 }
@@ -42,7 +45,9 @@ pub enum EngineLibError {
 pub enum WorkerEngine {
     Uvicorn,
     /// The native engine, and the absolute path of its library.
-    Native { lib: PathBuf },
+    Native {
+        lib: PathBuf,
+    },
 }
 
 /// Where the library was found, for `herdsman check`.
@@ -98,8 +103,12 @@ fn locate_from(
         return Ok((beside, Source::BesideExecutable));
     }
     // The wheel installs the executable as `<venv>/bin/herdsman`; elsewhere there is no venv.
-    let venv = dir.parent().filter(|_| dir.file_name() == Some("bin".as_ref()));
-    for lib_dir in venv.iter().flat_map(|venv| [venv.join("lib"), venv.join("lib64")]) {
+    let venv = match dir.file_name() {
+        Some(name) if name == "bin" => dir.parent(),
+        _ => None,
+    };
+    let lib_dirs = venv.map(|venv| [venv.join("lib"), venv.join("lib64")]);
+    for lib_dir in lib_dirs.into_iter().flatten() {
         looked_at.push(format!("{}/python3.*/{WHEEL_PATH}", lib_dir.display()));
         if let Some(found) = in_python_dirs(&lib_dir) {
             return Ok((found, Source::Wheel));
@@ -168,7 +177,10 @@ mod tests {
     #[test]
     fn uvicorn_looks_nothing_up() {
         let env = override_env(Path::new("/nonexistent/lib.so"));
-        assert_eq!(resolve(Engine::Uvicorn, &env).ok(), Some(WorkerEngine::Uvicorn));
+        assert_eq!(
+            resolve(Engine::Uvicorn, &env).ok(),
+            Some(WorkerEngine::Uvicorn)
+        );
     }
 
     #[test]
@@ -210,7 +222,10 @@ mod tests {
         // A relative override is taken from the working directory (the crate root in tests).
         let relative = Path::new("Cargo.toml");
         let (path, _) = locate_from(&override_env(relative), Some(&exe)).expect("override");
-        assert!(path.is_absolute() && path.ends_with("Cargo.toml"), "{path:?}");
+        assert!(
+            path.is_absolute() && path.ends_with("Cargo.toml"),
+            "{path:?}"
+        );
         // Empty counts as unset, as for every HERDSMAN_* variable.
         let empty = vec![(ENGINE_LIB_ENV_VAR.to_string(), String::new())];
         assert_eq!(
