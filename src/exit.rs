@@ -17,8 +17,9 @@ pub const WORKER_BOOT: i32 = 3;
 pub const APP_LOAD: i32 = 4;
 /// A listening socket could not be set up (address in use, unix path taken, bad `fd://`).
 pub const BIND: i32 = 5;
-/// The Python environment is unusable: the interpreter cannot be started, or the engine
-/// (uvicorn) or the WSGI adapter is not installed in it.
+/// The Python environment is unusable: the interpreter cannot be started, or the engine (uvicorn,
+/// or with `engine = "native"` its library) or the WSGI adapter is not installed. Also what
+/// `herdsman check` exits with when the native engine's library is missing.
 pub const PYTHON_ENV: i32 = 6;
 
 /// Every code with its meaning, for `--help` texts and the docs test.
@@ -48,7 +49,7 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (
         PYTHON_ENV,
         "PYTHON_ENV",
-        "the Python interpreter, uvicorn or a2wsgi is missing or unusable",
+        "the Python interpreter, uvicorn, a2wsgi or the native engine's library is missing or unusable",
     ),
 ];
 

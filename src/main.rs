@@ -8,7 +8,7 @@ use herdsman::errors::error_chain;
 use herdsman::master;
 use herdsman::sys::environ::env_snapshot;
 use herdsman::sys::signals::Signals;
-use herdsman::worker::python;
+use herdsman::worker::{engine_lib, python};
 use herdsman::{config, exit, logging, upgrade};
 
 fn main() {
@@ -34,7 +34,8 @@ fn real_main() -> i32 {
     }
 }
 
-/// Validates the configuration and prints the effective one, then the interpreter it resolves to.
+/// Validates the configuration and prints the effective one, then the interpreter it resolves to
+/// and, for the native engine, its library.
 fn check(args: &RunArgs) -> i32 {
     // Run by a master about to upgrade to this binary: can we read its handover?
     if let Err(e) = upgrade::take_check_request() {
@@ -50,8 +51,19 @@ fn check(args: &RunArgs) -> i32 {
             for warning in config::file_warnings(&config) {
                 eprintln!("herdsman: warning: {warning}");
             }
+            let engine_lib = match native_engine_lib(config.engine) {
+                Ok(found) => found,
+                Err(e) => {
+                    eprintln!("herdsman: {e}");
+                    return exit::PYTHON_ENV;
+                }
+            };
             print!("{}", config::render(&config));
             print_python(&config);
+            if let Some((path, source)) = engine_lib {
+                let (path, source) = (path.display(), source.describe());
+                println!("# the native engine's library resolves to {path} ({source})");
+            }
             exit::OK
         }
         Err(errors) => {
@@ -79,6 +91,19 @@ fn print_python(config: &config::Config) {
             );
             eprintln!("herdsman: warning: {e}");
         }
+    }
+}
+
+/// For `engine = "native"`, where its library is and which rule found it; `None` for uvicorn.
+/// Unlike a missing interpreter, a missing library fails the check, with the code serving would
+/// exit with: it ships with this very herdsman (beside the binary, or in its wheel), so its
+/// absence is a broken install here, not a configuration meant for another machine.
+fn native_engine_lib(
+    engine: config::Engine,
+) -> Result<Option<(std::path::PathBuf, engine_lib::Source)>, engine_lib::EngineLibError> {
+    match engine {
+        config::Engine::Uvicorn => Ok(None),
+        config::Engine::Native => engine_lib::locate(&env_snapshot()).map(Some),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The command line and configuration as a user meets them: `herdsman check` layering a file, the
 //! environment and flags key by key; every problem reported at once with its origin and a fix;
-//! a bad configuration starting nothing; `--version` and `--help`; `workers = auto` following the
-//! CPU affinity mask; and the workers' environment (configured variables in, herdsman's private
-//! ones out).
+//! a bad configuration starting nothing; the engine (the native engine's library named by `check`,
+//! its absence failing `check` and the start, `threads` with uvicorn warned about); `--version`
+//! and `--help`; `workers = auto` following the CPU affinity mask; and the workers' environment
+//! (configured variables in, herdsman's private ones out).
 
 mod common;
 
@@ -16,6 +17,7 @@ use common::{
 use serde_json::Value;
 
 const USAGE_EXIT: i32 = 2;
+const PYTHON_ENV_EXIT: i32 = 6;
 
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -238,6 +240,103 @@ fn starting_with_a_bad_config_exits_2_and_spawns_nothing() {
     let orphans = children_of(std::process::id() as i32);
     assert!(orphans.is_empty(), "nothing spawned: {orphans:?}");
     assert_eq!(h.finish().code(), Some(USAGE_EXIT));
+}
+
+#[test]
+fn check_names_the_native_engine_and_its_library() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lib = write_file(
+        dir.path(),
+        "libherdsman_engine.so",
+        "not loaded by the master",
+    );
+    let env = [("HERDSMAN_ENGINE_LIB", path_str(&lib))];
+    let args = [
+        "check",
+        "--engine",
+        "native",
+        "--threads",
+        "8",
+        "asgi_app:app",
+    ];
+    let (code, stdout, stderr) = run_to_end(&args, &env);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
+    let cfg: toml::Table = stdout.parse().expect("TOML output");
+    assert_eq!(cfg.get("engine").and_then(|v| v.as_str()), Some("native"));
+    assert_eq!(cfg.get("threads").and_then(|v| v.as_integer()), Some(8));
+    let line = format!(
+        "# the native engine's library resolves to {} (from HERDSMAN_ENGINE_LIB)",
+        lib.display()
+    );
+    assert!(
+        stdout.lines().any(|l| l == line),
+        "missing {line:?} in:\n{stdout}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn a_missing_engine_library_fails_check_and_start_with_exit_6() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("nope.so");
+    let env = [("HERDSMAN_ENGINE_LIB", path_str(&missing))];
+    let expected = format!(
+        "HERDSMAN_ENGINE_LIB names {}, which does not exist",
+        missing.display()
+    );
+    let args = ["check", "--engine", "native", "asgi_app:app"];
+    let (code, stdout, stderr) = run_to_end(&args, &env);
+    assert_eq!(code, Some(PYTHON_ENV_EXIT), "stderr:\n{stderr}");
+    assert!(stdout.is_empty(), "nothing printed on stdout: {stdout}");
+    assert_has(&stderr, &[&expected, "or unset it"]);
+    // uvicorn looks for no library: the same environment checks fine.
+    check_ok(&["asgi_app:app"], &env);
+
+    // Other tests of this binary run masters at the same time: a worker of this one, orphaned to
+    // the test process, is told apart by a variable only this master's workers would inherit.
+    let marker = format!("{}", std::process::id());
+    let mut h = Start::new(&["--engine", "native", "asgi_app:app"])
+        .env("HERDSMAN_ENGINE_LIB", path_str(&missing))
+        .env("ENGINE_LIB_TEST_MARKER", &marker)
+        .spawn();
+    let status = h.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(PYTHON_ENV_EXIT), "{}", h.log.text());
+    h.wait_line(&expected);
+    let text = h.log.text();
+    assert!(!text.contains("listening"), "nothing bound:\n{text}");
+    let needle = format!("ENGINE_LIB_TEST_MARKER={marker}");
+    let ours: Vec<_> = children_of(std::process::id() as i32)
+        .into_iter()
+        .filter(|(pid, _)| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ
+                .split(|&b| b == 0)
+                .any(|var| var == needle.as_bytes())
+        })
+        .collect();
+    assert!(ours.is_empty(), "nothing spawned: {ours:?}");
+    assert_eq!(h.finish().code(), Some(PYTHON_ENV_EXIT));
+}
+
+#[test]
+fn threads_with_uvicorn_is_a_warning_only_when_given() {
+    let (code, _, stderr) = run_to_end(&["check", "--threads", "8", "asgi_app:app"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_has(
+        &stderr,
+        &["herdsman: warning: threads applies to the native engine only"],
+    );
+    let (code, _, stderr) = run_to_end(&["check", "asgi_app:app"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("threads"), "{stderr}");
+    let stderr = usage_error(&["check", "--threads", "0", "asgi_app:app"], &[]);
+    assert_has(
+        &stderr,
+        &[
+            "command line --threads: `threads` must be a whole number from 1 to 1024, got 0",
+            "fix: write `--threads 4`",
+        ],
+    );
 }
 
 #[test]

@@ -59,11 +59,13 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 33] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 35] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
         (Key::Interface, &args.interface),
+        (Key::Engine, &args.engine),
+        (Key::Threads, &args.threads),
         (Key::Spawn, &args.spawn),
         (Key::Python, &args.python),
         (Key::Chdir, &args.chdir),

@@ -2,17 +2,19 @@
 //! in, never read from the process, so reloads and tests control it). Every value is text;
 //! `HERDSMAN_BIND` is comma-separated and `HERDSMAN_ENV` holds `KEY=VALUE` entries separated by
 //! newlines or `;`. An empty variable counts as unset. Any other `HERDSMAN_*` name is reported as
-//! an error (typo protection), except `HERDSMAN_CONFIG`, which names the file.
+//! an error (typo protection), except `HERDSMAN_CONFIG`, which names the file, and
+//! `HERDSMAN_ENGINE_LIB`, which `worker::engine_lib` reads.
 
 use super::error::{ConfigError, Invalid};
-use super::keys::{Key, CONFIG_ENV_VAR, ENV_PREFIX};
+use super::keys::{Key, CONFIG_ENV_VAR, ENGINE_LIB_ENV_VAR, ENV_PREFIX};
 use super::layer::{Layer, Origin, Raw, Sourced};
 
 /// The layer the `HERDSMAN_*` variables of `env` make, and the problems found in it.
 pub fn read(env: &[(String, String)]) -> (Layer, Vec<ConfigError>) {
     let mut ours: Vec<&(String, String)> = env
         .iter()
-        .filter(|(var, _)| var.starts_with(ENV_PREFIX) && var != CONFIG_ENV_VAR)
+        .filter(|(var, _)| var.starts_with(ENV_PREFIX))
+        .filter(|(var, _)| var != CONFIG_ENV_VAR && var != ENGINE_LIB_ENV_VAR)
         .collect();
     ours.sort_by(|a, b| a.0.cmp(&b.0));
     let mut layer = Layer::default();

@@ -119,7 +119,7 @@ fn unknown_env_var_fix(var: &str) -> String {
             "did you mean {ENV_PREFIX}{}? otherwise unset {var}",
             known.to_ascii_uppercase()
         ),
-        None => format!("unset {var}; herdsman reads HERDSMAN_CONFIG and HERDSMAN_<KEY> only"),
+        None => format!("unset {var}; herdsman reads HERDSMAN_CONFIG, HERDSMAN_ENGINE_LIB and HERDSMAN_<KEY> only"),
     }
 }
 

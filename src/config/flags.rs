@@ -88,6 +88,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "auto|asgi|wsgi")]
     pub interface: Option<String>,
 
+    /// The HTTP server the workers run the app on: uvicorn, or native (herdsman's own engine,
+    /// a Rust extension module built and shipped with herdsman) [default: uvicorn].
+    #[arg(long, value_name = "uvicorn|native")]
+    pub engine: Option<String>,
+
+    /// Python threads running the WSGI app in each worker of the native engine, 1 to 1024, as
+    /// gunicorn's --threads; accepted but unused with uvicorn (a warning) [default: 4].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<String>,
+
     /// How workers are started: exec (a fresh interpreter each) or zygote (forked from a warm
     /// Python process per generation; see docs/zygote.md) [default: exec].
     #[arg(long, value_name = "exec|zygote")]

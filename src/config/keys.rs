@@ -1,12 +1,16 @@
 //! The catalogue of configuration keys: one `Key` per setting, with its TOML name, its
 //! `HERDSMAN_*` environment variable and its command-line flag. This is the only list of keys;
 //! the file and environment readers look names up here, and unknown names get a "did you mean"
-//! suggestion computed from it.
+//! suggestion computed from it. Two `HERDSMAN_*` variables are not keys: `HERDSMAN_CONFIG` names
+//! the file, and `HERDSMAN_ENGINE_LIB` the native engine's library.
 
 /// Prefix of every environment variable herdsman reads.
 pub const ENV_PREFIX: &str = "HERDSMAN_";
 /// Names the config file; read by `load`, not a key of the file itself.
 pub const CONFIG_ENV_VAR: &str = "HERDSMAN_CONFIG";
+/// Names the native engine's library, overriding where the master looks for it
+/// (`worker::engine_lib`); not a key: the library is found, not configured.
+pub const ENGINE_LIB_ENV_VAR: &str = "HERDSMAN_ENGINE_LIB";
 
 /// One configuration setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,6 +20,8 @@ pub enum Key {
     Workers,
     Bind,
     Interface,
+    Engine,
+    Threads,
     Spawn,
     Preload,
     Python,
@@ -54,12 +60,14 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 39] = [
+    pub const ALL: [Key; 41] = [
         Key::App,
         Key::Factory,
         Key::Workers,
         Key::Bind,
         Key::Interface,
+        Key::Engine,
+        Key::Threads,
         Key::Spawn,
         Key::Preload,
         Key::Python,
@@ -104,6 +112,8 @@ impl Key {
             Key::Workers => "workers",
             Key::Bind => "bind",
             Key::Interface => "interface",
+            Key::Engine => "engine",
+            Key::Threads => "threads",
             Key::Spawn => "spawn",
             Key::Preload => "preload",
             Key::Python => "python",

@@ -102,6 +102,8 @@ layer! {
     workers => Workers,
     bind => Bind,
     interface => Interface,
+    engine => Engine,
+    threads => Threads,
     spawn => Spawn,
     preload => Preload,
     python => Python,

@@ -35,7 +35,7 @@ mod tests;
 pub use account::workers_gid;
 pub use error::{ConfigError, ConfigErrors, Fix};
 pub use flags::RunArgs;
-pub use keys::Key;
+pub use keys::{Key, ENGINE_LIB_ENV_VAR};
 pub use layer::Origin;
 pub use load::load;
 pub use render::render;

@@ -1,11 +1,11 @@
 //! The effective configuration as TOML text, for `herdsman check`. Every key appears, in the
-//! order of `Key::ALL`; the unset optional paths (`python`, `chdir`, `control_socket`) appear as
-//! comments saying
-//! what is used instead, and a recycling limit that is off appears as `0  # off`. The output is a
-//! valid config file: `load` reads it back to the same `Config` (apart from `config_file`).
+//! order of `Key::ALL`; the unset optional paths (`python`, `chdir`, `control_socket`) and an
+//! unset `threads` appear as comments saying what is used instead, and a recycling limit that is
+//! off appears as `0  # off`. The output is a valid config file: `load` reads it back to the same
+//! `Config` (apart from `config_file`).
 
 use crate::config::{
-    AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
+    defaults, AppSpec, BindSpec, Config, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
 };
 use std::fmt::{self, Write as _};
 use std::path::Path;
@@ -32,6 +32,11 @@ pub fn render(config: &Config) -> String {
     line("lifespan", quote(config.lifespan.as_str()));
     line("bind", binds(&config.binds));
     line("interface", quote(config.interface.as_str()));
+    line("engine", quote(config.engine.as_str()));
+    match config.threads {
+        Some(n) => line("threads", n.to_string()),
+        None => line("# threads", format!("(not set: {})", defaults::THREADS)),
+    }
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

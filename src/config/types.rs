@@ -11,7 +11,8 @@ pub use crate::addr::BindSpec;
 /// Defaults for every key that has one. docs/configuration.md and config/herdsman.toml must agree.
 pub mod defaults {
     use super::{
-        BindSpec, Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount,
+        BindSpec, Engine, Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode,
+        WorkerCount,
     };
     use std::path::PathBuf;
     use std::time::Duration;
@@ -23,6 +24,13 @@ pub mod defaults {
     pub const BIND: &str = "127.0.0.1:8000";
     /// `interface`: detect ASGI or WSGI from the application object.
     pub const INTERFACE: Interface = Interface::Auto;
+    /// `engine`: uvicorn, the engine every release so far has served with; the native engine is
+    /// opt-in while it is new.
+    pub const ENGINE: Engine = Engine::Uvicorn;
+    /// `threads`: Python threads running the WSGI app in each worker of the native engine. 4 for
+    /// now, a placeholder: the value will be chosen from the native engine's benchmark
+    /// (docs/benchmarks.md), where it is measured against gunicorn's gthread workers.
+    pub const THREADS: u32 = 4;
     /// `max_workers`: derived from the CPUs and memory (src/sizing/bounds.rs).
     pub const MAX_WORKERS: WorkerCount = WorkerCount::Auto;
     /// `lifespan`: as uvicorn, used when the app supports it.
@@ -102,6 +110,12 @@ pub struct Config {
     pub binds: Vec<BindSpec>,
     /// ASGI or WSGI, or detect it.
     pub interface: Interface,
+    /// The HTTP server the workers run the app on.
+    pub engine: Engine,
+    /// Python threads running the WSGI app in each worker of the native engine, as given;
+    /// `None`: not set, `defaults::THREADS`. Kept unresolved so that a value set for uvicorn,
+    /// which does not use it, can be warned about.
+    pub threads: Option<u32>,
     /// How workers are started (docs/zygote.md).
     pub spawn: SpawnMode,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
@@ -243,6 +257,26 @@ impl Lifespan {
             Lifespan::Auto => "auto",
             Lifespan::On => "on",
             Lifespan::Off => "off",
+        }
+    }
+}
+
+/// The HTTP server inside each worker. The master treats both alike (docs/protocol.md is the
+/// same contract): only the worker's argv differs, and `Native` needs its library located
+/// (`worker::engine_lib`) before any worker is spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// uvicorn (WSGI apps through a2wsgi), installed in the app's Python environment.
+    Uvicorn,
+    /// herdsman's own engine: a CPython extension module (the `engine/` crate).
+    Native,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Uvicorn => "uvicorn",
+            Engine::Native => "native",
         }
     }
 }

@@ -23,6 +23,9 @@ mod paths;
 
 /// Most extra workers booting at once: each boot imports the whole app, so more is a typo.
 const MAX_SURGE: u32 = 64;
+/// Most Python threads per native-engine worker: each has its own stack, and past a few dozen
+/// they only take turns holding the GIL, so more is a typo (a worker count, a connection count).
+const MAX_THREADS: u32 = 1024;
 /// Smallest `max_worker_memory`: no Python worker fits in less, so a smaller value is a unit left
 /// out (`512` meant as 512MiB) and would recycle every worker at every check.
 const MIN_WORKER_MEMORY: u64 = 1 << 20;
@@ -45,6 +48,10 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         lifespan: v.value(Key::Lifespan, defaults::LIFESPAN, values::lifespan),
         binds: v.binds(),
         interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
+        engine: v.value(Key::Engine, defaults::ENGINE, values::engine),
+        threads: v.value(Key::Threads, None, |raw| {
+            values::count_from_to(raw, 1..=MAX_THREADS, "4").map(Some)
+        }),
         spawn: v.value(Key::Spawn, defaults::SPAWN, values::spawn),
         preload: v.value(Key::Preload, defaults::PRELOAD, values::boolean),
         python: v.python(),

@@ -7,7 +7,9 @@ use super::error::{Fix, Invalid};
 use super::keys::suggest;
 use super::layer::Raw;
 use super::size;
-use crate::config::{Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount};
+use crate::config::{
+    Engine, Interface, Lifespan, LogFormat, LogLevel, ReadyMin, SpawnMode, WorkerCount,
+};
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -52,6 +54,21 @@ pub fn count(raw: &Raw, range: RangeInclusive<u32>, example: &str) -> Result<u32
     Ok(u32::try_from(n).expect("number() kept it within a u32 range"))
 }
 
+/// A whole number within `range`, for keys where both bounds matter: a rejection names the whole
+/// range ("from 1 to 1024").
+pub fn count_from_to(raw: &Raw, range: RangeInclusive<u32>, example: &str) -> Result<u32, Invalid> {
+    let (low, high) = (*range.start(), *range.end());
+    count(raw, range, example).map_err(|_| {
+        let got = if is_integer(raw) {
+            shown(raw)
+        } else {
+            raw.describe()
+        };
+        let problem = format!("must be a whole number from {low} to {high}, got {got}");
+        Invalid::examples(problem, &[example])
+    })
+}
+
 /// A whole number within `range`.
 pub fn number(raw: &Raw, range: RangeInclusive<u64>, example: &str) -> Result<u64, Invalid> {
     number_in(raw, range, "must be a whole number", &[example])
@@ -93,6 +110,15 @@ fn is_negative(raw: &Raw) -> bool {
     match raw {
         Raw::Int(n) => *n < 0,
         Raw::Text(text) => text.trim().parse::<i64>().is_ok_and(|n| n < 0),
+        _ => false,
+    }
+}
+
+/// An integer of any sign or size, as a number or as text.
+fn is_integer(raw: &Raw) -> bool {
+    match raw {
+        Raw::Int(_) => true,
+        Raw::Text(text) => text.trim().parse::<i128>().is_ok(),
         _ => false,
     }
 }
@@ -265,6 +291,11 @@ pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
         ("wsgi", Interface::Wsgi),
     ];
     choice(raw, &choices, &[], "auto")
+}
+
+pub fn engine(raw: &Raw) -> Result<Engine, Invalid> {
+    let choices = [("uvicorn", Engine::Uvicorn), ("native", Engine::Native)];
+    choice(raw, &choices, &[], "native")
 }
 
 pub fn lifespan(raw: &Raw) -> Result<Lifespan, Invalid> {

@@ -4,7 +4,7 @@
 //!
 //! The configuration is read again exactly as on a reload. The new binary's check passed on it
 //! moments ago; should it fail now anyway (the file changed in between), or should no
-//! interpreter be found, the previous configuration (rendered into the handover) is used and the
+//! interpreter (or native engine library) be found, the previous configuration (rendered into the handover) is used and the
 //! adopted workers are kept as they are: the binary is upgraded, the workers are not. Otherwise
 //! the workers roll over to a new generation built from it, exactly like a reload: new ones
 //! first, each adopted one retired only once a replacement is ready, and the adopted ones kept
@@ -37,7 +37,7 @@ use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::upgrade::{HandedPhase, HandedWorker, Handover};
-use crate::worker::{python, ExecSpawner, RuntimeDir, RuntimeError, WorkerSpec};
+use crate::worker::{engine_lib, python, ExecSpawner, RuntimeDir, RuntimeError, WorkerSpec};
 use crate::{exit, logging};
 
 /// Why the new image could not take over; it exits, and the workers exit with it.
@@ -252,15 +252,17 @@ fn start_logging(config: &Config) {
     }
 }
 
-/// The spec of the generation to roll over to, or `None` (logged) without an interpreter.
+/// The spec of the generation to roll over to, or `None` (logged) without an interpreter or
+/// without the native engine's library.
 fn next_spec(config: &Config, env: &[(String, String)]) -> Option<WorkerSpec> {
-    match python::resolve(config.python.as_deref(), env) {
-        Ok(python) => Some(WorkerSpec::new(config, python, env)),
-        Err(e) => {
-            error!("upgrade: {e}; the running workers are kept");
-            None
-        }
-    }
+    let kept = |e: &dyn std::fmt::Display| error!("upgrade: {e}; the running workers are kept");
+    let python = python::resolve(config.python.as_deref(), env)
+        .inspect_err(|e| kept(e))
+        .ok()?;
+    let engine = engine_lib::resolve(config.engine, env)
+        .inspect_err(|e| kept(e))
+        .ok()?;
+    Some(WorkerSpec::new(config, python, &engine, env))
 }
 
 /// Warns about what an upgrade cannot change, as a reload does; the pidfile stays the one the

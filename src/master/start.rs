@@ -1,7 +1,7 @@
 //! Starting the master, in the order the invariants need: (signal handlers are already
-//! installed by the caller) size the worker pool, resolve the interpreter, write the runtime,
-//! bind every listener, create the control socket and the admin listener, then hand over to the
-//! loop, which forks. Each failure here maps to its documented exit code with one clear message;
+//! installed by the caller) size the worker pool, resolve the interpreter and the engine (the
+//! native engine's library), write the runtime, bind every listener, create the control socket
+//! and the admin listener, then hand over to the loop, which forks. Each failure here maps to its documented exit code with one clear message;
 //! nothing has been forked yet.
 
 use std::fs::File;
@@ -21,6 +21,7 @@ use crate::sockets;
 use crate::sys::environ::env_snapshot;
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
+use crate::worker::engine_lib::{self, WorkerEngine};
 use crate::worker::{python, ExecSpawner, RuntimeDir, WorkerSpec};
 
 /// Starts everything and runs until the master exits; returns the process exit code.
@@ -43,6 +44,17 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
             return exit::PYTHON_ENV;
         }
     };
+    let engine = match engine_lib::resolve(config.engine, &env) {
+        Ok(engine) => engine,
+        Err(e) => {
+            error!("{e}");
+            return exit::PYTHON_ENV;
+        }
+    };
+    if let WorkerEngine::Native { lib } = &engine {
+        let threads = config.threads.unwrap_or(crate::config::defaults::THREADS);
+        info!(lib = %lib.display(), threads, "workers run the native engine");
+    }
     let runtime = match RuntimeDir::create() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -92,7 +104,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     }
     let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
     let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
-    let spec = WorkerSpec::new(&config, python, &env);
+    let spec = WorkerSpec::new(&config, python, &engine, &env);
     let seed = jitter_seed();
     let policy = Policy::from_config(&config, target, seed);
     info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");

@@ -2,6 +2,7 @@
 //! the generation's zygote), the channel protocol it speaks (docs/protocol.md), the Python runtime it runs, and
 //! its captured output.
 
+pub mod engine_lib;
 pub mod inflight;
 mod output;
 mod protocol;

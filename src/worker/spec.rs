@@ -1,12 +1,14 @@
 //! What a worker runs: the [`WorkerSpec`] of a generation (interpreter, runtime arguments,
 //! environment, identity), built once from the config and reused for every spawn; the runtime's
 //! argv (docs/protocol.md "How a worker is started") and the environment a worker inherits (the
-//! master's, less the variables that belong to the master).
+//! master's, less the variables that belong to the master). The engine options are only added
+//! for the native engine: a uvicorn worker's argv is what it was before there were two engines.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, SpawnMode, User};
+use super::engine_lib::WorkerEngine;
+use crate::config::{defaults, Config, SpawnMode, User};
 use crate::sys::exec::Identity;
 
 /// Environment variables a worker must never inherit: socket activation, the systemd notify and
@@ -45,12 +47,19 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// `python` is the already resolved interpreter; `env` is the master's environment.
-    pub fn new(config: &Config, python: PathBuf, env: &[(String, String)]) -> WorkerSpec {
+    /// `python` is the already resolved interpreter, `engine` is `config.engine` resolved
+    /// (`engine_lib::resolve`: for the native engine, with its library), which the argv follows;
+    /// `env` is the master's environment.
+    pub fn new(
+        config: &Config,
+        python: PathBuf,
+        engine: &WorkerEngine,
+        env: &[(String, String)],
+    ) -> WorkerSpec {
         let root = nix::unistd::geteuid().is_root();
         WorkerSpec {
             python,
-            args: runtime_args(config),
+            args: runtime_args(config, engine),
             env: worker_env(env, &account_env(config.user.as_ref()), &config.env),
             identity: identity(config, root),
             umask: config.umask,
@@ -110,7 +119,7 @@ pub fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
-fn runtime_args(config: &Config) -> Vec<String> {
+fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
     let app = &config.app;
     let mut args = vec![
         "--app".to_string(),
@@ -139,6 +148,12 @@ fn runtime_args(config: &Config) -> Vec<String> {
         "--backlog".to_string(),
         config.backlog.to_string(),
     ];
+    if let WorkerEngine::Native { lib } = engine {
+        let threads = config.threads.unwrap_or(defaults::THREADS);
+        args.extend(["--engine".into(), "native".into()]);
+        args.extend(["--engine-lib".into(), lib.display().to_string()]);
+        args.extend(["--threads".into(), threads.to_string()]);
+    }
     if app.factory {
         args.push("--factory".into());
     }
@@ -231,6 +246,88 @@ mod tests {
                 ("HOME", "/srv/app")
             ])
         );
+    }
+
+    fn config(argv: &[&str]) -> Config {
+        let argv = [&["herdsman"], argv, &["m:a"]].concat();
+        let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
+        crate::config::load(&args, &[]).expect("valid configuration")
+    }
+
+    /// The values following each `--engine`, `--engine-lib` and `--threads` in `args`.
+    fn engine_options(args: &[String]) -> Vec<(&str, &str)> {
+        let options = ["--engine", "--engine-lib", "--threads"];
+        args.windows(2)
+            .filter(|pair| options.contains(&pair[0].as_str()))
+            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn uvicorn_workers_get_no_engine_options() {
+        let uvicorn = runtime_args(&config(&["--threads", "8"]), &WorkerEngine::Uvicorn);
+        assert_eq!(engine_options(&uvicorn), []);
+        assert_eq!(
+            uvicorn,
+            runtime_args(&config(&[]), &WorkerEngine::Uvicorn),
+            "threads changes nothing for uvicorn"
+        );
+        let format = crate::config::defaults::ACCESS_LOG_FORMAT;
+        let today = [
+            "--app",
+            "m:a",
+            "--interface",
+            "auto",
+            "--lifespan",
+            "auto",
+            "--heartbeat-interval",
+            "1.000",
+            "--idle-heartbeat-interval",
+            "7.500",
+            "--graceful-timeout",
+            "30.000",
+            "--log-level",
+            "info",
+            "--log-format",
+            "text",
+            "--backlog",
+            "2048",
+            "--access-log-file",
+            "-",
+            "--access-log-format",
+            format,
+        ];
+        assert_eq!(
+            uvicorn, today,
+            "the argv from before there were two engines"
+        );
+    }
+
+    #[test]
+    fn native_workers_get_the_engine_its_library_and_threads() {
+        let lib = WorkerEngine::Native {
+            lib: "/opt/herdsman/libherdsman_engine.so".into(),
+        };
+        let args = runtime_args(&config(&["--engine", "native", "--threads", "16"]), &lib);
+        assert_eq!(
+            engine_options(&args),
+            [
+                ("--engine", "native"),
+                ("--engine-lib", "/opt/herdsman/libherdsman_engine.so"),
+                ("--threads", "16"),
+            ]
+        );
+        let args = runtime_args(&config(&["--engine", "native"]), &lib);
+        assert!(
+            engine_options(&args).contains(&("--threads", "4")),
+            "the default: {args:?}"
+        );
+        // Without the six engine items, it is what a uvicorn worker gets.
+        let uvicorn = runtime_args(&config(&["--engine", "native"]), &WorkerEngine::Uvicorn);
+        let mut rest = args.clone();
+        let at = rest.iter().position(|a| a == "--engine").expect("--engine");
+        rest.drain(at..at + 6);
+        assert_eq!(rest, uvicorn);
     }
 
     #[test]

@@ -33,6 +33,12 @@ def parse_args(argv):
     parser.add_argument("--interface", choices=("auto", "asgi", "wsgi"), default="auto")
     # uvicorn's lifespan mode for ASGI apps (WSGI apps have none: always off).
     parser.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto")
+    # The engine (config `engine`): the master passes all three only for the native engine, with
+    # the library it already located (absolute path); the defaults are for a runtime run by hand.
+    parser.add_argument("--engine", choices=("uvicorn", "native"), default="uvicorn")
+    parser.add_argument("--engine-lib", default=None)
+    # Python threads running the WSGI app in each native-engine worker (config `threads`).
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--listen-fd", type=int, action="append", required=True, dest="listen_fds")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)

@@ -112,6 +112,21 @@ fn close_choices_are_suggested() {
 }
 
 #[test]
+fn an_unknown_engine_names_the_choices() {
+    let text = load_err(&args(&["--engine", "nativ", "m:a"]), &[]).to_string();
+    assert!(text.ends_with("fix: write `--engine native`"), "{text}");
+    let env_set = env(&[("HERDSMAN_ENGINE", "gunicorn")]);
+    let text = load_err(&args(&["m:a"]), &env_set).to_string();
+    assert!(
+        text.contains(
+            "environment variable HERDSMAN_ENGINE: `engine` must be one of uvicorn, native, \
+             got a string \"gunicorn\""
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn wrong_types_say_what_was_given() {
     let text = "app = \"m:app\"\nfactory = \"maybe\"\ntimeout = 2.5\nbind = 80\naccess_log = 1\n\
                 env = \"A=1\"\nchdir = 5\nboot_timeout = 1979-05-27\n";

@@ -74,6 +74,20 @@ fn every_scalar_key_follows_file_env_cli() {
             expect: ["Wsgi", "Asgi", "Auto"],
         },
         Case {
+            file: "engine = \"native\"",
+            env: ("HERDSMAN_ENGINE", "uvicorn"),
+            cli: &["--engine", "NATIVE"],
+            get: |c| debug(c.engine),
+            expect: ["Native", "Uvicorn", "Native"],
+        },
+        Case {
+            file: "threads = 2\nengine = \"native\"",
+            env: ("HERDSMAN_THREADS", "8"),
+            cli: &["--threads", "16"],
+            get: |c| debug(c.threads),
+            expect: ["Some(2)", "Some(8)", "Some(16)"],
+        },
+        Case {
             file: "python = \"py-file\"",
             env: ("HERDSMAN_PYTHON", "py-env"),
             cli: &["--python", "py-cli"],
@@ -281,6 +295,8 @@ fn defaults_apply_when_nothing_is_given() {
             port: 8000,
         }],
         interface: Interface::Auto,
+        engine: crate::config::Engine::Uvicorn,
+        threads: None,
         spawn: defaults::SPAWN,
         preload: defaults::PRELOAD,
         python: None,
@@ -399,6 +415,20 @@ fn unrelated_environment_variables_are_ignored() {
         ("herdsman_workers", "x"),
     ]);
     load_ok(&args(&["m:a"]), &env_set);
+}
+
+/// `HERDSMAN_ENGINE_LIB` is read where the library is located, not by the configuration; its
+/// typos are still caught.
+#[test]
+fn the_engine_library_override_is_not_an_unknown_variable() {
+    let env_set = env(&[("HERDSMAN_ENGINE_LIB", "/nonexistent/libherdsman_engine.so")]);
+    load_ok(&args(&["m:a"]), &env_set);
+    let env_set = env(&[("HERDSMAN_ENGINE_LIBRARY", "/x.so")]);
+    let errors = load_err(&args(&["m:a"]), &env_set).to_string();
+    assert!(
+        errors.contains("HERDSMAN_ENGINE_LIBRARY is not a herdsman setting"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -57,6 +57,8 @@ fn every_non_default_round_trips() {
             BindSpec::Fd(5),
         ],
         interface: Interface::Wsgi,
+        engine: crate::config::Engine::Native,
+        threads: Some(1024),
         spawn: SpawnMode::Zygote,
         preload: true,
         python: Some("python3.12".into()),
@@ -158,6 +160,8 @@ max_workers = "auto"
 lifespan = "auto"
 bind = ["127.0.0.1:8000"]
 interface = "auto"
+engine = "uvicorn"
+# threads = (not set: 4)
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
@@ -231,7 +235,8 @@ fn the_example_file_states_the_real_defaults() {
     assert_eq!(loaded, defaults, "{uncommented}");
 }
 
-/// `key = value` or `[env]` / `NAME = value` lines, except the example paths.
+/// `key = value` or `[env]` / `NAME = value` lines, except the keys unset by default whose example
+/// shows a value (the example paths, the account, `threads`).
 fn is_setting(line: &str) -> bool {
     let key = line.split(" = ").next().unwrap_or("");
     let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -244,6 +249,7 @@ fn is_setting(line: &str) -> bool {
         "group",
         "umask",
         "control_socket",
+        "threads",
     ]
     .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"

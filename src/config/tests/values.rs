@@ -176,6 +176,34 @@ fn app_spec_errors_come_with_their_origin() {
 }
 
 #[test]
+fn threads_are_1_to_1024_and_rejections_name_the_range() {
+    let threads = |value: &str| with(&["--threads", value]).map(|config| config.threads);
+    assert_eq!(threads("1"), Ok(Some(1)));
+    assert_eq!(threads(" 1024 "), Ok(Some(1024)));
+    assert_eq!(with(&[]).map(|config| config.threads), Ok(None));
+    for (bad, got) in [
+        ("0", "got 0"),
+        ("1025", "got 1025"),
+        ("-4", "got -4"),
+        ("99999999999999999999999", "got 99999999999999999999999"),
+        ("many", "got a string \"many\""),
+        ("2.5", "got a string \"2.5\""),
+    ] {
+        let error = threads(bad).expect_err(bad);
+        let expected = format!("`threads` must be a whole number from 1 to 1024, {got}");
+        assert!(error.contains(&expected), "{bad}: {error}");
+        assert!(error.contains("fix: write `--threads 4`"), "{bad}: {error}");
+    }
+    let file = ConfigFile::new("app = \"m:a\"\nthreads = 0\n");
+    let error = load_err(&file.args(&[]), &[]).to_string();
+    assert!(
+        error.contains("line 2: `threads` must be a whole number from 1 to 1024, got 0")
+            && error.contains("fix: write `threads = 4`"),
+        "{error}"
+    );
+}
+
+#[test]
 fn max_surge_is_1_to_64() {
     let surge = |v: &str| with(&["--max-surge", v]).map(|c| c.max_surge);
     assert_eq!(surge("1"), Ok(1));

@@ -1,7 +1,7 @@
-//! The loop's side of a reload (`Action::LoadConfig`): load the configuration again and
-//! resolve the interpreter, register the new generation's worker spec, and answer the state
-//! machine with `Event::Reload`, or refuse the reload (the current workers keep serving) and
-//! tell the waiting `ctl` clients why. What cannot change without a restart (listeners, log
+//! The loop's side of a reload (`Action::LoadConfig`): load the configuration again, resolve the
+//! interpreter and the engine (the native engine's library), register the new generation's
+//! worker spec, and answer the state machine with `Event::Reload`, or refuse the reload (the
+//! current workers keep serving) and tell the waiting `ctl` clients why. What cannot change without a restart (listeners, log
 //! file, pidfile, control socket, admin listener) is kept, with a warning.
 
 use tracing::{error, warn};
@@ -13,6 +13,7 @@ use crate::master::launch::worker_target;
 use crate::master::policy::Policy;
 use crate::ops::ReloadOutcome;
 use crate::sys::environ::env_snapshot;
+use crate::worker::engine_lib::{self, EngineLibError};
 use crate::worker::python::{self, PythonError};
 use crate::worker::WorkerSpec;
 
@@ -25,6 +26,9 @@ pub enum ReloadError {
     /// The configured interpreter cannot be found.
     #[error("reload refused")]
     ResolvePython(#[source] PythonError),
+    /// `engine = "native"`, and its library cannot be found.
+    #[error("reload refused")]
+    ResolveEngineLib(#[source] EngineLibError),
     /// `workers` is over `max_workers`.
     #[error("reload refused, {0}")]
     Bounds(String),
@@ -39,6 +43,7 @@ impl ReloadError {
                 format!("{self}; the current workers keep serving:\n{errors}")
             }
             Self::ResolvePython(e) => format!("{self}: {e}; the current workers keep serving"),
+            Self::ResolveEngineLib(e) => format!("{self}: {e}; the current workers keep serving"),
             Self::Bounds(_) => format!("{self}; the current workers keep serving"),
         }
     }
@@ -67,6 +72,8 @@ impl Supervisor {
         let config = config::load(&self.args, &env).map_err(ReloadError::LoadConfig)?;
         let python =
             python::resolve(config.python.as_deref(), &env).map_err(ReloadError::ResolvePython)?;
+        let engine =
+            engine_lib::resolve(config.engine, &env).map_err(ReloadError::ResolveEngineLib)?;
         if config.binds != self.config.binds || config.backlog != self.config.backlog {
             warn!("the listeners (bind, backlog) cannot change on reload: restart herdsman to apply that change; keeping the current listeners");
         }
@@ -90,7 +97,7 @@ impl Supervisor {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.specs
-            .insert(generation, WorkerSpec::new(&config, python, &env));
+            .insert(generation, WorkerSpec::new(&config, python, &engine, &env));
         self.config = config;
         Ok(Event::Reload {
             generation,
