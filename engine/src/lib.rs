@@ -1,6 +1,9 @@
 use pyo3::prelude::*;
 
+mod accesslog;
+
 #[pymodule]
-fn _engine(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    accesslog::py::register(m)?;
     Ok(())
 }
