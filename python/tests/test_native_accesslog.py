@@ -5,6 +5,8 @@ must equal, byte for byte, the line herdsman.runtime.accessformat renders from t
 uvicorn would build for that request. The table covers every atom, request and response
 headers, every CGI variable, the literal-text corners, the conversions, gunicorn's default
 format and the JSON form, under several time zones with the clock pinned on both sides.
+Writer: a real `AccessLog` written from several threads keeps every line whole, follows a
+reopen, and counts what it cannot write.
 
 The extension is loaded by path: $HERDSMAN_ENGINE_LIB (which must exist), else the newer of
 target/{release,debug}/libherdsman_engine.so (built with `cargo build -p herdsman-engine`); the
@@ -17,6 +19,7 @@ import importlib.util
 import itertools
 import os
 import re
+import threading
 import time
 import urllib.parse
 
@@ -312,3 +315,98 @@ def test_the_clock_follows_the_real_time(engine):
     line = engine.render_access_line("%(t)s", entry())
     after = time.strftime(clf)
     assert line[:-1] in (before, after)
+
+
+# -- the writer ---------------------------------------------------------------------------------
+
+LINE = re.compile(r"/(\d+)/(\d+) 200 (q*)")
+
+
+def wait_for(condition, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.005)
+
+
+def test_lines_from_many_threads_reach_the_file_whole(engine, tmp_path):
+    path = tmp_path / "access.log"
+    log = engine._AccessLog(str(path), "%(U)s %(s)s %(q)s")
+    threads, per_thread, pad = 8, 2000, 40  # 1 MB: below QUEUE_LIMIT even if the writer lags
+    log.record_from_threads(threads, per_thread, pad)
+    log.close(10.0)
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    seen = set()
+    for line in data.decode().split("\n")[:-1]:
+        match = LINE.fullmatch(line)
+        assert match and len(match.group(3)) == pad, "a line is not whole: %r" % line
+        seen.add((int(match.group(1)), int(match.group(2))))
+    assert seen == {(t, i) for t in range(threads) for i in range(per_thread)}
+    assert len(data.split(b"\n")) - 1 == threads * per_thread
+    assert log.dropped() == 0 and log.notices() == []
+    log.record_from_threads(1, 3, 0)  # after close: dropped, not written
+    assert log.dropped() == 3 and path.read_bytes() == data
+
+
+def test_a_pipe_gets_whole_lines_longer_and_shorter_than_pipe_buf(engine, tmp_path):
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    log = engine._AccessLog(str(fifo), "%(U)s %(s)s %(q)s")
+    log.record_from_threads(3, 200, 10)
+    log.record_from_threads(2, 5, 10_000)  # longer than PIPE_BUF: each its own write
+    log.close(10.0)  # the writer has ended and closed the pipe: the reader sees its end
+    reader.join(10)
+    lines = received[0].decode().split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == 3 * 200 + 2 * 5
+    assert all(LINE.fullmatch(line) for line in lines[:-1])
+
+
+def test_a_reopen_follows_a_rename(engine, tmp_path):
+    path, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    log = engine._AccessLog(str(path), "%(U)s %(s)s %(q)s")
+    log.record_from_threads(1, 10, 0)
+    wait_for(lambda: path.exists() and path.read_text().count("\n") == 10, "the first lines")
+    os.rename(path, rotated)
+    log.reopen()
+    log.record_from_threads(1, 5, 1)
+    log.close(10.0)
+    assert rotated.read_text() == "".join("/0/%d 200 \n" % i for i in range(10))
+    assert path.read_text() == "".join("/0/%d 200 q\n" % i for i in range(5))
+    assert log.dropped() == 0
+
+
+def test_a_destination_that_cannot_be_opened_counts_drops_and_warns_once(engine, tmp_path):
+    log = engine._AccessLog(str(tmp_path / "no-such-dir" / "access.log"), "%(U)s")
+    assert not log.wants_response_headers()
+    for _ in range(3):
+        log.record_from_threads(1, 5, 0)
+    log.close(10.0)
+    assert log.dropped() == 15
+    notices = log.notices()
+    assert len(notices) == 1 and notices[0].startswith("Warning: access log: lines dropped (cannot open")
+
+
+def test_past_the_queue_limit_lines_are_dropped_counted_and_told_once(engine, tmp_path):
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    log = engine._AccessLog(str(fifo), "%(U)s %(s)s %(q)s")  # the writer waits for a reader
+    lines, pad = 50_000, 100  # ~5.5 MB, more than QUEUE_LIMIT (4 MiB) can hold
+    log.record_from_threads(1, lines, pad)
+    dropped = log.dropped()
+    assert 0 < dropped < lines
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    log.close(10.0)
+    reader.join(10)
+    written = received[0].decode().split("\n")[:-1]
+    assert len(written) == lines - dropped and all(LINE.fullmatch(line) for line in written)
+    assert log.notices() == [
+        "Warning: access log: lines dropped (the destination does not keep up); the count is in /metrics",
+        "Info: access log: writing again after the destination does not keep up; %d line(s) dropped so far"
+        % dropped,
+    ]

@@ -1,22 +1,25 @@
 //! The access log seen from Python, for the tests only (the engine crate cannot build a Rust
 //! test binary): `render_access_line` renders one entry described by a dict, so a test can
 //! compare it with the Python runtime's line for the same request (`_wants_response_headers`
-//! the same for that flag). Every bad input is a Python exception, never a panic.
+//! the same for that flag), and `_AccessLog` drives a real writer from many threads. Every bad
+//! input is a Python exception, never a panic; the GIL is released while threads record.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{Entry, Format, Local};
+use super::{AccessLog, Entry, Format, Local, Notice, Severity};
 
 /// Adds the hooks to the `_engine` module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_access_line, m)?)?;
     m.add_function(wrap_pyfunction!(_wants_response_headers, m)?)?;
+    m.add_class::<TestAccessLog>()?;
     Ok(())
 }
 
@@ -107,4 +110,99 @@ fn headers(list: Option<Bound<'_, PyAny>>) -> PyResult<Option<HeaderMap>> {
         );
     }
     Ok(Some(map))
+}
+
+/// A real access log for the writer's tests: lines from several threads, reopen, close.
+#[pyclass(name = "_AccessLog", module = "_engine")]
+struct TestAccessLog {
+    log: AccessLog,
+    notices: Arc<Mutex<Vec<String>>>,
+}
+
+#[pymethods]
+impl TestAccessLog {
+    #[new]
+    fn new(path: &str, spec: &str) -> PyResult<Self> {
+        let format = Format::compile(spec).map_err(PyValueError::new_err)?;
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notices);
+        let notice: Notice = Box::new(move |severity: Severity, text: &str| {
+            let mut list = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            list.push(format!("{severity:?}: {text}"));
+        });
+        let log =
+            AccessLog::open(path, format, notice).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(TestAccessLog { log, notices })
+    }
+
+    /// `threads` threads each record `lines` requests for `/<thread>/<line>`, with a query of
+    /// `pad` bytes (to make long lines).
+    fn record_from_threads(
+        &self,
+        py: Python<'_>,
+        threads: usize,
+        lines: usize,
+        pad: usize,
+    ) -> PyResult<()> {
+        let log = &self.log;
+        let query = "q".repeat(pad);
+        let started = py.detach(|| {
+            std::thread::scope(|scope| {
+                for t in 0..threads {
+                    let query = &query;
+                    std::thread::Builder::new().spawn_scoped(scope, move || {
+                        let headers = HeaderMap::new();
+                        for i in 0..lines {
+                            let path = format!("/{t}/{i}");
+                            log.record(&entry(&path, query, &headers));
+                        }
+                    })?;
+                }
+                Ok::<(), std::io::Error>(())
+            })
+        });
+        started.map_err(|e| PyOSError::new_err(format!("cannot start a thread: {e}")))
+    }
+
+    fn reopen(&self) {
+        self.log.reopen();
+    }
+
+    fn wants_response_headers(&self) -> bool {
+        self.log.wants_response_headers()
+    }
+
+    fn close(&self, py: Python<'_>, wait: f64) {
+        let log = &self.log;
+        let wait = Duration::try_from_secs_f64(wait.max(0.0)).unwrap_or(Duration::MAX);
+        py.detach(|| log.close(wait));
+    }
+
+    fn dropped(&self) -> u64 {
+        self.log.dropped()
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.notices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn entry<'a>(path: &'a str, query: &'a str, headers: &'a HeaderMap) -> Entry<'a> {
+    Entry {
+        remote: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        local: Local::Unknown,
+        scheme: "http",
+        method: "GET",
+        path,
+        query,
+        version: "HTTP/1.1",
+        request_headers: headers,
+        status: 200,
+        response_headers: None,
+        body_bytes: 0,
+        duration: Duration::ZERO,
+    }
 }
