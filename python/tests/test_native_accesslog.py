@@ -292,6 +292,10 @@ def test_unknown_atoms_are_refused_with_python_s_message(engine):
         engine.render_access_line("%({\u2603}i)s", entry())
 
 
+def test_the_default_format_is_gunicorn_s_as_in_python(engine):
+    assert engine._DEFAULT_FORMAT == DEFAULT_FORMAT
+
+
 def test_a_format_without_atoms_is_rendered_where_python_cannot_compile_it(engine):
     # accessformat.py builds `TEMPLATE % (,)` for it, a SyntaxError; the native engine writes
     # the text itself, one line per request.
@@ -387,7 +391,7 @@ def test_a_destination_that_cannot_be_opened_counts_drops_and_warns_once(engine,
     log.close(10.0)
     assert log.dropped() == 15
     notices = log.notices()
-    assert len(notices) == 1 and notices[0].startswith("Warning: access log: lines dropped (cannot open")
+    assert len(notices) == 1 and notices[0].startswith("warning: access log: lines dropped (cannot open")
 
 
 def test_past_the_queue_limit_lines_are_dropped_counted_and_told_once(engine, tmp_path):
@@ -406,7 +410,7 @@ def test_past_the_queue_limit_lines_are_dropped_counted_and_told_once(engine, tm
     written = received[0].decode().split("\n")[:-1]
     assert len(written) == lines - dropped and all(LINE.fullmatch(line) for line in written)
     assert log.notices() == [
-        "Warning: access log: lines dropped (the destination does not keep up); the count is in /metrics",
-        "Info: access log: writing again after the destination does not keep up; %d line(s) dropped so far"
+        "warning: access log: lines dropped (the destination does not keep up); the count is in /metrics",
+        "info: access log: writing again after the destination does not keep up; %d line(s) dropped so far"
         % dropped,
     ]

@@ -23,6 +23,16 @@ pub enum Severity {
     Info,
 }
 
+impl Severity {
+    /// The worker log's name for it: `warning`, `info`.
+    pub fn level(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
 /// Where the writer's notices go (the worker's log): called on the writer thread only.
 pub type Notice = Box<dyn Fn(Severity, &str) + Send + Sync>;
 

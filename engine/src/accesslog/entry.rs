@@ -45,3 +45,10 @@ pub enum Local<'a> {
     /// Not known: both `-`.
     Unknown,
 }
+
+impl From<Option<SocketAddr>> for Local<'_> {
+    /// A TCP listener's address, or `Unknown` (a unix socket whose path is not at hand).
+    fn from(addr: Option<SocketAddr>) -> Self {
+        addr.map_or(Local::Unknown, Local::Tcp)
+    }
+}

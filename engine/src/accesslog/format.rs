@@ -11,6 +11,8 @@ use super::clock;
 use super::entry::Entry;
 use super::pytext::{self, Conv, ALT, BLANK, LJUST, SIGN, ZERO};
 
+/// gunicorn's default format (accessformat.py's DEFAULT_FORMAT, the master's default too).
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 /// The word that selects one JSON object per line instead of a format.
 pub const JSON: &str = "json";
 /// Widths and precisions past this are refused (Python would pad every line to them).

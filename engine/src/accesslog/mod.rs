@@ -16,5 +16,5 @@ pub mod py;
 
 pub use dest::{Notice, Severity};
 pub use entry::{Entry, Local};
-pub use format::Format;
+pub use format::{Format, DEFAULT_FORMAT};
 pub use writer::AccessLog;

@@ -13,13 +13,14 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{AccessLog, Entry, Format, Local, Notice, Severity};
+use super::{AccessLog, Entry, Format, Local, Notice, Severity, DEFAULT_FORMAT};
 
 /// Adds the hooks to the `_engine` module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_access_line, m)?)?;
     m.add_function(wrap_pyfunction!(_wants_response_headers, m)?)?;
     m.add_class::<TestAccessLog>()?;
+    m.add("_DEFAULT_FORMAT", DEFAULT_FORMAT)?;
     Ok(())
 }
 
@@ -56,7 +57,7 @@ fn render_access_line(spec: &str, fields: &Bound<'_, PyDict>) -> PyResult<String
             _ => None,
         },
         local: match local {
-            Some(addr) => Local::Tcp(socket_addr(addr)?),
+            Some(addr) => Local::from(Some(socket_addr(addr)?)),
             None if !local_path.is_empty() => Local::Unix(&local_path),
             None => Local::Unknown,
         },
@@ -128,7 +129,7 @@ impl TestAccessLog {
         let sink = Arc::clone(&notices);
         let notice: Notice = Box::new(move |severity: Severity, text: &str| {
             let mut list = sink.lock().unwrap_or_else(PoisonError::into_inner);
-            list.push(format!("{severity:?}: {text}"));
+            list.push(format!("{}: {text}", severity.level()));
         });
         let log =
             AccessLog::open(path, format, notice).map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -193,7 +194,7 @@ impl TestAccessLog {
 fn entry<'a>(path: &'a str, query: &'a str, headers: &'a HeaderMap) -> Entry<'a> {
     Entry {
         remote: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
-        local: Local::Unknown,
+        local: Local::from(None),
         scheme: "http",
         method: "GET",
         path,
