@@ -21,6 +21,7 @@ mod wsgi;
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    accesslog::py::register(m)?;
     m.add_class::<server::Server>()?;
     m.add_class::<wsgi::file::FileWrapper>()?;
     m.add_class::<wsgi::input::Input>()?;

@@ -89,10 +89,10 @@ impl Server {
                 let format = Format::compile(&spec)
                     .map_err(|e| PyValueError::new_err(format!("access log format: {e}")))?;
                 let warn_log = log.clone_ref(py);
-                let warn = Box::new(move |message: &str| {
+                let warn = Box::new(move |severity: crate::accesslog::Severity, message: &str| {
                     let message = message.to_string();
                     Python::attach(|py| {
-                        let _ = warn_log.bind(py).call1(("warning", message));
+                        let _ = warn_log.bind(py).call1((severity.level(), message));
                     });
                 });
                 Some(

@@ -1,43 +1,20 @@
-//! PLACEHOLDER until the engine-accesslog branch merges (not committed).
-pub const DEFAULT_FORMAT: &str =
-    "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"";
-pub struct Entry<'a> {
-    pub remote: Option<std::net::SocketAddr>,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub version: &'a str,
-    pub request_headers: &'a hyper::HeaderMap,
-    pub status: u16,
-    pub response_headers: Option<&'a hyper::HeaderMap>,
-    pub body_bytes: u64,
-    pub duration: std::time::Duration,
-}
-pub struct Format;
-impl Format {
-    pub fn compile(_s: &str) -> Result<Format, String> {
-        Ok(Format)
-    }
-    pub fn wants_response_headers(&self) -> bool {
-        false
-    }
-}
-pub struct AccessLog;
-impl AccessLog {
-    pub fn open(
-        _p: &str,
-        _f: Format,
-        _w: Box<dyn Fn(&str) + Send + Sync>,
-    ) -> std::io::Result<AccessLog> {
-        Ok(AccessLog)
-    }
-    pub fn record(&self, _e: &Entry) {}
-    pub fn dropped(&self) -> u64 {
-        0
-    }
-    pub fn reopen(&self) {}
-    pub fn close(&self, _w: std::time::Duration) {}
-    pub fn wants_response_headers(&self) -> bool {
-        false
-    }
-}
+//! The native engine's access log: one line per finished HTTP request, in gunicorn's format or
+//! as JSON lines, byte for byte what the Python runtime writes (python/herdsman/runtime/
+//! accessformat.py and accesslog.py). `Format` turns a finished request (`Entry`) into a line;
+//! `AccessLog` batches lines from any number of tasks and writes them on its own thread, so a
+//! slow or failing destination never blocks a request. This module only declares and re-exports.
+
+mod atoms;
+mod clock;
+mod dest;
+mod entry;
+mod format;
+mod pytext;
+mod writer;
+
+pub mod py;
+
+pub use dest::{Notice, Severity};
+pub use entry::{Entry, Local};
+pub use format::{Format, DEFAULT_FORMAT};
+pub use writer::AccessLog;

@@ -119,6 +119,8 @@ impl Drop for Finish {
         if let (Some(access), Some(head)) = (&self.shared.access, &self.head) {
             let entry = crate::accesslog::Entry {
                 remote: self.peer.remote,
+                local: crate::accesslog::Local::from(self.peer.local),
+                scheme: self.shared.settings.url_scheme,
                 method: head.method.as_str(),
                 path: head.uri.path(),
                 query: head.uri.query().unwrap_or(""),
