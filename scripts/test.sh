@@ -31,7 +31,10 @@ fi
 
 profile=default
 [[ "${CI:-}" == "true" ]] && profile=ci
-cargo nextest run --all-targets --profile "$profile" "$@"
+# The native engine (engine/, a cdylib with no tests of its own): the integration tests' master finds
+# it next to itself, target/debug/libherdsman_engine.so. nextest builds only test targets' needs.
+cargo build -p herdsman-engine
+cargo nextest run --workspace --exclude herdsman-engine --all-targets --profile "$profile" "$@"
 
 # The benchmark harness's smoke run (bench/run.sh --smoke, one to two minutes with its venv built):
 # proves the harness still works, into a temp dir; it asserts nothing about speed. Not for a
