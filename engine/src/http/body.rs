@@ -43,11 +43,19 @@ pub enum Kind {
 pub struct ResponseBody {
     kind: Kind,
     finish: Finish,
+    /// The app failed mid-stream: the error is held back for one poll, so hyper writes out what
+    /// it has (the head, earlier chunks) before it aborts the connection; without that pause the
+    /// client could see no response at all instead of a truncated one.
+    failed: bool,
 }
 
 impl ResponseBody {
     pub fn new(kind: Kind, finish: Finish) -> ResponseBody {
-        ResponseBody { kind, finish }
+        ResponseBody {
+            kind,
+            finish,
+            failed: false,
+        }
     }
 }
 
@@ -60,6 +68,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Some(Err(Aborted)));
+        }
         let next = match &mut this.kind {
             Kind::Full(data) => data.take().map(Ok),
             Kind::Stream(rx) => match rx.poll_recv(cx) {
@@ -67,8 +78,14 @@ impl Body for ResponseBody {
                 Poll::Ready(next) => next,
             },
         };
-        if let Some(Ok(data)) = &next {
-            this.finish.bytes += data.len() as u64;
+        match &next {
+            Some(Ok(data)) => this.finish.bytes += data.len() as u64,
+            Some(Err(_)) => {
+                this.failed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            None => {}
         }
         Poll::Ready(next.map(|chunk| chunk.map(Frame::data)))
     }
