@@ -7,9 +7,12 @@
 #
 # - maturin is the version pinned in pyproject.toml's build-system.requires (the one source of
 #   truth), installed into a build venv that is kept while the pin holds.
-# - The dev profile reuses what `cargo nextest run` builds anyway (same target dir, same library
-#   unit), so in CI the wheel costs a link and a zip; the wheel's layout and metadata do not
-#   depend on the profile. Release wheels: docs/releasing.md.
+# - The native engine is built and staged first (scripts/stage-engine.sh, same profile): maturin
+#   builds the master only, and takes the engine from python/herdsman/_engine.abi3.so.
+# - The dev profile reuses what `cargo nextest run` and `cargo build -p herdsman-engine` build
+#   anyway (same target dir, same library units), so in CI the wheel costs a link, a strip and a
+#   zip; the wheel's layout and metadata do not depend on the profile. Release wheels:
+#   docs/releasing.md.
 # - The fresh venv is made from scratch every run. It gets its dependencies (uvicorn, a2wsgi,
 #   ...) without a network: a .pth file puts the test venv's site-packages (scripts/venv.sh) on its
 #   sys.path ($HERDSMAN_TEST_PYTHON's, as for the tests), and the wheel is installed with --no-index, so pip checks the wheel's Requires-Dist
@@ -41,15 +44,20 @@ if [[ "$(cat "$build_venv/.pin" 2>/dev/null)" != "$pin" ]] || ! "$build_venv/bin
     printf '%s\n' "$pin" >"$build_venv/.pin"
 fi
 
-# 2. The wheel.
+# 2. The native engine, staged in python/herdsman for maturin to pick up (same profile).
+bash scripts/stage-engine.sh --profile "$profile" >/dev/null
+
+# 3. The wheel, which must hold the engine where the master looks for it.
 dist="$work/dist"
 rm -rf "$dist"
 say "maturin build --profile $profile"
 "$build_venv/bin/maturin" build --quiet --profile "$profile" --out "$dist" >&2
 wheel="$(ls "$dist"/herdsman-*.whl)"
+"$build_venv/bin/python" -c 'import sys, zipfile; sys.exit("herdsman/_engine.abi3.so" not in zipfile.ZipFile(sys.argv[1]).namelist())' "$wheel" \
+    || { say "$(basename "$wheel") holds no herdsman/_engine.abi3.so"; exit 1; }
 say "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
 
-# 3. A fresh venv, the wheel installed offline.
+# 4. A fresh venv, the wheel installed offline.
 venv="$work/venv"
 "$PYTHON" -m venv --clear "$venv" >&2
 site_of() { "$1" -c 'import sysconfig; print(sysconfig.get_path("purelib"))'; }
