@@ -51,14 +51,14 @@ impl std::fmt::Display for Engine {
 /// One test body, one `#[test]` per engine: see the module documentation.
 #[allow(unused_macros)] // test binaries without a WSGI test do not use it
 macro_rules! both_engines {
-    ($($(#[$meta:meta])* fn $name:ident($engine:ident: Engine) $body:block)+) => {
+    ($($(#[$meta:meta])* fn $name:ident($engine:ident: $engine_type:ty) $body:block)+) => {
         $(
             $(#[$meta])*
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
 
-                fn body($engine: crate::common::Engine) $body
+                fn body($engine: $engine_type) $body
 
                 #[test]
                 fn uvicorn() {
