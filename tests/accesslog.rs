@@ -1,7 +1,8 @@
-//! The access log the worker runtime writes (python/herdsman/runtime/accesslog.py): gunicorn's
-//! `--access-logfile` and `--access-logformat`, every atom checked in a real line, the default
-//! (on, to standard output), `--no-access-log`, JSON lines, SIGUSR1 reopening the file, and a bad
-//! format refused before anything starts.
+//! The access log the worker runtime writes (python/herdsman/runtime/accesslog.py, and the native
+//! engine's own in Rust, engine/src/accesslog, in the same format): gunicorn's `--access-logfile`
+//! and `--access-logformat`, every atom checked in a real line of both engines, the default (on, to
+//! standard output), `--no-access-log`, JSON lines and SIGUSR1 reopening the file on both engines,
+//! and a bad format refused before anything starts.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{http, run_to_end, Herdsman, WAIT};
+use common::{both_engines, http, run_to_end, Engine, Herdsman, Start, WAIT};
 
 /// Waits until `path` holds at least `n` lines; returns them.
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
@@ -45,22 +46,25 @@ fn probe(h: &Herdsman, target: &str) -> u16 {
         .expect("status")
 }
 
-#[test]
-fn every_gunicorn_atom_is_written_to_the_access_logfile() {
+/// Serves `app` (whose `/slow` answers JSON) on `engine`, sends one request and checks the value
+/// of every gunicorn atom in its line.
+fn every_gunicorn_atom(engine: Engine, app: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("access.log");
     let format = "h=%(h)s|l=%(l)s|u=%(u)s|t=%(t)s|r=%(r)s|m=%(m)s|U=%(U)s|q=%(q)s|H=%(H)s|s=%(s)s|\
                   B=%(B)s|b=%(b)s|f=%(f)s|a=%(a)s|T=%(T)s|M=%(M)s|D=%(D)s|L=%(L)s|p=%(p)s|\
                   i=%({x-request-id}i)s|o=%({content-type}o)s|e=%({remote_addr}e)s";
-    let h = Herdsman::start(&[
+    let h = Start::new(&[
         "-w",
         "1",
         "--access-logfile",
         file.to_str().expect("utf-8"),
         "--access-logformat",
         format,
-        "asgi_app:app",
-    ]);
+        app,
+    ])
+    .engine(engine)
+    .spawn();
     let pid = h.wait_serving()[0];
     assert_eq!(probe(&h, "/slow?s=0.05"), 200);
     let line = wait_lines(&file, 1).remove(0);
@@ -68,7 +72,7 @@ fn every_gunicorn_atom_is_written_to_the_access_logfile() {
         .split('|')
         .filter_map(|kv| kv.split_once('='))
         .collect();
-    eprintln!("{line}");
+    eprintln!("{engine}: {line}");
     let expect = [
         ("h", "127.0.0.1"),
         ("l", "-"),
@@ -87,7 +91,11 @@ fn every_gunicorn_atom_is_written_to_the_access_logfile() {
         ("e", "127.0.0.1"),
     ];
     for (atom, value) in expect {
-        assert_eq!(atoms.get(atom), Some(&value), "atom {atom} in {line}");
+        assert_eq!(
+            atoms.get(atom),
+            Some(&value),
+            "{engine}: atom {atom} in {line}"
+        );
     }
     assert_eq!(atoms["p"], format!("<{pid}>"));
     let body: usize = atoms["B"].parse().expect("B is a number");
@@ -107,6 +115,17 @@ fn every_gunicorn_atom_is_written_to_the_access_logfile() {
         "{line}"
     );
     assert!(h.finish().success());
+}
+
+#[test]
+fn every_gunicorn_atom_of_an_asgi_request_is_written_to_the_access_logfile() {
+    every_gunicorn_atom(Engine::Uvicorn, "asgi_app:app");
+}
+
+both_engines! {
+    fn every_gunicorn_atom_of_a_wsgi_request_is_written_to_the_access_logfile(engine: Engine) {
+        every_gunicorn_atom(engine, "wsgi_app:app");
+    }
 }
 
 #[test]
@@ -141,45 +160,48 @@ fn the_default_access_log_is_gunicorns_format_on_stdout_and_no_access_log_turns_
     assert!(!h.log.text().contains("quiet=1"), "{}", h.log.text());
 }
 
-#[test]
-fn json_lines_and_sigusr1_reopens_the_access_logfile() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("access.log");
-    let h = Herdsman::start(&[
-        "-w",
-        "2",
-        "--access-logfile",
-        file.to_str().expect("utf-8"),
-        "--access-logformat",
-        "json",
-        "wsgi_app:app",
-    ]);
-    h.wait_serving();
-    assert_eq!(probe(&h, "/?n=1"), 200);
-    let first = wait_lines(&file, 1);
-    let record: serde_json::Value = serde_json::from_str(&first[0]).expect("a JSON line");
-    assert_eq!(record["status"], 200);
-    assert_eq!(record["query"], "n=1");
-    assert_eq!(record["user_agent"], "probe/1.0");
+both_engines! {
+    fn json_lines_and_sigusr1_reopens_the_access_logfile(engine: Engine) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("access.log");
+        let h = Start::new(&[
+            "-w",
+            "2",
+            "--access-logfile",
+            file.to_str().expect("utf-8"),
+            "--access-logformat",
+            "json",
+            "wsgi_app:app",
+        ])
+        .engine(engine)
+        .spawn();
+        h.wait_serving();
+        assert_eq!(probe(&h, "/?n=1"), 200);
+        let first = wait_lines(&file, 1);
+        let record: serde_json::Value = serde_json::from_str(&first[0]).expect("a JSON line");
+        assert_eq!(record["status"], 200);
+        assert_eq!(record["query"], "n=1");
+        assert_eq!(record["user_agent"], "probe/1.0");
 
-    let rotated = dir.path().join("access.log.1");
-    std::fs::rename(&file, &rotated).expect("rotate");
-    h.signal(libc::SIGUSR1);
-    // Each worker reopens when it reads the master's message; a request after that lands in the
-    // new file whichever worker serves it.
-    let deadline = Instant::now() + WAIT;
-    let mut n = 1;
-    while !std::fs::read_to_string(&file).is_ok_and(|t| !t.is_empty()) {
-        n += 1;
-        assert_eq!(probe(&h, &format!("/?n={n}")), 200);
-        assert!(Instant::now() < deadline, "no line in the reopened file");
-        std::thread::sleep(Duration::from_millis(20));
+        let rotated = dir.path().join("access.log.1");
+        std::fs::rename(&file, &rotated).expect("rotate");
+        h.signal(libc::SIGUSR1);
+        // Each worker reopens when it reads the master's message; a request after that lands in the
+        // new file whichever worker serves it.
+        let deadline = Instant::now() + WAIT;
+        let mut n = 1;
+        while !std::fs::read_to_string(&file).is_ok_and(|t| !t.is_empty()) {
+            n += 1;
+            assert_eq!(probe(&h, &format!("/?n={n}")), 200);
+            assert!(Instant::now() < deadline, "no line in the reopened file");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = wait_lines(&file, 1);
+        assert!(after[0].contains("\"n="), "{after:?}");
+        let old = std::fs::read_to_string(&rotated).expect("rotated file");
+        assert!(old.contains("\"n=1\""), "{old}");
+        assert!(h.finish().success());
     }
-    let after = wait_lines(&file, 1);
-    assert!(after[0].contains("\"n="), "{after:?}");
-    let old = std::fs::read_to_string(&rotated).expect("rotated file");
-    assert!(old.contains("\"n=1\""), "{old}");
-    assert!(h.finish().success());
 }
 
 #[test]

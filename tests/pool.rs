@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use common::{Herdsman, WAIT};
+use common::{both_engines, Engine, Start, WAIT};
 use serde_json::Value;
 
 /// How the pool uses its connections.
@@ -136,9 +136,11 @@ impl Drop for PoolClient {
     }
 }
 
-/// 10 reloads while the pool keeps sending.
-fn pool_across_reloads(app: &str, shape: Shape) {
-    let h = Herdsman::start(&["-w", "2", "--graceful-timeout", "10s", app]);
+/// 10 reloads while the pool keeps sending, to `app` on `engine`.
+fn pool_across_reloads(engine: Engine, app: &str, shape: Shape) {
+    let h = Start::new(&["-w", "2", "--graceful-timeout", "10s", app])
+        .engine(engine)
+        .spawn();
     h.wait_serving();
     let pool = PoolClient::start(h.addr().port(), shape);
     pool.wait_for_more(50);
@@ -150,32 +152,42 @@ fn pool_across_reloads(app: &str, shape: Shape) {
     let started = Instant::now();
     let summary = pool.stop();
     eprintln!(
-        "{app}: {shape:?} http.client pool across 10 HUP: {summary} (stopped in {:?})",
+        "{app} on {engine}: {shape:?} http.client pool across 10 HUP: {summary} (stopped in {:?})",
         started.elapsed()
     );
     let count = |key: &str| summary[key].as_u64().unwrap_or(u64::MAX);
     assert!(count("ok") > 0, "no request succeeded");
-    assert_eq!(count("failed"), 0, "{app}: failed requests: {summary}");
-    assert_eq!(count("failed_reused_before_response"), 0, "{summary}");
+    assert_eq!(
+        count("failed"),
+        0,
+        "{app} on {engine}: failed requests: {summary}"
+    );
+    assert_eq!(
+        count("failed_reused_before_response"),
+        0,
+        "{app} on {engine}: {summary}"
+    );
     assert!(h.finish().success());
 }
 
 #[test]
 fn asgi_urllib3_style_pool_loses_nothing_across_reloads() {
-    pool_across_reloads("asgi_app:app", Shape::Urllib3);
+    pool_across_reloads(Engine::Uvicorn, "asgi_app:app", Shape::Urllib3);
 }
 
-#[test]
-fn wsgi_urllib3_style_pool_loses_nothing_across_reloads() {
-    pool_across_reloads("wsgi_app:app", Shape::Urllib3);
+both_engines! {
+    fn wsgi_urllib3_style_pool_loses_nothing_across_reloads(engine: Engine) {
+        pool_across_reloads(engine, "wsgi_app:app", Shape::Urllib3);
+    }
 }
 
 #[test]
 fn asgi_bare_http_client_pool_loses_nothing_across_reloads() {
-    pool_across_reloads("asgi_app:app", Shape::Bare);
+    pool_across_reloads(Engine::Uvicorn, "asgi_app:app", Shape::Bare);
 }
 
-#[test]
-fn wsgi_bare_http_client_pool_loses_nothing_across_reloads() {
-    pool_across_reloads("wsgi_app:app", Shape::Bare);
+both_engines! {
+    fn wsgi_bare_http_client_pool_loses_nothing_across_reloads(engine: Engine) {
+        pool_across_reloads(engine, "wsgi_app:app", Shape::Bare);
+    }
 }

@@ -1,17 +1,24 @@
 //! Serving real apps: raw ASGI, raw WSGI, FastAPI, Flask and an app factory, each through real
 //! Python workers over loopback; N workers are N distinct processes, each a child of the master.
+//! The WSGI apps are served by both engines (uvicorn's, through a2wsgi, and the native one).
 
 mod common;
 
 use common::http::{get, start_block};
-use common::{parent_pid, Herdsman};
+use common::{both_engines, parent_pid, Engine, Herdsman, Start};
 
-/// Serves `app` with one worker, checks `GET /` answers from a worker pid, stops cleanly.
-fn serves(app: &str, expected_name: &str, extra: &[&str]) {
-    let mut args = vec!["-w", "1", app];
+/// Serves `app` on `engine` with one worker, checks that the worker said it runs that engine and
+/// that `GET /` answers from a worker pid, stops cleanly.
+fn serves(engine: Engine, app: &str, expected_name: &str, extra: &[&str]) {
+    let mut args = vec!["--log-level", "debug", "-w", "1", app];
     args.extend_from_slice(extra);
-    let h = Herdsman::start(&args);
+    let h = Start::new(&args).engine(engine).spawn();
     let pids = h.wait_serving();
+    // The master logs the hello's `engine` as `Some("uvicorn 0.x.y")`.
+    let hello = h.wait_record("worker runtime started", |_| true);
+    let named = hello["engine"].as_str().unwrap_or("");
+    let expected = format!("\"{}", engine.hello_prefix());
+    assert!(named.contains(&expected), "{engine}: {hello}");
     let resp = get(h.addr(), "/").expect("GET /");
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.json()["app"], expected_name);
@@ -21,12 +28,13 @@ fn serves(app: &str, expected_name: &str, extra: &[&str]) {
 
 #[test]
 fn serves_a_raw_asgi_app() {
-    serves("asgi_app:app", "asgi_app", &[]);
+    serves(Engine::Uvicorn, "asgi_app:app", "asgi_app", &[]);
 }
 
-#[test]
-fn serves_a_raw_wsgi_app() {
-    serves("wsgi_app:app", "wsgi_app", &[]);
+both_engines! {
+    fn serves_a_raw_wsgi_app(engine: Engine) {
+        serves(engine, "wsgi_app:app", "wsgi_app", &[]);
+    }
 }
 
 #[test]
@@ -39,15 +47,21 @@ fn serves_a_fastapi_app() {
     assert!(h.finish().success());
 }
 
-#[test]
-fn serves_a_flask_app() {
-    serves("flask_app:app", "flask_app", &[]);
+both_engines! {
+    fn serves_a_flask_app(engine: Engine) {
+        serves(engine, "flask_app:app", "flask_app", &[]);
+    }
 }
 
 #[test]
 fn serves_an_app_factory_both_ways() {
-    serves("asgi_app:create_app()", "asgi_app", &[]);
-    serves("asgi_app:create_app", "asgi_app", &["--factory"]);
+    serves(Engine::Uvicorn, "asgi_app:create_app()", "asgi_app", &[]);
+    serves(
+        Engine::Uvicorn,
+        "asgi_app:create_app",
+        "asgi_app",
+        &["--factory"],
+    );
 }
 
 #[test]

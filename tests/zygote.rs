@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use common::http::get;
 use common::{
-    assert_gone, field_i64, message, parent_pid, process_state, record_time, records_with, signal,
-    write_file, Herdsman, Start, WAIT,
+    assert_gone, both_engines, field_i64, message, parent_pid, process_state, record_time,
+    records_with, signal, write_file, Engine, Herdsman, Start, WAIT,
 };
 use load::Load;
 use serde_json::Value;
@@ -153,14 +153,17 @@ fn without_preload_each_worker_imports_the_app_and_captured_output_still_works()
     h.finish();
 }
 
-#[test]
-fn a_preloaded_wsgi_app_is_served() {
-    let h = zygote(&["-w", "1", "--preload", "flask_app:app"]).spawn();
-    let pids = h.wait_serving();
-    let served = get(h.addr(), "/").expect("request");
-    assert_eq!(served.status, 200);
-    assert_eq!(served.pid(), pids[0]);
-    h.finish();
+both_engines! {
+    fn a_preloaded_wsgi_app_is_served(engine: Engine) {
+        let h = zygote(&["-w", "1", "--preload", "flask_app:app"])
+            .engine(engine)
+            .spawn();
+        let pids = h.wait_serving();
+        let served = get(h.addr(), "/").expect("request");
+        assert_eq!(served.status, 200);
+        assert_eq!(served.pid(), pids[0]);
+        h.finish();
+    }
 }
 
 #[test]

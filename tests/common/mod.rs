@@ -10,7 +10,12 @@
 
 #![allow(dead_code)]
 
+pub mod engines;
 pub mod http;
+
+#[allow(unused_imports)]
+pub(crate) use engines::both_engines;
+pub use engines::Engine;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -220,6 +225,14 @@ impl Start {
             binary: None,
             launcher: Vec::new(),
         }
+    }
+
+    /// Run the workers on `engine` (its arguments go before the test's own).
+    pub fn engine(mut self, engine: Engine) -> Start {
+        let mut args: Vec<String> = engine.args().iter().map(|s| s.to_string()).collect();
+        args.append(&mut self.args);
+        self.args = args;
+        self
     }
 
     /// Pass `--python PATH` instead of the test interpreter.
