@@ -10,21 +10,12 @@ mod load;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{http, message, Herdsman, Start, WAIT};
 use load::{Load, Stats};
 
 const RETIRING: &str = "retiring worker";
-
-/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
-/// during the test must not change it).
-fn installed(dir: &Path) -> PathBuf {
-    let path = dir.join("herdsman");
-    std::fs::copy(common::binary(), &path).expect("copy the binary");
-    path
-}
 
 fn assert_lossless(stats: &Stats, what: &str) {
     eprintln!("{what}: {stats:?}");
@@ -43,7 +34,7 @@ fn assert_lossless(stats: &Stats, what: &str) {
 fn replacements_under_keepalive_load(app: &str) {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let h = Start::new(&["-w", "2", "--graceful-timeout", "10s", app])
-        .binary(installed(scratch.path()))
+        .binary(common::installed(scratch.path()))
         .spawn();
     h.wait_serving();
     let load = Load::start(h.addr(), 1, 6, &["/", "/slow?s=0.01"]);

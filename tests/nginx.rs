@@ -14,7 +14,7 @@ mod load;
 #[path = "common/nginx.rs"]
 mod nginx;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{Herdsman, Start, WAIT};
 use load::{Load, Stats};
@@ -27,14 +27,6 @@ enum Bind {
     Unix,
 }
 
-/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
-/// during the test must not change it).
-fn installed(dir: &Path) -> PathBuf {
-    let path = dir.join("herdsman");
-    std::fs::copy(common::binary(), &path).expect("copy the binary");
-    path
-}
-
 /// herdsman (2 workers, `args` added) and nginx in front of it, both answering.
 fn start_behind_nginx(bind: Bind, scratch: &Path, args: &[&str]) -> (Herdsman, Nginx) {
     let socket = scratch.join("app.sock");
@@ -44,7 +36,7 @@ fn start_behind_nginx(bind: Bind, scratch: &Path, args: &[&str]) -> (Herdsman, N
         argv.extend(["-b", unix_bind.as_str()]);
     }
     argv.extend(args);
-    let mut start = Start::new(&argv).binary(installed(scratch));
+    let mut start = Start::new(&argv).binary(common::installed(scratch));
     if let Bind::Unix = bind {
         start = start.no_default_bind();
     }
