@@ -10,21 +10,12 @@ mod load;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{http, message, Herdsman, Start, WAIT};
+use common::{both_engines, http, message, Engine, Herdsman, Start, WAIT};
 use load::{Load, Stats};
 
 const RETIRING: &str = "retiring worker";
-
-/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
-/// during the test must not change it).
-fn installed(dir: &Path) -> PathBuf {
-    let path = dir.join("herdsman");
-    std::fs::copy(common::binary(), &path).expect("copy the binary");
-    path
-}
 
 fn assert_lossless(stats: &Stats, what: &str) {
     eprintln!("{what}: {stats:?}");
@@ -39,34 +30,40 @@ fn assert_lossless(stats: &Stats, what: &str) {
 }
 
 /// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load (and one
-/// fresh-connection client beside it).
-fn replacements_under_keepalive_load(app: &str) {
+/// fresh-connection client beside it), `app` on `engine`.
+fn replacements_under_keepalive_load(engine: Engine, app: &str) {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let h = Start::new(&["-w", "2", "--graceful-timeout", "10s", app])
-        .binary(installed(scratch.path()))
+        .engine(engine)
+        .binary(common::installed(scratch.path()))
         .spawn();
     h.wait_serving();
     let load = Load::start(h.addr(), 1, 6, &["/", "/slow?s=0.01"]);
     load.wait_for_more(50, WAIT);
     load::replacements(&h, &load);
     let stats = load.stop();
-    assert_lossless(&stats, &format!("{app}: 10 HUP, 3 USR2, TTOU, TTIN"));
+    assert_lossless(
+        &stats,
+        &format!("{app} on {engine}: 10 HUP, 3 USR2, TTOU, TTIN"),
+    );
     assert!(h.finish().success());
 }
 
 #[test]
 fn asgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_under_keepalive_load("asgi_app:app");
+    replacements_under_keepalive_load(Engine::Uvicorn, "asgi_app:app");
 }
 
-#[test]
-fn wsgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_under_keepalive_load("wsgi_app:app");
+both_engines! {
+    fn wsgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling(engine: Engine) {
+        replacements_under_keepalive_load(engine, "wsgi_app:app");
+    }
 }
 
-/// max-requests recycling at full keep-alive load for 30 s (and at least 12 recyclings).
-fn recycling_under_keepalive_load(app: &str) {
-    let h = Herdsman::start(&[
+/// max-requests recycling at full keep-alive load for 30 s (and at least 12 recyclings), `app`
+/// on `engine`.
+fn recycling_under_keepalive_load(engine: Engine, app: &str) {
+    let h = Start::new(&[
         "-w",
         "2",
         "--max-requests",
@@ -74,7 +71,9 @@ fn recycling_under_keepalive_load(app: &str) {
         "--max-requests-jitter",
         "100",
         app,
-    ]);
+    ])
+    .engine(engine)
+    .spawn();
     h.wait_serving();
     let load = Load::start(h.addr(), 0, 8, &["/"]);
     // At full load for at least 30 s and at least 12 recyclings, waiting on each recycling.
@@ -86,7 +85,7 @@ fn recycling_under_keepalive_load(app: &str) {
     }
     let stats = load.stop();
     let what = format!(
-        "{app}: {seen} max-requests recyclings in {:?}",
+        "{app} on {engine}: {seen} max-requests recyclings in {:?}",
         started.elapsed()
     );
     assert_lossless(&stats, &what);
@@ -95,12 +94,13 @@ fn recycling_under_keepalive_load(app: &str) {
 
 #[test]
 fn asgi_keepalive_clients_lose_nothing_while_max_requests_recycles() {
-    recycling_under_keepalive_load("asgi_app:app");
+    recycling_under_keepalive_load(Engine::Uvicorn, "asgi_app:app");
 }
 
-#[test]
-fn wsgi_keepalive_clients_lose_nothing_while_max_requests_recycles() {
-    recycling_under_keepalive_load("wsgi_app:app");
+both_engines! {
+    fn wsgi_keepalive_clients_lose_nothing_while_max_requests_recycles(engine: Engine) {
+        recycling_under_keepalive_load(engine, "wsgi_app:app");
+    }
 }
 
 /// One request on a kept connection: the status, the `Connection` header (lowercased, empty if

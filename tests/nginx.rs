@@ -14,9 +14,9 @@ mod load;
 #[path = "common/nginx.rs"]
 mod nginx;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{Herdsman, Start, WAIT};
+use common::{both_engines, Engine, Herdsman, Start, WAIT};
 use load::{Load, Stats};
 use nginx::{Nginx, Report, Upstream};
 
@@ -27,16 +27,13 @@ enum Bind {
     Unix,
 }
 
-/// The binary copied to `dir` (an upgrade re-executes the file at that path; a rebuild by cargo
-/// during the test must not change it).
-fn installed(dir: &Path) -> PathBuf {
-    let path = dir.join("herdsman");
-    std::fs::copy(common::binary(), &path).expect("copy the binary");
-    path
-}
-
-/// herdsman (2 workers, `args` added) and nginx in front of it, both answering.
-fn start_behind_nginx(bind: Bind, scratch: &Path, args: &[&str]) -> (Herdsman, Nginx) {
+/// herdsman (2 workers on `engine`, `args` added) and nginx in front of it, both answering.
+fn start_behind_nginx(
+    engine: Engine,
+    bind: Bind,
+    scratch: &Path,
+    args: &[&str],
+) -> (Herdsman, Nginx) {
     let socket = scratch.join("app.sock");
     let unix_bind = format!("unix:{}", socket.display());
     let mut argv = vec!["-w", "2", "--graceful-timeout", "10s"];
@@ -44,7 +41,9 @@ fn start_behind_nginx(bind: Bind, scratch: &Path, args: &[&str]) -> (Herdsman, N
         argv.extend(["-b", unix_bind.as_str()]);
     }
     argv.extend(args);
-    let mut start = Start::new(&argv).binary(installed(scratch));
+    let mut start = Start::new(&argv)
+        .engine(engine)
+        .binary(common::installed(scratch));
     if let Bind::Unix = bind {
         start = start.no_default_bind();
     }
@@ -89,9 +88,9 @@ fn assert_clean(stats: &Stats, report: &Report, what: &str) {
 
 /// 10 reloads, 3 binary upgrades, a scale-down and a scale-up, under keep-alive load through
 /// nginx (and one fresh-connection client beside it).
-fn replacements_behind_nginx(app: &str, bind: Bind) {
+fn replacements_behind_nginx(engine: Engine, app: &str, bind: Bind) {
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let (h, nginx) = start_behind_nginx(bind, scratch.path(), &[app]);
+    let (h, nginx) = start_behind_nginx(engine, bind, scratch.path(), &[app]);
     let load = Load::start(nginx.addr, 1, 7, &["/", "/slow?s=0.01"]);
     load.wait_for_more(50, WAIT);
     load::replacements(&h, &load);
@@ -100,16 +99,16 @@ fn replacements_behind_nginx(app: &str, bind: Bind) {
     assert_clean(
         &stats,
         &report,
-        &format!("{app} over {bind:?} behind nginx: 10 HUP, 3 USR2, TTOU, TTIN"),
+        &format!("{app} on {engine} over {bind:?} behind nginx: 10 HUP, 3 USR2, TTOU, TTIN"),
     );
     assert!(h.finish().success());
 }
 
 /// max-requests recycling at full keep-alive load through nginx: 12 workers recycled.
-fn recycling_behind_nginx(app: &str, bind: Bind) {
+fn recycling_behind_nginx(engine: Engine, app: &str, bind: Bind) {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let args = ["--max-requests", "300", "--max-requests-jitter", "50", app];
-    let (h, nginx) = start_behind_nginx(bind, scratch.path(), &args);
+    let (h, nginx) = start_behind_nginx(engine, bind, scratch.path(), &args);
     let load = Load::start(nginx.addr, 0, 8, &["/"]);
     h.wait_records("recycling worker", 12);
     let stats = load.stop();
@@ -117,47 +116,51 @@ fn recycling_behind_nginx(app: &str, bind: Bind) {
     assert_clean(
         &stats,
         &report,
-        &format!("{app} over {bind:?} behind nginx: 12 max-requests recyclings"),
+        &format!("{app} on {engine} over {bind:?} behind nginx: 12 max-requests recyclings"),
     );
     assert!(h.finish().success());
 }
 
 #[test]
 fn asgi_over_tcp_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_behind_nginx("asgi_app:app", Bind::Tcp);
+    replacements_behind_nginx(Engine::Uvicorn, "asgi_app:app", Bind::Tcp);
 }
 
-#[test]
-fn wsgi_over_tcp_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_behind_nginx("wsgi_app:app", Bind::Tcp);
+both_engines! {
+    fn wsgi_over_tcp_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling(engine: Engine) {
+        replacements_behind_nginx(engine, "wsgi_app:app", Bind::Tcp);
+    }
 }
 
 #[test]
 fn asgi_over_unix_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_behind_nginx("asgi_app:app", Bind::Unix);
+    replacements_behind_nginx(Engine::Uvicorn, "asgi_app:app", Bind::Unix);
 }
 
-#[test]
-fn wsgi_over_unix_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_behind_nginx("wsgi_app:app", Bind::Unix);
+both_engines! {
+    fn wsgi_over_unix_behind_nginx_loses_nothing_across_reloads_upgrades_and_scaling(engine: Engine) {
+        replacements_behind_nginx(engine, "wsgi_app:app", Bind::Unix);
+    }
 }
 
 #[test]
 fn asgi_over_tcp_behind_nginx_loses_nothing_while_max_requests_recycles() {
-    recycling_behind_nginx("asgi_app:app", Bind::Tcp);
+    recycling_behind_nginx(Engine::Uvicorn, "asgi_app:app", Bind::Tcp);
 }
 
-#[test]
-fn wsgi_over_tcp_behind_nginx_loses_nothing_while_max_requests_recycles() {
-    recycling_behind_nginx("wsgi_app:app", Bind::Tcp);
+both_engines! {
+    fn wsgi_over_tcp_behind_nginx_loses_nothing_while_max_requests_recycles(engine: Engine) {
+        recycling_behind_nginx(engine, "wsgi_app:app", Bind::Tcp);
+    }
 }
 
 #[test]
 fn asgi_over_unix_behind_nginx_loses_nothing_while_max_requests_recycles() {
-    recycling_behind_nginx("asgi_app:app", Bind::Unix);
+    recycling_behind_nginx(Engine::Uvicorn, "asgi_app:app", Bind::Unix);
 }
 
-#[test]
-fn wsgi_over_unix_behind_nginx_loses_nothing_while_max_requests_recycles() {
-    recycling_behind_nginx("wsgi_app:app", Bind::Unix);
+both_engines! {
+    fn wsgi_over_unix_behind_nginx_loses_nothing_while_max_requests_recycles(engine: Engine) {
+        recycling_behind_nginx(engine, "wsgi_app:app", Bind::Unix);
+    }
 }

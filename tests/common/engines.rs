@@ -9,6 +9,19 @@
 //! The native engine's library must sit next to the binary (target/debug/libherdsman_engine.so):
 //! scripts/test.sh builds it with `cargo build -p herdsman-engine` before the tests.
 
+use std::path::PathBuf;
+
+/// The native engine's library as cargo names it (engine/Cargo.toml, `[lib] name`).
+pub const LIB_NAME: &str = "libherdsman_engine.so";
+
+/// Where cargo built the library: beside the binary under test.
+pub fn built_lib() -> PathBuf {
+    std::path::Path::new(super::binary())
+        .parent()
+        .expect("the binary is in a directory")
+        .join(LIB_NAME)
+}
+
 /// Which engine the workers of a test run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {

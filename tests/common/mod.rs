@@ -54,6 +54,19 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_herdsman")
 }
 
+/// The binary copied to `dir/herdsman`, with the native engine's library beside it when cargo
+/// built one (the master looks for it next to its executable): an upgrade re-executes the file
+/// at that path, and a rebuild by cargo during the test must change neither.
+pub fn installed(dir: &Path) -> PathBuf {
+    let path = dir.join("herdsman");
+    std::fs::copy(binary(), &path).expect("copy the binary");
+    let lib = engines::built_lib();
+    if lib.exists() {
+        std::fs::copy(&lib, dir.join(engines::LIB_NAME)).expect("copy the engine's library");
+    }
+    path
+}
+
 /// Makes this test process the reaper of orphaned descendants (once).
 fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and has no memory
