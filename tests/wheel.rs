@@ -2,7 +2,10 @@
 //! serves with that venv's Python without being told (no `--python`, no `VIRTUAL_ENV`, and a
 //! `PATH` that holds no python of the venv), reloads on SIGHUP, stops on SIGTERM and leaves no
 //! process behind; `python -m herdsman` runs the same binary in its own process; `herdsman check`
-//! names the interpreter it resolved.
+//! names the interpreter it resolved. The wheel's native engine (`herdsman/_engine.abi3.so` in
+//! site-packages) is found with no `HERDSMAN_ENGINE_LIB`, named by `check --engine native`, serves
+//! a WSGI app, and needs nothing the wheel's platform tag does not promise (the libraries and the
+//! glibc it links: maturin checks the master it builds, not a file staged beside it).
 //!
 //! The binary under test is `TEST_INSTALLED_HERDSMAN` (`VENV/bin/herdsman`), which scripts/test.sh
 //! always sets after building and installing the wheel. Without it these tests cannot run: they
@@ -71,6 +74,104 @@ fn assert_served_by(venv: &Path, body: &Value) {
 
 fn get_json(h: &common::Herdsman) -> Value {
     http::get(h.addr(), "/").expect("GET /").json()
+}
+
+/// The native engine the wheel installed: `herdsman/_engine.abi3.so` in the venv's platlib
+/// (the wheel is not purelib), as the venv's own Python names that directory.
+fn installed_engine(venv: &Path) -> PathBuf {
+    let out = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('platlib'))",
+        ])
+        .output()
+        .expect("python -c sysconfig");
+    assert!(out.status.success(), "{out:?}");
+    let site = String::from_utf8(out.stdout).expect("a UTF-8 path");
+    let engine = Path::new(site.trim()).join("herdsman/_engine.abi3.so");
+    assert!(
+        engine.is_file(),
+        "the wheel installed no native engine: {} is missing",
+        engine.display()
+    );
+    engine
+}
+
+/// The platform tags of the installed wheel (`Tag:` lines of its dist-info `WHEEL`), e.g.
+/// `manylinux_2_34_x86_64`.
+fn platform_tags(site_packages: &Path) -> Vec<String> {
+    let dist_info = std::fs::read_dir(site_packages)
+        .expect("read site-packages")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("herdsman-") && name.ends_with(".dist-info")
+        })
+        .expect("herdsman's dist-info in site-packages");
+    let wheel = std::fs::read_to_string(dist_info.join("WHEEL")).expect("dist-info/WHEEL");
+    let tags: Vec<String> = wheel
+        .lines()
+        .filter_map(|line| line.strip_prefix("Tag: "))
+        .filter_map(|tag| tag.splitn(3, '-').nth(2))
+        .map(str::to_string)
+        .collect();
+    assert!(!tags.is_empty(), "no Tag in WHEEL:\n{wheel}");
+    tags
+}
+
+/// `readelf ARGS FILE`'s output.
+fn readelf(args: &[&str], file: &Path) -> String {
+    let out = Command::new("readelf")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The glibc libraries (and the loader) the engine may need: what a Rust cdylib links. On musl,
+/// its libc and loader (`libc.musl-ARCH.so.1`, `ld-musl-ARCH.so.1`) are the whole C runtime.
+const C_RUNTIME: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libgcc_s.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+
+/// The `NEEDED` libraries of an ELF file.
+fn needed_libraries(file: &Path) -> Vec<String> {
+    readelf(&["-d", "-W"], file)
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| line.split('[').nth(1)?.strip_suffix(']'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The newest `GLIBC_X.Y` symbol version an ELF file needs; one that is not a number
+/// (`GLIBC_PRIVATE`) counts as newer than any.
+fn newest_glibc(file: &Path) -> Option<(u32, u32)> {
+    let number = |n: &str| n.parse::<u32>().unwrap_or(u32::MAX);
+    readelf(&["-V", "-W"], file)
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .map(|version| {
+            let mut parts = version.split('.');
+            let major = parts.next().map_or(u32::MAX, number);
+            (major, parts.next().map_or(0, number))
+        })
+        .max()
+}
+
+/// The oldest glibc `(major, minor)` a `manylinux_X_Y_ARCH` tag promises, if it is one.
+fn manylinux_glibc(tag: &str) -> Option<(u32, u32)> {
+    let mut parts = tag.strip_prefix("manylinux_")?.splitn(3, '_');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[test]
@@ -167,5 +268,100 @@ fn check_prints_the_interpreter_of_the_venv_it_is_installed_in() {
     assert!(
         stdout.lines().any(|l| l == want),
         "{want:?} not in:\n{stdout}"
+    );
+}
+
+#[test]
+fn installed_binary_serves_a_wsgi_app_with_the_wheels_native_engine() {
+    let Some((bin, venv)) = installed() else {
+        return;
+    };
+    let engine = canonical(&installed_engine(&venv));
+    let h = Start::new(&["--engine", "native", "-w", "1", "wsgi_app:app"])
+        .binary(&bin)
+        .no_python()
+        .env("PATH", PATH_WITHOUT_VENV)
+        // Empty counts as unset: the master must find the library in its venv by itself.
+        .env("HERDSMAN_ENGINE_LIB", "")
+        .spawn();
+    let workers = h.wait_serving();
+    let body = get_json(&h);
+    assert_eq!(body["app"], "wsgi_app", "{body}");
+    let pid = body["pid"].as_i64().expect("pid") as i32;
+    assert_eq!(workers, [pid], "{}", h.log.text());
+    // The worker that answered runs the wheel's engine, not one from elsewhere.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("/proc/PID/maps");
+    let mapped = engine.to_str().expect("a UTF-8 path");
+    assert!(
+        maps.lines().any(|line| line.ends_with(mapped)),
+        "worker {pid} has no {mapped} mapped:\n{maps}"
+    );
+    assert_eq!(h.finish().code(), Some(0), "SIGTERM is a clean stop");
+}
+
+#[test]
+fn check_names_the_native_engine_inside_the_venvs_site_packages() {
+    let Some((bin, venv)) = installed() else {
+        return;
+    };
+    let engine = installed_engine(&venv);
+    let env = [("PATH", PATH_WITHOUT_VENV), ("HERDSMAN_ENGINE_LIB", "")];
+    let args = ["check", "--engine", "native", "wsgi_app:app"];
+    let (code, stdout, stderr) = common::run_to_end_of(&bin, &args, &env);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
+    let prefix = "# the native engine's library resolves to ";
+    let suffix = " (in the Python environment herdsman is installed in)";
+    let named = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix)?.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("no {prefix:?}...{suffix:?} line in:\n{stdout}"));
+    // The master looks from its own path (symlinks resolved): <venv>/lib/python3.*/site-packages.
+    assert!(
+        Path::new(named).starts_with(canonical(&venv)),
+        "{named} is not in {}",
+        venv.display()
+    );
+    assert_eq!(canonical(Path::new(named)), canonical(&engine));
+}
+
+#[test]
+fn the_wheels_engine_needs_no_more_than_its_platform_tag_promises() {
+    let Some((_, venv)) = installed() else {
+        return;
+    };
+    let engine = installed_engine(&venv);
+    let site_packages = engine.parent().and_then(Path::parent);
+    let tags = platform_tags(site_packages.expect("site-packages"));
+
+    // Only the C runtime: never libpython (the interpreter provides its symbols: abi3), nothing
+    // beyond the base libraries of the manylinux and musllinux policies.
+    let needed = needed_libraries(&engine);
+    let extra: Vec<&String> = needed
+        .iter()
+        .filter(|lib| !C_RUNTIME.contains(&lib.as_str()) && !lib.contains("musl"))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "the engine needs {extra:?} (all: {needed:?})"
+    );
+
+    // The extension module's entry point survived the strip (it is a dynamic symbol).
+    let symbols = readelf(&["--dyn-syms", "-W"], &engine);
+    assert!(
+        symbols
+            .lines()
+            .any(|l| l.ends_with(" PyInit__engine") && !l.contains(" UND ")),
+        "no PyInit__engine exported:\n{symbols}"
+    );
+
+    // No glibc symbol version newer than the oldest glibc a manylinux tag promises.
+    let Some(floor) = tags.iter().filter_map(|tag| manylinux_glibc(tag)).min() else {
+        eprintln!("{tags:?}: not a manylinux tag, no glibc floor to check");
+        return;
+    };
+    let newest = newest_glibc(&engine);
+    assert!(
+        newest.is_none_or(|newest| newest <= floor),
+        "the engine needs glibc {newest:?}, the wheel is tagged {tags:?}"
     );
 }

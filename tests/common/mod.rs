@@ -614,7 +614,16 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Runs `herdsman ARGS` to completion (for `check` and early failures), with a deadline.
 pub fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(binary());
+    run_to_end_of(Path::new(binary()), args, env)
+}
+
+/// [`run_to_end`] of another herdsman binary (an installed one).
+pub fn run_to_end_of(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("VIRTUAL_ENV")
