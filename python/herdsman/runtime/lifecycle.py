@@ -89,3 +89,41 @@ def exit_soon(seconds: float) -> None:
 
     threading.Thread(target=force, name="herdsman-exit-deadline", daemon=True).start()
 
+
+class StopRequests:
+    """A stop request as both engine adapters keep it: the first reason, the signal's name and
+    when it came, whether it is quick (INT, QUIT, the master gone; TERM is graceful, and a quick
+    request after a graceful one escalates it), and the one `stopping` message to the master.
+    The adapter sets `channel` and calls `_init_stop()`; `request_stop` is its own (it tells its
+    server), built on `_note_stop`. Signal handler context: flags only."""
+
+    def _init_stop(self) -> None:
+        self.quick = False
+        self.stop_reason = None
+        self.stop_signame = None
+        self.stop_requested_at = None
+        self.stopping_sent = False
+
+    def handle_exit(self, sig, frame) -> None:
+        name = signal.Signals(sig).name
+        self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
+
+    def _note_stop(self, quick: bool, reason: str, signame=None) -> bool:
+        """Records the request; True when it made the stop quick just now."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_signame = signame
+            self.stop_requested_at = time.monotonic()
+        if quick and not self.quick:
+            self.quick = True
+            return True
+        return False
+
+    def _announce_stop(self) -> None:
+        if self.stopping_sent or self.stop_reason is None:
+            return
+        self.stopping_sent = True
+        what = self.stop_signame or self.stop_reason
+        log.debug("stopping (%s): %s" % (what, "quick" if self.quick else "graceful"))
+        # After end-of-file the channel is marked gone and this sends nothing.
+        self.channel.send("stopping", reason=self.stop_reason)

@@ -75,7 +75,7 @@ def _log_from_engine(level, message, traceback=None) -> None:
         log.write(level, message)
 
 
-class NativeServer:
+class NativeServer(lifecycle.StopRequests):
     """The worker's side of one engine Server, on the main thread's asyncio loop."""
 
     def __init__(self, args, engine, app, channel, listeners) -> None:
@@ -94,28 +94,15 @@ class NativeServer:
         finally:
             os.close(notify_w)
         self.retiring = False
-        self.quick = False
-        self.stop_reason = None
-        self.stop_signame = None
-        self.stop_requested_at = None
-        self.stopping_sent = False
+        self._init_stop()
         self.done = None  # an asyncio.Event once the loop runs
         self.wake = None  # set on a stop request, to end the wait in main()
         self.watchdog = StallWatchdog(channel, args.heartbeat_interval, _Registry(self.server), None)
 
-    # -- stop requests (a signal handler, or the channel): set flags, the loop does the rest --
-
-    def handle_exit(self, sig, frame) -> None:
-        name = signal.Signals(sig).name
-        self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
+    # -- stop requests (lifecycle.StopRequests: a signal handler, or the channel) --
 
     def request_stop(self, quick: bool, reason: str, signame=None) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            self.stop_signame = signame
-            self.stop_requested_at = time.monotonic()
-        if quick:
-            self.quick = True
+        self._note_stop(quick, reason, signame)
         if self.wake is not None:
             self.wake.set()
 
@@ -170,8 +157,11 @@ class NativeServer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                await asyncio.wait([asyncio.ensure_future(self.done.wait()), asyncio.ensure_future(self.wake.wait())],
-                                   timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                # The engine's done, or a new stop request (TERM then INT escalates).
+                waits = [asyncio.ensure_future(self.done.wait()), asyncio.ensure_future(self.wake.wait())]
+                _, pending = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in pending:
+                    waiting.cancel()
             if not self.done.is_set():
                 in_flight = self.server.stats()[1]
                 if in_flight and not self.quick:
@@ -182,13 +172,6 @@ class NativeServer:
         except asyncio.TimeoutError:
             pass
         exit_soon(QUICK_EXIT_BUDGET)
-
-    def _announce_stop(self) -> None:
-        if self.stopping_sent or self.stop_reason is None:
-            return
-        self.stopping_sent = True
-        log.debug("stopping (%s): %s" % (self.stop_signame or self.stop_reason, "quick" if self.quick else "graceful"))
-        self.channel.send("stopping", reason=self.stop_reason)
 
     def _on_notify(self) -> None:
         try:

@@ -8,7 +8,6 @@ a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is use
 import asyncio
 import logging
 import sys
-import signal
 import time
 
 from .. import lifecycle
@@ -56,7 +55,7 @@ def make_server_class(uvicorn):
                 and str(record.msg).startswith("Exception in ASGI application")
             )
 
-    class HerdsmanServer(uvicorn.Server):
+    class HerdsmanServer(lifecycle.StopRequests, uvicorn.Server):
         """uvicorn.Server plus the herdsman contract: `ready` after startup, heartbeats from the
         event loop, `stopping`, SIGQUIT and channel end-of-file as quick stops, and no re-raise
         of the captured signal after serve() returns (uvicorn would kill the process with it)."""
@@ -81,44 +80,22 @@ def make_server_class(uvicorn):
             self.interface = interface
             self.heartbeat_interval = heartbeat_interval
             self.graceful_timeout = graceful_timeout
-            self.quick = False
-            self.stop_reason = None
-            self.stop_signame = None
-            self.stop_requested_at = None
-            self.stopping_sent = False
+            self._init_stop()
             self.lifespan_failed = False
             self.ready_at = None
             self._heartbeat_task = None
             self._lifespan_shut_down = False
 
-        # -- stop requests (signal handler context: set flags only, the loop does the rest) --
-
-        def handle_exit(self, sig, frame) -> None:
-            # Replaces uvicorn's handler: it appends to _captured_signals (re-raised after serve,
-            # which would kill the process with that signal) and treats a first SIGINT as graceful.
-            name = signal.Signals(sig).name
-            self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
+        # -- stop requests (lifecycle.StopRequests; its handle_exit replaces uvicorn's, which
+        # appends to _captured_signals, re-raised after serve to kill the process with that
+        # signal, and treats a first SIGINT as graceful) --
 
         def request_stop(self, quick: bool, reason: str, signame=None) -> None:
-            if self.stop_reason is None:
-                self.stop_reason = reason
-                self.stop_signame = signame
-                self.stop_requested_at = time.monotonic()
             self.should_exit = True
-            if quick and not self.quick:
-                self.quick = True
+            if self._note_stop(quick, reason, signame):
                 # Makes uvicorn's shutdown stop waiting for connections and tasks at once (also
                 # when a graceful shutdown is already under way: TERM then INT escalates).
                 self.force_exit = True
-
-        def _announce_stop(self) -> None:
-            if self.stopping_sent or self.stop_reason is None:
-                return
-            self.stopping_sent = True
-            what = self.stop_signame or self.stop_reason
-            log.debug("stopping (%s): %s" % (what, "quick" if self.quick else "graceful"))
-            # After end-of-file the channel is marked gone and this sends nothing.
-            self.channel.send("stopping", reason=self.stop_reason)
 
         # -- uvicorn hooks --
 
