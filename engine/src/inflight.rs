@@ -126,6 +126,15 @@ impl Registry {
         }
     }
 
+    /// The method and path noted under `key`, for a log line about that request.
+    pub fn describe(&self, key: u64) -> (String, String) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .live
+            .get(&key)
+            .map_or_else(Default::default, |(m, p, _)| (m.clone(), p.clone()))
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().map(|i| i.live.len()).unwrap_or(0)
     }

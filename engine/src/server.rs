@@ -314,11 +314,7 @@ async fn serve(
     let mut tick = tokio::time::interval(TICK);
     loop {
         let now = *phase.borrow_and_update();
-        if now == Phase::Aborted
-            || (now == Phase::Draining
-                && shared.connections.load(Ordering::Acquire) == 0
-                && shared.running.load(Ordering::Acquire) == 0)
-        {
+        if now == Phase::Aborted || shared.finished() {
             return;
         }
         tokio::select! {

@@ -123,13 +123,16 @@ impl Shared {
         self.check_done();
     }
 
-    /// Tells Python the server has nothing left to do, once.
-    pub fn check_done(&self) {
-        if self.phase() != Phase::Serving
+    /// Stopping (drain or abort), with no connection open and no app call running.
+    pub fn finished(&self) -> bool {
+        self.phase() != Phase::Serving
             && self.connections.load(Ordering::Acquire) == 0
             && self.running.load(Ordering::Acquire) == 0
-            && !self.done_sent.swap(true, Ordering::AcqRel)
-        {
+    }
+
+    /// Tells Python the server has nothing left to do, once.
+    pub fn check_done(&self) {
+        if self.finished() && !self.done_sent.swap(true, Ordering::AcqRel) {
             self.notifier.send(crate::notify::DONE);
         }
     }

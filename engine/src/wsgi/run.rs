@@ -43,8 +43,6 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
         runtime,
     } = job;
     let key = shared.registry.begin(head.method.as_str(), head.uri.path());
-    let method = head.method.clone();
-    let path = head.uri.path().to_string();
     let input = Input::new(body, runtime);
     let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<()> {
         let Some(_) = key else {
@@ -83,16 +81,22 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
         }
         sent
     }));
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => server.log_app_error(py, &err, method.as_str(), &path),
-        Err(_) => server.log_line(
-            py,
-            "error",
-            &format!("engine bug: a panic while handling {method} {path} (answered 500)"),
-        ),
-    }
     if let Some(key) = key {
+        // The method and path are copied again only for a log line (the registry has them).
+        let describe = || shared.registry.describe(key);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let (method, path) = describe();
+                server.log_app_error(py, &err, &method, &path);
+            }
+            Err(_) => {
+                let (method, path) = describe();
+                let message =
+                    format!("engine bug: a panic while handling {method} {path} (answered 500)");
+                server.log_line(py, "error", &message);
+            }
+        }
         shared.registry.end(key);
     }
     shared.app_call_done();
