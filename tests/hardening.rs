@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::http::{get, send_only};
-use common::{apps_dir, field_i64, message, python, Herdsman, Start, WAIT};
+use common::{apps_dir, both_engines, field_i64, message, python, Engine, Herdsman, Start, WAIT};
 use serde_json::Value;
 
 const READY: &str = "worker ready";
@@ -98,13 +98,21 @@ fn without_close_range_no_inherited_fd_reaches_a_worker() {
     assert!(h.finish().success());
 }
 
+both_engines! {
+    /// The query of death, served by each engine (the WSGI form of deadly_app, so the
+    /// native engine's in-flight file and quarantine are checked too; under uvicorn the WSGI and
+    /// ASGI forms go through the same in-flight wrapper).
+    fn a_query_of_death_keeps_capacity_and_is_named_in_the_log(engine: Engine) {
+        query_of_death(engine, "deadly_app:wsgi");
+    }
+}
+
 /// The query of death: `GET /die` (the worker calls `os._exit(0)`) at 10/s for 10 s
 /// while keep-alive clients send normal requests. Before: the crash back-off (1, 2, 4 .. 60 s)
 /// emptied the server for over a minute. Now every death is replaced at once.
-#[test]
-fn a_query_of_death_keeps_capacity_and_is_named_in_the_log() {
+fn query_of_death(engine: Engine, app: &str) {
     // HARDEN_BINARY: measure another build (e.g. the one before this change) the same way.
-    let mut start = Start::new(&["-w", "2", "deadly_app:app"]);
+    let mut start = Start::new(&["-w", "2", app]).engine(engine);
     if let Some(binary) = std::env::var_os("HARDEN_BINARY") {
         start = start.binary(binary);
     }
