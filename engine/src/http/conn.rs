@@ -4,8 +4,10 @@
 //! Invariants: a connection is closed by us only when no request is in progress on it (`busy` is
 //! 0) and it has been idle for the window of the phase (keep-alive timeout while serving, the
 //! drain's idle window while draining), through hyper's graceful shutdown, which closes an idle
-//! connection at once; a quick stop (Aborted) drops it whatever it is doing. The connection count
-//! is decremented when the task ends, however it ends (a guard).
+//! connection at once; a quick stop (Aborted) drops it whatever it is doing. A connection is
+//! counted from the moment it is accepted (`Counted::new`, before its task is spawned, so a
+//! draining server never sees zero connections and ends while an accepted one waits for its
+//! first poll) until its task ends, however it ends (the guard's drop).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,7 +35,15 @@ pub struct ConnState {
     pub wake: Notify,
 }
 
-struct Counted(Arc<Shared>);
+/// One open connection in `Shared::connections`, for as long as this lives.
+pub struct Counted(Arc<Shared>);
+
+impl Counted {
+    pub fn new(shared: Arc<Shared>) -> Counted {
+        shared.connections.fetch_add(1, Ordering::AcqRel);
+        Counted(shared)
+    }
+}
 
 impl Drop for Counted {
     fn drop(&mut self) {
@@ -42,12 +52,11 @@ impl Drop for Counted {
     }
 }
 
-pub async fn serve<IO>(shared: Arc<Shared>, io: IO, peer: Peer)
+pub async fn serve<IO>(counted: Counted, io: IO, peer: Peer)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    shared.connections.fetch_add(1, Ordering::AcqRel);
-    let _counted = Counted(shared.clone());
+    let shared = counted.0.clone();
     let state = Arc::new(ConnState {
         busy: AtomicU32::new(0),
         last_done_ms: AtomicU64::new(shared.now_ms()),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 
+use super::conn::Counted;
 use super::Peer;
 use crate::shared::{Phase, Shared};
 
@@ -80,14 +81,16 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(super::conn::serve(shared.clone(), stream, peer));
+                let counted = Counted::new(shared.clone());
+                tokio::spawn(super::conn::serve(counted, stream, peer));
             }
             Ok(Accepted::Unix(stream)) => {
                 let peer = Peer {
                     remote: None,
                     local: None,
                 };
-                tokio::spawn(super::conn::serve(shared.clone(), stream, peer));
+                let counted = Counted::new(shared.clone());
+                tokio::spawn(super::conn::serve(counted, stream, peer));
             }
             Err(err) if is_transient(&err) => {}
             Err(err) => {
