@@ -9,11 +9,18 @@ import json
 import statistics
 from pathlib import Path
 
-ORDER = ["herdsman", "herdsman-accesslog", "herdsman-zygote", "gunicorn", "gunicorn-accesslog", "uvicorn", "granian",
-         "hypercorn"]
+ORDER = ["herdsman", "herdsman-accesslog", "herdsman-native", "herdsman-native-accesslog", "herdsman-zygote", "gunicorn",
+         "gunicorn-accesslog", "uvicorn", "granian", "hypercorn"]
 COLORS = {"herdsman": "#d62728", "herdsman-zygote": "#ff9896", "gunicorn": "#1f77b4", "uvicorn": "#2ca02c", "granian": "#9467bd",
-          "hypercorn": "#8c564b", "herdsman-accesslog": "#e377c2", "gunicorn-accesslog": "#17becf"}
-ACCESSLOG = {"herdsman-accesslog": "herdsman", "gunicorn-accesslog": "gunicorn"}
+          "hypercorn": "#8c564b", "herdsman-accesslog": "#e377c2", "gunicorn-accesslog": "#17becf",
+          "herdsman-native": "#ff7f0e", "herdsman-native-accesslog": "#ffbb78"}
+ACCESSLOG = {"herdsman-accesslog": "herdsman", "herdsman-native-accesslog": "herdsman-native",
+             "gunicorn-accesslog": "gunicorn"}
+NATIVE = "herdsman-native"
+# issue 15: the native engine at least granian's req/s with a p99 no worse, raw WSGI and Flask JSON;
+# the aim on raw WSGI is 1.5x.
+NATIVE_MIN_VS_GRANIAN = 1.0
+NATIVE_AIM_VS_GRANIAN = 1.5
 ACCESSLOG_MIN_VS_OFF = 0.95  # issue 12: herdsman with its access log on >= 0.95x itself with it off
 ACCESSLOG_MIN_VS_GUNICORN = 1.5  # ... and >= 1.5x gunicorn with --access-logfile
 KINDS = ["reload", "recycle", "upgrade", "scale"]
@@ -50,9 +57,11 @@ def ordered(d):
 def label(server, app_kind="asgi"):
     if server == "herdsman-accesslog":
         return "herdsman, access log on (its default)"
+    if server == "herdsman-native-accesslog":
+        return "herdsman --engine native, access log on (its default)"
     if server == "gunicorn-accesslog":
         return label("gunicorn", app_kind) + " --access-logfile -"
-    return {"herdsman": "herdsman", "herdsman-zygote": "herdsman --spawn zygote --preload", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
+    return {"herdsman": "herdsman", "herdsman-native": "herdsman --engine native", "herdsman-zygote": "herdsman --spawn zygote --preload", "gunicorn": "gunicorn + UvicornWorker" if app_kind == "asgi" else "gunicorn gthread",
             "uvicorn": "uvicorn --workers", "granian": "granian", "hypercorn": "hypercorn"}[server]
 
 
@@ -305,6 +314,7 @@ def targets(results):
         out.append(("Throughput and p99 at least those of gunicorn + UvicornWorker and uvicorn --workers",
                     "not measured", ""))
 
+    out.append(native_target(results, tol_rps, tol_p99))
     life = ph.get("lifecycle") or {}
     h = life.get("herdsman") or {}
     out.append(replacement_target(results))
@@ -356,6 +366,40 @@ def targets(results):
     else:
         out.append(("Master idle CPU near zero, whatever the worker count", "not measured", ""))
     return out
+
+
+def native_target(results, tol_rps, tol_p99):
+    """issue 15: the native engine against granian, plain WSGI and Flask JSON, same run."""
+    name = (f"`--engine native` at least {NATIVE_MIN_VS_GRANIAN:.1f}× granian's req/s with a p99 no worse, plain WSGI "
+            f"and Flask JSON (aim: {NATIVE_AIM_VS_GRANIAN:.1f}× on plain WSGI)")
+    tp = results["phases"].get("throughput") or {}
+    parts, ok, measured = [], True, False
+    for app in ("wsgi", "flask"):
+        per = tp.get(app) or {}
+        n, g = per.get(NATIVE, {}), per.get("granian", {})
+        r_rps, r_p99 = ratio(n.get("rps"), g.get("rps")), ratio(n.get("p99_ms"), g.get("p99_ms"))
+        if r_rps is None or r_p99 is None:
+            if app in tp:
+                why = n.get("error") or g.get("error") or ("granian is not in this run" if not g else
+                                                             "the native engine is not in this run")
+                parts.append(f"{APP_TITLES[app]}: not measured ({short_error(why)})")
+                ok = False
+            continue
+        measured = True
+        good = r_rps >= NATIVE_MIN_VS_GRANIAN - tol_rps and r_p99 <= 1 + tol_p99
+        ok = ok and good
+        text = (f"{APP_TITLES[app]}: {n['rps']:.0f} ÷ {g['rps']:.0f} req/s = {rfmt(r_rps)}, p99 {n['p99_ms']:.2f} ÷ "
+                f"{g['p99_ms']:.2f} ms = {rfmt(r_p99)}")
+        cpu_n, cpu_g = n.get("server_cpu_us_per_request"), g.get("server_cpu_us_per_request")
+        if cpu_n and cpu_g:
+            text += f", server CPU {cpu_n:.1f} vs {cpu_g:.1f} µs/request"
+        if app == "wsgi":
+            text += (f" ({'at' if r_rps >= NATIVE_AIM_VS_GRANIAN else 'short of'} the {NATIVE_AIM_VS_GRANIAN:.1f}× aim)")
+        parts.append(text)
+    if not measured:
+        return (name, "not measured", "; ".join(parts))
+    detail = "; ".join(parts) + f" (noise: throughput ±{tol_rps:.0%}, p99 ±{tol_p99:.0%})"
+    return (name, "met" if ok else "missed", detail)
 
 
 def kind_cell(k):
@@ -433,14 +477,16 @@ def replacement_target(results):
     return (name, "met" if ok else "missed", detail)
 
 
-def accesslog_rows(results):
-    """[(app, herdsman off, herdsman on, gunicorn off, gunicorn on)] entries of the throughput phase."""
+def accesslog_rows(results, engine="herdsman"):
+    """[(app, herdsman off, herdsman on, gunicorn off, gunicorn on)] entries of the throughput phase,
+    for herdsman with its default engine (`engine` "herdsman") or the native one ("herdsman-native")."""
     tp = results["phases"].get("throughput") or {}
     rows = []
+    on_name = engine + "-accesslog"
     for app in ("asgi", "fastapi", "wsgi", "flask"):
         per = tp.get(app) or {}
-        if "herdsman-accesslog" in per or "gunicorn-accesslog" in per:
-            rows.append((app, per.get("herdsman", {}), per.get("herdsman-accesslog", {}), per.get("gunicorn", {}),
+        if on_name in per or (engine == "herdsman" and "gunicorn-accesslog" in per):
+            rows.append((app, per.get(engine, {}), per.get(on_name, {}), per.get("gunicorn", {}),
                          per.get("gunicorn-accesslog", {})))
     return rows
 
@@ -516,6 +562,12 @@ def headline(results):
     for app in ("asgi", "fastapi", "wsgi", "flask"):
         if app in tp:
             row(f"{APP_TITLES[app]}: p99 ms", lambda s, a=app: tp[a].get(s, {}).get("p99_ms"), "{:.2f}", "lower")
+    # The native engine in herdsman's column (WSGI apps only); granian is in the targets.
+    for app in ("wsgi", "flask"):
+        if NATIVE in (tp.get(app) or {}):
+            for key, what, fmt, better in (("rps", "req/s", "{:.0f}", "higher"), ("p99_ms", "p99 ms", "{:.2f}", "lower")):
+                row(f"{APP_TITLES[app]}, `--engine native`: {what}",
+                    lambda s, a=app, k=key: tp[a].get(NATIVE if s == "herdsman" else s, {}).get(k), fmt, better)
     row("cold boot to first response, ms", lambda s: boot.get(s, {}).get("first_response_ms"), "{:.0f}", "lower")
     row("replacement after SIGKILL, ms", lambda s: (life.get(s, {}).get("replacement") or {}).get("median_ms"),
         "{:.0f}", "lower")
@@ -772,15 +824,16 @@ def md_replacements(results):
 
 
 def md_accesslog(results):
-    rows = accesslog_rows(results)
+    rows = [("", r) for r in accesslog_rows(results)] + [
+        (", `--engine native`", r) for r in accesslog_rows(results, NATIVE)]
     if not rows:
         return "Not measured in this run."
     lines = ["| app | herdsman, log off | herdsman, log on | on ÷ off | gunicorn, log off | gunicorn `--access-logfile -` | "
              "gunicorn on ÷ off | herdsman on ÷ gunicorn on | access lines written (herdsman / gunicorn) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for app, off, on, goff, gon in rows:
+    for engine, (app, off, on, goff, gon) in rows:
         written = " / ".join(str((e.get("access_log") or {}).get("access_lines", "–")) for e in (on, gon))
-        lines.append(f"| {APP_TITLES[app]} | {dash(off.get('rps'))} | {dash(on.get('rps'))} | "
+        lines.append(f"| {APP_TITLES[app]}{engine} | {dash(off.get('rps'))} | {dash(on.get('rps'))} | "
                      f"{rfmt(ratio(on.get('rps'), off.get('rps')))} | {dash(goff.get('rps'))} | {dash(gon.get('rps'))} | "
                      f"{rfmt(ratio(gon.get('rps'), goff.get('rps')))} | {rfmt(ratio(on.get('rps'), gon.get('rps')))} | "
                      f"{written} |")
@@ -846,6 +899,10 @@ METHOD = """\
   - uvicorn: `uvicorn --workers N --host 127.0.0.1 --port PORT --interface asgi3|wsgi --no-access-log APP`;
   - granian: `granian --interface asgi|wsgi --workers N --host 127.0.0.1 --port PORT --no-access-log --respawn-failed-workers APP`
     (respawn is opt-in in granian; without it a killed worker is never replaced);
+  - herdsman with its native engine (WSGI apps only): the same plus `--engine native` (its Rust
+    engine, HTTP/1.1 on hyper, the app on `--threads`, default 4, Python threads). The engine has no
+    ASGI yet, so in the boot, replacement, graceful-stop, memory and idle phases, whose app is an ASGI
+    one, it serves a WSGI app instead (Flask JSON in a full run), and its row says which;
   - herdsman with a zygote (all but the throughput runs): the same plus `--spawn zygote --preload`;
   - hypercorn (all but the throughput runs): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
 - **Processes.** Each server is started by the harness in a session of its own and ended by pid

@@ -58,17 +58,39 @@ APP_TITLES = {
 }
 # herdsman-zygote: herdsman with `--spawn zygote --preload` (workers forked from a warm Python
 # process that imported the app once); not in the throughput runs (its workers serve like the others).
-SERVERS = ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
+# herdsman-native: herdsman with `--engine native` (its Rust engine), which serves WSGI apps only.
+SERVERS = ["herdsman", "herdsman-native", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
+WSGI_ONLY = {"herdsman-native"}
 REFERENCE = "gunicorn"  # every ratio is against this row
 # Access-log variants, in the throughput runs of the apps in `accesslog_apps` only: herdsman with its
 # default access log (on, to standard output) and gunicorn with `--access-logfile -`. The harness
 # sends every server's stdout to a file (its log in the results), so both write to stdout
 # redirected to a file. The plain "herdsman" and "gunicorn" rows are the same servers without it.
-ACCESSLOG_VARIANTS = {"herdsman-accesslog": "herdsman", "gunicorn-accesslog": "gunicorn"}
+ACCESSLOG_VARIANTS = {"herdsman-accesslog": "herdsman", "herdsman-native-accesslog": "herdsman-native",
+                      "gunicorn-accesslog": "gunicorn"}
 
 
 def base_server(server):
     return ACCESSLOG_VARIANTS.get(server, server)
+
+
+def serves(server, app):
+    """Whether the server can serve the app at all (the native engine has no ASGI yet)."""
+    return APPS[app][1] == "wsgi" or base_server(server) not in WSGI_ONLY
+
+
+def life_app(cfg, server):
+    """The app of the boot, lifecycle, memory and idle phases for this server: the run's
+    lifecycle app, or its WSGI stand-in for a server that serves WSGI only (the tables say which)."""
+    app = cfg["lifecycle_app"]
+    return app if serves(server, app) else cfg["wsgi_lifecycle_app"]
+
+
+def life_label(cfg, server):
+    """The server's row label in those phases, naming the app when it is the stand-in."""
+    app = life_app(cfg, server)
+    text = server_label(server, app)
+    return text if app == cfg["lifecycle_app"] else f"{text} ({APP_TITLES[app]} app)"
 
 
 # The replacement phase: how each server replaces a worker while it keeps serving, and what it
@@ -94,6 +116,7 @@ SUPPORTED = {
                   "recycle": "--max-requests N --max-requests-jitter J"},
 }
 SUPPORTED["herdsman-zygote"] = SUPPORTED["herdsman"]
+SUPPORTED["herdsman-native"] = SUPPORTED["herdsman"]
 UNSUPPORTED = {
     "uvicorn": {"upgrade": "no binary upgrade (no SIGUSR2 handling)"},
     "granian": {"recycle": "no request-count limit; `--workers-lifetime` (an age, at least 60 s) is the "
@@ -105,10 +128,11 @@ MODES = ["keepalive", "fresh"]
 MODE_TITLES = {"keepalive": "keep-alive connections", "fresh": "fresh connections (`Connection: close`)"}
 
 FULL = dict(
-    servers=["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"],
-    throughput_servers=["herdsman", "gunicorn", "uvicorn", "granian"],
+    servers=["herdsman", "herdsman-native", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"],
+    throughput_servers=["herdsman", "herdsman-native", "gunicorn", "uvicorn", "granian"],
     apps=["asgi", "fastapi", "wsgi", "flask"],
     lifecycle_app="fastapi",
+    wsgi_lifecycle_app="flask",  # for the WSGI-only servers (herdsman-native)
     workers=2,
     connections=64,
     tp_warmup=1.0,
@@ -129,10 +153,10 @@ FULL = dict(
     profile_seconds=10.0,
     # Throughput with the access log on (herdsman's default, gunicorn --access-logfile -).
     accesslog_apps=["asgi", "wsgi"],
-    accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
+    accesslog_servers=["herdsman-accesslog", "herdsman-native-accesslog", "gunicorn-accesslog"],
     # Replacement under load: [app, servers] pairs; every event with fresh and keep-alive clients.
     repl_matrix=[["asgi", ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]],
-                 ["wsgi", ["herdsman", "gunicorn"]]],
+                 ["wsgi", ["herdsman", "herdsman-native", "gunicorn", "granian"]]],
     repl_workers=2,
     repl_connections=32,
     repl_control_s=2.0,     # a window with no event: the failures of the load alone
@@ -150,10 +174,11 @@ FULL = dict(
     repl_settle_timeout_s=60.0,
 )
 SMOKE = dict(
-    servers=["herdsman", "gunicorn"],
-    throughput_servers=["herdsman", "gunicorn"],
-    apps=["asgi"],
+    servers=["herdsman", "herdsman-native", "gunicorn"],
+    throughput_servers=["herdsman", "herdsman-native", "gunicorn"],
+    apps=["asgi", "wsgi"],
     lifecycle_app="asgi",
+    wsgi_lifecycle_app="wsgi",
     workers=1,
     connections=16,
     tp_warmup=0.5,
@@ -175,7 +200,7 @@ SMOKE = dict(
     min_victim_age=0.0,
     accesslog_apps=["asgi"],
     accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
-    repl_matrix=[["asgi", ["herdsman", "gunicorn"]]],
+    repl_matrix=[["asgi", ["herdsman", "gunicorn"]], ["wsgi", ["herdsman-native"]]],
     repl_workers=2,
     repl_connections=8,
     repl_control_s=1.0,
@@ -453,10 +478,14 @@ def server_label(server, app):
     kind = APPS[app][1]
     if server == "herdsman-accesslog":
         return "herdsman, access log on (its default)"
+    if server == "herdsman-native-accesslog":
+        return "herdsman --engine native, access log on (its default)"
     if server == "gunicorn-accesslog":
         return server_label("gunicorn", app) + " --access-logfile -"
     if server == "herdsman":
         return "herdsman"
+    if server == "herdsman-native":
+        return "herdsman --engine native"
     if server == "herdsman-zygote":
         return "herdsman --spawn zygote --preload"
     if server == "gunicorn":
@@ -474,7 +503,7 @@ def recycle_args(server, recycle):
         return []
     n, jitter = (str(x) for x in recycle)
     base = base_server(server)
-    if base in ("herdsman", "herdsman-zygote", "gunicorn", "hypercorn"):
+    if base in ("herdsman", "herdsman-zygote", "herdsman-native", "gunicorn", "hypercorn"):
         return ["--max-requests", n, "--max-requests-jitter", jitter]
     if base == "uvicorn":
         return ["--limit-max-requests", n, "--limit-max-requests-jitter", jitter]
@@ -486,12 +515,13 @@ def server_argv(server, app, workers, port, herdsman_bin, recycle=None):
     n = str(workers)
     base = base_server(server)
     extra = recycle_args(server, recycle)
-    if base in ("herdsman", "herdsman-zygote"):
+    if base in ("herdsman", "herdsman-zygote", "herdsman-native"):
         zygote = ["--spawn", "zygote", "--preload"] if server == "herdsman-zygote" else []
+        engine = ["--engine", "native"] if base == "herdsman-native" else []
         # herdsman's access log is on by default (to stdout): the access-log variant just leaves it on.
-        log = [] if server == "herdsman-accesslog" else ["--no-access-log"]
+        log = [] if server in ACCESSLOG_VARIANTS else ["--no-access-log"]
         return [str(herdsman_bin), "--python", str(PY), "--chdir", str(APPS_DIR), "-w", n,
-                "-b", f"{HOST}:{port}", "--interface", kind, *log, *zygote, *extra, module]
+                "-b", f"{HOST}:{port}", "--interface", kind, *engine, *log, *zygote, *extra, module]
     if base == "gunicorn":
         worker = ["-k", "uvicorn_worker.UvicornWorker"] if kind == "asgi" else ["-k", "gthread", "--threads", "10"]
         log = ["--access-logfile", "-"] if server == "gunicorn-accesslog" else []
@@ -966,7 +996,7 @@ def throughput_app(ctx, app):
     machine then hits one slot of each server alike instead of one whole server's figure."""
     cfg = ctx.cfg
     path = APPS[app][2]
-    names = list(cfg["throughput_servers"])
+    names = [srv for srv in cfg["throughput_servers"] if serves(srv, app)]
     if app in cfg.get("accesslog_apps", []):
         names += [v for v in cfg["accesslog_servers"] if base_server(v) in names]
     servers, slots, logs = {}, {srv: [] for srv in names}, {}
@@ -1058,7 +1088,8 @@ def phase_throughput(ctx):
 
 
 @guarded
-def boot_one(ctx, server, app):
+def boot_one(ctx, server):
+    app = life_app(ctx.cfg, server)
     s = Server(ctx, server, app, ctx.cfg["workers"], ctx.tag("boot", server)).start()
     try:
         first = s.wait_first_response()
@@ -1072,15 +1103,15 @@ def boot_one(ctx, server, app):
 
 def phase_boot(ctx):
     cfg = ctx.cfg
-    app = cfg["lifecycle_app"]
     out = {}
     runs = {srv: [] for srv in cfg["servers"]}
     for _ in range(cfg["boot_reps"]):
         for srv in cfg["servers"]:
-            runs[srv].append(boot_one(ctx, srv, app))
+            runs[srv].append(boot_one(ctx, srv))
     for srv, rs in runs.items():
         good = [r["first_response_s"] for r in rs if "first_response_s" in r]
-        out[srv] = {"label": server_label(srv, app), "runs_ms": [round(x * 1000, 1) for x in good]}
+        out[srv] = {"label": life_label(cfg, srv), "app": life_app(cfg, srv),
+                    "runs_ms": [round(x * 1000, 1) for x in good]}
         notes = sorted({r["note"] for r in rs if r.get("note")})
         if notes:
             out[srv]["notes"] = notes
@@ -1203,7 +1234,8 @@ def exited_note(s, what):
 
 def life_replacement(ctx, server):
     cfg = ctx.cfg
-    with started(ctx, server, cfg["lifecycle_app"], cfg["workers"], ctx.tag("kill", server)) as s:
+    app = life_app(cfg, server)
+    with started(ctx, server, app, cfg["workers"], ctx.tag("kill", server)) as s:
         if s.single_process():
             return {"error": "serves in a single process at this worker count: no worker to kill"}
         reps = []
@@ -1211,7 +1243,7 @@ def life_replacement(ctx, server):
             try:
                 victim = oldest_worker(s)
                 # The floor, measured right before each kill: the machine's load drifts.
-                floor = time_import(ctx, APPS[cfg["lifecycle_app"]][0].split(":")[0])
+                floor = time_import(ctx, APPS[app][0].split(":")[0])
                 r = replacement_once(s, victim)
                 r["python_import_app_ms"] = floor
             except Exception as e:  # noqa: BLE001
@@ -1243,7 +1275,7 @@ def life_kill_under_load(ctx, server):
     """Requests failed when a worker is SIGKILLed under steady load."""
     cfg = ctx.cfg
     n = cfg["workers"]
-    with started(ctx, server, cfg["lifecycle_app"], n, ctx.tag("killload", server)) as s:
+    with started(ctx, server, life_app(cfg, server), n, ctx.tag("killload", server)) as s:
         if s.single_process():
             return {"error": "serves in a single process at this worker count: no worker to kill"}
         load = SteadyLoad(s.port, cfg["load_threads"]).start()
@@ -1279,7 +1311,7 @@ def life_graceful_stop(ctx, server):
     """K slow requests in flight, then SIGTERM to the master: those not answered 200 failed."""
     cfg = ctx.cfg
     k, secs = cfg["slow_requests"], cfg["slow_seconds"]
-    with started(ctx, server, cfg["lifecycle_app"], cfg["workers"], ctx.tag("stop", server)) as s:
+    with started(ctx, server, life_app(cfg, server), cfg["workers"], ctx.tag("stop", server)) as s:
         answers = []
         lock = threading.Lock()
 
@@ -1309,7 +1341,8 @@ def life_graceful_stop(ctx, server):
 def lifecycle_one(ctx, server):
     cfg = ctx.cfg
     return {
-        "label": server_label(server, cfg["lifecycle_app"]),
+        "label": life_label(cfg, server),
+        "app": life_app(cfg, server),
         "workers": cfg["workers"],
         "replacement": guarded(life_replacement)(ctx, server),
         "kill_under_load": guarded(life_kill_under_load)(ctx, server),
@@ -1559,7 +1592,7 @@ def phase_replacements(ctx):
     for app, servers in ctx.cfg["repl_matrix"]:
         out[app] = {}
         for srv in servers:
-            if srv not in ctx.cfg["servers"]:
+            if srv not in ctx.cfg["servers"] or not serves(srv, app):
                 continue
             log(f"replacements {app} {srv}")
             out[app][srv] = replacements_one(ctx, srv, app)
@@ -1593,12 +1626,12 @@ def memory_one(ctx, server, app, n):
 
 def phase_memory(ctx):
     cfg = ctx.cfg
-    app = cfg["lifecycle_app"]
     out = {}
     for n in cfg["mem_counts"]:
         for srv in cfg["servers"]:
+            app = life_app(cfg, srv)
             r = memory_one(ctx, srv, app, n)
-            out.setdefault(srv, {"label": server_label(srv, app), "by_workers": {}})["by_workers"][str(n)] = r
+            out.setdefault(srv, {"label": life_label(cfg, srv), "app": app, "by_workers": {}})["by_workers"][str(n)] = r
             log(f"memory {srv} w={n}: {r}")
     return out
 
@@ -1608,13 +1641,12 @@ def phase_idle(ctx):
     """Every server started at once, idle for the same minute: each master's own CPU time
     (utime+stime ticks and the finer schedstat ns) over that minute."""
     cfg = ctx.cfg
-    app = cfg["lifecycle_app"]
     servers = []
     out = {}
     try:
         for n in cfg["idle_counts"]:
             for srv in cfg["servers"]:
-                servers.append(Server(ctx, srv, app, n, ctx.tag("idle", srv, n)).start())
+                servers.append(Server(ctx, srv, life_app(cfg, srv), n, ctx.tag("idle", srv, n)).start())
         ready = []
         for s in servers:
             try:

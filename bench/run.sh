@@ -73,15 +73,18 @@ if ! venv_ok; then
     fi
 fi
 
-# 3. herdsman itself (where cargo puts it: CARGO_TARGET_DIR if set, else ./target).
+# 3. herdsman itself and its native engine (where cargo puts them: CARGO_TARGET_DIR if set, else
+# ./target; the master finds libherdsman_engine.so beside its binary).
 target="${CARGO_TARGET_DIR:-target}"
 [[ "$target" == /* ]] || target="$PWD/$target"
 if [[ "$smoke" == 1 ]]; then
     cargo build --quiet --bin herdsman >&2
+    cargo build --quiet -p herdsman-engine >&2
     herdsman="$target/debug/herdsman"
 else
-    say "cargo build --release"
+    say "cargo build --release (the master and the native engine)"
     cargo build --quiet --release --bin herdsman >&2
+    cargo build --quiet --release -p herdsman-engine >&2
     herdsman="$target/release/herdsman"
 fi
 
