@@ -26,7 +26,15 @@ const QUARANTINED: &str = "request quarantined: it kept killing workers\n";
 pub fn serve_thread(py: Python<'_>, server: &Server) {
     let queue = server.shared.queue.clone();
     loop {
-        match py.detach(|| queue.recv()) {
+        // A request already queued is taken with the GIL held: releasing it only to take it back
+        // at once costs two hand-offs (and wakes a thread parked on the GIL) per request under
+        // load. The queue is waited on without the GIL only when it is empty.
+        let work = match queue.try_recv() {
+            Ok(work) => Ok(work),
+            Err(crossbeam_channel::TryRecvError::Empty) => py.detach(|| queue.recv()),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+        };
+        match work {
             Ok(Work::Request(job)) => handle(py, server, *job),
             Ok(Work::Exit) | Err(_) => return,
         }
