@@ -87,3 +87,31 @@ both_engines! {
         check(engine, "stream_app:app", None, "large");
     }
 }
+
+/// The native engine's pool wakes its threads for an app that blocks (pool.rs): with four
+/// threads, four calls that each wait for the other three (a barrier in the app, 10 s at most)
+/// all meet. A pool that kept one thread for a CPU-bound app and never woke the others when it
+/// blocked would answer them 504 after the barrier's timeout.
+#[test]
+fn native_threads_run_four_blocking_calls_at_once() {
+    let h = Start::new(&[
+        "-w",
+        "1",
+        "--threads",
+        "4",
+        "--no-access-log",
+        "wsgi_app:app",
+    ])
+    .engine(Engine::Native)
+    .spawn();
+    h.wait_serving();
+    let addr = h.addr();
+    let calls: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || common::http::get(addr, "/together?n=4")))
+        .collect();
+    for call in calls {
+        let resp = call.join().expect("client thread").expect("a response");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    assert!(h.finish().success());
+}

@@ -3,8 +3,9 @@
 //! runtime loads it by path (the master says where the file is) and keeps the worker contract
 //! (python/herdsman/runtime/engines/native.py); this crate does the request path.
 //!
-//! Layout: `http` (tokio thread: listeners, connections, drain, service), `wsgi` (app threads:
-//! environ, input, start_response, the handler), `accesslog`, `inflight`, `shared`, `server`.
+//! Layout: `http` (tokio thread: listeners, connections, drain, service), `pool` (the hand-off to
+//! the app threads, and how many are awake), `wsgi` (app threads: environ, input,
+//! start_response, the handler), `accesslog`, `inflight`, `shared`, `server`.
 //! Invariants: the GIL is held only around calls into Python; the runtime starts in
 //! `Server.start`, after any fork; no panic crosses into Python.
 
@@ -14,6 +15,7 @@ mod accesslog;
 mod http;
 mod inflight;
 mod notify;
+mod pool;
 mod server;
 mod shared;
 mod wsgi;

@@ -20,7 +20,7 @@ use crate::accesslog::{AccessLog, Format};
 use crate::http::listen;
 use crate::inflight::Registry;
 use crate::notify::Notifier;
-use crate::shared::{Limits, Phase, Settings, Shared, Work};
+use crate::shared::{Limits, Phase, Settings, Shared};
 
 /// How often the engine thread records that it runs (the heartbeat reports its silence).
 const TICK: Duration = Duration::from_millis(100);
@@ -285,9 +285,7 @@ fn engine_thread(
     }
     drop(runtime); // closes every connection still open
     shared.advance(Phase::Aborted);
-    for _ in 0..shared.settings.threads {
-        let _ = shared.jobs.send(Work::Exit);
-    }
+    shared.pool.close();
     shared.force_done();
 }
 
@@ -309,6 +307,8 @@ async fn serve(
     for listener in listeners {
         tokio::spawn(listen::accept_loop(shared.clone(), listener));
     }
+    let watcher = shared.clone();
+    tokio::spawn(async move { watcher.pool.dispatch(&watcher.completed).await });
     let _ = ready.send(Ok(()));
     let mut phase = shared.phase.subscribe();
     let mut tick = tokio::time::interval(TICK);

@@ -1,5 +1,5 @@
 //! The state one server shares between its tokio thread (listeners, connections) and the app's
-//! Python threads: settings, the job queue, the counters the heartbeat reports, the drain phase,
+//! Python threads: settings, the request pool, the counters the heartbeat reports, the drain phase,
 //! the in-flight registry and the access log.
 //!
 //! Invariants: counters are plain atomics (no lock on the request path besides the registry's);
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::accesslog::AccessLog;
 use crate::inflight::Registry;
 use crate::notify::Notifier;
-use crate::wsgi::Job;
+use crate::pool::Pool;
 
 /// Where the server is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,12 +25,6 @@ pub enum Phase {
     Draining,
     /// Quick: every connection is closed now.
     Aborted,
-}
-
-/// What a Python thread takes off the queue.
-pub enum Work {
-    Request(Box<Job>),
-    Exit,
 }
 
 /// The request limits (gunicorn's `limit_request_*`); 0 means no limit.
@@ -57,8 +51,8 @@ pub struct Settings {
 
 pub struct Shared {
     pub settings: Settings,
-    pub jobs: crossbeam_channel::Sender<Work>,
-    pub queue: crossbeam_channel::Receiver<Work>,
+    /// The requests waiting for an app thread, and which threads are awake.
+    pub pool: Pool,
     /// App calls that returned (heartbeat `requests`, max-requests).
     pub completed: AtomicU64,
     /// Crossing this count notifies Python at once (the master's `report_at`); 0: none.
@@ -86,11 +80,9 @@ impl Shared {
         notifier: Notifier,
         access: Option<AccessLog>,
     ) -> Shared {
-        let (jobs, queue) = crossbeam_channel::unbounded();
         Shared {
+            pool: Pool::new(settings.threads),
             settings,
-            jobs,
-            queue,
             completed: AtomicU64::new(0),
             report_at: AtomicU64::new(0),
             running: AtomicUsize::new(0),

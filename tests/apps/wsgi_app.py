@@ -1,4 +1,6 @@
-"""Plain WSGI function app: /  and  /slow?s=F (time.sleep in the WSGI thread).
+"""Plain WSGI function app: /,  /slow?s=F (time.sleep in the WSGI thread), and /together?n=N
+(answers 200 once N calls are in the app at the same time, 504 if that does not happen within
+10 s: proof that the server runs N blocking calls at once).
 
 Also the benchmark's "wsgi" app (bench/run.py serves GET / and /slow): keep `/` as cheap as it is,
 or the benchmark's figures stop being comparable from one run to the next.
@@ -6,10 +8,27 @@ or the benchmark's figures stop being comparable from one run to the next.
 
 import json
 import os
+import threading
 import time
 from urllib.parse import parse_qs
 
 NAME = "wsgi_app"
+_barriers = {}
+_barriers_lock = threading.Lock()
+
+
+def _wait_together(n):
+    """Blocks (releasing the GIL) until n calls are inside at once; False after 10 s."""
+    with _barriers_lock:
+        barrier = _barriers.setdefault(n, threading.Barrier(n))
+    try:
+        barrier.wait(timeout=10)
+        return True
+    except threading.BrokenBarrierError:
+        with _barriers_lock:
+            if _barriers.get(n) is barrier:
+                del _barriers[n]  # the next calls get a whole barrier
+        return False
 
 
 def app(environ, start_response):
@@ -17,6 +36,12 @@ def app(environ, start_response):
     if path == "/slow":
         seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("s", ["1"])[0])
         time.sleep(seconds)
+    elif path == "/together":
+        n = int(parse_qs(environ.get("QUERY_STRING", "")).get("n", ["2"])[0])
+        if not _wait_together(n):
+            body = b"not together\n"
+            start_response("504 Gateway Timeout", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
     elif path != "/":
         body = (json.dumps({"pid": os.getpid(), "error": "not found"}) + "\n").encode()
         start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

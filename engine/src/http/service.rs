@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use super::body::{Finish, Kind, ResponseBody};
 use super::conn::ConnState;
 use super::Peer;
-use crate::shared::{Limits, Phase, Shared, Work};
+use crate::shared::{Limits, Phase, Shared};
 use crate::wsgi::{Job, RequestBody};
 
 /// What the app's thread sends back: the response head and how its body comes, and the request
@@ -116,16 +116,14 @@ async fn call_app(shared: &Arc<Shared>, head: Parts, body: Incoming, peer: Peer)
         runtime: tokio::runtime::Handle::current(),
     };
     shared.running.fetch_add(1, Ordering::AcqRel);
-    if let Err(unsent) = shared.jobs.send(Work::Request(Box::new(job))) {
+    if let Err(unsent) = shared.pool.push(Box::new(job)) {
         shared.running.fetch_sub(1, Ordering::AcqRel);
         let mut reply = Reply::plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is stopping\n",
             true,
         );
-        if let Work::Request(job) = unsent.0 {
-            reply.head = Some(job.head);
-        }
+        reply.head = Some(unsent.head);
         return reply;
     }
     match rx.await {

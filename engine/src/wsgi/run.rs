@@ -1,4 +1,4 @@
-//! The app's threads: each takes requests off the queue (waiting without the GIL), calls the app,
+//! The app's threads: each takes requests from the pool (waiting without the GIL), calls the app,
 //! and sends what it returns.
 //!
 //! Invariants: every request taken gets exactly one reply (the app's, a 500, or a 503 when it is
@@ -18,25 +18,23 @@ use super::input::Input;
 use super::respond::StartResponse;
 use super::Job;
 use crate::server::Server;
-use crate::shared::Work;
 
 /// What a quarantined request is answered (as the uvicorn engine's inflightfile.refuse).
 const QUARANTINED: &str = "request quarantined: it kept killing workers\n";
 
 pub fn serve_thread(py: Python<'_>, server: &Server) {
-    let queue = server.shared.queue.clone();
+    let pool = &server.shared.pool;
     loop {
         // A request already queued is taken with the GIL held: releasing it only to take it back
-        // at once costs two hand-offs (and wakes a thread parked on the GIL) per request under
-        // load. The queue is waited on without the GIL only when it is empty.
-        let work = match queue.try_recv() {
-            Ok(work) => Ok(work),
-            Err(crossbeam_channel::TryRecvError::Empty) => py.detach(|| queue.recv()),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-        };
-        match work {
-            Ok(Work::Request(job)) => handle(py, server, *job),
-            Ok(Work::Exit) | Err(_) => return,
+        // at once would cost two hand-offs of the GIL per request under load. The thread parks,
+        // without the GIL, only on an empty queue (pool.rs says when it is woken).
+        match pool.try_take() {
+            Some(job) => handle(py, server, *job),
+            None => {
+                if !py.detach(|| pool.park()) {
+                    return;
+                }
+            }
         }
     }
 }
