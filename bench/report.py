@@ -668,6 +668,29 @@ def md_throughput(results):
     return "\n\n".join(parts)
 
 
+def md_engine_profile(results):
+    prof = results["phases"].get("engine_profile")
+    if not prof:
+        return None
+    if prof.get("error"):
+        return f"Not measured in this run: {prof['error']}"
+    parts = []
+    for app, e in prof.items():
+        if e.get("error"):
+            parts.append(f"**{APP_TITLES[app]}**: not measured ({short_error(e['error'])})")
+            continue
+        us = e.get("worker_cpu_us_per_request")
+        th = e.get("threads_percent") or {}
+        lines = [f"**{APP_TITLES[app]}**: one worker, {e['rps']} req/s, {dash(us, '{:.1f}')} µs of the worker's CPU "
+                 f"a request ({th.get('engine thread', 0):.0f} % of it on the engine thread, "
+                 f"{th.get('app threads', 0):.0f} % on the app's threads), {e['seconds']:g} s of perf samples.", "",
+                 "| where | share of the worker's CPU | µs a request |", "|---|---:|---:|"]
+        for name, pct in (e.get("categories_percent") or {}).items():
+            lines.append(f"| {name} | {pct:.1f} % | {dash(us * pct / 100 if us else None, '{:.2f}')} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def md_boot(results):
     boot = results["phases"].get("boot") or {}
     if not boot:
@@ -1094,6 +1117,15 @@ def markdown(results, pngs, smoke):
                  "file, its log in the results directory, so both write to standard output redirected to a file; "
                  "the access lines counted in that file afterwards prove each log was on.\n")
         s.append(md_accesslog(results) + "\n")
+    engine = md_engine_profile(results)
+    if engine:
+        s.append("## Where the native engine's time goes\n")
+        s.append("One worker of `herdsman --engine native` (default threads) at full load from wrk (keep-alive), "
+                 "sampled by `perf record -F 1999` on every thread of the worker; each sample is put in the first "
+                 "category its thread, object and symbol match (bench/run.py, `ENGINE_CATEGORIES`), and the "
+                 "worker's CPU per request (from /proc) is split by those shares. Waiting for the GIL costs no "
+                 "CPU; what it costs is in the thread switches and GIL rows.\n")
+        s.append(engine + "\n")
     s.append(f"## Cold boot ({APP_TITLES.get(cfg['lifecycle_app'])} app, {workers(cfg['workers'])})\n")
     s.append(md_boot(results) + "\n")
     imp = results["phases"].get("imports") or {}

@@ -151,6 +151,7 @@ FULL = dict(
     idle_seconds=60.0,
     idle_counts=[2, 16],
     profile_seconds=10.0,
+    engine_profile_seconds=8.0,
     # Throughput with the access log on (herdsman's default, gunicorn --access-logfile -).
     accesslog_apps=["asgi", "wsgi"],
     accesslog_servers=["herdsman-accesslog", "herdsman-native-accesslog", "gunicorn-accesslog"],
@@ -197,6 +198,7 @@ SMOKE = dict(
     idle_seconds=2.0,
     idle_counts=[1],
     profile_seconds=1.0,
+    engine_profile_seconds=1.0,
     min_victim_age=0.0,
     accesslog_apps=["asgi"],
     accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
@@ -216,7 +218,7 @@ SMOKE = dict(
     repl_kind_budget_s=10.0,
     repl_settle_timeout_s=60.0,
 )
-PHASES = ["imports", "profile", "throughput", "boot", "lifecycle", "replacements", "memory", "idle"]
+PHASES = ["imports", "profile", "throughput", "engine_profile", "boot", "lifecycle", "replacements", "memory", "idle"]
 
 
 def log(msg):
@@ -1123,6 +1125,118 @@ def phase_boot(ctx):
     return out
 
 
+# Where a native worker's CPU goes: each perf sample (thread, object, symbol) falls in the first
+# category whose test matches. The engine thread is named "herdsman-engine"; the app's threads are
+# the interpreter's. Order matters: the GIL's functions before the interpreter's, the kernel's
+# scheduler before its network stack.
+ENGINE_THREAD = "herdsman-engine"
+SCHED_SYMS = ("finish_task_switch", "_raw_spin_unlock_irq", "__schedule", "schedule", "try_to_wake_up", "futex",
+              "__switch_to", "pick_next_task", "enqueue_task", "dequeue_task", "update_curr", "ttwu", "select_task_rq",
+              "irqentry_exit_to_user_mode", "psi_", "native_queued_spin_lock", "__wake_up", "ep_poll", "do_epoll_wait",
+              "syscall_exit_to_user_mode", "exit_to_user_mode")
+GIL_SYMS = ("take_gil", "drop_gil", "PyEval_SaveThread", "PyEval_RestoreThread", "PyGILState", "PyThread_",
+            "pthread_cond", "pthread_mutex", "_PyEval_EvalFrameDefault_lock", "PyCOND", "__pthread", "sem_",
+            "__lll_lock", "__futex", "___pthread")
+ENGINE_CATEGORIES = [
+    ("kernel: thread switches and wake-ups (engine thread <-> app threads, GIL hand-offs, epoll waits)",
+     lambda comm, dso, sym: dso == "[kernel.kallsyms]" and any(k in sym for k in SCHED_SYMS)),
+    ("kernel: system calls, sockets and TCP (read, write, epoll, loopback)",
+     lambda comm, dso, sym: dso == "[kernel.kallsyms]"),
+    ("GIL and thread sync in user space (CPython's take_gil/drop_gil, pthread, futex calls)",
+     lambda comm, dso, sym: any(k in sym for k in GIL_SYMS)),
+    ("engine thread: HTTP parse and write (hyper, httparse, header encoding)",
+     lambda comm, dso, sym: comm == ENGINE_THREAD and ("hyper" in sym or "httparse" in sym or "http::" in sym)),
+    ("engine thread: tokio runtime, timers and clock",
+     lambda comm, dso, sym: comm == ENGINE_THREAD and ("tokio" in sym or "mio" in sym or "clock_gettime" in sym
+                                                       or dso == "[vdso]")),
+    ("engine thread: herdsman's request and reply handling (queue, in-flight registry, access log)",
+     lambda comm, dso, sym: comm == ENGINE_THREAD and "herdsman_engine" in sym),
+    ("engine thread: memory allocation and copies (libc)",
+     lambda comm, dso, sym: comm == ENGINE_THREAD and dso.startswith("libc")),
+    ("app threads: the WSGI glue in Rust (environ, start_response, body, replies)",
+     lambda comm, dso, sym: comm != ENGINE_THREAD and ("engine" in dso or "herdsman_engine" in sym or "pyo3" in sym)),
+    ("app threads: the Python interpreter (the app, its framework, objects)",
+     lambda comm, dso, sym: comm != ENGINE_THREAD and ("python" in dso.lower() or ".cpython-" in dso)),
+    ("app threads: memory allocation and copies (libc)",
+     lambda comm, dso, sym: comm != ENGINE_THREAD and dso.startswith("libc")),
+]
+
+
+def categorize_perf(text):
+    """`perf report --sort comm,dso,sym -t <US>` lines -> {category: percent}, {thread: percent}."""
+    cats, threads = {}, {}
+    for line in text.splitlines():
+        parts = line.split("\x1f")
+        if len(parts) < 4 or not parts[0].strip().endswith("%"):
+            continue
+        try:
+            pct = float(parts[0].strip().rstrip("%"))
+        except ValueError:
+            continue
+        comm, dso = parts[1].strip(), parts[2].strip()
+        sym = parts[3].strip()
+        sym = sym.split("] ", 1)[1] if sym.startswith("[") and "] " in sym else sym
+        name = next((c for c, test in ENGINE_CATEGORIES if test(comm, dso, sym)), "other")
+        cats[name] = cats.get(name, 0.0) + pct
+        who = "engine thread" if comm == ENGINE_THREAD else "app threads"
+        threads[who] = threads.get(who, 0.0) + pct
+    return cats, threads
+
+
+@guarded
+def phase_engine_profile(ctx):
+    """Where one native worker's CPU goes at full load: perf samples of every thread of the worker,
+    sorted into categories, and the worker's CPU per request (from /proc) split by them."""
+    cfg = ctx.cfg
+    if not shutil.which("perf"):
+        return {"error": "perf is not installed (Debian: apt-get install linux-perf)"}
+    if ctx.loadgen != "wrk":
+        return {"error": "needs wrk (the Python load generator cannot load one worker fully)"}
+    out = {}
+    secs = cfg["engine_profile_seconds"]
+    for app in [a for a in cfg["apps"] if APPS[a][1] == "wsgi"]:
+        try:
+            with started(ctx, "herdsman-native", app, 1, ctx.tag("engprof", app)) as s:
+                pids = s.worker_pids()
+                if len(pids) != 1:
+                    out[app] = {"error": f"expected one worker, found {len(pids)}"}
+                    continue
+                pid = pids[0]
+                load = ctx.background_load(s.port, APPS[app][2], fresh=False).start()
+                try:
+                    time.sleep(0.5)
+                    data = ctx.out / f"perf-{app}.data"
+                    c0, t0 = cpu_ns(pid), time.monotonic()
+                    rec = subprocess.run(["perf", "record", "-q", "-F", "1999", "-p", str(pid), "-o", str(data),
+                                          "--", "sleep", str(secs)], capture_output=True, text=True, timeout=secs + 60)
+                    c1, t1 = cpu_ns(pid), time.monotonic()
+                finally:
+                    res = load.stop()
+                if rec.returncode != 0 or not data.exists():
+                    out[app] = {"error": f"perf record failed: {(rec.stderr or '').strip()[-300:]}"}
+                    continue
+                rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "-q",
+                                      "--sort", "comm,dso,sym", "-t", "\x1f"],
+                                     capture_output=True, text=True, timeout=120)
+                data.unlink(missing_ok=True)
+                cats, threads = categorize_perf(rep.stdout)
+                # The requests of the recorded window, at the load's mean rate.
+                requests = res["ok"] * (t1 - t0) / res["seconds"] if res["seconds"] else 0
+                us = (c1 - c0) / 1000 / requests if requests else None
+                out[app] = {
+                    "rps": res["rps"], "failed": res["failed"], "seconds": secs,
+                    "worker_cpu_us_per_request": round(us, 2) if us else None,
+                    "categories_percent": {k: round(v, 2) for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+                    "threads_percent": {k: round(v, 2) for k, v in threads.items()},
+                }
+                log(f"engine profile {app}: {res['rps']} req/s, {out[app]['worker_cpu_us_per_request']} µs of worker "
+                    f"CPU a request; " + ", ".join(f"{v:.0f}% {k.split(':')[0]}: {k.split(':')[1][:30].strip()}"
+                                                  for k, v in list(out[app]["categories_percent"].items())[:4]))
+        except Exception as e:  # noqa: BLE001
+            out[app] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    return out
+
+
 def time_import(ctx, module):
     """ms for a fresh interpreter to import the app module (and exit)."""
     t0 = time.monotonic()
@@ -1886,7 +2000,8 @@ def main():
     log(f"{results['kind']} run: servers {cfg['servers']}, {cfg['workers']} workers, load generator {ctx.loadgen}, "
         f"results in {ctx.out}")
     busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
-    funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput, "boot": phase_boot,
+    funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput,
+             "engine_profile": phase_engine_profile, "boot": phase_boot,
              "lifecycle": phase_lifecycle, "replacements": phase_replacements, "memory": phase_memory,
              "idle": phase_idle}
     try:

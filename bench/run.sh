@@ -22,10 +22,13 @@ for arg in "$@"; do
     [[ "$arg" == "--smoke" ]] && smoke=1
 done
 
-# 1. The load generator (wrk) and the profiler of idle masters (strace), from Debian's packages.
+# 1. The load generator (wrk), the profiler of idle masters (strace) and the sampling profiler of
+# the native engine (perf, Debian's linux-perf), from Debian's packages.
 missing=()
-for tool in wrk strace; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in wrk strace perf; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        [[ "$tool" == perf ]] && missing+=(linux-perf) || missing+=("$tool")
+    fi
 done
 if ((${#missing[@]})); then
     sudo=""
@@ -47,6 +50,7 @@ Python load generator was used; it is far weaker than wrk, so its throughput fig
     say "wrk unavailable: using the pure-Python load generator (weaker; the report says so)"
 fi
 command -v strace >/dev/null 2>&1 || say "strace unavailable: the idle masters will not be profiled"
+command -v perf >/dev/null 2>&1 || say "perf unavailable: the native engine will not be profiled"
 
 # 2. The peers venv: one venv for every server, so each runs the same Python and the same uvicorn.
 VENV="bench/.venv-peers"
