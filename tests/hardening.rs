@@ -204,6 +204,36 @@ fn query_of_death(engine: Engine, app: &str) {
 }
 
 /// Three operator `kill -9` a second apart: each replaced at once (the third used to wait 1 s).
+/// A panic in the native engine while it handles a request (injected: the engine panics on the
+/// path `_HERDSMAN_ENGINE_TEST_PANIC_PATH` names) is caught before it reaches Python: that
+/// request is answered 500 and logged, and the same worker goes on serving.
+#[test]
+fn native_a_panic_in_a_request_answers_500_and_the_worker_keeps_serving() {
+    let h = Start::new(&["-w", "1", "wsgi_app:app"])
+        .engine(Engine::Native)
+        .env("_HERDSMAN_ENGINE_TEST_PANIC_PATH", "/panic")
+        .spawn();
+    let pids = h.wait_serving();
+    let resp = common::http::get(h.addr(), "/panic").expect("GET /panic");
+    assert_eq!(resp.status, 500, "{resp:?}");
+    h.log.wait_for("the panic logged", WAIT, |lines| {
+        lines
+            .iter()
+            .find(|l| l.contains("engine bug: a panic while handling GET /panic (answered 500)"))
+            .cloned()
+    });
+    for _ in 0..3 {
+        let ok = common::http::get(h.addr(), "/").expect("GET /");
+        assert_eq!(ok.status, 200, "{ok:?}");
+        assert_eq!(
+            vec![ok.pid()],
+            pids,
+            "another worker answered: the first one died"
+        );
+    }
+    assert!(h.finish().success());
+}
+
 #[test]
 fn three_kills_a_second_apart_are_each_replaced_at_once() {
     let h = Start::new(&["-w", "2", "asgi_app:app"]).spawn();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::http::{get, start_block};
+use common::http::{get, start_block, start_streaming};
 use common::{
     apps_dir, children_of, field_i64, message, process_state, record_time, records_with, signal,
     wait_pid_exit, write_file, Herdsman, Start, WAIT,
@@ -584,6 +584,62 @@ fn a_blocked_event_loop_is_dumped_killed_and_replaced() {
     assert!(!live_children(h.pid).contains(&victim));
     // Blocks short enough not to trip the 2 s liveness timeout themselves.
     assert_eq!(pids_serving(addr, 2, 0.5), expected);
+    assert!(h.finish().success());
+}
+
+/// F6 on the native engine: an app thread that holds the GIL for good (a C call that never
+/// releases it) starves the runtime's heartbeats and its watchdog alike; the other worker keeps
+/// serving; after the liveness timeout the master says so, dumps the traceback (faulthandler
+/// needs no GIL), kills the worker and replaces it.
+#[test]
+fn native_an_app_thread_holding_the_gil_is_dumped_killed_and_replaced() {
+    let h = Start::new(&["-w", "2", "--timeout", "2s", "wsgi_app:app"])
+        .engine(common::Engine::Native)
+        .spawn();
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = h.addr();
+    let (_held, victim) = start_streaming(addr, "/hold").expect("start /hold");
+    assert!(pids.contains(&victim), "{victim} not in {pids:?}");
+    let other = *pids.iter().find(|&&p| p != victim).expect("other worker");
+    // The victim's engine thread still accepts (it needs no GIL), so a request may land on
+    // it and wait; the other worker answers the rest.
+    let answered = (0..10).filter_map(|_| get(addr, "/").ok()).count();
+    assert!(
+        answered > 0,
+        "no request answered while one worker holds the GIL"
+    );
+
+    let record = h.wait_record_for(
+        "worker",
+        Duration::from_secs(2) + Duration::from_secs(10),
+        |r| {
+            pid_of(r) == Some(victim)
+                && [UNRESPONSIVE, BLOCKED]
+                    .iter()
+                    .any(|m| message(r).starts_with(m))
+        },
+    );
+    assert!(message(&record).contains("no heartbeat for"), "{record}");
+    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+
+    // The dump shows the app's frame that holds the GIL.
+    let frame = format!(
+        "wsgi_app.py\", line {} in _hold",
+        line_of("wsgi_app.py", "re.match(")
+    );
+    let lines = h.log.lines();
+    assert!(
+        lines.iter().any(|l| l.contains(&frame)),
+        "the worker's traceback with {frame:?}:\n{}",
+        lines.join("\n")
+    );
+    let mut expected = vec![other, replacement];
+    expected.sort_unstable();
+    assert_eq!(sorted(h.live_worker_pids()), expected);
+    assert!(!live_children(h.pid).contains(&victim));
     assert!(h.finish().success());
 }
 

@@ -1,6 +1,8 @@
 """Plain WSGI function app: /,  /slow?s=F (time.sleep in the WSGI thread), and /together?n=N
 (answers 200 once N calls are in the app at the same time, 504 if that does not happen within
-10 s: proof that the server runs N blocking calls at once).
+10 s: proof that the server runs N blocking calls at once), and /hold (streams a first line with
+the pid, then holds the GIL for good: a regular expression that backtracks for ever, in C code that
+never lets the GIL go, as a stuck C extension would).
 
 Also the benchmark's "wsgi" app (bench/run.py serves GET / and /slow): keep `/` as cheap as it is,
 or the benchmark's figures stop being comparable from one run to the next.
@@ -8,6 +10,7 @@ or the benchmark's figures stop being comparable from one run to the next.
 
 import json
 import os
+import re
 import threading
 import time
 from urllib.parse import parse_qs
@@ -31,8 +34,17 @@ def _wait_together(n):
         return False
 
 
+def _hold():
+    yield (json.dumps({"pid": os.getpid(), "holding": True}) + "\n").encode()
+    re.match(r"(a+)+b", "a" * 64)  # holds the GIL: 2**64 steps of backtracking
+    yield b"never\n"
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
+    if path == "/hold":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return _hold()
     if path == "/slow":
         seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("s", ["1"])[0])
         time.sleep(seconds)

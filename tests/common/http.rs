@@ -160,9 +160,14 @@ impl InFlight {
 /// Starts `GET /block?s=SECS` and returns once the worker has sent its first chunk, i.e. once its
 /// event loop is blocked; also returns that worker's pid.
 pub fn start_block(addr: SocketAddr, secs: f64) -> io::Result<(InFlight, i32)> {
+    start_streaming(addr, &format!("/block?s={secs}"))
+}
+
+/// Sends `GET path` to an endpoint that streams a first JSON chunk with its pid (`/block`,
+/// wsgi_app's `/hold`), reads that chunk, and returns the rest of the response unread.
+pub fn start_streaming(addr: SocketAddr, path: &str) -> io::Result<(InFlight, i32)> {
     let mut stream = connect(addr)?;
-    let head =
-        format!("GET /block?s={secs} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader)?;

@@ -39,6 +39,20 @@ pub fn serve_thread(py: Python<'_>, server: &Server) {
     }
 }
 
+/// The environment variable naming a request path whose handling panics, for the tests of the
+/// invariant above (tests/hardening.rs): unset, nothing happens. It does not start with
+/// `HERDSMAN_` because the master keeps those from the workers (and refuses unknown ones).
+const PANIC_PATH_VAR: &str = "_HERDSMAN_ENGINE_TEST_PANIC_PATH";
+
+/// Panics when the path is the one `PANIC_PATH_VAR` names (read once).
+fn injected_panic(path: &str) {
+    static PANIC_PATH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let wanted = PANIC_PATH.get_or_init(|| std::env::var(PANIC_PATH_VAR).ok());
+    if wanted.as_deref() == Some(path) {
+        panic!("{PANIC_PATH_VAR} asked for a panic on {path}");
+    }
+}
+
 fn handle(py: Python<'_>, server: &Server, job: Job) {
     let shared = &server.shared;
     let Job {
@@ -55,6 +69,7 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
             StartResponse::new(reply, head).refuse(QUARANTINED);
             return Ok(());
         };
+        injected_panic(head.uri.path());
         let input = Bound::new(py, input)?.into_any();
         let cx = Context {
             peer: &peer,
