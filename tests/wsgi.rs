@@ -115,3 +115,47 @@ fn native_threads_run_four_blocking_calls_at_once() {
     }
     assert!(h.finish().success());
 }
+
+/// The client and scheme a proxy forwards are what the app sees, on both engines alike (the
+/// uvicorn engine's rules, `FORWARDED_ALLOW_IPS`, default `127.0.0.1,::1`): from a trusted peer
+/// (loopback here) `X-Forwarded-For`'s right-most untrusted address becomes `REMOTE_ADDR` and
+/// `X-Forwarded-Proto` the `wsgi.url_scheme`; from a peer not in the list both are ignored.
+fn proxy_headers(engine: Engine) {
+    let forwarded = [
+        ("X-Forwarded-For", "203.0.113.7, 127.0.0.1"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    let seen = |allow: Option<&str>| {
+        let mut start =
+            Start::new(&["-w", "1", "--no-access-log", "wsgi_conformance:app"]).engine(engine);
+        if let Some(allow) = allow {
+            start = start.env("FORWARDED_ALLOW_IPS", allow);
+        }
+        let h = start.spawn();
+        h.wait_serving();
+        let resp = common::http::get_with(h.addr(), "/", &forwarded).expect("GET /");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let view = resp.json();
+        assert!(h.finish().success());
+        (
+            view["REMOTE_ADDR"].as_str().unwrap_or("").to_string(),
+            view["wsgi.url_scheme"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(
+        seen(None),
+        ("203.0.113.7".to_string(), "https".to_string()),
+        "{engine}: proxy headers from loopback (trusted by default)"
+    );
+    assert_eq!(
+        seen(Some("10.1.2.3")),
+        ("127.0.0.1".to_string(), "http".to_string()),
+        "{engine}: proxy headers from a peer that is not trusted"
+    );
+}
+
+both_engines! {
+    fn forwarded_client_and_scheme_are_applied_from_trusted_peers_only(engine: Engine) {
+        proxy_headers(engine);
+    }
+}

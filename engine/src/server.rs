@@ -31,7 +31,6 @@ pub struct Server {
     pub app: Py<PyAny>,
     pub errors: Py<PyAny>,
     pub file_wrapper: Py<PyAny>,
-    pub url_scheme: Py<PyString>,
     log: Py<PyAny>,
     fds: Vec<i32>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -42,7 +41,8 @@ impl Server {
     #[new]
     #[pyo3(signature = (app, listen_fds, *, log, errors, threads=1, notify_fd=-1, inflight_fd=None,
         access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
-        limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190))]
+        limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
+        forwarded_allow_ips="127.0.0.1,::1"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -61,6 +61,7 @@ impl Server {
         limit_request_line: usize,
         limit_request_fields: usize,
         limit_request_field_size: usize,
+        forwarded_allow_ips: &str,
     ) -> PyResult<Server> {
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
@@ -81,6 +82,7 @@ impl Server {
             },
             buffer_body,
             url_scheme: "http",
+            trusted: crate::http::proxy::Trusted::parse(forwarded_allow_ips),
         };
         let access = match access_log {
             Some(path) => {
@@ -116,7 +118,6 @@ impl Server {
             app,
             errors,
             file_wrapper,
-            url_scheme: PyString::intern(py, "http").unbind(),
             log,
             fds: listen_fds,
             thread: Mutex::new(None),

@@ -47,6 +47,8 @@ pub struct Settings {
     /// read before the app is called, so a slow upload does not hold one of its threads.
     pub buffer_body: usize,
     pub url_scheme: &'static str,
+    /// Whose proxy headers are applied (`FORWARDED_ALLOW_IPS`).
+    pub trusted: crate::http::proxy::Trusted,
 }
 
 pub struct Shared {

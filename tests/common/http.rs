@@ -50,13 +50,33 @@ pub fn get_unix(socket: &Path, path: &str) -> io::Result<Response> {
 
 /// Sends one request and reads the whole response.
 pub fn request(
-    mut stream: impl Read + Write,
+    stream: impl Read + Write,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> io::Result<Response> {
+    request_with(stream, method, path, &[], body)
+}
+
+/// `GET path` with extra request headers.
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    request_with(connect(addr)?, "GET", path, headers, b"")
+}
+
+/// Sends one request with extra headers and reads the whole response.
+pub fn request_with(
+    mut stream: impl Read + Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

@@ -137,7 +137,7 @@ impl Drop for Finish {
             let entry = crate::accesslog::Entry {
                 remote: self.peer.remote,
                 local: crate::accesslog::Local::from(self.peer.local),
-                scheme: self.shared.settings.url_scheme,
+                scheme: self.peer.scheme,
                 method: head.method.as_str(),
                 path: head.uri.path(),
                 query: head.uri.query().unwrap_or(""),

@@ -79,7 +79,8 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             _ = phase.changed() => continue,
         };
         match accepted {
-            Ok(Accepted::Tcp(stream, peer)) => {
+            Ok(Accepted::Tcp(stream, mut peer)) => {
+                peer.scheme = shared.settings.url_scheme;
                 let _ = stream.set_nodelay(true);
                 let counted = Counted::new(shared.clone());
                 tokio::spawn(super::conn::serve(counted, stream, peer));
@@ -88,6 +89,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
                 let peer = Peer {
                     remote: None,
                     local: None,
+                    scheme: shared.settings.url_scheme,
                 };
                 let counted = Counted::new(shared.clone());
                 tokio::spawn(super::conn::serve(counted, stream, peer));
@@ -116,6 +118,7 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
                 Peer {
                     remote: Some(remote),
                     local,
+                    scheme: "http",
                 },
             ))
         }

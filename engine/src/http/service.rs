@@ -62,6 +62,7 @@ pub async fn handle(
     peer: Peer,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let peer = shared.settings.trusted.apply(peer, request.headers());
     let mut finish = Finish::new(shared.clone(), conn, peer, Instant::now());
     let (head, body) = request.into_parts();
     let mut reply = match over_limits(&shared.settings.limits, &head) {

@@ -46,6 +46,8 @@ pub struct Names {
     http10: Py<PyString>,
     get: Py<PyString>,
     post: Py<PyString>,
+    http: Py<PyString>,
+    https: Py<PyString>,
 }
 
 static NAMES: PyOnceLock<Names> = PyOnceLock::new();
@@ -85,6 +87,8 @@ pub fn names(py: Python<'_>) -> &Names {
             http10: s("HTTP/1.0"),
             get: s("GET"),
             post: s("POST"),
+            http: s("http"),
+            https: s("https"),
         }
     })
 }
@@ -96,7 +100,6 @@ pub struct Context<'a, 'py> {
     pub errors: &'a Bound<'py, PyAny>,
     pub file_wrapper: &'a Bound<'py, PyAny>,
     pub multithread: bool,
-    pub url_scheme: &'a Bound<'py, PyString>,
 }
 
 pub fn build<'py>(
@@ -144,7 +147,12 @@ pub fn build<'py>(
     }
     headers(py, n, &env, &head.headers)?;
     env.set_item(n.wsgi_version.bind(py), n.version.bind(py))?;
-    env.set_item(n.wsgi_url_scheme.bind(py), cx.url_scheme)?;
+    let scheme = if cx.peer.scheme == "https" {
+        &n.https
+    } else {
+        &n.http
+    };
+    env.set_item(n.wsgi_url_scheme.bind(py), scheme.bind(py))?;
     env.set_item(n.wsgi_input.bind(py), cx.input)?;
     env.set_item(n.wsgi_errors.bind(py), cx.errors)?;
     env.set_item(n.wsgi_multithread.bind(py), cx.multithread)?;

@@ -77,7 +77,6 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
             errors: server.errors.bind(py),
             file_wrapper: server.file_wrapper.bind(py),
             multithread: shared.settings.threads > 1,
-            url_scheme: server.url_scheme.bind(py),
         };
         let environ = environ::build(py, &head, cx);
         let responder = Bound::new(py, StartResponse::new(reply, head))?;

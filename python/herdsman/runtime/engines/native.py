@@ -90,6 +90,8 @@ class NativeServer(lifecycle.StopRequests):
                 notify_fd=notify_w, inflight_fd=getattr(args, "inflight_fd", None),
                 access_log=args.access_log_file, access_log_format=args.access_log_format,
                 keep_alive=KEEP_ALIVE, drain_idle=IDLE_WINDOW,
+                # The uvicorn engine's proxy headers, from the same variable and default.
+                forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             )
         finally:
             os.close(notify_w)
