@@ -1,15 +1,16 @@
 //! WSGI served by real workers, checked by a real client (tests/clients/wsgi_checks.py, standard
 //! library only): PEP 3333 conformance under wsgiref.validate, HTTP/1.1 edge cases, a seeded fuzz
 //! of the request path, a real Django site, Flask, and 1 GiB up and down with the worker's RSS
-//! flat. The framework, fuzz and large-body checks run on both engines; the conformance and
-//! HTTP checks run on the native engine, whose behaviour they specify. Under the uvicorn engine
-//! (a2wsgi, uvicorn's parser) they fail at: a status replaced through `exc_info` (answered 200),
-//! `start_response` twice (200, the second call accepted), a str body (200, then cut short), a
-//! 10 KB URI (reaches the app: no 414), and 200 header fields, a 10 KB field or a 100 KB head
-//! (served: no 431), known gaps of that engine.
+//! flat. The framework, fuzz, HTTP and large-body checks run on both engines (the uvicorn engine
+//! answers the request limits' 414 and 431 in herdsman's runtime, python/herdsman/runtime/
+//! limits.py); the conformance check runs on the native engine, whose behaviour it specifies.
+//! Under the uvicorn engine (a2wsgi) it fails at: a status replaced through `exc_info`
+//! (answered 200), `start_response` twice (200, the second call accepted), a str body (200, then
+//! cut short), known gaps of a2wsgi.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::process::Command;
 
 use common::{both_engines, Engine, Start};
@@ -60,9 +61,10 @@ fn native_conforms_to_pep_3333_under_wsgiref_validate() {
     check(Engine::Native, "wsgi_conformance:app", None, "conformance");
 }
 
-#[test]
-fn native_handles_keep_alive_pipelining_chunked_100_continue_head_and_bad_requests() {
-    check(Engine::Native, "wsgi_conformance:app", None, "http");
+both_engines! {
+    fn handles_keep_alive_pipelining_chunked_100_continue_head_and_bad_requests(engine: Engine) {
+        check(engine, "wsgi_conformance:app", None, "http");
+    }
 }
 
 both_engines! {
@@ -157,5 +159,72 @@ fn proxy_headers(engine: Engine) {
 both_engines! {
     fn forwarded_client_and_scheme_are_applied_from_trusted_peers_only(engine: Engine) {
         proxy_headers(engine);
+    }
+}
+
+/// gunicorn's flags for the request path, as a gunicorn unit file has them, honoured by both
+/// engines: `--limit-request-line`, `--limit-request-fields`, `--limit-request-field_size`
+/// (gunicorn's underscore), `--keep-alive` and `--forwarded-allow-ips` (which wins over a
+/// FORWARDED_ALLOW_IPS in the environment).
+fn gunicorn_request_flags(engine: Engine) {
+    let h = Start::new(&[
+        "-w",
+        "1",
+        "--no-access-log",
+        "--keep-alive",
+        "1",
+        "--limit-request-line",
+        "200",
+        "--limit-request-fields",
+        "20",
+        "--limit-request-field_size",
+        "300",
+        "--forwarded-allow-ips",
+        "10.9.9.9",
+        "wsgi_conformance:app",
+    ])
+    .engine(engine)
+    .env("FORWARDED_ALLOW_IPS", "*")
+    .spawn();
+    let pids = h.wait_serving();
+    let addr = h.addr();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        common::http::get_with(addr, path, headers).expect("a response")
+    };
+    assert_eq!(get(&format!("/?{}", "q".repeat(150)), &[]).status, 200);
+    assert_eq!(get(&format!("/?{}", "q".repeat(250)), &[]).status, 414);
+    let names: Vec<String> = (0..25).map(|i| format!("X-Extra-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    assert_eq!(get("/", &many).status, 431, "{engine}: 25 header fields");
+    let long = "v".repeat(400);
+    assert_eq!(
+        get("/", &[("X-Long", &long)]).status,
+        431,
+        "{engine}: a 400-byte field"
+    );
+    // Loopback is not 10.9.9.9: its X-Forwarded-For is not believed, whatever the environment.
+    let view = get("/", &[("X-Forwarded-For", "203.0.113.7")]).json();
+    assert_eq!(view["REMOTE_ADDR"], "127.0.0.1", "{engine}: {view}");
+    // The worker was told the keep-alive timeout, and an idle keep-alive connection is closed.
+    let argv = std::fs::read(format!("/proc/{}/cmdline", pids[0])).expect("worker cmdline");
+    let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+    assert!(argv.contains("--keep-alive 1.000"), "{argv}");
+    let mut conn = common::http::connect(addr).expect("connect");
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut seen = Vec::new();
+    conn.read_to_end(&mut seen)
+        .expect("the idle connection closed by the server");
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert!(h.finish().success());
+}
+
+both_engines! {
+    fn gunicorn_request_flags_are_honoured(engine: Engine) {
+        gunicorn_request_flags(engine);
     }
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Notify;
 
 use crate::wsgi::Job;
@@ -90,10 +90,7 @@ impl Pool {
 
     /// A queued request, if any (an app thread, with the GIL held).
     pub fn try_take(&self) -> Option<Box<Job>> {
-        match self.rx.try_recv() {
-            Ok(job) => Some(job),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Waits (without the GIL) until there may be a request for this thread: true to look at

@@ -59,7 +59,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 35] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 40] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -87,6 +87,11 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 35] {
         ),
         (Key::MemoryCheckInterval, &args.memory_check_interval),
         (Key::Backlog, &args.backlog),
+        (Key::KeepAlive, &args.keep_alive),
+        (Key::LimitRequestLine, &args.limit_request_line),
+        (Key::LimitRequestFields, &args.limit_request_fields),
+        (Key::LimitRequestFieldSize, &args.limit_request_field_size),
+        (Key::ForwardedAllowIps, &args.forwarded_allow_ips),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
         (Key::LogFile, &args.log_file),

@@ -193,6 +193,38 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub backlog: Option<String>,
 
+    /// Close a keep-alive connection idle for this long, 0 to 1h, e.g. 5s; bare number =
+    /// seconds (gunicorn's default is 2s, uvicorn's 5s) [default: 5s].
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub keep_alive: Option<String>,
+
+    /// Longest request line in bytes, answered 414 beyond it; 0 = no limit, at most 8190, as
+    /// gunicorn [default: 4094].
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub limit_request_line: Option<String>,
+
+    /// Most header fields in a request, answered 431 beyond it; 0 = no limit, at most 32768, as
+    /// gunicorn [default: 100].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub limit_request_fields: Option<String>,
+
+    /// Longest header field (name, colon and value) in bytes, answered 431 beyond it; 0 = no
+    /// limit (the native engine still caps a request head at 64 KiB), as gunicorn
+    /// [default: 8190].
+    #[arg(
+        long = "limit-request-field_size",
+        alias = "limit-request-field-size",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
+    pub limit_request_field_size: Option<String>,
+
+    /// Peers whose X-Forwarded-For and X-Forwarded-Proto are believed: comma-separated
+    /// addresses and networks, or * for every peer; sets FORWARDED_ALLOW_IPS for the workers
+    /// [default: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1].
+    #[arg(long, value_name = "IPS")]
+    pub forwarded_allow_ips: Option<String>,
+
     /// trace, debug, info, warning, error or critical [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -42,6 +42,11 @@ pub enum Key {
     MaxWorkerLifetimeJitter,
     MemoryCheckInterval,
     Backlog,
+    KeepAlive,
+    LimitRequestLine,
+    LimitRequestFields,
+    LimitRequestFieldSize,
+    ForwardedAllowIps,
     LogLevel,
     LogFormat,
     LogFile,
@@ -60,7 +65,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 41] = [
+    pub const ALL: [Key; 46] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -88,6 +93,11 @@ impl Key {
         Key::MaxWorkerLifetimeJitter,
         Key::MemoryCheckInterval,
         Key::Backlog,
+        Key::KeepAlive,
+        Key::LimitRequestLine,
+        Key::LimitRequestFields,
+        Key::LimitRequestFieldSize,
+        Key::ForwardedAllowIps,
         Key::LogLevel,
         Key::LogFormat,
         Key::LogFile,
@@ -134,6 +144,11 @@ impl Key {
             Key::MaxWorkerLifetimeJitter => "max_worker_lifetime_jitter",
             Key::MemoryCheckInterval => "memory_check_interval",
             Key::Backlog => "backlog",
+            Key::KeepAlive => "keep_alive",
+            Key::LimitRequestLine => "limit_request_line",
+            Key::LimitRequestFields => "limit_request_fields",
+            Key::LimitRequestFieldSize => "limit_request_field_size",
+            Key::ForwardedAllowIps => "forwarded_allow_ips",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",
@@ -169,6 +184,8 @@ impl Key {
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),
+            // gunicorn spells this one with an underscore (`--limit-request-field-size` works too).
+            Key::LimitRequestFieldSize => "--limit-request-field_size".to_string(),
             _ => format!("--{}", self.name().replace('_', "-")),
         }
     }

@@ -58,6 +58,23 @@ fn render_rest(config: &Config, out: &mut String) {
     line("startup_attempts", config.startup_attempts.to_string());
     recycling(&mut line, config);
     line("backlog", config.backlog.to_string());
+    line("keep_alive", duration(config.keep_alive));
+    line("limit_request_line", config.limit_request_line.to_string());
+    line(
+        "limit_request_fields",
+        config.limit_request_fields.to_string(),
+    );
+    line(
+        "limit_request_field_size",
+        config.limit_request_field_size.to_string(),
+    );
+    let trusted = config.forwarded_allow_ips.clone();
+    optional(
+        &mut line,
+        "forwarded_allow_ips",
+        trusted,
+        "the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1",
+    );
     line("log_level", quote(config.log_level.as_str()));
     line("log_format", quote(config.log_format.as_str()));
     optional(&mut line, "log_file", path(&config.log_file), "stderr");

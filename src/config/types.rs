@@ -27,9 +27,10 @@ pub mod defaults {
     /// `engine`: uvicorn, the engine every release so far has served with; the native engine is
     /// opt-in while it is new.
     pub const ENGINE: Engine = Engine::Uvicorn;
-    /// `threads`: Python threads running the WSGI app in each worker of the native engine. 4 for
-    /// now, a placeholder: the value will be chosen from the native engine's benchmark
-    /// (docs/benchmarks.md), where it is measured against gunicorn's gthread workers.
+    /// `threads`: Python threads running the WSGI app in each worker of the native engine. With
+    /// the engine's pool (engine/src/pool.rs) a CPU-bound app measured the same with 4 as with 1
+    /// (Flask JSON, one worker: 11.5-12.6k req/s either way), and an app that blocks gets 4 calls
+    /// at once.
     pub const THREADS: u32 = 4;
     /// `max_workers`: derived from the CPUs and memory (src/sizing/bounds.rs).
     pub const MAX_WORKERS: WorkerCount = WorkerCount::Auto;
@@ -93,6 +94,12 @@ pub mod defaults {
     pub const ADMIN_BIND: Option<BindSpec> = None;
     /// `ready_min`: `/readyz` wants every worker of the target count ready.
     pub const READY_MIN: ReadyMin = ReadyMin::All;
+    /// `keep_alive`: uvicorn's default, which herdsman's workers always had (gunicorn's is 2s).
+    pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+    /// gunicorn's request limits.
+    pub const LIMIT_REQUEST_LINE: u32 = 4094;
+    pub const LIMIT_REQUEST_FIELDS: u32 = 100;
+    pub const LIMIT_REQUEST_FIELD_SIZE: u32 = 8190;
 }
 
 /// The whole validated configuration.
@@ -154,6 +161,15 @@ pub struct Config {
     pub memory_check_interval: Duration,
     /// listen(2) backlog.
     pub backlog: u32,
+    /// An idle keep-alive connection is closed after this long (both engines).
+    pub keep_alive: Duration,
+    /// gunicorn's request limits, in bytes and fields; 0 = no limit.
+    pub limit_request_line: u32,
+    pub limit_request_fields: u32,
+    pub limit_request_field_size: u32,
+    /// `FORWARDED_ALLOW_IPS` for the workers, normalized (`a,b,c`); `None`: not set, the workers
+    /// keep theirs.
+    pub forwarded_allow_ips: Option<String>,
     /// Master and worker log level.
     pub log_level: LogLevel,
     /// Master log format.

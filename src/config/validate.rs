@@ -32,6 +32,8 @@ const MIN_WORKER_MEMORY: u64 = 1 << 20;
 /// Shortest `memory_check_interval`: each sample reads /proc/PID/smaps_rollup of every worker,
 /// which costs the kernel a walk of the worker's page tables.
 const MIN_MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest `keep_alive`: an idle connection held longer only pins a descriptor.
+const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
 
 /// Validates `layer` into a `Config`; `config_file` is the file that was read, if any.
 pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, Vec<ConfigError>> {
@@ -103,6 +105,25 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         ),
         backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
             values::count(raw, 1..=65535, "2048")
+        }),
+        keep_alive: v.value(Key::KeepAlive, defaults::KEEP_ALIVE, |raw| {
+            values::duration_at_most(raw, MAX_KEEP_ALIVE)
+        }),
+        limit_request_line: v.value(Key::LimitRequestLine, defaults::LIMIT_REQUEST_LINE, |raw| {
+            values::count_from_to(raw, 0..=8190, "8190")
+        }),
+        limit_request_fields: v.value(
+            Key::LimitRequestFields,
+            defaults::LIMIT_REQUEST_FIELDS,
+            |raw| values::count_from_to(raw, 0..=32768, "100"),
+        ),
+        limit_request_field_size: v.value(
+            Key::LimitRequestFieldSize,
+            defaults::LIMIT_REQUEST_FIELD_SIZE,
+            |raw| values::count_from_to(raw, 0..=u32::MAX, "8190"),
+        ),
+        forwarded_allow_ips: v.value(Key::ForwardedAllowIps, None, |raw| {
+            values::forwarded_allow_ips(raw).map(Some)
         }),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),

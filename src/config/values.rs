@@ -181,6 +181,53 @@ pub fn duration_at_least(raw: &Raw, min: Duration) -> Result<Duration, Invalid> 
     Ok(parsed)
 }
 
+/// A duration from zero up to `max`.
+pub fn duration_at_most(raw: &Raw, max: Duration) -> Result<Duration, Invalid> {
+    let parsed = duration(raw, true)?;
+    if parsed > max {
+        let max = humantime::format_duration(max);
+        let problem = format!("must be at most {max}, got {}", shown(raw));
+        return Err(Invalid::examples(problem, &["\"5s\"", "\"2s\""]));
+    }
+    Ok(parsed)
+}
+
+/// gunicorn's and uvicorn's `forwarded_allow_ips`: comma-separated IP addresses and networks
+/// (`10.0.0.0/8`), or `*`; returned normalized (`a,b`). An entry that is neither is refused
+/// (uvicorn would keep it as a name that no peer address ever matches: a silent typo).
+pub fn forwarded_allow_ips(raw: &Raw) -> Result<String, Invalid> {
+    let example = || vec!["\"127.0.0.1,10.0.0.0/8\"".to_string(), "\"*\"".to_string()];
+    let Raw::Text(text) = raw else {
+        let problem = format!(
+            "must be a string of addresses and networks, got {}",
+            raw.describe()
+        );
+        return Err(Invalid::new(problem, Fix::Examples(example())));
+    };
+    let mut entries = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry != "*" && !is_ip_or_network(entry) {
+            let problem =
+                format!("entry {entry:?} is not an IP address, a network such as 10.0.0.0/8, or *");
+            return Err(Invalid::new(problem, Fix::Examples(example())));
+        }
+        entries.push(entry);
+    }
+    Ok(entries.join(","))
+}
+
+fn is_ip_or_network(entry: &str) -> bool {
+    use std::net::IpAddr;
+    match entry.split_once('/') {
+        Some((addr, bits)) => match (addr.parse::<IpAddr>(), bits.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(bits)) => bits <= 32,
+            (Ok(IpAddr::V6(_)), Ok(bits)) => bits <= 128,
+            _ => false,
+        },
+        None => entry.parse::<IpAddr>().is_ok(),
+    }
+}
+
 /// A duration, where zero means "off" (`None`).
 pub fn optional_duration(raw: &Raw) -> Result<Option<Duration>, Invalid> {
     duration(raw, true).map(|d| (!d.is_zero()).then_some(d))

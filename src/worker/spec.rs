@@ -60,7 +60,11 @@ impl WorkerSpec {
         WorkerSpec {
             python,
             args: runtime_args(config, engine),
-            env: worker_env(env, &account_env(config.user.as_ref()), &config.env),
+            env: worker_env(
+                env,
+                &account_env(config.user.as_ref()),
+                &configured_env(config),
+            ),
             identity: identity(config, root),
             umask: config.umask,
             capture_output: config.capture_output,
@@ -147,6 +151,14 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         // the configured backlog with its own default.
         "--backlog".to_string(),
         config.backlog.to_string(),
+        "--keep-alive".to_string(),
+        seconds(config.keep_alive),
+        "--limit-request-line".to_string(),
+        config.limit_request_line.to_string(),
+        "--limit-request-fields".to_string(),
+        config.limit_request_fields.to_string(),
+        "--limit-request-field-size".to_string(),
+        config.limit_request_field_size.to_string(),
     ];
     if let WorkerEngine::Native { lib } = engine {
         let threads = config.threads.unwrap_or(defaults::THREADS);
@@ -170,6 +182,20 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
     }
     args
 }
+
+/// The configured `env` entries, then `forwarded_allow_ips` as `FORWARDED_ALLOW_IPS` (both
+/// engines read it), which wins over an `env` entry of that name.
+fn configured_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = config.env.clone();
+    if let Some(trusted) = &config.forwarded_allow_ips {
+        env.retain(|(k, _)| k != FORWARDED_ALLOW_IPS);
+        env.push((FORWARDED_ALLOW_IPS.to_string(), trusted.clone()));
+    }
+    env
+}
+
+/// The variable uvicorn's proxy headers (and the native engine's) read.
+const FORWARDED_ALLOW_IPS: &str = "FORWARDED_ALLOW_IPS";
 
 fn seconds(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
@@ -292,6 +318,14 @@ mod tests {
             "text",
             "--backlog",
             "2048",
+            "--keep-alive",
+            "5.000",
+            "--limit-request-line",
+            "4094",
+            "--limit-request-fields",
+            "100",
+            "--limit-request-field-size",
+            "8190",
             "--access-log-file",
             "-",
             "--access-log-format",

@@ -58,6 +58,11 @@ def parse_args(argv):
     # uvicorn calls listen() again on every socket it serves, with its own backlog (2048 unless
     # told): without this the last worker to start would decide the backlog, not the master.
     parser.add_argument("--backlog", type=int, default=2048)
+    # Both engines: the keep-alive timeout (seconds) and gunicorn's request limits (0: none).
+    parser.add_argument("--keep-alive", type=non_negative_float, default=5.0)
+    parser.add_argument("--limit-request-line", type=int, default=4094)
+    parser.add_argument("--limit-request-fields", type=int, default=100)
+    parser.add_argument("--limit-request-field-size", type=int, default=8190)
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

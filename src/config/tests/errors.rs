@@ -127,6 +127,28 @@ fn an_unknown_engine_names_the_choices() {
 }
 
 #[test]
+fn request_path_flags_out_of_range_or_malformed_say_so() {
+    let text = load_err(
+        &args(&["--forwarded-allow-ips", "10.0.0.1,10.0.0/8", "m:a"]),
+        &[],
+    )
+    .to_string();
+    assert!(
+        text.contains(
+            "entry \"10.0.0/8\" is not an IP address, a network such as 10.0.0.0/8, or *"
+        ),
+        "{text}"
+    );
+    let text = load_err(&args(&["--limit-request-line", "9000", "m:a"]), &[]).to_string();
+    assert!(
+        text.contains("`limit_request_line` must be a whole number from 0 to 8190"),
+        "{text}"
+    );
+    let text = load_err(&args(&["--keep-alive", "2h", "m:a"]), &[]).to_string();
+    assert!(text.contains("`keep_alive` must be at most 1h"), "{text}");
+}
+
+#[test]
 fn wrong_types_say_what_was_given() {
     let text = "app = \"m:app\"\nfactory = \"maybe\"\ntimeout = 2.5\nbind = 80\naccess_log = 1\n\
                 env = \"A=1\"\nchdir = 5\nboot_timeout = 1979-05-27\n";

@@ -28,8 +28,6 @@ from ..lifecycle import exit_soon
 from ..log import log
 from .uvicorn import graceful_shutdown_timeout
 
-# uvicorn's keep-alive timeout (timeout_keep_alive), so switching engines keeps it.
-KEEP_ALIVE = 5.0
 # How long the worker's exit waits for the access log's last lines and the engine thread.
 CLOSE_WAIT = 1.0
 # The engine thread counts as silent past this many heartbeat intervals without a tick; the
@@ -89,7 +87,10 @@ class NativeServer(lifecycle.StopRequests):
                 log=_log_from_engine, errors=sys.stderr, threads=args.threads,
                 notify_fd=notify_w, inflight_fd=getattr(args, "inflight_fd", None),
                 access_log=args.access_log_file, access_log_format=args.access_log_format,
-                keep_alive=KEEP_ALIVE, drain_idle=IDLE_WINDOW,
+                keep_alive=args.keep_alive, drain_idle=IDLE_WINDOW,
+                limit_request_line=args.limit_request_line,
+                limit_request_fields=args.limit_request_fields,
+                limit_request_field_size=args.limit_request_field_size,
                 # The uvicorn engine's proxy headers, from the same variable and default.
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             )

@@ -21,6 +21,7 @@ from ..errors import BootError, StopRequested
 from .. import inflightfile
 from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
+from ..limits import limit_requests
 from ..log import log, logging_config
 from .uvicorn_ws import GOING_AWAY, SERVICE_RESTART, close_websocket, is_websocket
 
@@ -348,6 +349,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     access = None
     if args.access_log_file is not None:
         access = AccessLog(args.access_log_file, compile_format(args.access_log_format))
+    asgi_app = limit_requests(asgi_app, args.limit_request_line, args.limit_request_fields,
+                              args.limit_request_field_size)
     asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access, record)
 
     config = uvicorn.Config(
@@ -359,6 +362,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         access_log=False,  # the runtime writes its own (accesslog.py)
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
         backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
+        timeout_keep_alive=args.keep_alive,
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
