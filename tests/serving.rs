@@ -31,6 +31,17 @@ fn serves_a_raw_asgi_app() {
     serves(Engine::Uvicorn, "asgi_app:app", "asgi_app", &[]);
 }
 
+/// A gunicorn + UvicornWorker command line, unchanged but for the program's name.
+#[test]
+fn serves_an_asgi_app_under_gunicorns_uvicorn_worker_flag() {
+    serves(
+        Engine::Uvicorn,
+        "asgi_app:app",
+        "asgi_app",
+        &["-k", "uvicorn.workers.UvicornWorker"],
+    );
+}
+
 both_engines! {
     fn serves_a_raw_wsgi_app(engine: Engine) {
         serves(engine, "wsgi_app:app", "wsgi_app", &[]);

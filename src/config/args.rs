@@ -59,11 +59,12 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 40] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 41] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
         (Key::Interface, &args.interface),
+        (Key::WorkerClass, &args.worker_class),
         (Key::Engine, &args.engine),
         (Key::Threads, &args.threads),
         (Key::Spawn, &args.spawn),

@@ -88,6 +88,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "auto|asgi|wsgi")]
     pub interface: Option<String>,
 
+    /// gunicorn's worker class, for unchanged gunicorn command lines: uvicorn's worker
+    /// (uvicorn.workers.UvicornWorker, uvicorn_worker.UvicornWorker, or their H11 variants)
+    /// means interface asgi; any other class is refused, naming herdsman's equivalent
+    /// [default: none].
+    #[arg(short = 'k', long, value_name = "CLASS")]
+    pub worker_class: Option<String>,
+
     /// The HTTP server the workers run the app on: uvicorn, or native (herdsman's own engine,
     /// a Rust extension module built and shipped with herdsman) [default: uvicorn].
     #[arg(long, value_name = "uvicorn|native")]

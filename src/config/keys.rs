@@ -20,6 +20,7 @@ pub enum Key {
     Workers,
     Bind,
     Interface,
+    WorkerClass,
     Engine,
     Threads,
     Spawn,
@@ -65,12 +66,13 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 46] = [
+    pub const ALL: [Key; 47] = [
         Key::App,
         Key::Factory,
         Key::Workers,
         Key::Bind,
         Key::Interface,
+        Key::WorkerClass,
         Key::Engine,
         Key::Threads,
         Key::Spawn,
@@ -122,6 +124,7 @@ impl Key {
             Key::Workers => "workers",
             Key::Bind => "bind",
             Key::Interface => "interface",
+            Key::WorkerClass => "worker_class",
             Key::Engine => "engine",
             Key::Threads => "threads",
             Key::Spawn => "spawn",
@@ -184,6 +187,7 @@ impl Key {
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),
+            Key::WorkerClass => "-k/--worker-class".to_string(),
             // gunicorn spells this one with an underscore (`--limit-request-field-size` works too).
             Key::LimitRequestFieldSize => "--limit-request-field_size".to_string(),
             _ => format!("--{}", self.name().replace('_', "-")),

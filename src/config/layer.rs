@@ -102,6 +102,7 @@ layer! {
     workers => Workers,
     bind => Bind,
     interface => Interface,
+    worker_class => WorkerClass,
     engine => Engine,
     threads => Threads,
     spawn => Spawn,

@@ -37,6 +37,10 @@ pub fn render(config: &Config) -> String {
         Some(n) => line("threads", n.to_string()),
         None => line("# threads", format!("(not set: {})", defaults::THREADS)),
     }
+    match &config.worker_class {
+        Some(class) => line("worker_class", quote(class)),
+        None => line("# worker_class", "(not set: none)".into()),
+    }
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

@@ -117,6 +117,8 @@ pub struct Config {
     pub binds: Vec<BindSpec>,
     /// ASGI or WSGI, or detect it.
     pub interface: Interface,
+    /// gunicorn's worker class as given (a uvicorn worker: it made `interface` asgi).
+    pub worker_class: Option<String>,
     /// The HTTP server the workers run the app on.
     pub engine: Engine,
     /// Python threads running the WSGI app in each worker of the native engine, as given;

@@ -1,7 +1,8 @@
 //! The merged layer to a typed `Config`. Every key is converted even after a failure, so one run
 //! reports every problem; a key nobody set takes its default from `types::defaults`. Only the
 //! effective value of a key is judged: a bad file value overridden by the environment or the
-//! command line is not an error. The only checks outside the values themselves are that `chdir`
+//! command line is not an error. The only checks outside the values themselves are that a
+//! uvicorn `worker_class` does not contradict `interface = "wsgi"`, that `chdir`
 //! is an existing directory, that an absolute `python` exists, that `control_socket` fits in a
 //! unix socket address, that the directories of `log_file` and `pidfile` exist, and that `user`
 //! and `group` name accounts this system knows and that a master which is not root does not ask
@@ -11,11 +12,11 @@
 
 use super::account;
 use super::app;
-use super::error::{ConfigError, Invalid};
+use super::error::{ConfigError, Fix, Invalid};
 use super::keys::Key;
 use super::layer::{Layer, Origin, Raw, Sourced};
 use super::values;
-use crate::config::{defaults, AppSpec, Config};
+use crate::config::{defaults, AppSpec, Config, Interface};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,7 +50,10 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         max_workers: v.value(Key::MaxWorkers, defaults::MAX_WORKERS, values::workers),
         lifespan: v.value(Key::Lifespan, defaults::LIFESPAN, values::lifespan),
         binds: v.binds(),
-        interface: v.value(Key::Interface, defaults::INTERFACE, values::interface),
+        interface: v.interface(),
+        worker_class: v.value(Key::WorkerClass, None, |raw| {
+            values::worker_class(raw).map(|name| Some(name.to_string()))
+        }),
         engine: v.value(Key::Engine, defaults::ENGINE, values::engine),
         threads: v.value(Key::Threads, None, |raw| {
             values::count_from_to(raw, 1..=MAX_THREADS, "4").map(Some)
@@ -186,6 +190,33 @@ impl Validator<'_> {
             self.errors.push(invalid.at(&given.origin, key.name()));
             default
         })
+    }
+
+    /// `interface`, or asgi when a uvicorn worker class is given and `interface` is not; a
+    /// worker class that contradicts an explicit `interface = "wsgi"` is an error.
+    fn interface(&mut self) -> Interface {
+        let interface = self.value(Key::Interface, defaults::INTERFACE, values::interface);
+        let Some(class) = self.layer.get(Key::WorkerClass) else {
+            return interface;
+        };
+        let Ok(name) = values::worker_class(&class.value) else {
+            return interface; // reported with the key itself
+        };
+        match (self.layer.get(Key::Interface), interface) {
+            (None, _) => Interface::Asgi,
+            (Some(given), Interface::Wsgi) => {
+                let invalid = Invalid::new(
+                    format!(
+                        "is \"wsgi\", but worker_class {name} is uvicorn's worker, which serves ASGI apps"
+                    ),
+                    Fix::Advice("drop the worker class (herdsman needs none), or set interface to \"asgi\"".into()),
+                );
+                let origin = given.origin.clone();
+                self.reject::<()>(invalid, &origin, Key::Interface.name());
+                interface
+            }
+            (Some(_), other) => other,
+        }
     }
 
     /// Records `invalid` for `key` at `origin` and returns `None`.

@@ -331,6 +331,39 @@ fn choice<T: Copy>(
     Err(Invalid::new(problem, Fix::Examples(vec![example])))
 }
 
+/// gunicorn's `worker_class`: uvicorn's worker classes (which make the interface asgi) are
+/// accepted, as written; gunicorn's own classes are refused with herdsman's equivalent.
+pub fn worker_class(raw: &Raw) -> Result<&'static str, Invalid> {
+    const UVICORN: [&str; 4] = [
+        "uvicorn.workers.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+        "uvicorn_worker.UvicornWorker",
+        "uvicorn_worker.UvicornH11Worker",
+    ];
+    let given = match raw {
+        Raw::Text(text) => text.trim(),
+        _ => "",
+    };
+    if let Some(name) = UVICORN.iter().find(|name| **name == given) {
+        return Ok(name);
+    }
+    let advice = match given.to_ascii_lowercase().as_str() {
+        "sync" | "gthread" | "" => "herdsman has no worker classes: drop it, and a WSGI app is served as it is \
+             (--engine native serves it with herdsman's own engine on --threads N threads, as gthread)"
+            .to_string(),
+        "gevent" | "eventlet" | "tornado" => format!(
+            "herdsman does not run {given} workers: serve the app as WSGI (drop the worker class) \
+             or as ASGI"
+        ),
+        _ => format!("use one of {}, or drop it (herdsman needs none)", UVICORN.join(", ")),
+    };
+    let problem = format!(
+        "must be one of uvicorn's worker classes, got {}",
+        raw.describe()
+    );
+    Err(Invalid::new(problem, Fix::Advice(advice)))
+}
+
 pub fn interface(raw: &Raw) -> Result<Interface, Invalid> {
     let choices = [
         ("auto", Interface::Auto),

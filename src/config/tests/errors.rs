@@ -149,6 +149,33 @@ fn request_path_flags_out_of_range_or_malformed_say_so() {
 }
 
 #[test]
+fn a_gunicorn_worker_class_is_taken_or_refused_with_what_to_do() {
+    let ok = load_ok(&args(&["-k", "uvicorn.workers.UvicornWorker", "m:a"]), &[]);
+    assert_eq!(ok.interface, crate::config::Interface::Asgi);
+    let text = load_err(&args(&["-k", "gthread", "m:a"]), &[]).to_string();
+    assert!(
+        text.contains(
+            "`worker_class` must be one of uvicorn's worker classes, got a string \"gthread\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: herdsman has no worker classes: drop it"),
+        "{text}"
+    );
+    let env_set = env(&[("HERDSMAN_INTERFACE", "wsgi")]);
+    let text = load_err(
+        &args(&["--worker-class", "uvicorn_worker.UvicornWorker", "m:a"]),
+        &env_set,
+    )
+    .to_string();
+    assert!(
+        text.contains("`interface` is \"wsgi\", but worker_class uvicorn_worker.UvicornWorker is uvicorn's worker"),
+        "{text}"
+    );
+}
+
+#[test]
 fn wrong_types_say_what_was_given() {
     let text = "app = \"m:app\"\nfactory = \"maybe\"\ntimeout = 2.5\nbind = 80\naccess_log = 1\n\
                 env = \"A=1\"\nchdir = 5\nboot_timeout = 1979-05-27\n";

@@ -334,6 +334,7 @@ fn defaults_apply_when_nothing_is_given() {
             port: 8000,
         }],
         interface: Interface::Auto,
+        worker_class: None,
         engine: crate::config::Engine::Uvicorn,
         threads: None,
         spawn: defaults::SPAWN,

@@ -56,7 +56,8 @@ fn every_non_default_round_trips() {
             BindSpec::Unix("run/app \"quoted\".sock".into()),
             BindSpec::Fd(5),
         ],
-        interface: Interface::Wsgi,
+        interface: Interface::Asgi,
+        worker_class: Some("uvicorn_worker.UvicornWorker".into()),
         engine: crate::config::Engine::Native,
         threads: Some(1024),
         spawn: SpawnMode::Zygote,
@@ -167,6 +168,7 @@ bind = ["127.0.0.1:8000"]
 interface = "auto"
 engine = "uvicorn"
 # threads = (not set: 4)
+# worker_class = (not set: none)
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
@@ -261,6 +263,7 @@ fn is_setting(line: &str) -> bool {
         "control_socket",
         "threads",
         "forwarded_allow_ips",
+        "worker_class",
     ]
     .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"
