@@ -42,6 +42,33 @@ fn serves_an_asgi_app_under_gunicorns_uvicorn_worker_flag() {
     );
 }
 
+/// gunicorn's `--pythonpath`: the app's module is found in a directory given there, before the
+/// working directory (a module of the same name in tests/apps loses), on both engines.
+fn serves_from_the_pythonpath(engine: Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let module = "import os\n\
+        def app(environ, start_response):\n\
+        \x20   body = ('{\"app\": \"from_pythonpath\", \"pid\": %d}' % os.getpid()).encode()\n\
+        \x20   start_response('200 OK', [('Content-Type', 'application/json')])\n\
+        \x20   return [body]\n";
+    // Same name as the test app in tests/apps: the pythonpath copy must win.
+    std::fs::write(dir.path().join("wsgi_app.py"), module).expect("write the module");
+    let pythonpath = format!("{},/nonexistent/herdsman-test", dir.path().display());
+    let h = Start::new(&["-w", "1", "--pythonpath", &pythonpath, "wsgi_app:app"])
+        .engine(engine)
+        .spawn();
+    h.wait_serving();
+    let resp = get(h.addr(), "/").expect("GET /");
+    assert_eq!(resp.json()["app"], "from_pythonpath", "{engine}: {resp:?}");
+    assert!(h.finish().success());
+}
+
+both_engines! {
+    fn serves_an_app_from_the_pythonpath(engine: Engine) {
+        serves_from_the_pythonpath(engine);
+    }
+}
+
 both_engines! {
     fn serves_a_raw_wsgi_app(engine: Engine) {
         serves(engine, "wsgi_app:app", "wsgi_app", &[]);

@@ -59,7 +59,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 41] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 42] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -70,6 +70,7 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 41] {
         (Key::Spawn, &args.spawn),
         (Key::Python, &args.python),
         (Key::Chdir, &args.chdir),
+        (Key::Pythonpath, &args.pythonpath),
         (Key::Timeout, &args.timeout),
         (Key::GracefulTimeout, &args.graceful_timeout),
         (Key::DrainBeforeStop, &args.drain_before_stop),

@@ -125,6 +125,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<String>,
 
+    /// Comma-separated directories put first on the workers' sys.path, as gunicorn's
+    /// --pythonpath (relative ones from the workers' directory) [default: none].
+    #[arg(long, value_name = "DIRS")]
+    pub pythonpath: Option<String>,
+
     /// Extra environment variable for the workers; repeatable [default: none].
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

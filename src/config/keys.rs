@@ -27,6 +27,7 @@ pub enum Key {
     Preload,
     Python,
     Chdir,
+    Pythonpath,
     Env,
     Timeout,
     GracefulTimeout,
@@ -66,7 +67,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 47] = [
+    pub const ALL: [Key; 48] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -79,6 +80,7 @@ impl Key {
         Key::Preload,
         Key::Python,
         Key::Chdir,
+        Key::Pythonpath,
         Key::Env,
         Key::Timeout,
         Key::GracefulTimeout,
@@ -131,6 +133,7 @@ impl Key {
             Key::Preload => "preload",
             Key::Python => "python",
             Key::Chdir => "chdir",
+            Key::Pythonpath => "pythonpath",
             Key::Env => "env",
             Key::Timeout => "timeout",
             Key::GracefulTimeout => "graceful_timeout",

@@ -109,6 +109,7 @@ layer! {
     preload => Preload,
     python => Python,
     chdir => Chdir,
+    pythonpath => Pythonpath,
     env => Env,
     timeout => Timeout,
     graceful_timeout => GracefulTimeout,

@@ -41,6 +41,11 @@ pub fn render(config: &Config) -> String {
         Some(class) => line("worker_class", quote(class)),
         None => line("# worker_class", "(not set: none)".into()),
     }
+    if config.pythonpath.is_empty() {
+        line("# pythonpath", "(not set: none)".into());
+    } else {
+        line("pythonpath", quote(&config.pythonpath.join(",")));
+    }
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

@@ -127,6 +127,8 @@ pub struct Config {
     pub threads: Option<u32>,
     /// How workers are started (docs/zygote.md).
     pub spawn: SpawnMode,
+    /// Directories put first on the workers' `sys.path`, in order (gunicorn's `pythonpath`).
+    pub pythonpath: Vec<String>,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
     pub preload: bool,
     /// The Python interpreter; `None` means the `python` beside the herdsman executable, else

@@ -62,6 +62,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         preload: v.value(Key::Preload, defaults::PRELOAD, values::boolean),
         python: v.python(),
         chdir: v.chdir(),
+        pythonpath: v.value(Key::Pythonpath, Vec::new(), values::pythonpath),
         env: v.env(),
         timeout: v.value(Key::Timeout, defaults::TIMEOUT, values::positive_duration),
         graceful_timeout: v.value(Key::GracefulTimeout, defaults::GRACEFUL_TIMEOUT, |raw| {

@@ -181,6 +181,23 @@ pub fn duration_at_least(raw: &Raw, min: Duration) -> Result<Duration, Invalid> 
     Ok(parsed)
 }
 
+/// gunicorn's `pythonpath`: comma-separated directories, kept in order (empty entries dropped).
+/// Whether they exist is not checked, as gunicorn does not: a directory made after the start
+/// still works once a reload starts new workers.
+pub fn pythonpath(raw: &Raw) -> Result<Vec<String>, Invalid> {
+    let Raw::Text(text) = raw else {
+        let problem = format!("must be a string of directories, got {}", raw.describe());
+        let examples = vec!["\"/srv/app/src,/srv/app/lib\"".to_string()];
+        return Err(Invalid::new(problem, Fix::Examples(examples)));
+    };
+    Ok(text
+        .split(',')
+        .map(str::trim)
+        .filter(|dir| !dir.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 /// A duration from zero up to `max`.
 pub fn duration_at_most(raw: &Raw, max: Duration) -> Result<Duration, Invalid> {
     let parsed = duration(raw, true)?;

@@ -180,6 +180,10 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--chdir".into());
         args.push(dir.display().to_string());
     }
+    for dir in &config.pythonpath {
+        args.push("--pythonpath".into());
+        args.push(dir.clone());
+    }
     args
 }
 

@@ -247,14 +247,17 @@ def shield_from_factory_guess(app):
     return asgi_app
 
 
-def enter_directory(chdir, runtime_dir: str) -> None:
-    """Change to `chdir` (if given) and put the working directory first on sys.path."""
+def enter_directory(chdir, runtime_dir: str, pythonpath=()) -> None:
+    """Change to `chdir` (if given) and put the working directory first on sys.path, after the
+    `pythonpath` directories (relative ones from that directory), in their order."""
     if chdir:
         try:
             os.chdir(chdir)
         except OSError as exc:
             raise BootError("import", "cannot change to directory %r: %s" % (chdir, exc.strerror))
     fix_sys_path(runtime_dir)
+    first = [os.path.abspath(d) for d in pythonpath]
+    sys.path[:] = first + [e for e in sys.path if e not in first]
 
 
 def fix_sys_path(runtime_dir: str) -> None:

@@ -55,6 +55,8 @@ def parse_args(argv):
     parser.add_argument("--access-log-file")
     parser.add_argument("--access-log-format", default=DEFAULT_FORMAT)
     parser.add_argument("--chdir")
+    # Directories put first on sys.path, in order (config `pythonpath`); repeatable.
+    parser.add_argument("--pythonpath", action="append", default=[])
     # uvicorn calls listen() again on every socket it serves, with its own backlog (2048 unless
     # told): without this the last worker to start would decide the backlog, not the master.
     parser.add_argument("--backlog", type=int, default=2048)

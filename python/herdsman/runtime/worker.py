@@ -74,7 +74,7 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
         lifecycle.watch_channel_while_booting(args.channel_fd)
 
         if warm is None:
-            enter_directory(args.chdir, runtime_dir)
+            enter_directory(args.chdir, runtime_dir, args.pythonpath)
 
         if warm is not None and warm.app is not None:
             app, interface = warm.app, warm.interface

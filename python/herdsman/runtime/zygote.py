@@ -77,7 +77,7 @@ def _zygote_warm_up(args, runtime_dir) -> Warm:
             raise dependency_error
         _warm_engine()
         engine, engine_name = None, "uvicorn %s" % uvicorn.__version__
-    enter_directory(args.chdir, runtime_dir)
+    enter_directory(args.chdir, runtime_dir, args.pythonpath)
     warm = Warm(uvicorn, engine=engine)
     if args.preload:
         warm.app = load_app(args.app, args.factory)

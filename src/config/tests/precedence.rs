@@ -338,6 +338,7 @@ fn defaults_apply_when_nothing_is_given() {
         engine: crate::config::Engine::Uvicorn,
         threads: None,
         spawn: defaults::SPAWN,
+        pythonpath: Vec::new(),
         preload: defaults::PRELOAD,
         python: None,
         chdir: None,

@@ -61,6 +61,7 @@ fn every_non_default_round_trips() {
         engine: crate::config::Engine::Native,
         threads: Some(1024),
         spawn: SpawnMode::Zygote,
+        pythonpath: vec!["src".into(), "/opt/lib".into()],
         preload: true,
         python: Some("python3.12".into()),
         chdir: Some(dir.path().to_path_buf()),
@@ -169,6 +170,7 @@ interface = "auto"
 engine = "uvicorn"
 # threads = (not set: 4)
 # worker_class = (not set: none)
+# pythonpath = (not set: none)
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
@@ -264,6 +266,7 @@ fn is_setting(line: &str) -> bool {
         "threads",
         "forwarded_allow_ips",
         "worker_class",
+        "pythonpath",
     ]
     .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"
