@@ -643,6 +643,29 @@ fn native_an_app_thread_holding_the_gil_is_dumped_killed_and_replaced() {
     assert!(h.finish().success());
 }
 
+/// `--timeout 0`, as gunicorn's: no liveness timeout. A worker whose event loop is blocked for
+/// 3 s (longer than a `--timeout 2s` allows, which the F6 test shows killed) answers, and is not
+/// killed or replaced; the watchdog's stall warning still says what happened.
+#[test]
+fn timeout_zero_never_kills_a_blocked_worker() {
+    let h = Herdsman::start(&["-w", "1", "--timeout", "0", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    let (blocked, pid) = start_block(h.addr(), 3.0).expect("start /block");
+    assert_eq!(vec![pid], pids);
+    assert_eq!(blocked.finish().expect("/block body"), "done\n");
+    assert_eq!(ok_from(h.addr()), pid, "the same worker serves on");
+    // The stall is still reported (a warning), never acted on.
+    let lines = h.log.lines();
+    for prefix in [BLOCKED, UNRESPONSIVE, LIVENESS_KILLED] {
+        assert!(
+            records_with(&lines, prefix).is_empty(),
+            "{prefix}:\n{}",
+            h.log.text()
+        );
+    }
+    assert!(h.finish().success());
+}
+
 /// F7: a request that takes longer than `--timeout` without blocking the event loop is not a
 /// liveness failure: the worker keeps heartbeating and its request completes.
 #[test]

@@ -134,8 +134,8 @@ pub struct RunArgs {
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
 
-    /// Kill a worker silent for this long, e.g. 30s, 500ms, 2m; bare number = seconds
-    /// [default: 30s].
+    /// Kill a worker silent for this long, e.g. 30s, 500ms, 2m; bare number = seconds; 0 = never,
+    /// as gunicorn [default: 30s].
     #[arg(
         short = 't',
         long,

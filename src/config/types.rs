@@ -94,6 +94,9 @@ pub mod defaults {
     pub const ADMIN_BIND: Option<BindSpec> = None;
     /// `ready_min`: `/readyz` wants every worker of the target count ready.
     pub const READY_MIN: ReadyMin = ReadyMin::All;
+    /// What `timeout = 0` (no timeout, as gunicorn's) stands for in the master's deadlines: a
+    /// worker silent for ten years. Finite, so deadline arithmetic cannot overflow.
+    pub const NO_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
     /// `keep_alive`: uvicorn's default, which herdsman's workers always had (gunicorn's is 2s).
     pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
     /// gunicorn's request limits.

@@ -64,7 +64,10 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         chdir: v.chdir(),
         pythonpath: v.value(Key::Pythonpath, Vec::new(), values::pythonpath),
         env: v.env(),
-        timeout: v.value(Key::Timeout, defaults::TIMEOUT, values::positive_duration),
+        // 0: no liveness timeout, as gunicorn's `--timeout 0`.
+        timeout: v.value(Key::Timeout, defaults::TIMEOUT, |raw| {
+            values::duration(raw, true)
+        }),
         graceful_timeout: v.value(Key::GracefulTimeout, defaults::GRACEFUL_TIMEOUT, |raw| {
             values::duration(raw, true)
         }),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{defaults, Config};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -135,7 +135,10 @@ impl Policy {
             target: target.max(1),
             max_surge: config.max_surge.max(1),
             startup_attempts: config.startup_attempts.max(1),
-            timeout: config.timeout,
+            timeout: match config.timeout.is_zero() {
+                true => defaults::NO_TIMEOUT,
+                false => config.timeout,
+            },
             graceful_timeout: config.graceful_timeout,
             boot_timeout: config.boot_timeout,
             drain_before_stop: config.drain_before_stop,

@@ -118,6 +118,16 @@ pub fn idle_heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(heartbeat_interval(timeout), Duration::from_millis(7500))
 }
 
+/// The timeout the heartbeat periods follow: the default one when there is none (`timeout = 0`),
+/// so that status and metrics stay fresh.
+fn beat_basis(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        defaults::TIMEOUT
+    } else {
+        timeout
+    }
+}
+
 /// The heartbeat period: often enough that a few can be missed before `timeout`, at most 1 s.
 pub fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
@@ -133,9 +143,9 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         "--lifespan".to_string(),
         config.lifespan.as_str().to_string(),
         "--heartbeat-interval".to_string(),
-        seconds(heartbeat_interval(config.timeout)),
+        seconds(heartbeat_interval(beat_basis(config.timeout))),
         "--idle-heartbeat-interval".to_string(),
-        seconds(idle_heartbeat_interval(config.timeout)),
+        seconds(idle_heartbeat_interval(beat_basis(config.timeout))),
         "--graceful-timeout".to_string(),
         seconds(config.graceful_timeout),
         "--log-level".to_string(),

@@ -340,7 +340,7 @@ fn the_documented_example_is_verbatim() {
     );
     let env_set = env(&[("HERDSMAN_WORKER", "2"), ("HERDSMAN_INTERFACE", "asig")]);
     let errors = load_err(
-        &file.args(&["--timeout", "0", "--log-level", "verbos"]),
+        &file.args(&["--timeout", "soon", "--log-level", "verbos"]),
         &env_set,
     );
     let expected = r#"file herdsman.toml, line 2: `workers` must be a whole number or "auto", got a string "four"
@@ -357,7 +357,7 @@ environment variable HERDSMAN_INTERFACE: `interface` must be one of auto, asgi, 
   fix: write `HERDSMAN_INTERFACE=asgi`
 environment variable HERDSMAN_WORKER is not a herdsman setting
   fix: did you mean HERDSMAN_WORKERS? otherwise unset HERDSMAN_WORKER
-command line --timeout: `timeout` must be longer than zero
+command line --timeout: `timeout` must be a duration such as "30s", "500ms" or "1m" (a bare number means seconds), got a string "soon"
   fix: write `--timeout 30s` or `--timeout 500ms`
 command line --log-level: `log_level` must be one of trace, debug, info, warning, error, critical, got a string "verbos"
   fix: write `--log-level info`"#;

@@ -31,7 +31,7 @@ fn durations_accept_units_and_bare_seconds() {
 }
 
 #[test]
-fn durations_reject_nonsense_zero_and_huge() {
+fn durations_reject_nonsense_and_huge() {
     for bad in ["soon", "-5", "1.5", "", "30 parsecs"] {
         let error = timeout(bad).expect_err(bad);
         assert!(
@@ -40,9 +40,11 @@ fn durations_reject_nonsense_zero_and_huge() {
         );
     }
     for zero in ["0", "0s"] {
-        assert!(timeout(zero)
-            .expect_err(zero)
-            .contains("must be longer than zero"));
+        assert_eq!(
+            timeout(zero),
+            Ok(Duration::ZERO),
+            "no timeout, as gunicorn's"
+        );
     }
     assert!(timeout("25h")
         .expect_err("too long")
