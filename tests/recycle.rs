@@ -773,3 +773,56 @@ fn crash_looping_slot_backs_off_while_the_other_worker_serves() {
     assert_no_failures(&stats, "while one slot crash-looped");
     assert!(h.finish().success());
 }
+
+/// `--reload` (development): saving a .py file under the watched directory reloads through the
+/// readiness-gated path: the new code serves once its workers are ready; an edit that breaks the
+/// import leaves the workers of the last good code serving, and the log says why.
+#[test]
+fn reload_flag_picks_up_an_edit_and_keeps_serving_through_a_broken_one() {
+    let code = tempfile::tempdir().expect("temp dir");
+    let module = format!("{APP_MODULE}.py");
+    write_file(code.path(), &module, &common::versioned_app(1));
+    let dir = code.path().to_str().expect("utf-8 path");
+    let app = format!("{APP_MODULE}:app");
+    let h = Start::new(&[
+        "-w",
+        "1",
+        "--startup-attempts",
+        "1",
+        "--reload",
+        "--reload-dir",
+        dir,
+        &app,
+    ])
+    .env("PYTHONPATH", dir)
+    .env("PYTHONDONTWRITEBYTECODE", "1")
+    .spawn();
+    let old = h.wait_serving();
+    h.wait_record("reload: watching the source for changes", |_| true);
+    assert_version(&h, 1);
+
+    write_file(code.path(), &module, &common::versioned_app(2));
+    let changed = h.wait_record("reload: the source changed", |_| true);
+    assert!(
+        text(&changed, "path").ends_with(&module),
+        "the changed file is named: {changed}"
+    );
+    h.wait_records(RELOADED, 1);
+    for &pid in &old {
+        wait_reaped(&h, pid);
+    }
+    assert_version(&h, 2);
+
+    write_file(
+        code.path(),
+        &module,
+        "raise RuntimeError('this edit broke the import')\n",
+    );
+    let failed = h.wait_record(RELOAD_FAILED, |_| true);
+    assert!(
+        message(&failed).contains("could not be imported"),
+        "{failed}"
+    );
+    assert_version(&h, 2);
+    assert!(h.finish().success());
+}

@@ -39,6 +39,21 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
         "--access-log",
         "--no-access-log",
     );
+    switch(
+        &mut layer,
+        Key::Reload,
+        args.reload_flag(),
+        "--reload",
+        "--no-reload",
+    );
+    for (key, values) in [
+        (Key::ReloadDir, &args.reload_dir),
+        (Key::ReloadExtraFile, &args.reload_extra_file),
+    ] {
+        if !values.is_empty() {
+            layer.set(key, Sourced::new(Raw::List(items(key, values)), flag(key)));
+        }
+    }
     let capture = args.capture_output_flag();
     switch(
         &mut layer,

@@ -29,7 +29,9 @@ pub fn read(env: &[(String, String)]) -> (Layer, Vec<ConfigError>) {
         }
         let origin = Origin::Env(var.clone());
         let raw = match key {
-            Key::Bind => Raw::List(split_list(value, &[','], &origin)),
+            Key::Bind | Key::ReloadDir | Key::ReloadExtraFile => {
+                Raw::List(split_list(value, &[','], &origin))
+            }
             Key::Env => assignments(split_list(value, &['\n', ';'], &origin), &mut errors),
             _ => Raw::Text(value.clone()),
         };

@@ -125,6 +125,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<String>,
 
+    #[command(flatten)]
+    pub reload: ReloadSwitch,
+
+    /// With --reload: a directory to watch instead of the app's directory; repeatable, as
+    /// uvicorn's --reload-dir [default: the app's directory].
+    #[arg(long, value_name = "DIR")]
+    pub reload_dir: Vec<String>,
+
+    /// With --reload: a file to watch besides the .py files (a template, a .env); repeatable, as
+    /// gunicorn's --reload-extra-file [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub reload_extra_file: Vec<String>,
+
     /// Comma-separated directories put first on the workers' sys.path, as gunicorn's
     /// --pythonpath (relative ones from the workers' directory) [default: none].
     #[arg(long, value_name = "DIRS")]
@@ -314,6 +327,11 @@ impl RunArgs {
         self.access_log.resolved()
     }
 
+    /// `--reload` / `--no-reload` resolved, as `access_log_flag`.
+    pub fn reload_flag(&self) -> Option<bool> {
+        self.reload.resolved()
+    }
+
     /// `--capture-output` / `--no-capture-output` resolved, as `access_log_flag`.
     pub fn capture_output_flag(&self) -> Option<bool> {
         self.capture_output.resolved()
@@ -346,6 +364,16 @@ switch! {
     access_log,
     /// Do not log requests.
     no_access_log
+}
+
+switch! {
+    /// `--reload` / `--no-reload`.
+    ReloadSwitch:
+    /// For development: reload (as on SIGHUP) when a .py file under the app's directory (or
+    /// --reload-dir) or a --reload-extra-file changes [default: no].
+    reload,
+    /// Do not watch the source (undoes `reload = true`).
+    no_reload
 }
 
 switch! {

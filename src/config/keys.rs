@@ -28,6 +28,9 @@ pub enum Key {
     Python,
     Chdir,
     Pythonpath,
+    Reload,
+    ReloadDir,
+    ReloadExtraFile,
     Env,
     Timeout,
     GracefulTimeout,
@@ -67,7 +70,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 48] = [
+    pub const ALL: [Key; 51] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -81,6 +84,9 @@ impl Key {
         Key::Python,
         Key::Chdir,
         Key::Pythonpath,
+        Key::Reload,
+        Key::ReloadDir,
+        Key::ReloadExtraFile,
         Key::Env,
         Key::Timeout,
         Key::GracefulTimeout,
@@ -134,6 +140,9 @@ impl Key {
             Key::Python => "python",
             Key::Chdir => "chdir",
             Key::Pythonpath => "pythonpath",
+            Key::Reload => "reload",
+            Key::ReloadDir => "reload_dir",
+            Key::ReloadExtraFile => "reload_extra_file",
             Key::Env => "env",
             Key::Timeout => "timeout",
             Key::GracefulTimeout => "graceful_timeout",
@@ -187,6 +196,7 @@ impl Key {
             Key::AccessLogFormat => "--access-logformat".to_string(),
             Key::Factory => "--factory/--no-factory".to_string(),
             Key::Preload => "--preload/--no-preload".to_string(),
+            Key::Reload => "--reload/--no-reload".to_string(),
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),

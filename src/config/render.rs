@@ -46,6 +46,20 @@ pub fn render(config: &Config) -> String {
     } else {
         line("pythonpath", quote(&config.pythonpath.join(",")));
     }
+    line("reload", config.reload.to_string());
+    let list = |paths: &[std::path::PathBuf]| {
+        let items: Vec<String> = paths
+            .iter()
+            .map(|p| quote(&p.display().to_string()))
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    if config.reload_dirs.is_empty() {
+        line("# reload_dir", "(not set: the app's directory)".into());
+    } else {
+        line("reload_dir", list(&config.reload_dirs));
+    }
+    line("reload_extra_file", list(&config.reload_extra_files));
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

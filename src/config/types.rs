@@ -132,6 +132,12 @@ pub struct Config {
     pub spawn: SpawnMode,
     /// Directories put first on the workers' `sys.path`, in order (gunicorn's `pythonpath`).
     pub pythonpath: Vec<String>,
+    /// Reload when the source changes (development; `master::watch`).
+    pub reload: bool,
+    /// Directories watched for `.py` changes; empty: the app's directory.
+    pub reload_dirs: Vec<PathBuf>,
+    /// Files watched besides the `.py` ones.
+    pub reload_extra_files: Vec<PathBuf>,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
     pub preload: bool,
     /// The Python interpreter; `None` means the `python` beside the herdsman executable, else

@@ -63,6 +63,9 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         python: v.python(),
         chdir: v.chdir(),
         pythonpath: v.value(Key::Pythonpath, Vec::new(), values::pythonpath),
+        reload: v.value(Key::Reload, false, values::boolean),
+        reload_dirs: v.path_list(Key::ReloadDir, "\"src\""),
+        reload_extra_files: v.path_list(Key::ReloadExtraFile, "\"templates/base.html\""),
         env: v.env(),
         // 0: no liveness timeout, as gunicorn's `--timeout 0`.
         timeout: v.value(Key::Timeout, defaults::TIMEOUT, |raw| {
@@ -221,6 +224,35 @@ impl Validator<'_> {
             }
             (Some(_), other) => other,
         }
+    }
+
+    /// A string or a list of strings, as paths (not checked for existence: a watched path may
+    /// appear later).
+    fn path_list(&mut self, key: Key, example: &str) -> Vec<PathBuf> {
+        let layer = self.layer;
+        let Some(given) = layer.get(key) else {
+            return Vec::new();
+        };
+        let items = match &given.value {
+            Raw::List(items) => items.as_slice(),
+            _ => std::slice::from_ref(given),
+        };
+        let mut paths = Vec::new();
+        for item in items {
+            match &item.value {
+                Raw::Text(text) if !text.trim().is_empty() => {
+                    paths.push(PathBuf::from(text.trim()))
+                }
+                other => {
+                    let invalid = Invalid::examples(
+                        format!("entries must be paths, got {}", other.describe()),
+                        &[example],
+                    );
+                    self.reject::<()>(invalid, &item.origin, key.name());
+                }
+            }
+        }
+        paths
     }
 
     /// Records `invalid` for `key` at `origin` and returns `None`.

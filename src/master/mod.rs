@@ -10,6 +10,7 @@ mod resume;
 mod run;
 mod start;
 mod state;
+mod watch;
 mod workers;
 
 pub use event::{Action, Event, StopMode, WorkerId, WorkerSignal};

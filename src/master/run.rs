@@ -68,6 +68,8 @@ pub struct Supervisor {
     upgrade: upgrade::Upgrade,
     /// The zygotes (`spawn = "zygote"`), one per generation that uses them.
     zygotes: zygotes::Zygotes,
+    /// `reload = true`: the source watcher, which asks for reloads.
+    watcher: Option<super::watch::Watcher>,
 }
 
 impl Supervisor {
@@ -84,6 +86,7 @@ impl Supervisor {
     ) -> Supervisor {
         let notifier = Notifier::from_env(config.boot_timeout, Instant::now());
         let upgrade = upgrade::Upgrade::new(&config);
+        let watcher = super::watch::Watcher::start(&config);
         Supervisor {
             signals,
             listeners: Some(listeners),
@@ -100,6 +103,7 @@ impl Supervisor {
             notifier,
             upgrade,
             zygotes: zygotes::Zygotes::default(),
+            watcher,
         }
     }
 }
@@ -209,11 +213,17 @@ impl Supervisor {
                 .pollable()
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
         );
+        fds.extend(
+            self.watcher
+                .as_ref()
+                .map(|w| PollFd::new(w.fd(), PollFlags::POLLIN)),
+        );
         let deadline = [
             deadline,
             self.ops.next_deadline(now),
             self.upgrade.deadline(),
             self.zygotes.next_deadline(),
+            self.watcher.as_ref().and_then(|w| w.deadline()),
         ]
         .into_iter()
         .flatten()

@@ -62,6 +62,9 @@ fn every_non_default_round_trips() {
         threads: Some(1024),
         spawn: SpawnMode::Zygote,
         pythonpath: vec!["src".into(), "/opt/lib".into()],
+        reload: true,
+        reload_dirs: vec!["src".into()],
+        reload_extra_files: vec!["templates/base.html".into()],
         preload: true,
         python: Some("python3.12".into()),
         chdir: Some(dir.path().to_path_buf()),
@@ -171,6 +174,9 @@ engine = "uvicorn"
 # threads = (not set: 4)
 # worker_class = (not set: none)
 # pythonpath = (not set: none)
+reload = false
+# reload_dir = (not set: the app's directory)
+reload_extra_file = []
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
@@ -267,6 +273,7 @@ fn is_setting(line: &str) -> bool {
         "forwarded_allow_ips",
         "worker_class",
         "pythonpath",
+        "reload_dir",
     ]
     .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use nix::poll::PollFlags;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Supervisor;
 use crate::master::event::{Event, StopMode, WorkerId};
@@ -29,6 +29,14 @@ impl Supervisor {
         }
         self.spawner.drain_output();
         self.upgrade.drain();
+        if let Some(watcher) = &mut self.watcher {
+            let now = Instant::now();
+            watcher.read(now);
+            if let Some(path) = watcher.due(now) {
+                info!(path = %path.display(), "reload: the source changed; reloading");
+                events.push(Event::ReloadRequested);
+            }
+        }
         // A zygote's boot_error is read before its exit is handled.
         self.read_zygotes(&mut events);
         for (pid, status) in reap_all() {
