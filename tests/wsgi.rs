@@ -164,8 +164,8 @@ both_engines! {
 
 /// gunicorn's flags for the request path, as a gunicorn unit file has them, honoured by both
 /// engines: `--limit-request-line`, `--limit-request-fields`, `--limit-request-field_size`
-/// (gunicorn's underscore), `--keep-alive` and `--forwarded-allow-ips` (which wins over a
-/// FORWARDED_ALLOW_IPS in the environment).
+/// (gunicorn's underscore), `--keep-alive`, `--forwarded-allow-ips` (which wins over a
+/// FORWARDED_ALLOW_IPS in the environment) and uvicorn's `--root-path`.
 fn gunicorn_request_flags(engine: Engine) {
     let h = Start::new(&[
         "-w",
@@ -181,6 +181,8 @@ fn gunicorn_request_flags(engine: Engine) {
         "300",
         "--forwarded-allow-ips",
         "10.9.9.9",
+        "--root-path",
+        "/api",
         "wsgi_conformance:app",
     ])
     .engine(engine)
@@ -205,6 +207,9 @@ fn gunicorn_request_flags(engine: Engine) {
     // Loopback is not 10.9.9.9: its X-Forwarded-For is not believed, whatever the environment.
     let view = get("/", &[("X-Forwarded-For", "203.0.113.7")]).json();
     assert_eq!(view["REMOTE_ADDR"], "127.0.0.1", "{engine}: {view}");
+    // --root-path (uvicorn's): the mount prefix a proxy stripped is SCRIPT_NAME.
+    assert_eq!(view["SCRIPT_NAME"], "/api", "{engine}: {view}");
+    assert_eq!(view["PATH_INFO"], "/", "{engine}: {view}");
     // The worker was told the keep-alive timeout, and an idle keep-alive connection is closed.
     let argv = std::fs::read(format!("/proc/{}/cmdline", pids[0])).expect("worker cmdline");
     let argv = String::from_utf8_lossy(&argv).replace('\0', " ");

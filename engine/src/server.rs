@@ -31,6 +31,8 @@ pub struct Server {
     pub app: Py<PyAny>,
     pub errors: Py<PyAny>,
     pub file_wrapper: Py<PyAny>,
+    /// `SCRIPT_NAME`: the mount prefix (`root_path`), or empty.
+    pub script_name: Py<PyString>,
     log: Py<PyAny>,
     fds: Vec<i32>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -42,7 +44,7 @@ impl Server {
     #[pyo3(signature = (app, listen_fds, *, log, errors, threads=1, notify_fd=-1, inflight_fd=None,
         access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
-        forwarded_allow_ips="127.0.0.1,::1"))]
+        forwarded_allow_ips="127.0.0.1,::1", root_path=""))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -62,6 +64,7 @@ impl Server {
         limit_request_fields: usize,
         limit_request_field_size: usize,
         forwarded_allow_ips: &str,
+        root_path: &str,
     ) -> PyResult<Server> {
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
@@ -114,6 +117,7 @@ impl Server {
             .into_any()
             .unbind();
         Ok(Server {
+            script_name: PyString::new(py, root_path).unbind(),
             shared,
             app,
             errors,

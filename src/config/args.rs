@@ -74,7 +74,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 42] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 43] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -109,6 +109,7 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 42] {
         (Key::LimitRequestFields, &args.limit_request_fields),
         (Key::LimitRequestFieldSize, &args.limit_request_field_size),
         (Key::ForwardedAllowIps, &args.forwarded_allow_ips),
+        (Key::RootPath, &args.root_path),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
         (Key::LogFile, &args.log_file),

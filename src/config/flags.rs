@@ -250,6 +250,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "IPS")]
     pub forwarded_allow_ips: Option<String>,
 
+    /// The path prefix the app is mounted under behind a proxy that strips it, e.g. /api: ASGI's
+    /// root_path, WSGI's SCRIPT_NAME (uvicorn's --root-path) [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub root_path: Option<String>,
+
     /// trace, debug, info, warning, error or critical [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -52,6 +52,7 @@ pub enum Key {
     LimitRequestFields,
     LimitRequestFieldSize,
     ForwardedAllowIps,
+    RootPath,
     LogLevel,
     LogFormat,
     LogFile,
@@ -70,7 +71,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 51] = [
+    pub const ALL: [Key; 52] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -108,6 +109,7 @@ impl Key {
         Key::LimitRequestFields,
         Key::LimitRequestFieldSize,
         Key::ForwardedAllowIps,
+        Key::RootPath,
         Key::LogLevel,
         Key::LogFormat,
         Key::LogFile,
@@ -164,6 +166,7 @@ impl Key {
             Key::LimitRequestFields => "limit_request_fields",
             Key::LimitRequestFieldSize => "limit_request_field_size",
             Key::ForwardedAllowIps => "forwarded_allow_ips",
+            Key::RootPath => "root_path",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",

@@ -134,6 +134,7 @@ layer! {
     limit_request_fields => LimitRequestFields,
     limit_request_field_size => LimitRequestFieldSize,
     forwarded_allow_ips => ForwardedAllowIps,
+    root_path => RootPath,
     log_level => LogLevel,
     log_format => LogFormat,
     log_file => LogFile,

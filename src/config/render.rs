@@ -91,6 +91,7 @@ fn render_rest(config: &Config, out: &mut String) {
         "limit_request_field_size",
         config.limit_request_field_size.to_string(),
     );
+    line("root_path", quote(&config.root_path));
     let trusted = config.forwarded_allow_ips.clone();
     optional(
         &mut line,

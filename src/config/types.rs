@@ -183,6 +183,8 @@ pub struct Config {
     /// `FORWARDED_ALLOW_IPS` for the workers, normalized (`a,b,c`); `None`: not set, the workers
     /// keep theirs.
     pub forwarded_allow_ips: Option<String>,
+    /// The mount prefix (`/api`), or empty: ASGI `root_path`, WSGI `SCRIPT_NAME`.
+    pub root_path: String,
     /// Master and worker log level.
     pub log_level: LogLevel,
     /// Master log format.

@@ -136,6 +136,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         forwarded_allow_ips: v.value(Key::ForwardedAllowIps, None, |raw| {
             values::forwarded_allow_ips(raw).map(Some)
         }),
+        root_path: v.value(Key::RootPath, String::new(), values::root_path),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),

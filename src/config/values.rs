@@ -198,6 +198,30 @@ pub fn pythonpath(raw: &Raw) -> Result<Vec<String>, Invalid> {
         .collect())
 }
 
+/// uvicorn's `root_path`: empty, or a path that starts with `/` and does not end with one, of
+/// printable ASCII (it is a URL path prefix).
+pub fn root_path(raw: &Raw) -> Result<String, Invalid> {
+    let example = || vec!["\"/api\"".to_string()];
+    let Raw::Text(text) = raw else {
+        let problem = format!("must be a path such as /api, got {}", raw.describe());
+        return Err(Invalid::new(problem, Fix::Examples(example())));
+    };
+    let path = text.trim();
+    let fine = path.is_empty()
+        || (path.starts_with('/')
+            && !path.ends_with('/')
+            && path.bytes().all(|b| b.is_ascii_graphic()));
+    if !fine {
+        let fixed = format!("{:?}", format!("/{}", path.trim_matches('/')));
+        let problem = format!(
+            "must be empty or a path that starts with / and does not end with one, got {}",
+            raw.describe()
+        );
+        return Err(Invalid::new(problem, Fix::Examples(vec![fixed])));
+    }
+    Ok(path.to_string())
+}
+
 /// A duration from zero up to `max`.
 pub fn duration_at_most(raw: &Raw, max: Duration) -> Result<Duration, Invalid> {
     let parsed = duration(raw, true)?;

@@ -100,6 +100,9 @@ pub struct Context<'a, 'py> {
     pub errors: &'a Bound<'py, PyAny>,
     pub file_wrapper: &'a Bound<'py, PyAny>,
     pub multithread: bool,
+    /// `SCRIPT_NAME` (the `root_path` a proxy stripped; `PATH_INFO` is the path as received,
+    /// as the uvicorn engine gives it).
+    pub script_name: &'a Bound<'py, PyString>,
 }
 
 pub fn build<'py>(
@@ -115,7 +118,7 @@ pub fn build<'py>(
         ref other => PyString::new(py, other.as_str()),
     };
     env.set_item(n.request_method.bind(py), method)?;
-    env.set_item(n.script_name.bind(py), n.empty.bind(py))?;
+    env.set_item(n.script_name.bind(py), cx.script_name)?;
     env.set_item(
         n.path_info.bind(py),
         latin1(py, &percent_decode(head.uri.path().as_bytes())),

@@ -77,6 +77,7 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
             errors: server.errors.bind(py),
             file_wrapper: server.file_wrapper.bind(py),
             multithread: shared.settings.threads > 1,
+            script_name: server.script_name.bind(py),
         };
         let environ = environ::build(py, &head, cx);
         let responder = Bound::new(py, StartResponse::new(reply, head))?;

@@ -65,6 +65,8 @@ def parse_args(argv):
     parser.add_argument("--limit-request-line", type=int, default=4094)
     parser.add_argument("--limit-request-fields", type=int, default=100)
     parser.add_argument("--limit-request-field-size", type=int, default=8190)
+    # The mount prefix (config `root_path`): ASGI root_path, WSGI SCRIPT_NAME.
+    parser.add_argument("--root-path", default="")
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

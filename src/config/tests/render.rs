@@ -90,6 +90,7 @@ fn every_non_default_round_trips() {
         limit_request_fields: 32768,
         limit_request_field_size: 16380,
         forwarded_allow_ips: Some("10.0.0.0/8,*".into()),
+        root_path: "/api".into(),
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
@@ -198,6 +199,7 @@ keep_alive = "5s"
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+root_path = ""
 # forwarded_allow_ips = (not set: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)
 log_level = "info"
 log_format = "text"

@@ -91,6 +91,7 @@ class NativeServer(lifecycle.StopRequests):
                 limit_request_line=args.limit_request_line,
                 limit_request_fields=args.limit_request_fields,
                 limit_request_field_size=args.limit_request_field_size,
+                root_path=args.root_path,
                 # The uvicorn engine's proxy headers, from the same variable and default.
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             )

@@ -363,6 +363,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         timeout_graceful_shutdown=graceful_shutdown_timeout(args.graceful_timeout),
         backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
         timeout_keep_alive=args.keep_alive,
+        root_path=args.root_path,
     )
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
