@@ -512,6 +512,35 @@ fn make_executable(path: &Path) {
 
 // ---- F6, F7: liveness -------------------------------------------------------------------------
 
+/// After `victim`'s liveness failure was reported: it is killed, a worker that is not one of
+/// `pids` replaces it, the log after the report holds its traceback with `frame`, and `other` and
+/// the replacement are the workers. Returns those two, sorted.
+fn killed_dumped_and_replaced(
+    h: &Herdsman,
+    pids: &[i32],
+    victim: i32,
+    other: i32,
+    frame: &str,
+) -> Vec<i32> {
+    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
+    // The victim is reaped: its pid may be gone or (briefly) reused by nobody of ours.
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+    let lines = h.log.lines();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("no heartbeat for"))
+        .expect("liveness line");
+    assert!(
+        lines[at..].iter().any(|l| l.contains(frame)),
+        "the worker's traceback with {frame:?}:\n{}",
+        lines[at..].join("\n")
+    );
+    let expected = sorted(vec![other, replacement]);
+    assert_eq!(sorted(h.live_worker_pids()), expected);
+    expected
+}
+
 /// F6: a worker whose event loop is blocked stops heartbeating; the others keep serving; after
 /// the liveness timeout the master dumps its traceback, kills it and replaces it.
 #[test]
@@ -556,30 +585,12 @@ fn a_blocked_event_loop_is_dumped_killed_and_replaced() {
         "{liveness}"
     );
 
-    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
-    // The victim is reaped: its pid may be gone or (briefly) reused by nobody of ours.
-    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
-    let replacement = pid_of(&ready).expect("pid");
-
     // The dump (SIGUSR2, faulthandler) shows the blocking call in the app.
     let frame = format!(
         "asgi_app.py\", line {} in app",
         line_of("asgi_app.py", "time.sleep(")
     );
-    let lines = h.log.lines();
-    let at = lines
-        .iter()
-        .position(|l| l.contains(BLOCKED))
-        .expect("liveness line");
-    assert!(
-        lines[at..].iter().any(|l| l.contains(&frame)),
-        "the worker's traceback with {frame:?}:\n{}",
-        lines[at..].join("\n")
-    );
-
-    let mut expected = vec![other, replacement];
-    expected.sort_unstable();
-    assert_eq!(sorted(h.live_worker_pids()), expected);
+    let expected = killed_dumped_and_replaced(&h, &pids, victim, other, &frame);
     assert_eq!(live_children(h.pid), expected);
     assert!(!live_children(h.pid).contains(&victim));
     // Blocks short enough not to trip the 2 s liveness timeout themselves.
@@ -621,24 +632,12 @@ fn native_an_app_thread_holding_the_gil_is_dumped_killed_and_replaced() {
         },
     );
     assert!(message(&record).contains("no heartbeat for"), "{record}");
-    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
-    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
-    let replacement = pid_of(&ready).expect("pid");
-
     // The dump shows the app's frame that holds the GIL.
     let frame = format!(
         "wsgi_app.py\", line {} in _hold",
         line_of("wsgi_app.py", "re.match(")
     );
-    let lines = h.log.lines();
-    assert!(
-        lines.iter().any(|l| l.contains(&frame)),
-        "the worker's traceback with {frame:?}:\n{}",
-        lines.join("\n")
-    );
-    let mut expected = vec![other, replacement];
-    expected.sort_unstable();
-    assert_eq!(sorted(h.live_worker_pids()), expected);
+    killed_dumped_and_replaced(&h, &pids, victim, other, &frame);
     assert!(!live_children(h.pid).contains(&victim));
     assert!(h.finish().success());
 }
