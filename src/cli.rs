@@ -29,12 +29,24 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+/// `herdsman check`'s options: the run options, and how far to check.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Validate the configuration only: do not run the interpreter, import the app or try the
+    /// binds (for a configuration meant for another machine).
+    #[arg(long)]
+    pub config_only: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 // Parsed once per run: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate the configuration and print the effective one; start nothing.
-    Check(RunArgs),
+    /// Validate the configuration and print the effective one, then run what a start would on
+    /// this machine (the interpreter, the engine, the app's import, the binds); start nothing.
+    Check(CheckArgs),
     /// Talk to a running master: status, reload, scale N, stop, quit, drain, undrain.
     Ctl(crate::ops::CtlArgs),
 }
@@ -43,7 +55,7 @@ impl Cli {
     /// The run options, whether given at the top level or after `check`.
     pub fn run_args(&self) -> &RunArgs {
         match &self.command {
-            Some(Command::Check(args)) => args,
+            Some(Command::Check(args)) => &args.run,
             Some(Command::Ctl(_)) | None => &self.run,
         }
     }

@@ -53,6 +53,14 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The name of an exit code in [`TABLE`] (`"?"` for one that is not there).
+pub fn name(code: i32) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or("?", |(_, name, _)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::TABLE;

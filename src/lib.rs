@@ -31,6 +31,7 @@
 //! 6. `cli`: the full command line (`run`, `check`, `ctl`), parsed by the `herdsman` binary.
 
 pub mod addr;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod errors;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 
-use herdsman::cli::{Cli, Command, RunArgs};
+use herdsman::cli::{CheckArgs, Cli, Command, RunArgs};
 use herdsman::errors::error_chain;
 use herdsman::master;
 use herdsman::sys::environ::env_snapshot;
@@ -35,14 +35,17 @@ fn real_main() -> i32 {
 }
 
 /// Validates the configuration and prints the effective one, then the interpreter it resolves to
-/// and, for the native engine, its library.
-fn check(args: &RunArgs) -> i32 {
-    // Run by a master about to upgrade to this binary: can we read its handover?
+/// and, for the native engine, its library; then, unless `--config-only`, runs what a start would
+/// meet on this machine (`herdsman::check`) and exits with the code a start would.
+fn check(args: &CheckArgs) -> i32 {
+    // Run by a master about to upgrade to this binary: can we read its handover? Such a check
+    // validates the configuration only: the binds are the running master's.
+    let upgrading = std::env::var_os(upgrade::CHECK_VAR).is_some();
     if let Err(e) = upgrade::take_check_request() {
         eprintln!("herdsman: {e}");
         return exit::USAGE;
     }
-    match config::load(args, &env_snapshot()) {
+    match config::load(&args.run, &env_snapshot()) {
         Ok(config) => {
             if let Err(e) = master::check_bounds(&config) {
                 eprintln!("herdsman: the configuration is invalid:\n  {e}");
@@ -64,13 +67,39 @@ fn check(args: &RunArgs) -> i32 {
                 let (path, source) = (path.display(), source.describe());
                 println!("# the native engine's library resolves to {path} ({source})");
             }
-            exit::OK
+            if args.config_only || upgrading {
+                return exit::OK;
+            }
+            check_environment(&config)
         }
         Err(errors) => {
             eprintln!("herdsman: the configuration is invalid:\n{errors}");
             exit::USAGE
         }
     }
+}
+
+/// The probes of `herdsman::check`: their findings as comments after the configuration, each
+/// problem on stderr with its fix, and the exit code of the first (what a start would stop at).
+fn check_environment(config: &config::Config) -> i32 {
+    let findings = herdsman::check::environment(config, &env_snapshot());
+    for line in &findings.lines {
+        println!("{line}");
+    }
+    for problem in &findings.problems {
+        eprintln!("herdsman: check: {}", problem.message);
+        if let Some(traceback) = &problem.traceback {
+            eprintln!("{}", traceback.trim_end());
+        }
+    }
+    if !findings.problems.is_empty() {
+        let code = findings.exit_code();
+        let name = exit::name(code);
+        eprintln!(
+            "herdsman: check: a start would fail (exit {code}, {name}); see docs/exit-codes.md"
+        );
+    }
+    findings.exit_code()
 }
 
 /// The interpreter serving would use, as a comment after the configuration. One that cannot be

@@ -23,9 +23,9 @@ fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// Runs `herdsman check ARGS` and parses the effective configuration it prints.
+/// Runs `herdsman check --config-only ARGS` and parses the effective configuration it prints.
 fn check_ok(args: &[&str], env: &[(&str, &str)]) -> toml::Table {
-    let mut argv = vec!["check"];
+    let mut argv = vec!["check", "--config-only"];
     argv.extend_from_slice(args);
     let (code, stdout, stderr) = run_to_end(&argv, env);
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
@@ -132,7 +132,8 @@ C = "file"
 #[test]
 fn check_accepts_the_shipped_example_and_its_output_is_a_valid_config() {
     let example = common::repo().join("config/herdsman.toml");
-    let (code, stdout, stderr) = run_to_end(&["check", "-c", path_str(&example)], &[]);
+    let (code, stdout, stderr) =
+        run_to_end(&["check", "--config-only", "-c", path_str(&example)], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let cfg: toml::Table = stdout.parse().expect("TOML output");
     assert_eq!(
@@ -142,7 +143,8 @@ fn check_accepts_the_shipped_example_and_its_output_is_a_valid_config() {
     // The printed configuration is itself a config file that checks to the same result.
     let dir = tempfile::tempdir().expect("temp dir");
     let again = write_file(dir.path(), "effective.toml", &stdout);
-    let (code, stdout2, stderr) = run_to_end(&["check", "-c", path_str(&again)], &[]);
+    let (code, stdout2, stderr) =
+        run_to_end(&["check", "--config-only", "-c", path_str(&again)], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let cfg2: toml::Table = stdout2.parse().expect("TOML output");
     assert_eq!(cfg, cfg2);
@@ -253,6 +255,7 @@ fn check_names_the_native_engine_and_its_library() {
     let env = [("HERDSMAN_ENGINE_LIB", path_str(&lib))];
     let args = [
         "check",
+        "--config-only",
         "--engine",
         "native",
         "--threads",
@@ -320,13 +323,16 @@ fn a_missing_engine_library_fails_check_and_start_with_exit_6() {
 
 #[test]
 fn threads_with_uvicorn_is_a_warning_only_when_given() {
-    let (code, _, stderr) = run_to_end(&["check", "--threads", "8", "asgi_app:app"], &[]);
+    let (code, _, stderr) = run_to_end(
+        &["check", "--config-only", "--threads", "8", "asgi_app:app"],
+        &[],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert_has(
         &stderr,
         &["herdsman: warning: threads applies to the native engine only"],
     );
-    let (code, _, stderr) = run_to_end(&["check", "asgi_app:app"], &[]);
+    let (code, _, stderr) = run_to_end(&["check", "--config-only", "asgi_app:app"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("threads"), "{stderr}");
     let stderr = usage_error(&["check", "--threads", "0", "asgi_app:app"], &[]);
@@ -474,4 +480,112 @@ fn workers_get_configured_variables_but_not_herdsman_private_ones() {
         );
     }
     assert!(h.finish().success());
+}
+
+/// Runs a full `herdsman check` (the interpreter, the app, the binds) with the test interpreter,
+/// in the test apps' directory; the printed configuration must stay valid TOML whatever it finds.
+fn full_check(args: &[&str], python: &Path) -> (Option<i32>, String, String) {
+    let apps = common::apps_dir();
+    let mut argv = vec![
+        "check",
+        "--python",
+        path_str(python),
+        "--chdir",
+        path_str(&apps),
+    ];
+    argv.extend_from_slice(args);
+    let (code, stdout, stderr) = run_to_end(&argv, &[]);
+    if let Err(e) = stdout.parse::<toml::Table>() {
+        panic!("check printed invalid TOML ({e}):\n{stdout}");
+    }
+    (code, stdout, stderr)
+}
+
+#[test]
+fn check_imports_the_app_and_tries_the_binds_as_a_start_would() {
+    let python = common::python();
+    let (code, stdout, stderr) = full_check(&["-b", "127.0.0.1:0", "wsgi_app:app"], &python);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
+    let found = stdout
+        .lines()
+        .find(|l| l.starts_with("# found Python 3."))
+        .unwrap_or_else(|| panic!("no interpreter line in:\n{stdout}"));
+    assert_has(found, &[", uvicorn 0.", ", a2wsgi 1."]);
+    assert_has(
+        &stdout,
+        &[
+            "# the app \"wsgi_app:app\" imports (interface WSGI)",
+            "# bind 127.0.0.1:0: free",
+        ],
+    );
+    // The native engine: its library is loaded by the interpreter, and it serves WSGI only.
+    let (code, stdout, stderr) = full_check(&["--engine", "native", "wsgi_app:app"], &python);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
+    assert_has(&stdout, &[", the native engine 0."]);
+    let (code, _, stderr) = full_check(&["--engine", "native", "asgi_app:app"], &python);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_has(
+        &stderr,
+        &[
+            "the native engine serves WSGI apps only",
+            "a start would fail (exit 4, APP_LOAD)",
+        ],
+    );
+}
+
+#[test]
+fn check_fails_as_the_start_would_with_the_apps_traceback() {
+    let python = common::python();
+    let (code, _, stderr) = full_check(&["-b", "127.0.0.1:0", "import_error:app"], &python);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_has(
+        &stderr,
+        &[
+            "herdsman: check: cannot import app 'import_error:app': RuntimeError: boom at import",
+            "Traceback (most recent call last):",
+            "exit 4, APP_LOAD",
+        ],
+    );
+    let (code, _, stderr) = full_check(&["asgi_app:nope"], &python);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_has(&stderr, &["module 'asgi_app' has no attribute 'nope'"]);
+    // An import that never ends is killed at boot_timeout, as a worker would be.
+    let (code, _, stderr) = full_check(&["--boot-timeout", "1s", "hang_boot:app"], &python);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_has(
+        &stderr,
+        &["longer than boot_timeout (1s)", "exit 3, WORKER_BOOT"],
+    );
+}
+
+#[test]
+fn check_names_an_address_in_use_and_an_interpreter_without_uvicorn() {
+    let python = common::python();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let (code, _, stderr) = full_check(&["-b", &address, "asgi_app:app"], &python);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert_has(&stderr, &[&address, "exit 5, BIND"]);
+    drop(taken);
+
+    // A venv of the same Python with nothing installed: uvicorn is missing there.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let venv = dir.path().join("bare");
+    let made = std::process::Command::new(&python)
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .expect("python -m venv");
+    assert!(made.success(), "python -m venv --without-pip failed");
+    let bare = venv.join("bin/python");
+    let (code, _, stderr) = full_check(&["asgi_app:app"], &bare);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert_has(
+        &stderr,
+        &[
+            "uvicorn is not installed for",
+            "-m pip install uvicorn",
+            "exit 6, PYTHON_ENV",
+        ],
+    );
 }

@@ -282,6 +282,7 @@ fn a_worker_count_past_the_machine_bound_is_refused_with_the_override_named() {
     let (code, out, err) = common::run_to_end(
         &[
             "check",
+            "--config-only",
             "-w",
             "100000",
             "--max-workers",

@@ -251,8 +251,15 @@ fn check_prints_the_interpreter_of_the_venv_it_is_installed_in() {
     let Some((bin, venv)) = installed() else {
         return;
     };
+    // A full check: the venv's interpreter imports uvicorn and the app.
+    let apps = common::repo().join("tests/apps");
     let out = Command::new(&bin)
-        .args(["check", "whoami_app:app"])
+        .args([
+            "check",
+            "--chdir",
+            apps.to_str().expect("utf-8"),
+            "whoami_app:app",
+        ])
         .env_remove("VIRTUAL_ENV")
         .env_remove("HERDSMAN_TEST_PYTHON")
         .env_remove("TEST_INSTALLED_HERDSMAN")
@@ -268,6 +275,16 @@ fn check_prints_the_interpreter_of_the_venv_it_is_installed_in() {
     assert!(
         stdout.lines().any(|l| l == want),
         "{want:?} not in:\n{stdout}"
+    ); // The wheel pulls in uvicorn: the venv's interpreter imports it and the app.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("# found Python 3.") && l.contains(", uvicorn 0.")),
+        "no interpreter line with uvicorn in:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("# the app \"whoami_app:app\" imports (interface ASGI)"),
+        "{stdout}"
     );
 }
 
@@ -306,7 +323,16 @@ fn check_names_the_native_engine_inside_the_venvs_site_packages() {
     };
     let engine = installed_engine(&venv);
     let env = [("PATH", PATH_WITHOUT_VENV), ("HERDSMAN_ENGINE_LIB", "")];
-    let args = ["check", "--engine", "native", "wsgi_app:app"];
+    let apps = common::repo().join("tests/apps");
+    let apps = apps.to_str().expect("utf-8");
+    let args = [
+        "check",
+        "--engine",
+        "native",
+        "--chdir",
+        apps,
+        "wsgi_app:app",
+    ];
     let (code, stdout, stderr) = common::run_to_end_of(&bin, &args, &env);
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nstdout:\n{stdout}");
     let prefix = "# the native engine's library resolves to ";

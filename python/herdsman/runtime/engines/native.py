@@ -239,10 +239,15 @@ class NativeServer(lifecycle.StopRequests):
         os.close(self.notify_r)
 
 
-def serve(args, engine, app, interface: str, channel, listeners, started: float) -> int:
+def require_wsgi(spec: str, interface: str) -> None:
+    """The native engine serves WSGI apps only so far: a BootError for any other."""
     if interface != "wsgi":
         raise BootError("interface", "app %r is an ASGI app: the native engine serves WSGI apps only "
-                        "so far; use engine = \"uvicorn\" (--engine uvicorn) for it" % args.app)
+                        "so far; use engine = \"uvicorn\" (--engine uvicorn) for it" % spec)
+
+
+def serve(args, engine, app, interface: str, channel, listeners, started: float) -> int:
+    require_wsgi(args.app, interface)
     native = NativeServer(args, engine, app, channel, listeners)
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
