@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::{
-    children_of, message, parse_record, process_state, record_time, records_with, signal,
-    write_file, Herdsman, Start, WAIT,
+    both_engines, children_of, message, parse_record, process_state, record_time, records_with,
+    signal, write_file, Engine, Herdsman, Start, WAIT,
 };
 use load::{Load, Stats};
 use serde_json::Value;
@@ -825,4 +825,121 @@ fn reload_flag_picks_up_an_edit_and_keeps_serving_through_a_broken_one() {
     );
     assert_version(&h, 2);
     assert!(h.finish().success());
+}
+
+// ---- the readiness probe (ready_path) with a real Django project ------------------------------
+
+/// A project made by Django's own `startproject`, with a `/healthz` view in its URLconf; returns
+/// the directory that holds `manage.py` (what goes on sys.path).
+fn start_django_project(root: &std::path::Path) -> std::path::PathBuf {
+    let dir = root.join("site");
+    std::fs::create_dir(&dir).expect("project dir");
+    let made = std::process::Command::new(common::python())
+        .args(["-m", "django", "startproject", "readyproj"])
+        .arg(&dir)
+        .output()
+        .expect("python -m django startproject");
+    assert!(made.status.success(), "startproject: {made:?}");
+    let package = dir.join("readyproj");
+    // As deployed: no debug pages (with DEBUG, Django's 500 page itself fails on a broken URLconf).
+    let settings = package.join("settings.py");
+    let mut text = std::fs::read_to_string(&settings).expect("settings.py");
+    text.push_str("\nDEBUG = False\nALLOWED_HOSTS = ['localhost', '127.0.0.1']\n");
+    std::fs::write(&settings, text).expect("write settings.py");
+    write_file(
+        &package,
+        "views.py",
+        "from django.http import HttpResponse\n\n\ndef healthz(request):\n    return HttpResponse('ok')\n",
+    );
+    write_urls(&package, "views");
+    dir
+}
+
+/// The project's URLconf, routing `/healthz` to `healthz` in module `views`. Django imports the
+/// URLconf, and through it the views, on the first request: never at the app's import.
+fn write_urls(package: &std::path::Path, views: &str) {
+    let urls = format!(
+        "from django.urls import path\n\nfrom . import {views}\n\nurlpatterns = [path('healthz', {views}.healthz)]\n"
+    );
+    write_file(package, "urls.py", &urls);
+}
+
+/// Django loads its views on the first request, so a deploy whose view module no longer imports
+/// passes the app's import and would be taken as ready. With `--ready-path` the new worker calls
+/// its own app first: the probe's 500 fails the boot (kind `readiness`) and the reload rolls back,
+/// the old worker serving throughout. Without the probe the same broken project becomes ready
+/// and answers 500: the probe is what catches it.
+fn django_readiness(engine: Engine, app: &str) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let project = start_django_project(root.path());
+    let pythonpath = project.to_str().expect("utf-8 path");
+    let args = [
+        "-w",
+        "1",
+        "--startup-attempts",
+        "1",
+        "--ready-path",
+        "/healthz",
+        "--no-access-log",
+        app,
+    ];
+    let h = Start::new(&args)
+        .engine(engine)
+        .env("PYTHONPATH", pythonpath)
+        .env("DJANGO_SETTINGS_MODULE", "readyproj.settings")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .spawn();
+    let old = h.wait_serving();
+    let resp = get(h.addr(), "/healthz").expect("GET /healthz");
+    assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "{resp:?}");
+
+    let package = project.join("readyproj");
+    write_file(
+        &package,
+        "broken.py",
+        "raise RuntimeError('this deploy broke a view')\n",
+    );
+    write_urls(&package, "broken");
+    h.signal(libc::SIGHUP);
+    let failed = h.wait_record(RELOAD_FAILED, |_| true);
+    let boot = h.wait_record(BOOT_FAILED, |_| true);
+    // Django's own 500 handling resolves the URLconf again, so the exception reaches the server
+    // (which would answer 500 to a client): the probe reports it with its traceback.
+    let said = message(&boot);
+    let first = said.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("(readiness probe failed)")
+            && first.contains("GET /healthz raised RuntimeError: this deploy broke a view"),
+        "{first}"
+    );
+    assert!(said.contains("broken.py"), "the traceback names the module");
+    assert_eq!(failed["kept_generation"], 0, "{failed}");
+    assert_eq!(h.live_worker_pids(), old, "the old worker keeps serving");
+    let resp = get(h.addr(), "/healthz").expect("GET /healthz");
+    assert_eq!(resp.status, 200, "the old worker answers: {resp:?}");
+    assert!(h.finish().success());
+
+    // The same broken project without the probe: ready, and every request fails.
+    let args = ["-w", "1", "--no-access-log", app];
+    let h = Start::new(&args)
+        .engine(engine)
+        .env("PYTHONPATH", pythonpath)
+        .env("DJANGO_SETTINGS_MODULE", "readyproj.settings")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .spawn();
+    h.wait_serving();
+    let resp = get(h.addr(), "/healthz").expect("GET /healthz");
+    assert_eq!(resp.status, 500, "{resp:?}");
+    assert!(h.finish().success());
+}
+
+both_engines! {
+    fn a_django_view_that_breaks_fails_the_readiness_probe_and_the_reload_rolls_back(engine: Engine) {
+        django_readiness(engine, "readyproj.wsgi:application");
+    }
+}
+
+#[test]
+fn an_asgi_django_app_is_probed_after_lifespan_startup() {
+    django_readiness(Engine::Uvicorn, "readyproj.asgi:application");
 }

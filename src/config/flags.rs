@@ -255,6 +255,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub root_path: Option<String>,
 
+    /// A path each new worker GETs from its own app before it counts as ready, e.g. /healthz: only
+    /// a 2xx or 3xx answer makes it ready (catches what loads on the first request, such as
+    /// Django's views) [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub ready_path: Option<String>,
+
     /// trace, debug, info, warning, error or critical [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -53,6 +53,7 @@ pub enum Key {
     LimitRequestFieldSize,
     ForwardedAllowIps,
     RootPath,
+    ReadyPath,
     LogLevel,
     LogFormat,
     LogFile,
@@ -71,7 +72,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 52] = [
+    pub const ALL: [Key; 53] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -110,6 +111,7 @@ impl Key {
         Key::LimitRequestFieldSize,
         Key::ForwardedAllowIps,
         Key::RootPath,
+        Key::ReadyPath,
         Key::LogLevel,
         Key::LogFormat,
         Key::LogFile,
@@ -167,6 +169,7 @@ impl Key {
             Key::LimitRequestFieldSize => "limit_request_field_size",
             Key::ForwardedAllowIps => "forwarded_allow_ips",
             Key::RootPath => "root_path",
+            Key::ReadyPath => "ready_path",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",

@@ -135,6 +135,7 @@ layer! {
     limit_request_field_size => LimitRequestFieldSize,
     forwarded_allow_ips => ForwardedAllowIps,
     root_path => RootPath,
+    ready_path => ReadyPath,
     log_level => LogLevel,
     log_format => LogFormat,
     log_file => LogFile,

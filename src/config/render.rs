@@ -92,6 +92,13 @@ fn render_rest(config: &Config, out: &mut String) {
         config.limit_request_field_size.to_string(),
     );
     line("root_path", quote(&config.root_path));
+    let ready = config.ready_path.clone();
+    optional(
+        &mut line,
+        "ready_path",
+        ready,
+        "no probe: ready once the app is served",
+    );
     let trusted = config.forwarded_allow_ips.clone();
     optional(
         &mut line,

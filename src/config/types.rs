@@ -185,6 +185,8 @@ pub struct Config {
     pub forwarded_allow_ips: Option<String>,
     /// The mount prefix (`/api`), or empty: ASGI `root_path`, WSGI `SCRIPT_NAME`.
     pub root_path: String,
+    /// The readiness probe's path (`/healthz`, a query allowed); `None`: no probe.
+    pub ready_path: Option<String>,
     /// Master and worker log level.
     pub log_level: LogLevel,
     /// Master log format.

@@ -137,6 +137,9 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
             values::forwarded_allow_ips(raw).map(Some)
         }),
         root_path: v.value(Key::RootPath, String::new(), values::root_path),
+        ready_path: v.value(Key::ReadyPath, None, |raw| {
+            values::ready_path(raw).map(Some)
+        }),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),

@@ -222,6 +222,26 @@ pub fn root_path(raw: &Raw) -> Result<String, Invalid> {
     Ok(path.to_string())
 }
 
+/// The readiness probe's path: starts with `/`, printable ASCII (a request target), a query
+/// allowed.
+pub fn ready_path(raw: &Raw) -> Result<String, Invalid> {
+    let example = || vec!["\"/healthz\"".to_string()];
+    let Raw::Text(text) = raw else {
+        let problem = format!("must be a path such as /healthz, got {}", raw.describe());
+        return Err(Invalid::new(problem, Fix::Examples(example())));
+    };
+    let path = text.trim();
+    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(path.to_string());
+    }
+    let problem = format!(
+        "must be a path that starts with / (no spaces, ASCII), got {}",
+        raw.describe()
+    );
+    let fixed = format!("{:?}", format!("/{}", path.trim_start_matches('/').trim()));
+    Err(Invalid::new(problem, Fix::Examples(vec![fixed])))
+}
+
 /// A duration from zero up to `max`.
 pub fn duration_at_most(raw: &Raw, max: Duration) -> Result<Duration, Invalid> {
     let parsed = duration(raw, true)?;

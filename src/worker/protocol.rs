@@ -15,6 +15,8 @@ pub enum BootErrorKind {
     Lifespan,
     /// The object is neither ASGI nor WSGI, or detection could not tell.
     Interface,
+    /// The `ready_path` probe did not answer 2xx or 3xx.
+    Readiness,
     #[serde(other)]
     Other,
 }
@@ -27,6 +29,7 @@ impl BootErrorKind {
             11 => Some(BootErrorKind::Dependency),
             12 => Some(BootErrorKind::Lifespan),
             13 => Some(BootErrorKind::Interface),
+            14 => Some(BootErrorKind::Readiness),
             _ => None,
         }
     }

@@ -190,6 +190,10 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--chdir".into());
         args.push(dir.display().to_string());
     }
+    if let Some(path) = &config.ready_path {
+        args.push("--ready-path".into());
+        args.push(path.clone());
+    }
     if !config.root_path.is_empty() {
         args.push("--root-path".into());
         args.push(config.root_path.clone());

@@ -67,6 +67,9 @@ def parse_args(argv):
     parser.add_argument("--limit-request-field-size", type=int, default=8190)
     # The mount prefix (config `root_path`): ASGI root_path, WSGI SCRIPT_NAME.
     parser.add_argument("--root-path", default="")
+    # The readiness probe (config `ready_path`, readiness.py): a GET the worker makes to its own app
+    # before `ready`; only a 2xx or 3xx answer makes it ready.
+    parser.add_argument("--ready-path", default=None)
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 
-from . import lifecycle
+from . import lifecycle, readiness
 from .appload import enter_directory, import_uvicorn, load_app, resolve_interface
 from .channel import Channel
 from .consts import EXIT_CODES, EXIT_OK
@@ -82,6 +82,11 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
             app = load_app(args.app, args.factory)
             interface = resolve_interface(app, args.interface, args.app)
         log.debug("app %r loaded in %.3fs, interface %s" % (args.app, time.monotonic() - started, interface))
+        ready_path = getattr(args, "ready_path", None)
+        if ready_path and interface == "wsgi":
+            # ASGI apps are probed after lifespan startup, by the engine adapter.
+            code = readiness.probe_wsgi(app, ready_path, getattr(args, "root_path", ""))
+            log.debug("readiness probe GET %s answered %d" % (ready_path, code))
         if native:
             return native_engine.serve(args, engine, app, interface, channel, listeners, started)
         return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started)

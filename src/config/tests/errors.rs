@@ -144,6 +144,11 @@ fn request_path_flags_out_of_range_or_malformed_say_so() {
         text.contains("`limit_request_line` must be a whole number from 0 to 8190"),
         "{text}"
     );
+    let text = load_err(&args(&["--ready-path", "healthz", "m:a"]), &[]).to_string();
+    assert!(
+        text.contains("fix: write `--ready-path /healthz`"),
+        "{text}"
+    );
     let text = load_err(&args(&["--root-path", "api/", "m:a"]), &[]).to_string();
     assert!(text.contains("fix: write `--root-path /api`"), "{text}");
     let text = load_err(&args(&["--keep-alive", "2h", "m:a"]), &[]).to_string();

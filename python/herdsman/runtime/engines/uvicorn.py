@@ -6,11 +6,12 @@ a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is use
 """
 
 import asyncio
+import functools
 import logging
 import sys
 import time
 
-from .. import lifecycle
+from .. import lifecycle, readiness
 from ..accessformat import compile_format
 from ..accesslog import AccessLog
 from ..appload import import_a2wsgi, shield_from_factory_guess
@@ -83,6 +84,8 @@ def make_server_class(uvicorn):
             self.graceful_timeout = graceful_timeout
             self._init_stop()
             self.lifespan_failed = False
+            self.ready_probe = None  # readiness.probe_asgi for the app, with ready_path
+            self.ready_error = None  # the BootError of a failed probe
             self.ready_at = None
             self._heartbeat_task = None
             self._lifespan_shut_down = False
@@ -112,6 +115,15 @@ def make_server_class(uvicorn):
                 if getattr(self.lifespan, "should_exit", False):
                     self.lifespan_failed = True
                 raise
+            if self.started and not self.should_exit and self.ready_probe is not None:
+                try:
+                    code = await self.ready_probe(state=self.lifespan.state)
+                    log.debug("readiness probe answered %d" % code)
+                except BootError as exc:
+                    # Not ready: uvicorn's shutdown runs (lifespan shutdown included), then
+                    # serve() reports the boot error.
+                    self.ready_error = exc
+                    self.should_exit = True
             if self.started and not self.should_exit:
                 self.ready_at = time.monotonic()
                 self.channel.send("ready", interface=self.interface)
@@ -378,8 +390,13 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         lifecycle.state.server = server
         lifecycle.state.phase = "serving"
 
+    if args.ready_path and interface == "asgi":
+        server.ready_probe = functools.partial(readiness.probe_asgi, app, args.ready_path, args.root_path)
+
     try:
         server.run(sockets=listeners)
+        if server.ready_error is not None:
+            raise server.ready_error
     except SystemExit:
         if server.lifespan_failed:
             raise BootError(
