@@ -16,6 +16,8 @@ fn main() {
 }
 
 fn real_main() -> i32 {
+    // Before a process title can overwrite them: an in-place upgrade re-executes with these.
+    herdsman::sys::proctitle::original_args();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -348,3 +348,57 @@ fn captured_output_of_adopted_workers_keeps_reaching_the_log() {
     last("Finished server process");
     assert!(h.finish().success());
 }
+
+/// `ps`'s view of a process: its command line as /proc shows it (NULs as spaces, trimmed), and
+/// its command name.
+fn title(pid: i32) -> (String, String) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    (cmdline.trim().to_string(), comm.trim().to_string())
+}
+
+/// `-n/--name` (gunicorn's): the master, the zygote and every worker show `herdsman: ROLE
+/// [NAME]` in `ps` and NAME as their command name; the title covers the command line the master
+/// was started with, and an in-place upgrade still re-executes with that original command line
+/// (the new image reads the same options, names itself again, and keeps serving).
+#[test]
+fn process_titles_name_every_process_and_survive_an_upgrade() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let name = "shop frontend";
+    let mut h = start(
+        scratch.path(),
+        &["-w", "2", "--spawn", "zygote", "-n", name, "asgi_app:app"],
+    );
+    let workers = h.wait_serving();
+    let master = h.pid;
+    let master_title = format!("herdsman: master [{name}]");
+    assert_eq!(title(master), (master_title.clone(), name.to_string()));
+    for &pid in &workers {
+        assert_eq!(
+            title(pid),
+            (format!("herdsman: worker [{name}]"), name.to_string())
+        );
+    }
+    let zygotes: Vec<i32> = common::children_of(master)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| title(*pid).0 == format!("herdsman: zygote [{name}]"))
+        .collect();
+    assert_eq!(zygotes.len(), 1, "one zygote titled as such");
+
+    upgrade(&h, 1);
+    wait_retired_exits(&h);
+    assert_eq!(
+        title(master),
+        (master_title, name.to_string()),
+        "titled again after the upgrade"
+    );
+    let workers = h.live_worker_pids();
+    assert_eq!(workers.len(), 2);
+    for &pid in &workers {
+        assert_eq!(title(pid).0, format!("herdsman: worker [{name}]"));
+    }
+    assert_serving_with(&mut h, &workers);
+    assert!(h.finish().success());
+}

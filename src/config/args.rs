@@ -74,7 +74,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 44] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 45] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -117,6 +117,7 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 44] {
         (Key::AccessLogFile, &args.access_log_file),
         (Key::AccessLogFormat, &args.access_log_format),
         (Key::Pidfile, &args.pidfile),
+        (Key::ProcName, &args.proc_name),
         (Key::User, &args.user),
         (Key::Group, &args.group),
         (Key::Umask, &args.umask),

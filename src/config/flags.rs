@@ -295,6 +295,11 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pidfile: Option<String>,
 
+    /// A name for the process titles `ps` and `top` show: `herdsman: master [NAME]` and
+    /// `herdsman: worker [NAME]` (gunicorn's -n/--name) [default: none: titles unchanged].
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub proc_name: Option<String>,
+
     /// Run the workers as this user (name or uid); the master keeps its own [default: the
     /// master's user].
     #[arg(short = 'u', long, value_name = "USER")]

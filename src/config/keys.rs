@@ -62,6 +62,7 @@ pub enum Key {
     AccessLogFormat,
     CaptureOutput,
     Pidfile,
+    ProcName,
     User,
     Group,
     Umask,
@@ -72,7 +73,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 53] = [
+    pub const ALL: [Key; 54] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -120,6 +121,7 @@ impl Key {
         Key::AccessLogFormat,
         Key::CaptureOutput,
         Key::Pidfile,
+        Key::ProcName,
         Key::User,
         Key::Group,
         Key::Umask,
@@ -178,6 +180,7 @@ impl Key {
             Key::AccessLogFormat => "access_log_format",
             Key::CaptureOutput => "capture_output",
             Key::Pidfile => "pidfile",
+            Key::ProcName => "proc_name",
             Key::User => "user",
             Key::Group => "group",
             Key::Umask => "umask",
@@ -206,6 +209,8 @@ impl Key {
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),
+            // gunicorn's flag for its `proc_name` setting.
+            Key::ProcName => "-n/--name".to_string(),
             Key::WorkerClass => "-k/--worker-class".to_string(),
             // gunicorn spells this one with an underscore (`--limit-request-field-size` works too).
             Key::LimitRequestFieldSize => "--limit-request-field_size".to_string(),

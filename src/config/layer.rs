@@ -144,6 +144,7 @@ layer! {
     access_log_format => AccessLogFormat,
     capture_output => CaptureOutput,
     pidfile => Pidfile,
+    proc_name => ProcName,
     user => User,
     group => Group,
     umask => Umask,

@@ -153,6 +153,8 @@ fn recycling(line: &mut impl FnMut(&str, String), config: &Config) {
 /// `pidfile` and the workers' identity; unset ones as comments saying what is used instead.
 fn hygiene(line: &mut impl FnMut(&str, String), config: &Config) {
     optional(line, "pidfile", path(&config.pidfile), "no pidfile");
+    let name = config.proc_name.clone();
+    optional(line, "proc_name", name, "process titles as started");
     let user = config.user.as_ref().map(|u| u.given.clone());
     optional(line, "user", user, "the master's user");
     let group = config.group.as_ref().map(|g| g.given.clone());

@@ -205,6 +205,8 @@ pub struct Config {
     pub capture_output: bool,
     /// The pidfile the master writes at start and removes at exit; `None`: none.
     pub pidfile: Option<PathBuf>,
+    /// The name in the process titles (`-n/--name`); `None`: the titles are left as started.
+    pub proc_name: Option<String>,
     /// The account the workers run as (the master keeps its own); `None`: the master's.
     pub user: Option<User>,
     /// The group the workers run as; `None`: the user's primary group, or the master's.

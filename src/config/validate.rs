@@ -152,6 +152,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
             values::boolean,
         ),
         pidfile: v.file_path(Key::Pidfile, "\"/run/herdsman.pid\""),
+        proc_name: v.value(Key::ProcName, None, |raw| values::proc_name(raw).map(Some)),
         user: v.value(Key::User, None, |raw| account::user(raw).map(Some)),
         group: v.value(Key::Group, None, |raw| account::group(raw).map(Some)),
         umask: v.value(Key::Umask, None, |raw| account::umask(raw).map(Some)),

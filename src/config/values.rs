@@ -242,6 +242,26 @@ pub fn ready_path(raw: &Raw) -> Result<String, Invalid> {
     Err(Invalid::new(problem, Fix::Examples(vec![fixed])))
 }
 
+/// A process title's name: 1 to 100 printable characters (no control characters).
+pub fn proc_name(raw: &Raw) -> Result<String, Invalid> {
+    let example = || vec!["\"myproject\"".to_string()];
+    let Raw::Text(text) = raw else {
+        let problem = format!("must be a name such as myproject, got {}", raw.describe());
+        return Err(Invalid::new(problem, Fix::Examples(example())));
+    };
+    let name = text.trim();
+    let fine =
+        !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
+    if !fine {
+        let problem = format!(
+            "must be 1 to 100 printable characters, got {}",
+            raw.describe()
+        );
+        return Err(Invalid::new(problem, Fix::Examples(example())));
+    }
+    Ok(name.to_string())
+}
+
 /// A duration from zero up to `max`.
 pub fn duration_at_most(raw: &Raw, max: Duration) -> Result<Duration, Invalid> {
     let parsed = duration(raw, true)?;

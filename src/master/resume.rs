@@ -94,6 +94,7 @@ pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
         Err(e) => return fatal(e),
     };
     start_logging(&config);
+    crate::sys::proctitle::name_master(config.proc_name.as_deref());
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),

@@ -34,6 +34,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     for warning in crate::config::file_warnings(&config) {
         warn!("{warning}");
     }
+    crate::sys::proctitle::name_master(config.proc_name.as_deref());
     let target = worker_target(config.workers);
     sizing::log_memory_limit();
     let env = env_snapshot();

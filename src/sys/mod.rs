@@ -5,5 +5,6 @@ pub mod environ;
 pub mod exec;
 pub mod pidfile;
 pub mod proc;
+pub mod proctitle;
 pub mod reap;
 pub mod signals;

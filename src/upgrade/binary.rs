@@ -23,7 +23,7 @@ pub struct Binary {
 impl Binary {
     /// The path and arguments of this process, as it was started.
     pub fn remember() -> Binary {
-        let argv: Vec<OsString> = std::env::args_os().collect();
+        let argv: Vec<OsString> = crate::sys::proctitle::original_args().to_vec();
         let path = argv
             .first()
             .and_then(|arg0| locate(arg0))

@@ -190,6 +190,10 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--chdir".into());
         args.push(dir.display().to_string());
     }
+    if let Some(name) = &config.proc_name {
+        args.push("--proc-name".into());
+        args.push(name.clone());
+    }
     if let Some(path) = &config.ready_path {
         args.push("--ready-path".into());
         args.push(path.clone());

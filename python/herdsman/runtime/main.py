@@ -70,6 +70,8 @@ def parse_args(argv):
     # The readiness probe (config `ready_path`, readiness.py): a GET the worker makes to its own app
     # before `ready`; only a 2xx or 3xx answer makes it ready.
     parser.add_argument("--ready-path", default=None)
+    # The name in the process title (config `proc_name`, proctitle.py); none: the title is left.
+    parser.add_argument("--proc-name", default=None)
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 
-from . import lifecycle, readiness
+from . import lifecycle, proctitle, readiness
 from .appload import enter_directory, import_uvicorn, load_app, resolve_interface
 from .channel import Channel
 from .consts import EXIT_CODES, EXIT_OK
@@ -33,6 +33,8 @@ class Warm:
 def worker_main(args, started: float, warm, runtime_dir=None) -> int:
     """A worker's whole life: an exec'd one (`warm` is None) or one forked from the zygote."""
     log.configure(args.worker_id, args.log_level, log_format=args.log_format)
+    if getattr(args, "proc_name", None):
+        proctitle.set_title("worker", args.proc_name)
 
     lifecycle.install_signal_handlers()
     faulthandler.enable()

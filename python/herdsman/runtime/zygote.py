@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 
+from . import proctitle
 from .appload import enter_directory, import_a2wsgi, import_uvicorn, load_app, resolve_interface
 from .engines import native as native_engine
 from .consts import BOOT_SEND_TIMEOUT, EXIT_CODES, EXIT_OK
@@ -50,6 +51,8 @@ class BecomeWorker(BaseException):
 
 def zygote_main(args, runtime_dir=None) -> int:
     log.configure(args.worker_id, args.log_level, role="zygote", log_format=args.log_format)
+    if args.proc_name:
+        proctitle.set_title("zygote", args.proc_name)
     control = socket.socket(fileno=args.channel_fd)
     control.settimeout(BOOT_SEND_TIMEOUT)
     master_pid = os.getppid()

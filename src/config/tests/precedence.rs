@@ -374,6 +374,7 @@ fn defaults_apply_when_nothing_is_given() {
         access_log_format: defaults::ACCESS_LOG_FORMAT.into(),
         capture_output: defaults::CAPTURE_OUTPUT,
         pidfile: None,
+        proc_name: None,
         user: None,
         group: None,
         umask: None,

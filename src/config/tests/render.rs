@@ -100,6 +100,7 @@ fn every_non_default_round_trips() {
         log_file: Some(dir.path().join("master.log")),
         capture_output: true,
         pidfile: Some(dir.path().join("herdsman.pid")),
+        proc_name: Some("my site".into()),
         user: Some(crate::config::User {
             given: "root".into(),
             uid: 0,
@@ -211,6 +212,7 @@ access_log = true
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 capture_output = false
 # pidfile = (not set: no pidfile)
+# proc_name = (not set: process titles as started)
 # user = (not set: the master's user)
 # group = (not set: the user's primary group, or the master's group)
 # umask = (not set: the master's umask)
@@ -269,6 +271,7 @@ fn is_setting(line: &str) -> bool {
         "chdir",
         "log_file",
         "pidfile",
+        "proc_name",
         "user",
         "group",
         "umask",

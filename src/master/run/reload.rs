@@ -98,6 +98,9 @@ impl Supervisor {
         self.next_generation += 1;
         self.specs
             .insert(generation, WorkerSpec::new(&config, python, &engine, &env));
+        if config.proc_name != self.config.proc_name {
+            crate::sys::proctitle::name_master(config.proc_name.as_deref());
+        }
         self.config = config;
         Ok(Event::Reload {
             generation,
