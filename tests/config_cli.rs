@@ -322,17 +322,12 @@ fn a_missing_engine_library_fails_check_and_start_with_exit_6() {
 }
 
 #[test]
-fn threads_with_uvicorn_is_a_warning_only_when_given() {
+fn threads_out_of_range_says_how_to_fix_it() {
+    // Both engines use it (the native engine's pool, a2wsgi's under uvicorn): no warning.
     let (code, _, stderr) = run_to_end(
         &["check", "--config-only", "--threads", "8", "asgi_app:app"],
         &[],
     );
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_has(
-        &stderr,
-        &["herdsman: warning: threads applies to the native engine only"],
-    );
-    let (code, _, stderr) = run_to_end(&["check", "--config-only", "asgi_app:app"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("threads"), "{stderr}");
     let stderr = usage_error(&["check", "--threads", "0", "asgi_app:app"], &[]);

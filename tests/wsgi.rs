@@ -90,32 +90,44 @@ both_engines! {
     }
 }
 
-/// The native engine's pool wakes its threads for an app that blocks (pool.rs): with four
-/// threads, four calls that each wait for the other three (a barrier in the app, 10 s at most)
-/// all meet. A pool that kept one thread for a CPU-bound app and never woke the others when it
-/// blocked would answer them 504 after the barrier's timeout.
-#[test]
-fn native_threads_run_four_blocking_calls_at_once() {
+/// `--threads` sizes the WSGI thread pool on both engines: with twelve threads, twelve calls that
+/// each wait for all the others (a barrier in the app, 10 s at most) all meet. Under uvicorn that
+/// is a2wsgi's pool, whose own default of ten would answer them 504 after the barrier's timeout;
+/// the native engine's pool (pool.rs) must also wake its parked threads for an app that blocks
+/// instead of keeping one thread for it.
+fn threads_run_blocking_calls_at_once(engine: Engine) {
+    const CALLS: usize = 12;
+    let threads = CALLS.to_string();
     let h = Start::new(&[
         "-w",
         "1",
         "--threads",
-        "4",
+        &threads,
         "--no-access-log",
         "wsgi_app:app",
     ])
-    .engine(Engine::Native)
+    .engine(engine)
     .spawn();
     h.wait_serving();
     let addr = h.addr();
-    let calls: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(move || common::http::get(addr, "/together?n=4")))
+    let path = format!("/together?n={CALLS}");
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || common::http::get(addr, &path))
+        })
         .collect();
     for call in calls {
         let resp = call.join().expect("client thread").expect("a response");
-        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(resp.status, 200, "{engine}: {}", resp.body);
     }
     assert!(h.finish().success());
+}
+
+both_engines! {
+    fn threads_size_the_wsgi_pool_and_run_blocking_calls_at_once(engine: Engine) {
+        threads_run_blocking_calls_at_once(engine);
+    }
 }
 
 /// The client and scheme a proxy forwards are what the app sees, on both engines alike (the

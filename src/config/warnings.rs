@@ -6,10 +6,7 @@
 //!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name);
 //! - a recycling jitter without its limit (`max_requests_jitter` without `max_requests`): it does
 //!   nothing, which is harmless, but the limit was probably meant to be set too;
-//! - `preload = true` with `spawn = "exec"`: preloading needs the zygote;
-//! - `threads` set with `engine = "uvicorn"`: only the native engine uses it. It is accepted, not
-//!   an error, because gunicorn users' unit files carry `--threads`; a `threads` nobody set is
-//!   never warned about.
+//! - `preload = true` with `spawn = "exec"`: preloading needs the zygote.
 
 use super::keys::Key;
 use crate::config::Config;
@@ -22,18 +19,7 @@ pub fn file_warnings(config: &Config) -> Vec<String> {
     warnings.extend(root_writable(config));
     warnings.extend(idle_jitter(config));
     warnings.extend(idle_preload(config));
-    warnings.extend(idle_threads(config));
     warnings
-}
-
-/// `threads`, set explicitly, means nothing to uvicorn.
-fn idle_threads(config: &Config) -> Option<String> {
-    let set = config.threads.is_some();
-    (set && config.engine == crate::config::Engine::Uvicorn).then(|| {
-        "threads applies to the native engine only: with engine = \"uvicorn\", WSGI apps run on \
-         a2wsgi's 10 threads; set engine = \"native\" to use it, or remove threads"
-            .to_string()
-    })
 }
 
 /// `preload` only means something with the zygote.
@@ -153,36 +139,6 @@ mod tests {
             "--max-worker-lifetime-jitter=10m",
         ]);
         assert_eq!(file_warnings(&config), Vec::<String>::new());
-    }
-
-    #[test]
-    fn threads_with_uvicorn_is_pointed_out_only_when_set() {
-        let load = |argv: &[&str], env: &[(&str, &str)]| {
-            let argv = [&["herdsman"], argv, &["m:a"]].concat();
-            let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
-            let env: Vec<(String, String)> = env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            crate::config::load(&args, &env).expect("valid configuration")
-        };
-        let warned = |config: &Config| {
-            let warnings = file_warnings(config);
-            warnings
-                .iter()
-                .any(|w| w.starts_with("threads applies to the native engine only"))
-        };
-        assert!(warned(&load(&["--threads", "8"], &[])));
-        assert!(
-            warned(&load(&[], &[("HERDSMAN_THREADS", "4")])),
-            "even the default value"
-        );
-        assert!(!warned(&load(&[], &[])), "not set: nothing to say");
-        assert!(!warned(&load(
-            &["--engine", "native", "--threads", "8"],
-            &[]
-        )));
-        assert!(!warned(&load(&["--engine", "native"], &[])));
     }
 
     #[test]

@@ -170,11 +170,19 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         "--limit-request-field-size".to_string(),
         config.limit_request_field_size.to_string(),
     ];
-    if let WorkerEngine::Native { lib } = engine {
-        let threads = config.threads.unwrap_or(defaults::THREADS);
-        args.extend(["--engine".into(), "native".into()]);
-        args.extend(["--engine-lib".into(), lib.display().to_string()]);
-        args.extend(["--threads".into(), threads.to_string()]);
+    match engine {
+        WorkerEngine::Native { lib } => {
+            let threads = config.threads.unwrap_or(defaults::THREADS);
+            args.extend(["--engine".into(), "native".into()]);
+            args.extend(["--engine-lib".into(), lib.display().to_string()]);
+            args.extend(["--threads".into(), threads.to_string()]);
+        }
+        // a2wsgi's pool for WSGI apps; not set, the runtime keeps a2wsgi's own default.
+        WorkerEngine::Uvicorn => {
+            if let Some(threads) = config.threads {
+                args.extend(["--threads".into(), threads.to_string()]);
+            }
+        }
     }
     if app.factory {
         args.push("--factory".into());
@@ -318,12 +326,13 @@ mod tests {
     #[test]
     fn uvicorn_workers_get_no_engine_options() {
         let uvicorn = runtime_args(&config(&["--threads", "8"]), &WorkerEngine::Uvicorn);
-        assert_eq!(engine_options(&uvicorn), []);
         assert_eq!(
-            uvicorn,
-            runtime_args(&config(&[]), &WorkerEngine::Uvicorn),
-            "threads changes nothing for uvicorn"
+            engine_options(&uvicorn),
+            [("--threads", "8")],
+            "a2wsgi's pool"
         );
+        let uvicorn = runtime_args(&config(&[]), &WorkerEngine::Uvicorn);
+        assert_eq!(engine_options(&uvicorn), [], "not set: a2wsgi's default");
         let format = crate::config::defaults::ACCESS_LOG_FORMAT;
         let today = [
             "--app",

@@ -37,8 +37,9 @@ def parse_args(argv):
     # the library it already located (absolute path); the defaults are for a runtime run by hand.
     parser.add_argument("--engine", choices=("uvicorn", "native"), default="uvicorn")
     parser.add_argument("--engine-lib", default=None)
-    # Python threads running the WSGI app in each native-engine worker (config `threads`).
-    parser.add_argument("--threads", type=int, default=1)
+    # Python threads running a WSGI app in each worker (config `threads`): the native engine's
+    # pool (1 if not given), or a2wsgi's under uvicorn (WSGI_THREADS if not given).
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--listen-fd", type=int, action="append", required=True, dest="listen_fds")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--worker-id", required=True)

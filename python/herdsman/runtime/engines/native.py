@@ -77,6 +77,8 @@ class NativeServer(lifecycle.StopRequests):
     """The worker's side of one engine Server, on the main thread's asyncio loop."""
 
     def __init__(self, args, engine, app, channel, listeners) -> None:
+        if not getattr(args, "threads", None):
+            args.threads = 1  # the master always says; by hand, one
         self.args = args
         self.channel = channel
         self.listeners = listeners

@@ -351,7 +351,7 @@ class LifespanTraceback(logging.Filter):
 def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
     if interface == "wsgi":
         a2wsgi = import_a2wsgi()
-        asgi_app = a2wsgi.WSGIMiddleware(app, workers=WSGI_THREADS)
+        asgi_app = a2wsgi.WSGIMiddleware(app, workers=getattr(args, "threads", None) or WSGI_THREADS)
     else:
         asgi_app = shield_from_factory_guess(app)
     in_flight = {}
