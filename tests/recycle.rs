@@ -792,6 +792,8 @@ fn reload_flag_picks_up_an_edit_and_keeps_serving_through_a_broken_one() {
         "--reload",
         "--reload-dir",
         dir,
+        "--reload-include",
+        "*.html",
         &app,
     ])
     .env("PYTHONPATH", dir)
@@ -812,6 +814,16 @@ fn reload_flag_picks_up_an_edit_and_keeps_serving_through_a_broken_one() {
         wait_reaped(&h, pid);
     }
     assert_version(&h, 2);
+
+    // A template matched by --reload-include (uvicorn's): the same reload, naming the file.
+    write_file(code.path(), "index.html", "<p>v2</p>\n");
+    h.wait_records(RELOADED, 2);
+    let changed = h.wait_records("reload: the source changed", 2);
+    assert!(
+        text(&changed[1], "path").ends_with("index.html"),
+        "the template is named: {}",
+        changed[1]
+    );
 
     write_file(
         code.path(),

@@ -49,6 +49,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
     for (key, values) in [
         (Key::ReloadDir, &args.reload_dir),
         (Key::ReloadExtraFile, &args.reload_extra_file),
+        (Key::ReloadInclude, &args.reload_include),
     ] {
         if !values.is_empty() {
             layer.set(key, Sourced::new(Raw::List(items(key, values)), flag(key)));

@@ -29,7 +29,7 @@ pub fn read(env: &[(String, String)]) -> (Layer, Vec<ConfigError>) {
         }
         let origin = Origin::Env(var.clone());
         let raw = match key {
-            Key::Bind | Key::ReloadDir | Key::ReloadExtraFile => {
+            Key::Bind | Key::ReloadDir | Key::ReloadExtraFile | Key::ReloadInclude => {
                 Raw::List(split_list(value, &[','], &origin))
             }
             Key::Env => assignments(split_list(value, &['\n', ';'], &origin), &mut errors),

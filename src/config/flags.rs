@@ -138,6 +138,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub reload_extra_file: Vec<String>,
 
+    /// With --reload: a glob pattern of file names to watch besides *.py (e.g. '*.html');
+    /// repeatable, as uvicorn's --reload-include [default: *.py only].
+    #[arg(long, value_name = "PATTERN")]
+    pub reload_include: Vec<String>,
+
     /// Comma-separated directories put first on the workers' sys.path, as gunicorn's
     /// --pythonpath (relative ones from the workers' directory) [default: none].
     #[arg(long, value_name = "DIRS")]

@@ -31,6 +31,7 @@ pub enum Key {
     Reload,
     ReloadDir,
     ReloadExtraFile,
+    ReloadInclude,
     Env,
     Timeout,
     GracefulTimeout,
@@ -73,7 +74,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 54] = [
+    pub const ALL: [Key; 55] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -90,6 +91,7 @@ impl Key {
         Key::Reload,
         Key::ReloadDir,
         Key::ReloadExtraFile,
+        Key::ReloadInclude,
         Key::Env,
         Key::Timeout,
         Key::GracefulTimeout,
@@ -149,6 +151,7 @@ impl Key {
             Key::Reload => "reload",
             Key::ReloadDir => "reload_dir",
             Key::ReloadExtraFile => "reload_extra_file",
+            Key::ReloadInclude => "reload_include",
             Key::Env => "env",
             Key::Timeout => "timeout",
             Key::GracefulTimeout => "graceful_timeout",

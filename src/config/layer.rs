@@ -113,6 +113,7 @@ layer! {
     reload => Reload,
     reload_dir => ReloadDir,
     reload_extra_file => ReloadExtraFile,
+    reload_include => ReloadInclude,
     env => Env,
     timeout => Timeout,
     graceful_timeout => GracefulTimeout,

@@ -60,6 +60,8 @@ pub fn render(config: &Config) -> String {
         line("reload_dir", list(&config.reload_dirs));
     }
     line("reload_extra_file", list(&config.reload_extra_files));
+    let patterns: Vec<std::path::PathBuf> = config.reload_includes.iter().map(Into::into).collect();
+    line("reload_include", list(&patterns));
     line("spawn", quote(config.spawn.as_str()));
     line("preload", config.preload.to_string());
     render_rest(config, &mut out);

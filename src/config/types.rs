@@ -138,6 +138,8 @@ pub struct Config {
     pub reload_dirs: Vec<PathBuf>,
     /// Files watched besides the `.py` ones.
     pub reload_extra_files: Vec<PathBuf>,
+    /// Glob patterns of file names `reload` watches besides `*.py` (`*.html`).
+    pub reload_includes: Vec<String>,
     /// With `spawn = "zygote"`: import the app in the zygote, before the fork.
     pub preload: bool,
     /// The Python interpreter; `None` means the `python` beside the herdsman executable, else

@@ -66,6 +66,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         reload: v.value(Key::Reload, false, values::boolean),
         reload_dirs: v.path_list(Key::ReloadDir, "\"src\""),
         reload_extra_files: v.path_list(Key::ReloadExtraFile, "\"templates/base.html\""),
+        reload_includes: v.name_patterns(Key::ReloadInclude, "\"*.html\""),
         env: v.env(),
         // 0: no liveness timeout, as gunicorn's `--timeout 0`.
         timeout: v.value(Key::Timeout, defaults::TIMEOUT, |raw| {
@@ -258,6 +259,38 @@ impl Validator<'_> {
             }
         }
         paths
+    }
+
+    /// A string or a list of strings, as glob patterns of file names (no `/`: directories are
+    /// `reload_dir`'s).
+    fn name_patterns(&mut self, key: Key, example: &str) -> Vec<String> {
+        let layer = self.layer;
+        let Some(given) = layer.get(key) else {
+            return Vec::new();
+        };
+        let items = match &given.value {
+            Raw::List(items) => items.as_slice(),
+            _ => std::slice::from_ref(given),
+        };
+        let mut patterns = Vec::new();
+        for item in items {
+            match &item.value {
+                Raw::Text(text) if !text.trim().is_empty() && !text.contains('/') => {
+                    patterns.push(text.trim().to_string())
+                }
+                other => {
+                    let invalid = Invalid::examples(
+                        format!(
+                            "entries must be patterns of file names such as *.html (no /: watch a directory with reload_dir), got {}",
+                            other.describe()
+                        ),
+                        &[example],
+                    );
+                    self.reject::<()>(invalid, &item.origin, key.name());
+                }
+            }
+        }
+        patterns
     }
 
     /// Records `invalid` for `key` at `origin` and returns `None`.

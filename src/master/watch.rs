@@ -3,8 +3,9 @@
 //! workers serving, and the log says why).
 //!
 //! What is watched: every directory under each `reload_dir` (the app's directory when none is
-//! given: `chdir`, else the master's working directory), recursively, for `.py` files written,
-//! moved or deleted, and each `reload_extra_file` (through a watch on its directory). Skipped:
+//! given: `chdir`, else the master's working directory), recursively, for `.py` files (and names
+//! matching a `reload_include` glob) written, moved or deleted, and each `reload_extra_file`
+//! (through a watch on its directory). Skipped:
 //! directories whose name starts with `.` (`.git`, `.venv`), `__pycache__`, `node_modules`, and
 //! any directory holding a `pyvenv.cfg` (a virtualenv). A directory created later is watched from
 //! then on. Changes are debounced: the reload is asked for once nothing changed for `DEBOUNCE`, so
@@ -36,6 +37,8 @@ pub struct Watcher {
     inotify: Inotify,
     dirs: HashMap<WatchDescriptor, PathBuf>,
     extra: Vec<PathBuf>,
+    /// `reload_include`: glob patterns of file names watched besides `*.py`.
+    includes: Vec<String>,
     /// When the last change was seen, and which file it was.
     pending: Option<(Instant, PathBuf)>,
     warned_full: bool,
@@ -72,6 +75,7 @@ impl Watcher {
                 .iter()
                 .map(|f| base.join(f))
                 .collect(),
+            includes: config.reload_includes.clone(),
             pending: None,
             warned_full: false,
         };
@@ -158,7 +162,11 @@ impl Watcher {
     }
 
     fn wanted(&self, path: &Path) -> bool {
-        path.extension().is_some_and(|e| e == "py") || self.extra.iter().any(|f| f == path)
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        let included = |name: &str| self.includes.iter().any(|p| glob_match(p, name));
+        path.extension().is_some_and(|e| e == "py")
+            || name.is_some_and(|n| included(&n))
+            || self.extra.iter().any(|f| f == path)
     }
 
     /// Reads what inotify has (poll said it is readable, or a deadline woke the loop).
@@ -209,6 +217,98 @@ impl Watcher {
         match self.deadline() {
             Some(at) if at <= now => self.pending.take().map(|(_, path)| path),
             _ => None,
+        }
+    }
+}
+
+/// Whether `name` matches the glob `pattern`: `*` any run of characters, `?` one character,
+/// `[abc]`, `[a-z]` and `[!abc]` one of (or none of) a set; anything else itself (fnmatch's rules,
+/// as uvicorn's --reload-include applies them to file names).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Backtracking over the last `*` only: linear in practice, no recursion.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => class(&p, pi, n[ni]),
+            Some(&c) if c == n[ni] => Some(pi + 1),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ni += 1;
+            }
+            (None, Some((star_p, star_n))) => {
+                pi = star_p + 1;
+                ni = star_n + 1;
+                star = Some((star_p, star_n + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// A `[...]` set at `p[start]` tried on `c`: the index after it if `c` is in it, else `None`. An
+/// unclosed `[` is the character itself.
+fn class(p: &[char], start: usize, c: char) -> Option<usize> {
+    let Some(close) = p[start + 1..]
+        .iter()
+        .skip(1)
+        .position(|&x| x == ']')
+        .map(|i| start + 2 + i)
+    else {
+        return (c == '[').then_some(start + 1);
+    };
+    let mut body = &p[start + 1..close];
+    let negated = matches!(body.first(), Some('!'));
+    if negated {
+        body = &body[1..];
+    }
+    let mut found = false;
+    let mut i = 0;
+    while i < body.len() {
+        if i + 2 < body.len() && body[i + 1] == '-' {
+            found |= body[i] <= c && c <= body[i + 2];
+            i += 3;
+        } else {
+            found |= body[i] == c;
+            i += 1;
+        }
+    }
+    (found != negated).then_some(close + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs_match_file_names_as_fnmatch_does() {
+        for (pattern, name) in [
+            ("*.html", "base.html"),
+            ("*.j[0-9]", "x.j2"),
+            ("*", ".env"),
+            ("?.txt", "a.txt"),
+            ("[!a]*", "base.html"),
+            ("*.*.bak", "a.b.bak"),
+        ] {
+            assert!(super::glob_match(pattern, name), "{pattern} ~ {name}");
+        }
+        for (pattern, name) in [
+            ("*.html", "base.htm"),
+            ("*.j[0-9]", "x.jx"),
+            ("?.txt", "ab.txt"),
+            ("[!b]*", "base.html"),
+            ("[a-c]", "d"),
+        ] {
+            assert!(!super::glob_match(pattern, name), "{pattern} !~ {name}");
         }
     }
 }

@@ -342,6 +342,7 @@ fn defaults_apply_when_nothing_is_given() {
         reload: false,
         reload_dirs: Vec::new(),
         reload_extra_files: Vec::new(),
+        reload_includes: Vec::new(),
         preload: defaults::PRELOAD,
         python: None,
         chdir: None,

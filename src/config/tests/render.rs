@@ -65,6 +65,7 @@ fn every_non_default_round_trips() {
         reload: true,
         reload_dirs: vec!["src".into()],
         reload_extra_files: vec!["templates/base.html".into()],
+        reload_includes: vec!["*.html".into(), "*.j[0-9]".into()],
         preload: true,
         python: Some("python3.12".into()),
         chdir: Some(dir.path().to_path_buf()),
@@ -180,6 +181,7 @@ engine = "uvicorn"
 reload = false
 # reload_dir = (not set: the app's directory)
 reload_extra_file = []
+reload_include = []
 spawn = "exec"
 preload = false
 # python = (not set: the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH)
