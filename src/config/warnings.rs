@@ -7,6 +7,8 @@
 //! - a recycling jitter without its limit (`max_requests_jitter` without `max_requests`): it does
 //!   nothing, which is harmless, but the limit was probably meant to be set too;
 //! - `preload = true` with `spawn = "exec"`: preloading needs the zygote;
+//! - a `gunicorn.conf.py` setting gunicorn has and herdsman does not: all of them in one warning
+//!   ("ignored"), since a file written for gunicorn often sets a few that do not matter here;
 //! - `threads` set with `engine = "uvicorn"`: only the native engine uses it. It is accepted, not
 //!   an error, because gunicorn users' unit files carry `--threads`; a `threads` nobody set is
 //!   never warned about.
@@ -23,7 +25,21 @@ pub fn file_warnings(config: &Config) -> Vec<String> {
     warnings.extend(idle_jitter(config));
     warnings.extend(idle_preload(config));
     warnings.extend(idle_threads(config));
+    warnings.extend(ignored_gunicorn(config));
     warnings
+}
+
+/// The gunicorn settings of a Python config file that herdsman does not have.
+fn ignored_gunicorn(config: &Config) -> Option<String> {
+    let file = config.gunicorn.as_ref()?;
+    (!file.ignored.is_empty()).then(|| {
+        format!(
+            "{}: gunicorn settings herdsman does not have, ignored: {} (docs/gunicorn-config.md \
+             lists what is supported)",
+            file.path.display(),
+            file.ignored.join(", ")
+        )
+    })
 }
 
 /// `threads`, set explicitly, means nothing to uvicorn.

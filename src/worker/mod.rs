@@ -6,7 +6,7 @@ pub mod engine_lib;
 pub mod inflight;
 mod output;
 mod protocol;
-pub mod python;
+pub use crate::sys::python;
 mod runtime;
 mod spawner;
 mod spec;
