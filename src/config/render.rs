@@ -23,7 +23,9 @@ pub fn render(config: &Config) -> String {
             true => "none".to_string(),
             false => file.hooks.join(", "),
         };
-        out.push_str(&format!("# a gunicorn config file; its server hooks: {hooks}\n"));
+        out.push_str(&format!(
+            "# a gunicorn config file; its server hooks: {hooks}\n"
+        ));
     }
     let mut line = |key: &str, value: String| {
         writeln!(out, "{key} = {value}").expect("writing to a String cannot fail");

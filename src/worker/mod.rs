@@ -3,6 +3,7 @@
 //! its captured output.
 
 pub mod engine_lib;
+pub mod gunicorn_cfg;
 pub mod inflight;
 mod output;
 mod protocol;

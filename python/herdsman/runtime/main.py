@@ -67,6 +67,9 @@ def parse_args(argv):
     parser.add_argument("--limit-request-field-size", type=int, default=8190)
     # The mount prefix (config `root_path`): ASGI root_path, WSGI SCRIPT_NAME.
     parser.add_argument("--root-path", default="")
+    # A gunicorn.conf.py with worker-side hooks (hooks.py), and the effective settings as JSON.
+    parser.add_argument("--gunicorn-config")
+    parser.add_argument("--gunicorn-cfg")
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")
