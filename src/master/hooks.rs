@@ -158,9 +158,8 @@ impl MasterHooks {
         }
         fds.extend([(output.unwrap_or(1), 1), (output.unwrap_or(2), 2)]);
         let program = self.python.display().to_string();
-        let spawned = ExecPlan::new(&program, &argv, &self.env, fds)
-            .map_err(exec::ExecError::from)
-            .and_then(|plan| exec::spawn(&plan));
+        let spawned =
+            ExecPlan::new(&program, &argv, &self.env, fds).and_then(|plan| exec::spawn(&plan));
         match spawned {
             Ok(pid) => {
                 self.running.insert(
