@@ -50,6 +50,21 @@ pub enum ConfigError {
     },
     #[error("no application given")]
     MissingApp,
+    #[error("cannot read the Python config file {}", path.display())]
+    EvaluateFile {
+        path: PathBuf,
+        #[source]
+        source: super::pyfile::EvalError,
+    },
+    #[error("{origin}: `{name}` is refused: {reason}")]
+    Refused {
+        origin: Origin,
+        name: String,
+        reason: String,
+        fix: String,
+    },
+    #[error("environment variable GUNICORN_CMD_ARGS {problem}")]
+    CmdArgs { problem: String },
 }
 
 impl ConfigError {
@@ -66,6 +81,13 @@ impl ConfigError {
             ConfigError::InvalidValue {
                 origin, key, fix, ..
             } => Some(value_fix(origin, key, fix)),
+            ConfigError::EvaluateFile { source, .. } => Some(source.fix()),
+            ConfigError::Refused { fix, .. } => Some(fix.clone()),
+            ConfigError::CmdArgs { .. } => Some(
+                "GUNICORN_CMD_ARGS takes the flags of the command line (`herdsman --help`); \
+                 correct or remove the flag there"
+                    .into(),
+            ),
             ConfigError::MissingApp => Some(
                 "name it as `module:attr`: as the APP argument (herdsman myproject.asgi:app), \
                  as `app = \"myproject.asgi:app\"` in the config file, or in HERDSMAN_APP"
@@ -82,14 +104,18 @@ impl ConfigError {
             ConfigError::ReadFile { .. } => return (0, 0, String::new()),
             ConfigError::ParseFile { line, .. } => return (0, *line, String::new()),
             ConfigError::UnknownEnvVar { var } => return (1, 0, var.clone()),
-            ConfigError::MissingApp => return (3, 0, String::new()),
+            ConfigError::EvaluateFile { .. } => return (0, 0, String::new()),
+            ConfigError::CmdArgs { .. } => return (2, 0, String::new()),
+            ConfigError::Refused { origin, .. } => origin,
+            ConfigError::MissingApp => return (4, 0, String::new()),
             ConfigError::UnknownKey { origin, .. } => origin,
             ConfigError::InvalidValue { origin, .. } => origin,
         };
         match origin {
             Origin::File { line, .. } => (0, *line, String::new()),
             Origin::Env(var) => (1, 0, var.clone()),
-            Origin::Cli(_) => (2, 0, String::new()),
+            Origin::CmdArgs(_) => (2, 0, String::new()),
+            Origin::Cli(_) => (3, 0, String::new()),
         }
     }
 }
@@ -143,6 +169,7 @@ fn assignment(origin: &Origin, key: &str, literal: &str) -> String {
         Origin::Env(var) => format!("`{var}={bare}`"),
         Origin::Cli(flag) if flag.starts_with('-') => format!("`{flag} {bare}`"),
         Origin::Cli(_) => format!("`{bare}`"),
+        Origin::CmdArgs(flag) => format!("`{flag} {bare}` in GUNICORN_CMD_ARGS"),
     }
 }
 

@@ -16,6 +16,8 @@ pub enum Origin {
     Env(String),
     /// A command-line flag, e.g. `--workers`, or `APP` for the positional argument.
     Cli(String),
+    /// A flag in `GUNICORN_CMD_ARGS`, e.g. `--workers`.
+    CmdArgs(String),
 }
 
 impl fmt::Display for Origin {
@@ -25,6 +27,7 @@ impl fmt::Display for Origin {
             Origin::Env(var) => write!(f, "environment variable {var}"),
             Origin::Cli(flag) if flag.starts_with('-') => write!(f, "command line {flag}"),
             Origin::Cli(arg) => write!(f, "command line argument {arg}"),
+            Origin::CmdArgs(flag) => write!(f, "GUNICORN_CMD_ARGS {flag}"),
         }
     }
 }
@@ -165,6 +168,16 @@ impl Layer {
         *self.slot(key) = Some(value);
     }
 
+    /// The same layer with every origin (nested ones too) passed through `relocate`.
+    pub fn relocate(mut self, relocate: &dyn Fn(&Origin) -> Origin) -> Layer {
+        for key in Key::ALL {
+            if let Some(value) = self.slot(key).take() {
+                self.set(key, relocate_value(value, relocate));
+            }
+        }
+        self
+    }
+
     /// Lays `over` on top of `self`: every key `over` has replaces ours, except `env`, where
     /// `over` replaces ours variable by variable.
     pub fn merge(mut self, over: Layer) -> Layer {
@@ -195,4 +208,23 @@ fn merge_env(under: Sourced<Raw>, over: Sourced<Raw>) -> Sourced<Raw> {
         }
     }
     Sourced::new(Raw::Table(merged), over.origin)
+}
+
+fn relocate_value(value: Sourced<Raw>, relocate: &dyn Fn(&Origin) -> Origin) -> Sourced<Raw> {
+    let raw = match value.value {
+        Raw::List(items) => Raw::List(
+            items
+                .into_iter()
+                .map(|item| relocate_value(item, relocate))
+                .collect(),
+        ),
+        Raw::Table(entries) => Raw::Table(
+            entries
+                .into_iter()
+                .map(|(name, item)| (name, relocate_value(item, relocate)))
+                .collect(),
+        ),
+        other => other,
+    };
+    Sourced::new(raw, relocate(&value.origin))
 }

@@ -1,4 +1,5 @@
-//! Configuration: a TOML file < `HERDSMAN_*` environment < command line, each read into an
+//! Configuration: a file (TOML, or gunicorn's Python `gunicorn.conf.py`) < `HERDSMAN_*`
+//! environment < `GUNICORN_CMD_ARGS` < command line, each read into an
 //! all-optional `Layer` of raw values tagged with their origin, merged key by key, then
 //! validated into one typed [`Config`], reporting every problem at once.
 //!
@@ -15,13 +16,16 @@ mod account;
 mod app;
 mod args;
 mod bind;
+mod cmdargs;
 mod env;
 mod error;
 mod file;
 mod flags;
+mod gunicorn;
 mod keys;
 mod layer;
 mod load;
+mod pyfile;
 mod render;
 mod size;
 mod types;
@@ -35,6 +39,7 @@ mod tests;
 pub use account::workers_gid;
 pub use error::{ConfigError, ConfigErrors, Fix};
 pub use flags::RunArgs;
+pub use gunicorn::{MASTER_HOOKS, WORKER_HOOKS};
 pub use keys::{Key, ENGINE_LIB_ENV_VAR};
 pub use layer::Origin;
 pub use load::load;

@@ -18,6 +18,15 @@ pub fn render(config: &Config) -> String {
         Some(path) => out.push_str(&format!("# read from {}\n", path.display())),
         None => out.push_str("# no config file read\n"),
     }
+    if let Some(file) = &config.gunicorn {
+        let hooks = match file.hooks.is_empty() {
+            true => "none".to_string(),
+            false => file.hooks.join(", "),
+        };
+        out.push_str(&format!(
+            "# a gunicorn config file; its server hooks: {hooks}\n"
+        ));
+    }
     let mut line = |key: &str, value: String| {
         writeln!(out, "{key} = {value}").expect("writing to a String cannot fail");
     };

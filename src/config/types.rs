@@ -223,6 +223,27 @@ pub struct Config {
     pub ready_min: ReadyMin,
     /// Where the configuration file came from, if one was read (for reloads and messages).
     pub config_file: Option<PathBuf>,
+    /// A Python config file (`gunicorn.conf.py`) was read: its hooks and ignored settings.
+    pub gunicorn: Option<GunicornFile>,
+}
+
+/// What herdsman keeps of a `gunicorn.conf.py` besides its settings (docs/gunicorn-config.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GunicornFile {
+    /// The file, absolute (the workers execute it again after their `chdir`), or
+    /// `python:module.name` as given.
+    pub path: PathBuf,
+    /// The server hooks it defines, in gunicorn's order; none that herdsman refuses.
+    pub hooks: Vec<String>,
+    /// Its gunicorn settings that herdsman does not have (one warning at start).
+    pub ignored: Vec<String>,
+}
+
+impl GunicornFile {
+    /// Whether it defines hook `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.hooks.iter().any(|hook| hook == name)
+    }
 }
 
 /// `user`: an account, resolved (name service lookups) when the configuration is loaded, so

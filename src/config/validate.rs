@@ -161,6 +161,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         admin_bind: v.admin_bind(),
         ready_min: v.value(Key::ReadyMin, defaults::READY_MIN, values::ready_min),
         config_file,
+        gunicorn: None,
     };
     let mut config = config;
     v.identity(&mut config, nix::unistd::geteuid(), nix::unistd::getegid());

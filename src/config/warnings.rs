@@ -6,7 +6,9 @@
 //!   the `env` table; TOML cannot tell, and an error would forbid a legitimate name);
 //! - a recycling jitter without its limit (`max_requests_jitter` without `max_requests`): it does
 //!   nothing, which is harmless, but the limit was probably meant to be set too;
-//! - `preload = true` with `spawn = "exec"`: preloading needs the zygote.
+//! - `preload = true` with `spawn = "exec"`: preloading needs the zygote;
+//! - a `gunicorn.conf.py` setting gunicorn has and herdsman does not: all of them in one warning
+//!   ("ignored"), since a file written for gunicorn often sets a few that do not matter here.
 
 use super::keys::Key;
 use crate::config::Config;
@@ -19,7 +21,21 @@ pub fn file_warnings(config: &Config) -> Vec<String> {
     warnings.extend(root_writable(config));
     warnings.extend(idle_jitter(config));
     warnings.extend(idle_preload(config));
+    warnings.extend(ignored_gunicorn(config));
     warnings
+}
+
+/// The gunicorn settings of a Python config file that herdsman does not have.
+fn ignored_gunicorn(config: &Config) -> Option<String> {
+    let file = config.gunicorn.as_ref()?;
+    (!file.ignored.is_empty()).then(|| {
+        format!(
+            "{}: gunicorn settings herdsman does not have, ignored: {} (docs/gunicorn-config.md \
+             lists what is supported)",
+            file.path.display(),
+            file.ignored.join(", ")
+        )
+    })
 }
 
 /// `preload` only means something with the zygote.

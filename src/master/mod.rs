@@ -4,6 +4,7 @@
 mod channels;
 mod event;
 mod exits;
+mod hooks;
 mod launch;
 mod policy;
 mod resume;

@@ -70,6 +70,9 @@ pub struct Supervisor {
     zygotes: zygotes::Zygotes,
     /// `reload = true`: the source watcher, which asks for reloads.
     watcher: Option<super::watch::Watcher>,
+    /// gunicorn's master-side hooks (`master::hooks`), and the worker count they were last told.
+    hooks: super::hooks::MasterHooks,
+    hooks_target: u32,
 }
 
 impl Supervisor {
@@ -87,6 +90,7 @@ impl Supervisor {
         let notifier = Notifier::from_env(config.boot_timeout, Instant::now());
         let upgrade = upgrade::Upgrade::new(&config);
         let watcher = super::watch::Watcher::start(&config);
+        let hooks = super::hooks::MasterHooks::new(&config, spec.python.clone(), spec.env.clone());
         Supervisor {
             signals,
             listeners: Some(listeners),
@@ -104,7 +108,21 @@ impl Supervisor {
             upgrade,
             zygotes: zygotes::Zygotes::default(),
             watcher,
+            hooks,
+            hooks_target: 0,
         }
+    }
+
+    /// The master is about to exit with `code`: gunicorn's on_exit, waited for (every worker
+    /// has exited by now).
+    fn exit(&mut self, code: i32) -> i32 {
+        self.hooks.run_now("on_exit");
+        code
+    }
+
+    /// The master-side hooks, for `start` (on_starting).
+    pub fn hooks(&self) -> &super::hooks::MasterHooks {
+        &self.hooks
     }
 }
 
@@ -134,9 +152,10 @@ pub(super) fn run_from(
     let mut read_at = Instant::now();
     loop {
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
-            return Ok(code);
+            return Ok(sup.exit(code));
         }
         sup.notifier.update(observed(&master), Instant::now());
+        sup.observe_workers(&master);
         sup.forget_unused(&master);
         // A quiet moment (every event handled): the one an in-place upgrade hands over at.
         sup.step_upgrade(&master);
@@ -147,7 +166,7 @@ pub(super) fn run_from(
         sup.step_zygotes(&master, &mut queue);
         // The state machine sees this wakeup's worker events before operators get a snapshot.
         if let Some(code) = sup.feed(&mut master, &mut queue, read_at) {
-            return Ok(code);
+            return Ok(sup.exit(code));
         }
         sup.serve_ops(&woken.ops, &master, &mut queue);
         queue.push_back(Event::Tick);
@@ -224,6 +243,7 @@ impl Supervisor {
             self.upgrade.deadline(),
             self.zygotes.next_deadline(),
             self.watcher.as_ref().and_then(|w| w.deadline()),
+            self.hooks.next_deadline(),
         ]
         .into_iter()
         .flatten()

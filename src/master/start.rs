@@ -110,6 +110,8 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     let policy = Policy::from_config(&config, target, seed);
     info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");
     let supervisor = Supervisor::new(signals, listeners, ops, spawner, spec, config, args, seed);
+    // gunicorn's on_starting, waited for: before the first worker (docs/gunicorn-config.md).
+    supervisor.hooks().run_now("on_starting");
     let code = match run(supervisor, policy) {
         Ok(code) => code,
         Err(e) => {

@@ -3,10 +3,11 @@
 //! its captured output.
 
 pub mod engine_lib;
+pub mod gunicorn_cfg;
 pub mod inflight;
 mod output;
 mod protocol;
-pub mod python;
+pub use crate::sys::python;
 mod runtime;
 mod spawner;
 mod spec;

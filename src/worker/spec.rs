@@ -214,6 +214,7 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--pythonpath".into());
         args.push(dir.clone());
     }
+    args.extend(super::gunicorn_cfg::worker_args(config));
     args
 }
 

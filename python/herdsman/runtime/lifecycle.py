@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from . import hooks as _hooks
 from .consts import EXIT_OK
 from .errors import StopRequested
 from .log import log
@@ -32,6 +33,7 @@ state = _State()
 
 
 def signal_handler(signum, frame) -> None:
+    _hooks.on_signal(signum)
     phase = state.phase
     if phase == "serving" and state.server is not None:
         state.server.handle_exit(signum, frame)
@@ -105,6 +107,7 @@ class StopRequests:
         self.stopping_sent = False
 
     def handle_exit(self, sig, frame) -> None:
+        _hooks.on_signal(sig)  # gunicorn's worker_int, for INT and QUIT
         name = signal.Signals(sig).name
         self.request_stop(quick=(sig != signal.SIGTERM), reason="signal", signame=name)
 

@@ -73,6 +73,9 @@ def parse_args(argv):
     parser.add_argument("--ready-path", default=None)
     # The name in the process title (config `proc_name`, proctitle.py); none: the title is left.
     parser.add_argument("--proc-name", default=None)
+    # A gunicorn.conf.py with worker-side hooks (hooks.py), and the effective settings as JSON.
+    parser.add_argument("--gunicorn-config")
+    parser.add_argument("--gunicorn-cfg")
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 
+from . import hooks as worker_hooks
 from . import lifecycle, proctitle, readiness
 from .appload import enter_directory, import_uvicorn, load_app, resolve_interface
 from .channel import Channel
@@ -32,6 +33,15 @@ class Warm:
 
 def worker_main(args, started: float, warm, runtime_dir=None) -> int:
     """A worker's whole life: an exec'd one (`warm` is None) or one forked from the zygote."""
+    try:
+        return _worker_life(args, started, warm, runtime_dir)
+    finally:
+        if worker_hooks.current is not None:
+            worker_hooks.current.worker_exit()
+            worker_hooks.flush()
+
+
+def _worker_life(args, started: float, warm, runtime_dir) -> int:
     log.configure(args.worker_id, args.log_level, log_format=args.log_format)
     if getattr(args, "proc_name", None):
         proctitle.set_title("worker", args.proc_name)
@@ -77,6 +87,11 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
 
         if warm is None:
             enter_directory(args.chdir, runtime_dir, args.pythonpath)
+        hooks = worker_hooks.load(args)
+        if hooks is not None:
+            worker_hooks.current = hooks
+            hooks.install_abort()
+            hooks.post_fork()
 
         if warm is not None and warm.app is not None:
             app, interface = warm.app, warm.interface
@@ -84,11 +99,17 @@ def worker_main(args, started: float, warm, runtime_dir=None) -> int:
             app = load_app(args.app, args.factory)
             interface = resolve_interface(app, args.interface, args.app)
         log.debug("app %r loaded in %.3fs, interface %s" % (args.app, time.monotonic() - started, interface))
+        if hooks is not None:
+            hooks.post_worker_init(app)
         ready_path = getattr(args, "ready_path", None)
         if ready_path and interface == "wsgi":
-            # ASGI apps are probed after lifespan startup, by the engine adapter.
+            # The app itself, not through pre/post_request. ASGI apps are probed after lifespan
+            # startup, by the engine adapter (it gets the app before wrapping, `probed_app`).
             code = readiness.probe_wsgi(app, ready_path, getattr(args, "root_path", ""))
             log.debug("readiness probe GET %s answered %d" % (ready_path, code))
+        args.probed_app = app
+        if hooks is not None:
+            app = hooks.wrap(app, interface)
         if native:
             return native_engine.serve(args, engine, app, interface, channel, listeners, started)
         return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started)

@@ -383,6 +383,7 @@ fn defaults_apply_when_nothing_is_given() {
         admin_bind: None,
         ready_min: defaults::READY_MIN,
         config_file: None,
+        gunicorn: None,
     };
     assert_eq!(config, expected);
 }

@@ -60,7 +60,10 @@ impl Supervisor {
                 let outcome = ReloadOutcome::RolledBack { reason };
                 self.ops.reload_finished(&outcome);
             }
-            Action::Serving => self.check_memory_fit(),
+            Action::Serving => {
+                self.check_memory_fit();
+                self.hooks.fire("when_ready", None, Vec::new());
+            }
             Action::Exit(code) => {
                 self.reap_zygotes();
                 return Some(code);
@@ -83,13 +86,17 @@ impl Supervisor {
 
     /// Starts worker `id`; the answer, or none yet when it waits for its zygote.
     pub(super) fn spawn(&mut self, id: WorkerId, generation: u64) -> Option<Event> {
-        let Some(spec) = self.specs.get(&generation) else {
+        if !self.specs.contains_key(&generation) {
             return Some(Event::SpawnFailed {
                 id,
                 error: format!("generation {generation} has no spec"),
                 exec_failed: false,
             });
-        };
+        }
+        // gunicorn's pre_fork: fired, not waited for (master::hooks).
+        let worker = super::super::hooks::MasterHooks::worker(id, None, None);
+        self.hooks.fire("pre_fork", Some(worker), Vec::new());
+        let spec = &self.specs[&generation];
         if spec.spawn == crate::config::SpawnMode::Zygote {
             return self.spawn_forked(id, generation);
         }

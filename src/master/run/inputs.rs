@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::Supervisor;
 use crate::master::event::{Event, StopMode, WorkerId};
+use crate::master::hooks::MasterHooks;
 use crate::master::state::Master;
 use crate::ops::{MasterRequest, Token};
 use crate::sys::reap::reap_all;
@@ -39,7 +40,11 @@ impl Supervisor {
         }
         // A zygote's boot_error is read before its exit is handled.
         self.read_zygotes(&mut events);
+        self.hooks.expire(Instant::now());
         for (pid, status) in reap_all() {
+            if self.hooks.reaped(pid, status) {
+                continue; // a master-side hook's process
+            }
             if self.upgrade.reaped(pid, status) {
                 continue; // the new binary's check
             }
@@ -50,6 +55,12 @@ impl Supervisor {
             if let Some(id) = self.pids.remove(&pid) {
                 self.channels.drain(id, &mut events);
                 self.channels.remove(id);
+                let code = match status {
+                    crate::sys::reap::ExitStatus::Code(code) => Some(code),
+                    _ => None,
+                };
+                let worker = MasterHooks::worker(id, Some(pid), code);
+                self.hooks.fire("child_exit", Some(worker), Vec::new());
             }
             // What it was serving when it died, from its in-flight file.
             let serving = self
@@ -83,6 +94,21 @@ impl Supervisor {
             }
             Sig::Usr2 => self.upgrade.request(),
             Sig::Chld => {} // reaping happens on every wakeup
+        }
+    }
+
+    /// gunicorn's `nworkers_changed(server, new, old)` when the target count changed (scale,
+    /// TTIN/TTOU, a reload); the first count is the start, not a change.
+    pub(super) fn observe_workers(&mut self, master: &Master) {
+        let target = master.target();
+        if target != self.hooks_target {
+            let old = self.hooks_target;
+            self.hooks_target = target;
+            self.hooks.set_num_workers(target);
+            if old != 0 {
+                let args = vec![serde_json::json!(target), serde_json::json!(old)];
+                self.hooks.fire("nworkers_changed", None, args);
+            }
         }
     }
 

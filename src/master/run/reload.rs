@@ -96,8 +96,12 @@ impl Supervisor {
         let policy = Box::new(Policy::from_config(&config, target, self.seed));
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.specs
-            .insert(generation, WorkerSpec::new(&config, python, &engine, &env));
+        let spec = WorkerSpec::new(&config, python, &engine, &env);
+        self.hooks
+            .set_interpreter(spec.python.clone(), spec.env.clone());
+        self.hooks.update(&config, Some(self.hooks_target));
+        self.hooks.fire("on_reload", None, Vec::new());
+        self.specs.insert(generation, spec);
         if config.proc_name != self.config.proc_name {
             crate::sys::proctitle::name_master(config.proc_name.as_deref());
         }

@@ -391,7 +391,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         lifecycle.state.phase = "serving"
 
     if args.ready_path and interface == "asgi":
-        server.ready_probe = functools.partial(readiness.probe_asgi, app, args.ready_path, args.root_path)
+        probed = getattr(args, "probed_app", None) or app  # not through gunicorn's request hooks
+        server.ready_probe = functools.partial(readiness.probe_asgi, probed, args.ready_path, args.root_path)
 
     try:
         server.run(sockets=listeners)

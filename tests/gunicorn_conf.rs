@@ -1,0 +1,258 @@
+//! `-c gunicorn.conf.py` (docs/gunicorn-config.md): its settings honoured and its unknown ones
+//! named in one warning, precedence file < HERDSMAN_* < GUNICORN_CMD_ARGS < command line, a file
+//! that raises refused with its traceback, the worker-side hooks in every worker on both engines
+//! (pre/post_request per request, WSGI on both, ASGI on uvicorn), and the master-side hooks
+//! (on_starting, when_ready, child_exit with the pid of a worker killed with SIGKILL).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{both_engines, http, run_to_end, Engine, Start, WAIT};
+use serde_json::Value;
+
+const HOOKS: &str = "gunicorn_hooks.conf.py";
+
+fn hooks_file() -> String {
+    common::apps_dir().join(HOOKS).display().to_string()
+}
+
+/// The markers hook `name` wrote into `dir`: (pid of the writer, what it saw), once at least `n`.
+fn marks(dir: &Path, name: &str, n: usize) -> Vec<(i32, Value)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("hook dir").flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = file.strip_prefix(&format!("{name}.")) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in text.lines().filter(|l| l.ends_with('}')) {
+                let seen = serde_json::from_str(line).expect("marker is JSON");
+                found.push((pid.parse().expect("pid"), seen));
+            }
+        }
+        if found.len() >= n {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{name}: {found:?}, wanted {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+#[test]
+fn file_settings_are_honoured_and_unknown_ones_make_one_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let access = dir.path().join("access.log");
+    let conf = write(
+        dir.path(),
+        "gunicorn.conf.py",
+        &format!(
+            "import multiprocessing\nbind = '127.0.0.1:0'\nworkers = 3\ntimeout = 7\n\
+             keepalive = 3\naccesslog = {access:?}\nspew = False\nstatsd_host = 'localhost:8125'\n\
+             helper = multiprocessing.cpu_count()\n"
+        ),
+    );
+    let h = Start::new(&["-c", &conf, "wsgi_app:app"])
+        .no_default_bind()
+        .spawn();
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 3, "workers = 3 from the file");
+    let response = http::get(h.addr(), "/").expect("request");
+    assert_eq!(response.status, 200);
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(&access)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no access line in {access:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let warnings: Vec<String> = h
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("ignored:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("spew, statsd_host"), "{warnings:?}");
+    assert!(!warnings[0].contains("helper"), "helpers are not settings");
+}
+
+fn check(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let python = common::python().display().to_string();
+    let mut argv = vec!["check", "--config-only", "--python", python.as_str()];
+    argv.extend_from_slice(args);
+    run_to_end(&argv, env)
+}
+
+#[test]
+fn precedence_is_file_then_herdsman_env_then_gunicorn_cmd_args_then_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = write(
+        dir.path(),
+        "g.py",
+        "wsgi_app = 'wsgi_app:app'\nworkers = 2\ntimeout = 5\ngraceful_timeout = 6\n\
+         keepalive = 7\nbacklog = 100\n",
+    );
+    let env = [
+        ("HERDSMAN_TIMEOUT", "8"),
+        ("HERDSMAN_BACKLOG", "200"),
+        ("GUNICORN_CMD_ARGS", "--timeout 9 --graceful-timeout 10"),
+    ];
+    let (code, out, err) = check(&["-c", &conf, "--graceful-timeout", "11"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "app = \"wsgi_app:app\"",
+        "workers = 2",
+        "timeout = \"9s\"",
+        "graceful_timeout = \"11s\"",
+        "keep_alive = \"7s\"",
+        "backlog = 200",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} not in:\n{out}");
+    }
+}
+
+#[test]
+fn a_file_that_raises_or_refuses_fails_clearly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = write(
+        dir.path(),
+        "bad.py",
+        "workers = 2\nraise RuntimeError('no db')\n",
+    );
+    let (code, _, err) = check(&["-c", &conf, "wsgi_app:app"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read the Python config file"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("RuntimeError: no db"),
+        "{err}"
+    );
+    assert!(err.contains("fix:"), "{err}");
+    let conf = write(
+        dir.path(),
+        "refused.py",
+        "daemon = True\nkeepalive = 'soon'\n",
+    );
+    let (code, _, err) = check(&["-c", &conf, "wsgi_app:app"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("line 1: `daemon` is refused"), "{err}");
+    assert!(err.contains("line 2: `keepalive`"), "{err}");
+    let (code, _, err) = check(
+        &["wsgi_app:app"],
+        &[("GUNICORN_CMD_ARGS", "--no-such-flag")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("GUNICORN_CMD_ARGS") && err.contains("--no-such-flag"),
+        "{err}"
+    );
+}
+
+/// Serves `app` with the hooks file; checks post_fork and post_worker_init ran once in each
+/// worker before it served, pre/post_request around each request, worker_exit at the stop.
+fn worker_hooks(engine: Engine, app: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hook_dir = dir.path().display().to_string();
+    let hooks = hooks_file();
+    let mut h = Start::new(&["-c", &hooks, app])
+        .engine(engine)
+        .env("HOOK_DIR", &hook_dir)
+        .spawn();
+    let pids: BTreeSet<i32> = h.wait_serving().into_iter().collect();
+    assert_eq!(pids.len(), 2);
+    for hook in ["post_fork", "post_worker_init"] {
+        let seen: BTreeSet<i32> = marks(dir.path(), hook, 2).iter().map(|(p, _)| *p).collect();
+        assert_eq!(seen, pids, "{hook} ran in each worker");
+    }
+    for (pid, seen) in marks(dir.path(), "post_fork", 2) {
+        assert_eq!(seen["pid"], pid);
+        assert_eq!(seen["master"], h.pid);
+        assert_eq!(seen["timeout"], 20.0, "cfg has the effective settings");
+    }
+    for i in 0..3 {
+        let response = http::get(h.addr(), &format!("/?n={i}")).expect("request");
+        assert_eq!(response.status, 200);
+    }
+    let pre = marks(dir.path(), "pre_request", 3);
+    let post = marks(dir.path(), "post_request", 3);
+    assert_eq!((pre.len(), post.len()), (3, 3));
+    for (pid, seen) in &pre {
+        assert!(pids.contains(pid));
+        assert_eq!(seen["method"], "GET");
+        assert_eq!(seen["path"], "/");
+        assert!(seen["uri"].as_str().unwrap().starts_with("/?n="), "{seen}");
+        assert!(seen["headers"].get("HOST").is_some(), "{seen}");
+    }
+    for (_, seen) in &post {
+        assert_eq!(seen["status"], 200);
+        assert!(seen["length"].as_u64().unwrap() > 0, "{seen}");
+    }
+    h.signal(libc::SIGTERM);
+    h.wait_exit(WAIT);
+    let exited: BTreeSet<i32> = marks(dir.path(), "worker_exit", 2)
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(exited, pids, "worker_exit ran in each worker");
+}
+
+both_engines! {
+    fn wsgi_worker_hooks_run_in_each_worker_and_around_each_request(engine: Engine) {
+        worker_hooks(engine, "wsgi_app:app");
+    }
+}
+
+#[test]
+fn asgi_request_hooks_run_on_uvicorn() {
+    worker_hooks(Engine::Uvicorn, "asgi_app:app");
+}
+
+#[test]
+fn master_hooks_run_and_child_exit_sees_a_killed_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hook_dir = dir.path().display().to_string();
+    let hooks = hooks_file();
+    let h = Start::new(&["-c", &hooks, "wsgi_app:app"])
+        .env("HOOK_DIR", &hook_dir)
+        .spawn();
+    let pids = h.wait_serving();
+    let starting = marks(dir.path(), "on_starting", 1);
+    assert_eq!(starting[0].1["master"], h.pid);
+    // on_starting ran (and ended) before the first worker started.
+    let started = starting[0].1["t"].as_f64().unwrap();
+    for (_, seen) in marks(dir.path(), "post_fork", 2) {
+        assert!(
+            seen["t"].as_f64().unwrap() >= started,
+            "{seen} before on_starting"
+        );
+    }
+    let ready = marks(dir.path(), "when_ready", 1);
+    assert_eq!(ready[0].1["workers"], 2);
+    let victim = pids[0];
+    common::signal(victim, libc::SIGKILL);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let exits = marks(dir.path(), "child_exit", 1);
+        if let Some((_, seen)) = exits.iter().find(|(_, s)| s["pid"] == victim) {
+            assert_eq!(seen["master"], h.pid);
+            assert!(seen["age"].as_u64().is_some(), "{seen}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no child_exit for {victim}: {exits:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
