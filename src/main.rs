@@ -32,6 +32,15 @@ fn real_main() -> i32 {
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Ctl(args)) => herdsman::ops::ctl(&args),
+        // gunicorn's --check-config and --print-config: herdsman check (a CI script using them
+        // must not start a server). The first imports the app, as gunicorn's does.
+        None if cli.run.gunicorn_compat.check_config || cli.run.gunicorn_compat.print_config => {
+            let mut run = cli.run;
+            let config_only = !run.gunicorn_compat.check_config;
+            run.gunicorn_compat.check_config = false;
+            run.gunicorn_compat.print_config = false;
+            check(&CheckArgs { config_only, run })
+        }
         None => serve(cli.run),
     }
 }

@@ -584,3 +584,63 @@ fn check_names_an_address_in_use_and_an_interpreter_without_uvicorn() {
         ],
     );
 }
+
+/// gunicorn flags that change nothing here are taken, each named in a warning with why, so an
+/// unchanged unit file starts; `-D` is refused with the fix; `--check-config` is `herdsman check`
+/// (a CI script running it must get the check's exit code, not a server that never exits).
+#[test]
+fn gunicorn_flags_with_no_meaning_here_are_warned_refused_or_mapped() {
+    let args = [
+        "--worker-tmp-dir",
+        "/dev/shm",
+        "--statsd-host",
+        "localhost:8125",
+        "--log-config",
+        "logging.conf",
+        "--no-sendfile",
+        "asgi_app:app",
+    ];
+    let (code, _, stderr) = full_check(&args, &common::python());
+    assert_eq!(code, Some(0), "{stderr}");
+    for flag in [
+        "--worker-tmp-dir",
+        "--statsd-host",
+        "--log-config",
+        "--no-sendfile",
+    ] {
+        let line =
+            format!("herdsman: warning: the command line: gunicorn's {flag} changes nothing here");
+        assert_has(&stderr, &[&line]);
+    }
+    let stderr = usage_error(&["-D", "asgi_app:app"], &[]);
+    assert_has(
+        &stderr,
+        &[
+            "command line --daemon: `daemon` is refused",
+            "fix: remove -D/--daemon",
+        ],
+    );
+    // --check-config imports the app: one that does not import fails it, and nothing serves.
+    let python = common::python();
+    let apps = common::apps_dir();
+    let argv = [
+        "--check-config",
+        "--python",
+        path_str(&python),
+        "--chdir",
+        path_str(&apps),
+        "import_error:app",
+    ];
+    let (code, stdout, stderr) = run_to_end(&argv, &[]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stdout.starts_with("# herdsman: effective configuration"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_to_end(&["--print-config", "m:a"], &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "--print-config validates the configuration only: {stderr}"
+    );
+}

@@ -11,7 +11,9 @@ use super::layer::{Layer, Origin, Raw, Sourced};
 /// The layer the command line makes, and the problems found in it (malformed `-e`).
 pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
     let mut layer = Layer::default();
-    let mut errors = Vec::new();
+    let mut errors = args
+        .gunicorn_compat
+        .refusals(|flag| Origin::Cli(flag.to_string()));
     for (key, value) in texts(args) {
         if let Some(text) = value {
             layer.set(key, Sourced::new(Raw::Text(text.clone()), flag(key)));

@@ -22,14 +22,39 @@ struct CmdArgs {
     run: RunArgs,
 }
 
-/// The layer `GUNICORN_CMD_ARGS` makes, the config file it names, and its problems.
-pub fn read(env: &[(String, String)]) -> (Layer, Option<PathBuf>, Vec<ConfigError>) {
+/// What `GUNICORN_CMD_ARGS` gives: its layer, the config file it names, its problems, and the
+/// warnings for the gunicorn flags it has that change nothing here (`compat`).
+pub struct Read {
+    pub layer: Layer,
+    pub config: Option<PathBuf>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
+impl Read {
+    fn failed(error: ConfigError) -> Read {
+        Read {
+            layer: Layer::default(),
+            config: None,
+            errors: vec![error],
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Reads the variable from `env`.
+pub fn read(env: &[(String, String)]) -> Read {
     let Some((_, value)) = env.iter().rev().find(|(var, _)| var == VAR) else {
-        return (Layer::default(), None, Vec::new());
+        return Read {
+            layer: Layer::default(),
+            config: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
     };
     let words = match split(value) {
         Ok(words) => words,
-        Err(problem) => return (Layer::default(), None, vec![bad(problem)]),
+        Err(problem) => return Read::failed(bad(problem)),
     };
     let args = match CmdArgs::try_parse_from(&words) {
         Ok(parsed) => parsed.run,
@@ -40,7 +65,7 @@ pub fn read(env: &[(String, String)]) -> (Layer, Option<PathBuf>, Vec<ConfigErro
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ");
-            return (Layer::default(), None, vec![bad(first.to_string())]);
+            return Read::failed(bad(first.to_string()));
         }
     };
     let (layer, errors) = super::args::read(&args);
@@ -49,7 +74,12 @@ pub fn read(env: &[(String, String)]) -> (Layer, Option<PathBuf>, Vec<ConfigErro
         other => other.clone(),
     });
     let errors = errors.into_iter().map(relocate_error).collect();
-    (layer, args.config, errors)
+    Read {
+        layer,
+        config: args.config,
+        errors,
+        warnings: args.gunicorn_compat.warnings(VAR),
+    }
 }
 
 fn bad(problem: String) -> ConfigError {
@@ -68,6 +98,17 @@ fn relocate_error(error: ConfigError) -> ConfigError {
             origin: Origin::CmdArgs(flag),
             key,
             problem,
+            fix,
+        },
+        ConfigError::Refused {
+            origin: Origin::Cli(flag),
+            name,
+            reason,
+            fix,
+        } => ConfigError::Refused {
+            origin: Origin::CmdArgs(flag),
+            name,
+            reason,
             fix,
         },
         other => other,
@@ -154,7 +195,12 @@ mod tests {
 
     #[test]
     fn flags_become_a_layer_located_in_the_variable() {
-        let (layer, config, errors) = read(&env("--workers 3 -b a:1 -b b:2 --preload -c g.py"));
+        let Read {
+            layer,
+            config,
+            errors,
+            ..
+        } = read(&env("--workers 3 -b a:1 -b b:2 --preload -c g.py"));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(config, Some(PathBuf::from("g.py")));
         let workers = layer.get(Key::Workers).unwrap();
@@ -171,7 +217,7 @@ mod tests {
 
     #[test]
     fn unknown_flags_are_one_clear_error() {
-        let (_, _, errors) = read(&env("--workers 2 --no-such-flag"));
+        let errors = read(&env("--workers 2 --no-such-flag")).errors;
         assert_eq!(errors.len(), 1);
         let text = errors[0].to_string();
         assert!(text.contains("GUNICORN_CMD_ARGS"), "{text}");
@@ -180,8 +226,29 @@ mod tests {
 
     #[test]
     fn unset_means_nothing() {
-        let (layer, config, errors) = read(&[]);
+        let Read {
+            layer,
+            config,
+            errors,
+            warnings,
+        } = read(&[]);
         assert_eq!(layer, Layer::default());
-        assert!(config.is_none() && errors.is_empty());
+        assert!(config.is_none() && errors.is_empty() && warnings.is_empty());
+    }
+
+    #[test]
+    fn gunicorn_flags_that_change_nothing_are_warned_and_daemon_is_refused() {
+        let read = read(&env("--worker-tmp-dir /dev/shm --no-sendfile --workers 2"));
+        assert!(read.errors.is_empty(), "{:?}", read.errors);
+        assert_eq!(read.warnings.len(), 2, "{:?}", read.warnings);
+        assert!(read.warnings[0]
+            .starts_with("GUNICORN_CMD_ARGS: gunicorn's --worker-tmp-dir changes nothing here"));
+        let errors = super::read(&env("-D --workers 2")).errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("GUNICORN_CMD_ARGS --daemon: `daemon` is refused"),
+            "{text}"
+        );
     }
 }

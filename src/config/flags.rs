@@ -330,6 +330,10 @@ pub struct RunArgs {
     /// Ready workers /readyz needs: a number, or all = the target count [default: all].
     #[arg(long, value_name = "N|all", allow_negative_numbers = true)]
     pub ready_min: Option<String>,
+
+    /// gunicorn flags that change nothing here, accepted with a warning (or refused): hidden.
+    #[command(flatten)]
+    pub gunicorn_compat: super::compat::GunicornCompat,
 }
 
 impl RunArgs {

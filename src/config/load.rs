@@ -21,7 +21,12 @@ use std::path::{Path, PathBuf};
 pub fn load(args: &RunArgs, env: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let env_layer = collect(env::read(env), &mut errors);
-    let (cmd_layer, cmd_config, cmd_errors) = cmdargs::read(env);
+    let cmdargs::Read {
+        layer: cmd_layer,
+        config: cmd_config,
+        errors: cmd_errors,
+        warnings: cmd_warnings,
+    } = cmdargs::read(env);
     errors.extend(cmd_errors);
     let cli_layer = collect(args::read(args), &mut errors);
     let config_file = config_file(args, env, cmd_config);
@@ -57,6 +62,8 @@ pub fn load(args: &RunArgs, env: &[(String, String)]) -> Result<Config, ConfigEr
     match validate(&merged, config_file.map(|(path, _)| path)) {
         Ok(mut config) if errors.is_empty() => {
             config.gunicorn = gunicorn_file;
+            config.notes = args.gunicorn_compat.warnings("the command line");
+            config.notes.extend(cmd_warnings);
             return Ok(config);
         }
         Ok(_) => {}

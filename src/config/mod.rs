@@ -17,6 +17,7 @@ mod app;
 mod args;
 mod bind;
 mod cmdargs;
+mod compat;
 mod env;
 mod error;
 mod file;

@@ -225,6 +225,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// A Python config file (`gunicorn.conf.py`) was read: its hooks and ignored settings.
     pub gunicorn: Option<GunicornFile>,
+    /// Warnings found while loading: gunicorn flags given that change nothing here.
+    pub notes: Vec<String>,
 }
 
 /// What herdsman keeps of a `gunicorn.conf.py` besides its settings (docs/gunicorn-config.md).

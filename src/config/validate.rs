@@ -162,6 +162,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         ready_min: v.value(Key::ReadyMin, defaults::READY_MIN, values::ready_min),
         config_file,
         gunicorn: None,
+        notes: Vec::new(),
     };
     let mut config = config;
     v.identity(&mut config, nix::unistd::geteuid(), nix::unistd::getegid());

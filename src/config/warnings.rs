@@ -17,7 +17,8 @@ use std::path::Path;
 
 /// Warnings about `config` and its file, one message each; empty when there is nothing to say.
 pub fn file_warnings(config: &Config) -> Vec<String> {
-    let mut warnings = misplaced_keys(config);
+    let mut warnings = config.notes.clone();
+    warnings.extend(misplaced_keys(config));
     warnings.extend(root_writable(config));
     warnings.extend(idle_jitter(config));
     warnings.extend(idle_preload(config));

@@ -384,6 +384,7 @@ fn defaults_apply_when_nothing_is_given() {
         ready_min: defaults::READY_MIN,
         config_file: None,
         gunicorn: None,
+        notes: Vec::new(),
     };
     assert_eq!(config, expected);
 }

@@ -123,6 +123,7 @@ fn every_non_default_round_trips() {
         ready_min: ReadyMin::AtLeast(2.try_into().unwrap()),
         config_file: Some("/etc/herdsman.toml".into()),
         gunicorn: None,
+        notes: Vec::new(),
     };
     let (loaded, text) = round_trip(&config);
     assert_eq!(loaded, config, "{text}");
