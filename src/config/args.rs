@@ -74,7 +74,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 43] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 49] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -110,6 +110,12 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 43] {
         (Key::LimitRequestFieldSize, &args.limit_request_field_size),
         (Key::ForwardedAllowIps, &args.forwarded_allow_ips),
         (Key::RootPath, &args.root_path),
+        (Key::Certfile, &args.certfile),
+        (Key::Keyfile, &args.keyfile),
+        (Key::CaCerts, &args.ca_certs),
+        (Key::CertReqs, &args.cert_reqs),
+        (Key::Ciphers, &args.ciphers),
+        (Key::SslVersion, &args.ssl_version),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
         (Key::LogFile, &args.log_file),

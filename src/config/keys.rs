@@ -53,6 +53,12 @@ pub enum Key {
     LimitRequestFieldSize,
     ForwardedAllowIps,
     RootPath,
+    Certfile,
+    Keyfile,
+    CaCerts,
+    CertReqs,
+    Ciphers,
+    SslVersion,
     LogLevel,
     LogFormat,
     LogFile,
@@ -71,7 +77,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 52] = [
+    pub const ALL: [Key; 58] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -110,6 +116,12 @@ impl Key {
         Key::LimitRequestFieldSize,
         Key::ForwardedAllowIps,
         Key::RootPath,
+        Key::Certfile,
+        Key::Keyfile,
+        Key::CaCerts,
+        Key::CertReqs,
+        Key::Ciphers,
+        Key::SslVersion,
         Key::LogLevel,
         Key::LogFormat,
         Key::LogFile,
@@ -167,6 +179,12 @@ impl Key {
             Key::LimitRequestFieldSize => "limit_request_field_size",
             Key::ForwardedAllowIps => "forwarded_allow_ips",
             Key::RootPath => "root_path",
+            Key::Certfile => "certfile",
+            Key::Keyfile => "keyfile",
+            Key::CaCerts => "ca_certs",
+            Key::CertReqs => "cert_reqs",
+            Key::Ciphers => "ciphers",
+            Key::SslVersion => "ssl_version",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",

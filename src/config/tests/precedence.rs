@@ -365,6 +365,7 @@ fn defaults_apply_when_nothing_is_given() {
         limit_request_field_size: defaults::LIMIT_REQUEST_FIELD_SIZE,
         forwarded_allow_ips: None,
         root_path: String::new(),
+        tls: None,
         log_level: LogLevel::Info,
         log_format: LogFormat::Text,
         log_file: None,
