@@ -125,6 +125,7 @@ fn kind_name(kind: BootErrorKind) -> &'static str {
         BootErrorKind::Dependency => "missing dependency",
         BootErrorKind::Lifespan => "lifespan startup failed",
         BootErrorKind::Interface => "not an ASGI or WSGI app",
+        BootErrorKind::Tls => "TLS setup failed",
         BootErrorKind::Other => "error",
     }
 }

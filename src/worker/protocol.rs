@@ -15,6 +15,8 @@ pub enum BootErrorKind {
     Lifespan,
     /// The object is neither ASGI nor WSGI, or detection could not tell.
     Interface,
+    /// The worker could not set TLS up from the configured files.
+    Tls,
     #[serde(other)]
     Other,
 }
@@ -27,6 +29,7 @@ impl BootErrorKind {
             11 => Some(BootErrorKind::Dependency),
             12 => Some(BootErrorKind::Lifespan),
             13 => Some(BootErrorKind::Interface),
+            14 => Some(BootErrorKind::Tls),
             _ => None,
         }
     }

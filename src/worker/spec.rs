@@ -194,11 +194,34 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--root-path".into());
         args.push(config.root_path.clone());
     }
+    if let Some(tls) = &config.tls {
+        tls_args(tls, engine, &mut args);
+    }
     for dir in &config.pythonpath {
         args.push("--pythonpath".into());
         args.push(dir.clone());
     }
     args
+}
+
+/// TLS for the engine, which reads the files itself when the worker starts (a reload serves
+/// renewed ones). The native engine gets `ciphers` as IANA suite names (validation made sure
+/// they map); uvicorn gets them as written, for OpenSSL.
+fn tls_args(tls: &crate::config::Tls, engine: &WorkerEngine, args: &mut Vec<String>) {
+    args.extend(["--certfile".into(), tls.certfile.display().to_string()]);
+    args.extend(["--keyfile".into(), tls.keyfile.display().to_string()]);
+    if let Some(ca) = &tls.ca_certs {
+        args.extend(["--ca-certs".into(), ca.display().to_string()]);
+    }
+    args.extend(["--cert-reqs".into(), tls.cert_reqs.as_int().to_string()]);
+    if let Some(ciphers) = &tls.ciphers {
+        let text = match (engine, &ciphers.suites) {
+            (WorkerEngine::Native { .. }, Some(suites)) => suites.join(":"),
+            _ => ciphers.given.clone(),
+        };
+        args.extend(["--ciphers".into(), text]);
+    }
+    args.extend(["--tls-min-version".into(), tls.min_version.as_str().into()]);
 }
 
 /// The configured `env` entries, then `forwarded_allow_ips` as `FORWARDED_ALLOW_IPS` (both

@@ -6,12 +6,14 @@ EXIT_IMPORT = 10
 EXIT_DEPENDENCY = 11
 EXIT_LIFESPAN = 12
 EXIT_INTERFACE = 13
+EXIT_TLS = 14
 
 EXIT_CODES = {
     "import": EXIT_IMPORT,
     "dependency": EXIT_DEPENDENCY,
     "lifespan": EXIT_LIFESPAN,
     "interface": EXIT_INTERFACE,
+    "tls": EXIT_TLS,
 }
 
 # Threads a2wsgi runs WSGI requests in (one pool per worker; a2wsgi.WSGIMiddleware(app, workers=10,

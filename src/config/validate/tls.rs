@@ -42,10 +42,12 @@ impl Validator<'_> {
                 self.reject_key(Key::Ciphers, invalid);
             }
         }
+        // Absolute: the workers may chdir before the engine reads them.
+        let absolute = |path: std::path::PathBuf| std::path::absolute(&path).unwrap_or(path);
         let tls = Tls {
-            certfile,
-            keyfile,
-            ca_certs,
+            certfile: absolute(certfile),
+            keyfile: absolute(keyfile),
+            ca_certs: ca_certs.map(absolute),
             cert_reqs,
             ciphers,
             min_version,
