@@ -70,8 +70,12 @@ pub fn server_config(options: &Options) -> Result<Arc<ServerConfig>, String> {
         }
     };
     let certs = certificates(&options.certfile)?;
-    let key = PrivateKeyDer::from_pem_file(&options.keyfile)
-        .map_err(|e| format!("keyfile {}: no usable PEM private key: {e}", options.keyfile))?;
+    let key = PrivateKeyDer::from_pem_file(&options.keyfile).map_err(|e| {
+        format!(
+            "keyfile {}: no usable PEM private key: {e}",
+            options.keyfile
+        )
+    })?;
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         format!(
             "certfile {} with keyfile {}: {e}",
@@ -94,10 +98,7 @@ fn certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The suites `names` lists, in its order, plus every TLS 1.3 suite when it names none.
-fn suites(
-    all: &[SupportedCipherSuite],
-    names: &str,
-) -> Result<Vec<SupportedCipherSuite>, String> {
+fn suites(all: &[SupportedCipherSuite], names: &str) -> Result<Vec<SupportedCipherSuite>, String> {
     let mut chosen = Vec::new();
     for name in names.split(':').filter(|n| !n.is_empty()) {
         let found = all.iter().find(|s| iana_name(s).as_deref() == Some(name));
@@ -106,8 +107,14 @@ fn suites(
             None => return Err(format!("ciphers: {name} is not a suite this engine has")),
         }
     }
-    if !chosen.iter().any(|s| s.version() == &rustls::version::TLS13) {
-        chosen.extend(all.iter().filter(|s| s.version() == &rustls::version::TLS13));
+    if !chosen
+        .iter()
+        .any(|s| s.version() == &rustls::version::TLS13)
+    {
+        chosen.extend(
+            all.iter()
+                .filter(|s| s.version() == &rustls::version::TLS13),
+        );
     }
     Ok(chosen)
 }

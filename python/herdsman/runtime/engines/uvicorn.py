@@ -182,7 +182,14 @@ def make_server_class(uvicorn):
                     break
                 for connection in connections:
                     cycle = connection.cycle
-                    if cycle is not None and not cycle.response_complete:
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None and transport.is_closing():
+                        # Closed by us. Over TLS, asyncio has sent close_notify and waits up to
+                        # 30 s for the client's; a client that has not answered within the
+                        # window is not reading: drop the connection.
+                        if drain.idle_expired(connection, _CLOSING, now):
+                            transport.abort()
+                    elif cycle is not None and not cycle.response_complete:
                         drain.busy(connection)
                     elif drain.idle_expired(connection, cycle, now):
                         connection.shutdown()  # idle: uvicorn closes it now
@@ -299,6 +306,10 @@ def make_server_class(uvicorn):
                 self.watchdog.stop()
 
     return HerdsmanServer
+
+
+# The drain's marker for a connection it has closed (idle_expired counts from its first sight).
+_CLOSING = object()
 
 
 def lifespan_mode(args, interface: str) -> str:
