@@ -321,6 +321,44 @@ mod tests {
         crate::config::load(&args, &[]).expect("valid configuration")
     }
 
+    #[test]
+    fn tls_goes_to_both_engines_with_ciphers_in_the_form_each_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let config = config(&[
+            "--certfile",
+            cert,
+            "--keyfile",
+            key,
+            "--ciphers",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "--ssl-version",
+            "TLSv1_3",
+        ]);
+        let value = |args: &[String], flag: &str| {
+            let at = args.iter().position(|a| a == flag).expect(flag);
+            args[at + 1].clone()
+        };
+        let uvicorn = runtime_args(&config, &WorkerEngine::Uvicorn);
+        let lib = PathBuf::from("/lib/engine.so");
+        let native = runtime_args(&config, &WorkerEngine::Native { lib });
+        for args in [&uvicorn, &native] {
+            assert_eq!(value(args, "--certfile"), cert);
+            assert_eq!(value(args, "--keyfile"), key);
+            assert_eq!(value(args, "--cert-reqs"), "0");
+            assert_eq!(value(args, "--tls-min-version"), "1.3");
+        }
+        assert_eq!(value(&uvicorn, "--ciphers"), "ECDHE-RSA-AES128-GCM-SHA256");
+        assert_eq!(
+            value(&native, "--ciphers"),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+    }
+
     /// The values following each `--engine`, `--engine-lib` and `--threads` in `args`.
     fn engine_options(args: &[String]) -> Vec<(&str, &str)> {
         let options = ["--engine", "--engine-lib", "--threads"];
