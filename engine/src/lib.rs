@@ -5,7 +5,7 @@
 //!
 //! Layout: `http` (tokio thread: listeners, connections, drain, service), `pool` (the hand-off to
 //! the app threads, and how many are awake), `wsgi` (app threads: environ, input,
-//! start_response, the handler), `accesslog`, `inflight`, `shared`, `server`.
+//! start_response, the handler), `tls` (rustls on every listener), `accesslog`, `inflight`, `shared`, `server`.
 //! Invariants: the GIL is held only around calls into Python; the runtime starts in
 //! `Server.start`, after any fork; no panic crosses into Python.
 
@@ -18,6 +18,7 @@ mod notify;
 mod pool;
 mod server;
 mod shared;
+mod tls;
 mod wsgi;
 
 #[pymodule]
@@ -25,6 +26,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     accesslog::py::register(m)?;
     m.add_class::<server::Server>()?;
+    m.add("TlsError", m.py().get_type::<server::TlsError>())?;
     m.add_class::<wsgi::file::FileWrapper>()?;
     m.add_class::<wsgi::input::Input>()?;
     m.add_class::<wsgi::respond::StartResponse>()?;

@@ -22,6 +22,13 @@ use crate::inflight::Registry;
 use crate::notify::Notifier;
 use crate::shared::{Limits, Phase, Settings, Shared};
 
+pyo3::create_exception!(
+    _engine,
+    TlsError,
+    pyo3::exceptions::PyException,
+    "The TLS files or settings could not be used (the message names the file)."
+);
+
 /// How often the engine thread records that it runs (the heartbeat reports its silence).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -44,7 +51,8 @@ impl Server {
     #[pyo3(signature = (app, listen_fds, *, log, errors, threads=1, notify_fd=-1, inflight_fd=None,
         access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
-        forwarded_allow_ips="127.0.0.1,::1", root_path=""))]
+        forwarded_allow_ips="127.0.0.1,::1", root_path="", certfile=None, keyfile=None,
+        ca_certs=None, cert_reqs=0, ciphers=None, tls_min_version="1.2"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -65,6 +73,12 @@ impl Server {
         limit_request_field_size: usize,
         forwarded_allow_ips: &str,
         root_path: &str,
+        certfile: Option<String>,
+        keyfile: Option<String>,
+        ca_certs: Option<String>,
+        cert_reqs: u8,
+        ciphers: Option<String>,
+        tls_min_version: &str,
     ) -> PyResult<Server> {
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
@@ -73,6 +87,21 @@ impl Server {
             Duration::try_from_secs_f64(s).map_err(|_| {
                 PyValueError::new_err(format!("{what} must be a number of seconds >= 0"))
             })
+        };
+        let tls = match (certfile, keyfile) {
+            (Some(certfile), Some(keyfile)) => {
+                let options = crate::tls::Options {
+                    certfile,
+                    keyfile,
+                    ca_certs,
+                    cert_reqs,
+                    ciphers,
+                    min_version: tls_min_version.to_string(),
+                };
+                Some(crate::tls::server_config(&options).map_err(TlsError::new_err)?)
+            }
+            (None, None) => None,
+            _ => return Err(TlsError::new_err("certfile and keyfile go together")),
         };
         let settings = Settings {
             threads,
@@ -84,7 +113,8 @@ impl Server {
                 request_field_size: limit_request_field_size,
             },
             buffer_body,
-            url_scheme: "http",
+            url_scheme: if tls.is_some() { "https" } else { "http" },
+            tls,
             trusted: crate::http::proxy::Trusted::parse(forwarded_allow_ips),
         };
         let access = match access_log {

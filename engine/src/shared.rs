@@ -46,7 +46,10 @@ pub struct Settings {
     /// Request bodies up to this size (with a Content-Length and no `Expect: 100-continue`) are
     /// read before the app is called, so a slow upload does not hold one of its threads.
     pub buffer_body: usize,
+    /// `https` with TLS, else `http`.
     pub url_scheme: &'static str,
+    /// TLS on every listener; `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Whose proxy headers are applied (`FORWARDED_ALLOW_IPS`).
     pub trusted: crate::http::proxy::Trusted,
 }

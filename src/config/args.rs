@@ -77,7 +77,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 45] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 51] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -114,6 +114,12 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 45] {
         (Key::ForwardedAllowIps, &args.forwarded_allow_ips),
         (Key::RootPath, &args.root_path),
         (Key::ReadyPath, &args.ready_path),
+        (Key::Certfile, &args.certfile),
+        (Key::Keyfile, &args.keyfile),
+        (Key::CaCerts, &args.ca_certs),
+        (Key::CertReqs, &args.cert_reqs),
+        (Key::Ciphers, &args.ciphers),
+        (Key::SslVersion, &args.ssl_version),
         (Key::LogLevel, &args.log_level),
         (Key::LogFormat, &args.log_format),
         (Key::LogFile, &args.log_file),

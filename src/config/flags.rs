@@ -265,6 +265,34 @@ pub struct RunArgs {
     /// Django's views) [default: none].
     #[arg(long, value_name = "PATH")]
     pub ready_path: Option<String>,
+    /// TLS: the certificate (PEM, the chain after it) every bind serves, a unix: bind included,
+    /// as gunicorn; needs --keyfile [default: none, plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub certfile: Option<String>,
+
+    /// TLS: the private key (PEM, not encrypted) of --certfile [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<String>,
+
+    /// TLS: the CA certificates (PEM) client certificates are verified against, with
+    /// --cert-reqs 1 or 2 [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub ca_certs: Option<String>,
+
+    /// TLS client certificates, as gunicorn: 0 not asked for, 1 optional (verified if sent),
+    /// 2 required [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub cert_reqs: Option<String>,
+
+    /// TLS cipher suites, colon-separated (OpenSSL's syntax under uvicorn; suite names only
+    /// under the native engine) [default: the TLS library's].
+    #[arg(long, value_name = "CIPHERS")]
+    pub ciphers: Option<String>,
+
+    /// Lowest TLS version: TLS, TLS_SERVER or TLSv1_2 for TLS 1.2, TLSv1_3 for TLS 1.3 only
+    /// (gunicorn's deprecated --ssl-version) [default: TLS_SERVER].
+    #[arg(long, value_name = "VERSION")]
+    pub ssl_version: Option<String>,
 
     /// trace, debug, info, warning, error or critical [default: info].
     #[arg(long, value_name = "LEVEL")]

@@ -55,6 +55,12 @@ pub enum Key {
     ForwardedAllowIps,
     RootPath,
     ReadyPath,
+    Certfile,
+    Keyfile,
+    CaCerts,
+    CertReqs,
+    Ciphers,
+    SslVersion,
     LogLevel,
     LogFormat,
     LogFile,
@@ -74,7 +80,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 55] = [
+    pub const ALL: [Key; 61] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -115,6 +121,12 @@ impl Key {
         Key::ForwardedAllowIps,
         Key::RootPath,
         Key::ReadyPath,
+        Key::Certfile,
+        Key::Keyfile,
+        Key::CaCerts,
+        Key::CertReqs,
+        Key::Ciphers,
+        Key::SslVersion,
         Key::LogLevel,
         Key::LogFormat,
         Key::LogFile,
@@ -175,6 +187,12 @@ impl Key {
             Key::ForwardedAllowIps => "forwarded_allow_ips",
             Key::RootPath => "root_path",
             Key::ReadyPath => "ready_path",
+            Key::Certfile => "certfile",
+            Key::Keyfile => "keyfile",
+            Key::CaCerts => "ca_certs",
+            Key::CertReqs => "cert_reqs",
+            Key::Ciphers => "ciphers",
+            Key::SslVersion => "ssl_version",
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::LogFile => "log_file",

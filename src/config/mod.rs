@@ -9,6 +9,8 @@
 //! - [`file_warnings`] lists non-fatal concerns (a root-run master reading a group- or
 //!   world-writable file, a jitter without its limit) for the master to log after a successful
 //!   `load`.
+//! - [`check_tls_files`] loads the TLS files of a `Config` as the engine will (`load` runs it;
+//!   `herdsman check` reports what it finds).
 //! - [`ConfigErrors`] / [`ConfigError`]: every problem, with origin, key and fix.
 
 mod access_format;
@@ -29,6 +31,7 @@ mod load;
 mod pyfile;
 mod render;
 mod size;
+mod tls;
 mod types;
 mod validate;
 mod values;
@@ -45,5 +48,6 @@ pub use keys::{Key, ENGINE_LIB_ENV_VAR};
 pub use layer::Origin;
 pub use load::load;
 pub use render::render;
+pub use tls::{check_files as check_tls_files, TlsProblem};
 pub use types::*;
 pub use warnings::file_warnings;

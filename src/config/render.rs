@@ -110,6 +110,7 @@ fn render_rest(config: &Config, out: &mut String) {
         ready,
         "no probe: ready once the app is served",
     );
+    tls(&mut line, config.tls.as_ref());
     let trusted = config.forwarded_allow_ips.clone();
     optional(
         &mut line,
@@ -128,6 +129,28 @@ fn render_rest(config: &Config, out: &mut String) {
     hygiene(&mut line, config);
     operations(&mut line, config);
     env_table(config, out);
+}
+
+/// The TLS keys; all commented out when TLS is off.
+fn tls(line: &mut impl FnMut(&str, String), tls: Option<&crate::config::Tls>) {
+    let Some(tls) = tls else {
+        line("# certfile", "(not set: plain HTTP)".into());
+        line("# keyfile", "(not set)".into());
+        line("# ca_certs", "(not set: none)".into());
+        line("# cert_reqs", "(not set: 0)".into());
+        line("# ciphers", "(not set: the TLS library's)".into());
+        line("# ssl_version", "(not set: TLS_SERVER)".into());
+        return;
+    };
+    line("certfile", quote(&tls.certfile.display().to_string()));
+    line("keyfile", quote(&tls.keyfile.display().to_string()));
+    optional_path(line, "ca_certs", tls.ca_certs.as_deref());
+    line("cert_reqs", tls.cert_reqs.as_int().to_string());
+    match &tls.ciphers {
+        Some(ciphers) => line("ciphers", quote(&ciphers.given)),
+        None => line("# ciphers", "(not set: the TLS library's)".into()),
+    }
+    line("ssl_version", quote(tls.min_version.ssl_version()));
 }
 
 /// The control socket, the admin listener and readiness.
@@ -214,6 +237,7 @@ fn optional_path(line: &mut impl FnMut(&str, String), key: &str, path: Option<&P
                     "the python beside the herdsman executable, else $VIRTUAL_ENV/bin/python, else python3 on PATH"
                 }
                 "control_socket" => "${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock",
+                "ca_certs" => "none",
                 _ => "the current directory",
             };
             line(&format!("# {key}"), format!("(not set: {instead})"));

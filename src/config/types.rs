@@ -189,6 +189,8 @@ pub struct Config {
     pub root_path: String,
     /// The readiness probe's path (`/healthz`, a query allowed); `None`: no probe.
     pub ready_path: Option<String>,
+    /// TLS served by the engine in every worker, on every bind; `None`: plain HTTP.
+    pub tls: Option<Tls>,
     /// Master and worker log level.
     pub log_level: LogLevel,
     /// Master log format.
@@ -380,4 +382,77 @@ pub enum LogLevel {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// TLS, gunicorn's `certfile`, `keyfile`, `ca_certs`, `cert_reqs`, `ciphers` and `ssl_version`.
+/// Checked when loaded (config/tls.rs): both files parse and the key matches the certificate; the
+/// engine reads the files again when each worker starts, so a reload picks up renewed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// The certificate chain, PEM, end-entity first.
+    pub certfile: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1), not encrypted.
+    pub keyfile: PathBuf,
+    /// The CA certificates client certificates are verified against.
+    pub ca_certs: Option<PathBuf>,
+    pub cert_reqs: CertReqs,
+    pub ciphers: Option<Ciphers>,
+    /// The lowest protocol version served.
+    pub min_version: TlsVersion,
+}
+
+/// gunicorn's `cert_reqs` (Python's `ssl.CERT_*`): whether clients must show a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertReqs {
+    /// 0: not asked for.
+    None,
+    /// 1: asked for and verified when sent; a client without one is served.
+    Optional,
+    /// 2: a client without a valid certificate is refused in the handshake.
+    Required,
+}
+
+impl CertReqs {
+    /// gunicorn's integer.
+    pub fn as_int(self) -> u8 {
+        match self {
+            CertReqs::None => 0,
+            CertReqs::Optional => 1,
+            CertReqs::Required => 2,
+        }
+    }
+}
+
+/// `ciphers`: as given (OpenSSL's cipher list syntax, passed to uvicorn's `ssl` module), and the
+/// IANA names of the suites it names when every entry is a suite the native engine has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ciphers {
+    pub given: String,
+    /// `None`: some entry is not a plain suite name (`HIGH`, `!aNULL`, a suite rustls lacks).
+    pub suites: Option<Vec<&'static str>>,
+}
+
+/// The lowest TLS version served (what `ssl_version` maps to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// As the worker runtime's `--tls-min-version` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+
+    /// As `ssl_version` spells it.
+    pub fn ssl_version(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1_2",
+            TlsVersion::Tls13 => "TLSv1_3",
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! is an existing directory, that an absolute `python` exists, that `control_socket` fits in a
 //! unix socket address, that the directories of `log_file` and `pidfile` exist, and that `user`
 //! and `group` name accounts this system knows and that a master which is not root does not ask
-//! to switch them (see `account`). Combinations that are allowed but pointless (a jitter without
+//! to switch them (see `account`), and that the TLS files load and match (`validate/tls.rs`,
+//! `config/tls.rs`). Combinations that are allowed but pointless (a jitter without
 //! its limit) are `warnings`, not errors. The keys that name places (binds, paths) are judged
 //! in `validate/paths.rs`.
 
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod paths;
+mod tls;
 
 /// Most extra workers booting at once: each boot imports the whole app, so more is a typo.
 const MAX_SURGE: u32 = 64;
@@ -44,6 +46,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
     };
     // `app()` returns `None` only after recording why, so the placeholder never escapes.
     let app = v.app().unwrap_or_else(placeholder_app);
+    let engine = v.value(Key::Engine, defaults::ENGINE, values::engine);
     let config = Config {
         app,
         workers: v.value(Key::Workers, defaults::WORKERS, values::workers),
@@ -54,7 +57,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         worker_class: v.value(Key::WorkerClass, None, |raw| {
             values::worker_class(raw).map(|name| Some(name.to_string()))
         }),
-        engine: v.value(Key::Engine, defaults::ENGINE, values::engine),
+        engine,
         threads: v.value(Key::Threads, None, |raw| {
             values::count_from_to(raw, 1..=MAX_THREADS, "4").map(Some)
         }),
@@ -141,6 +144,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         ready_path: v.value(Key::ReadyPath, None, |raw| {
             values::ready_path(raw).map(Some)
         }),
+        tls: v.tls(engine),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),

@@ -126,6 +126,7 @@ fn kind_name(kind: BootErrorKind) -> &'static str {
         BootErrorKind::Lifespan => "lifespan startup failed",
         BootErrorKind::Interface => "not an ASGI or WSGI app",
         BootErrorKind::Readiness => "readiness probe failed",
+        BootErrorKind::Tls => "TLS setup failed",
         BootErrorKind::Other => "error",
     }
 }

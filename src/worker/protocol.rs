@@ -17,6 +17,8 @@ pub enum BootErrorKind {
     Interface,
     /// The `ready_path` probe did not answer 2xx or 3xx.
     Readiness,
+    /// The worker could not set TLS up from the configured files.
+    Tls,
     #[serde(other)]
     Other,
 }
@@ -30,6 +32,7 @@ impl BootErrorKind {
             12 => Some(BootErrorKind::Lifespan),
             13 => Some(BootErrorKind::Interface),
             14 => Some(BootErrorKind::Readiness),
+            15 => Some(BootErrorKind::Tls),
             _ => None,
         }
     }

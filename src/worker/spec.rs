@@ -210,12 +210,35 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         args.push("--root-path".into());
         args.push(config.root_path.clone());
     }
+    if let Some(tls) = &config.tls {
+        tls_args(tls, engine, &mut args);
+    }
     for dir in &config.pythonpath {
         args.push("--pythonpath".into());
         args.push(dir.clone());
     }
     args.extend(super::gunicorn_cfg::worker_args(config));
     args
+}
+
+/// TLS for the engine, which reads the files itself when the worker starts (a reload serves
+/// renewed ones). The native engine gets `ciphers` as IANA suite names (validation made sure
+/// they map); uvicorn gets them as written, for OpenSSL.
+fn tls_args(tls: &crate::config::Tls, engine: &WorkerEngine, args: &mut Vec<String>) {
+    args.extend(["--certfile".into(), tls.certfile.display().to_string()]);
+    args.extend(["--keyfile".into(), tls.keyfile.display().to_string()]);
+    if let Some(ca) = &tls.ca_certs {
+        args.extend(["--ca-certs".into(), ca.display().to_string()]);
+    }
+    args.extend(["--cert-reqs".into(), tls.cert_reqs.as_int().to_string()]);
+    if let Some(ciphers) = &tls.ciphers {
+        let text = match (engine, &ciphers.suites) {
+            (WorkerEngine::Native { .. }, Some(suites)) => suites.join(":"),
+            _ => ciphers.given.clone(),
+        };
+        args.extend(["--ciphers".into(), text]);
+    }
+    args.extend(["--tls-min-version".into(), tls.min_version.as_str().into()]);
 }
 
 /// The configured `env` entries, then `forwarded_allow_ips` as `FORWARDED_ALLOW_IPS` (both
@@ -313,6 +336,44 @@ mod tests {
         let argv = [&["herdsman"], argv, &["m:a"]].concat();
         let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
         crate::config::load(&args, &[]).expect("valid configuration")
+    }
+
+    #[test]
+    fn tls_goes_to_both_engines_with_ciphers_in_the_form_each_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let config = config(&[
+            "--certfile",
+            cert,
+            "--keyfile",
+            key,
+            "--ciphers",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "--ssl-version",
+            "TLSv1_3",
+        ]);
+        let value = |args: &[String], flag: &str| {
+            let at = args.iter().position(|a| a == flag).expect(flag);
+            args[at + 1].clone()
+        };
+        let uvicorn = runtime_args(&config, &WorkerEngine::Uvicorn);
+        let lib = PathBuf::from("/lib/engine.so");
+        let native = runtime_args(&config, &WorkerEngine::Native { lib });
+        for args in [&uvicorn, &native] {
+            assert_eq!(value(args, "--certfile"), cert);
+            assert_eq!(value(args, "--keyfile"), key);
+            assert_eq!(value(args, "--cert-reqs"), "0");
+            assert_eq!(value(args, "--tls-min-version"), "1.3");
+        }
+        assert_eq!(value(&uvicorn, "--ciphers"), "ECDHE-RSA-AES128-GCM-SHA256");
+        assert_eq!(
+            value(&native, "--ciphers"),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
     }
 
     /// The values following each `--engine`, `--engine-lib` and `--threads` in `args`.

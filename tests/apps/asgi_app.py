@@ -65,6 +65,8 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": first, "more_body": True})
         time.sleep(float(_query(scope, "s", "1")))  # blocks the event loop on purpose
         await send({"type": "http.response.body", "body": b"done\n"})
+    elif path == "/scheme":
+        await _json(send, {"pid": pid, "scheme": scope["scheme"]})
     elif path == "/env":
         await _json(send, {"pid": pid, "value": os.environ.get(_query(scope, "k", ""))})
     elif path == "/fds":

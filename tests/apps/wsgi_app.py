@@ -1,6 +1,6 @@
 """Plain WSGI function app: /,  /slow?s=F (time.sleep in the WSGI thread), and /together?n=N
 (answers 200 once N calls are in the app at the same time, 504 if that does not happen within
-10 s: proof that the server runs N blocking calls at once), and /hold (streams a first line with
+10 s: proof that the server runs N blocking calls at once), /scheme (wsgi.url_scheme), and /hold (streams a first line with
 the pid, then holds the GIL for good: a regular expression that backtracks for ever, in C code that
 never lets the GIL go, as a stuck C extension would).
 
@@ -54,6 +54,10 @@ def app(environ, start_response):
             body = b"not together\n"
             start_response("504 Gateway Timeout", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
             return [body]
+    elif path == "/scheme":
+        body = (json.dumps({"pid": os.getpid(), "scheme": environ["wsgi.url_scheme"]}) + "\n").encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
     elif path != "/":
         body = (json.dumps({"pid": os.getpid(), "error": "not found"}) + "\n").encode()
         start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

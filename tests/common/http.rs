@@ -81,9 +81,13 @@ pub fn request_with(
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
-    let mut reader = BufReader::new(stream);
-    let (status, headers) = read_head(&mut reader)?;
-    let body = read_body(&mut reader, &headers)?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// One response (head and body) from `reader`; on a kept-alive connection, the next one.
+pub fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
+    let (status, headers) = read_head(reader)?;
+    let body = read_body(reader, &headers)?;
     Ok(Response {
         status,
         headers,

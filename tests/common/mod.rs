@@ -12,6 +12,7 @@
 
 pub mod engines;
 pub mod http;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub(crate) use engines::both_engines;

@@ -43,6 +43,10 @@ impl Counted {
         shared.connections.fetch_add(1, Ordering::AcqRel);
         Counted(shared)
     }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.0
+    }
 }
 
 impl Drop for Counted {

@@ -1,5 +1,6 @@
 //! The listening sockets the worker inherited from the master (never bound here): one accept
-//! loop per socket, until the drain begins. Each accepted connection runs in a task of its own.
+//! loop per socket, until the drain begins. Each accepted connection runs in a task of its own
+//! (with TLS on, every listener's connections, unix ones too, begin with the handshake).
 //!
 //! Invariants: the engine works on duplicates of the inherited descriptors, so the runtime may
 //! close its own; an accept error never ends the loop (EMFILE and friends back off briefly, so a
@@ -82,8 +83,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             Ok(Accepted::Tcp(stream, mut peer)) => {
                 peer.scheme = shared.settings.url_scheme;
                 let _ = stream.set_nodelay(true);
-                let counted = Counted::new(shared.clone());
-                tokio::spawn(super::conn::serve(counted, stream, peer));
+                spawn_connection(&shared, stream, peer);
             }
             Ok(Accepted::Unix(stream)) => {
                 let peer = Peer {
@@ -91,14 +91,31 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
                     local: None,
                     scheme: shared.settings.url_scheme,
                 };
-                let counted = Counted::new(shared.clone());
-                tokio::spawn(super::conn::serve(counted, stream, peer));
+                spawn_connection(&shared, stream, peer);
             }
             Err(err) if is_transient(&err) => {}
             Err(err) => {
                 shared.log("warning", format!("accept failed: {err} (retrying)"));
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// One task for the connection: HTTP, or the TLS handshake then HTTP when TLS is on. Counted
+/// from here, before the task is spawned (conn.rs).
+fn spawn_connection<IO>(shared: &Arc<Shared>, stream: IO, peer: Peer)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let counted = Counted::new(shared.clone());
+    match &shared.settings.tls {
+        Some(config) => {
+            let config = config.clone();
+            tokio::spawn(crate::tls::handshake::serve(counted, config, stream, peer));
+        }
+        None => {
+            tokio::spawn(super::conn::serve(counted, stream, peer));
         }
     }
 }

@@ -7,6 +7,7 @@ EXIT_DEPENDENCY = 11
 EXIT_LIFESPAN = 12
 EXIT_INTERFACE = 13
 EXIT_READINESS = 14
+EXIT_TLS = 15
 
 EXIT_CODES = {
     "import": EXIT_IMPORT,
@@ -14,6 +15,7 @@ EXIT_CODES = {
     "lifespan": EXIT_LIFESPAN,
     "interface": EXIT_INTERFACE,
     "readiness": EXIT_READINESS,
+    "tls": EXIT_TLS,
 }
 
 # Threads a2wsgi runs WSGI requests in (one pool per worker; a2wsgi.WSGIMiddleware(app, workers=10,

@@ -76,6 +76,14 @@ def parse_args(argv):
     # A gunicorn.conf.py with worker-side hooks (hooks.py), and the effective settings as JSON.
     parser.add_argument("--gunicorn-config")
     parser.add_argument("--gunicorn-cfg")
+    # TLS (config `certfile` ...): the engine reads the files when the worker starts. --cert-reqs
+    # is gunicorn's 0/1/2; --tls-min-version "1.2" or "1.3" (what `ssl_version` maps to).
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
+    parser.add_argument("--ca-certs")
+    parser.add_argument("--cert-reqs", type=int, choices=(0, 1, 2), default=0)
+    parser.add_argument("--ciphers")
+    parser.add_argument("--tls-min-version", choices=("1.2", "1.3"), default="1.2")
     # The zygote (spawn = "zygote"): --channel-fd is its control socket, --worker-id its generation.
     parser.add_argument("--zygote", action="store_true")
     parser.add_argument("--preload", action="store_true")

@@ -6,6 +6,7 @@ mod hygiene;
 mod precedence;
 mod render;
 mod support;
+mod tls;
 mod values;
 
 use support::*;

@@ -367,6 +367,7 @@ fn defaults_apply_when_nothing_is_given() {
         forwarded_allow_ips: None,
         root_path: String::new(),
         ready_path: None,
+        tls: None,
         log_level: LogLevel::Info,
         log_format: LogFormat::Text,
         log_file: None,

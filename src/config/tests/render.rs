@@ -93,6 +93,7 @@ fn every_non_default_round_trips() {
         forwarded_allow_ips: Some("10.0.0.0/8,*".into()),
         root_path: "/api".into(),
         ready_path: Some("/healthz?full=1".into()),
+        tls: None,
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
@@ -207,6 +208,12 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 root_path = ""
 # ready_path = (not set: no probe: ready once the app is served)
+# certfile = (not set: plain HTTP)
+# keyfile = (not set)
+# ca_certs = (not set: none)
+# cert_reqs = (not set: 0)
+# ciphers = (not set: the TLS library's)
+# ssl_version = (not set: TLS_SERVER)
 # forwarded_allow_ips = (not set: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)
 log_level = "info"
 log_format = "text"
@@ -286,6 +293,12 @@ fn is_setting(line: &str) -> bool {
         "pythonpath",
         "reload_dir",
         "ready_path",
+        "certfile",
+        "keyfile",
+        "ca_certs",
+        "cert_reqs",
+        "ciphers",
+        "ssl_version",
     ]
     .contains(&key);
     (is_key && line.contains(" = ") && !example_path) || line == "[env]"

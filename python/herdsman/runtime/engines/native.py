@@ -73,6 +73,15 @@ def _log_from_engine(level, message, traceback=None) -> None:
         log.write(level, message)
 
 
+def tls_options(args) -> dict:
+    """The engine's TLS arguments from the worker argv; none without --certfile."""
+    if not getattr(args, "certfile", None):
+        return {}
+    return {"certfile": args.certfile, "keyfile": args.keyfile, "ca_certs": args.ca_certs,
+            "cert_reqs": args.cert_reqs, "ciphers": args.ciphers,
+            "tls_min_version": args.tls_min_version}
+
+
 class NativeServer(lifecycle.StopRequests):
     """The worker's side of one engine Server, on the main thread's asyncio loop."""
 
@@ -94,9 +103,13 @@ class NativeServer(lifecycle.StopRequests):
                 limit_request_fields=args.limit_request_fields,
                 limit_request_field_size=args.limit_request_field_size,
                 root_path=args.root_path,
+                **tls_options(args),
                 # The uvicorn engine's proxy headers, from the same variable and default.
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             )
+        except engine.TlsError as exc:
+            raise BootError("tls", "cannot set TLS up: %s: check that the workers' user can read "
+                            "the files and that they are the ones `herdsman check` accepted" % exc) from None
         finally:
             os.close(notify_w)
         self.retiring = False

@@ -8,6 +8,7 @@ a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is use
 import asyncio
 import functools
 import logging
+import ssl
 import sys
 import time
 
@@ -193,7 +194,14 @@ def make_server_class(uvicorn):
                     break
                 for connection in connections:
                     cycle = connection.cycle
-                    if cycle is not None and not cycle.response_complete:
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None and transport.is_closing():
+                        # Closed by us. Over TLS, asyncio has sent close_notify and waits up to
+                        # 30 s for the client's; a client that has not answered within the
+                        # window is not reading: drop the connection.
+                        if drain.idle_expired(connection, _CLOSING, now):
+                            transport.abort()
+                    elif cycle is not None and not cycle.response_complete:
                         drain.busy(connection)
                     elif drain.idle_expired(connection, cycle, now):
                         connection.shutdown()  # idle: uvicorn closes it now
@@ -312,6 +320,10 @@ def make_server_class(uvicorn):
     return HerdsmanServer
 
 
+# The drain's marker for a connection it has closed (idle_expired counts from its first sight).
+_CLOSING = object()
+
+
 def lifespan_mode(args, interface: str) -> str:
     """uvicorn's `lifespan` for this app: as configured for ASGI, off for WSGI (no lifespan). With
     `auto`, a startup that raises is logged with its traceback (see LifespanTraceback)."""
@@ -348,6 +360,41 @@ class LifespanTraceback(logging.Filter):
         return True
 
 
+def tls_options(args) -> dict:
+    """uvicorn's TLS settings from the worker argv (gunicorn's certfile, keyfile, ca_certs,
+    cert_reqs, ciphers); none without --certfile. uvicorn wraps every socket it is handed with
+    the context (loop.create_server(sock=..., ssl=...)), unix sockets too, and gives the scope
+    scheme https / wss."""
+    if not getattr(args, "certfile", None):
+        return {}
+    return {
+        "ssl_certfile": args.certfile,
+        "ssl_keyfile": args.keyfile,
+        "ssl_ca_certs": args.ca_certs,
+        "ssl_cert_reqs": args.cert_reqs,
+        "ssl_ciphers": args.ciphers,  # None: Python's defaults, as gunicorn
+    }
+
+
+def load_tls(config, args) -> None:
+    """Builds uvicorn's SSLContext now, before the worker says it serves, so a file this worker
+    cannot read (or an OpenSSL cipher string OpenSSL refuses) fails the boot with its name, then
+    applies the lowest version `ssl_version` asked for."""
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise BootError(
+            "tls",
+            "cannot set TLS up from certfile %s, keyfile %s%s: %s: check that the workers' user can "
+            "read them and that ciphers is a list OpenSSL accepts"
+            % (args.certfile, args.keyfile, ", ca_certs %s" % args.ca_certs if args.ca_certs else "", exc),
+        ) from None
+    if args.tls_min_version == "1.3":
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+    elif config.ssl.minimum_version < ssl.TLSVersion.TLSv1_2:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
 def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
     if interface == "wsgi":
         a2wsgi = import_a2wsgi()
@@ -376,7 +423,10 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         backlog=args.backlog,  # uvicorn re-listens on the inherited sockets with this
         timeout_keep_alive=args.keep_alive,
         root_path=args.root_path,
+        **tls_options(args),
     )
+    if getattr(args, "certfile", None):
+        load_tls(config, args)
     server_class = make_server_class(uvicorn)
     server = server_class(config, channel, interface, args.heartbeat_interval, args.graceful_timeout,
                           args.app, started, in_flight, completed, drain)
