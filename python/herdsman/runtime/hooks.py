@@ -11,7 +11,8 @@ the worker at gunicorn's moments:
   worker_exit(server, worker)      the worker is about to exit
 
 The master passes `--gunicorn-config PATH` (only when the file defines one of these) and
-`--gunicorn-cfg JSON` (the effective settings by gunicorn name, and the master's pid); the file is
+`--gunicorn-cfg JSON` (the effective settings by gunicorn name, the master's pid, and for
+`python:module` the directory the master imported it from); the file is
 executed again here, after chdir and pythonpath, to get the functions. A hook that raises is
 logged with its traceback and the worker goes on, except post_fork and post_worker_init: as in
 gunicorn the worker then does not start (a boot error naming the hook).
@@ -123,14 +124,15 @@ class Hooks:
     """The worker-side hooks of one config file, and the `server` and `worker` they get."""
 
     def __init__(self, path: str, cfg_json: str, worker_id) -> None:
+        context = json.loads(cfg_json) if cfg_json else {}
         try:
-            settings = gunicornconf.load(path)
+            settings = gunicornconf.load(path, context.get("import_root"))
             self.functions = {name: f for name, f in gunicornconf.hook_functions(settings).items()
                               if name in WORKER_HOOKS}
-        except Exception:
+        except Exception as exc:
             raise BootError("import", "the config file %s raised when the worker executed it: fix the "
-                            "file (see the traceback)" % path, traceback.format_exc()) from None
-        context = json.loads(cfg_json) if cfg_json else {}
+                            "file (see the traceback)" % path,
+                            gunicornconf.user_traceback(exc, path)) from None
         values = {k: v for k, v in settings.items() if k not in gunicornconf.HOOKS}
         values.update(context.get("cfg") or {})
         self.cfg = gunicornconf.Config(values)
