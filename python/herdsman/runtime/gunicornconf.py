@@ -274,15 +274,28 @@ def run_hook(name: str, target: str, context: dict) -> int:
 
 def user_traceback(exc: BaseException, target: str) -> str:
     """The traceback from the config file's first frame on: the runtime's and importlib's frames
-    before it are noise. The whole traceback if the file never ran (a module not found)."""
-    tb = exc.__traceback__
+    before it are noise. Without a frame of the file, from the first frame that is neither (a
+    hook given as a dotted path); with none at all, only the exception (the file never ran: a
+    syntax error, a module not found)."""
     path = source_path(target)
-    skipped = tb
-    while skipped is not None and skipped.tb_frame.f_code.co_filename != path:
-        skipped = skipped.tb_next
-    if skipped is None and isinstance(exc, ImportError) and target.startswith("python:"):
+    first = _first_frame(exc.__traceback__, lambda name: name == path)
+    if first is None:
+        first = _first_frame(exc.__traceback__, lambda name: not _runtime_frame(name))
+    if first is None:
         return "".join(traceback.format_exception_only(type(exc), exc))
-    return "".join(traceback.format_exception(type(exc), exc, skipped or tb))
+    return "".join(traceback.format_exception(type(exc), exc, first))
+
+
+def _first_frame(tb, wanted):
+    while tb is not None and not wanted(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
+
+
+def _runtime_frame(filename: str) -> bool:
+    """This module's frames (a file, or `<string>` when the master runs it with -c), or importlib's."""
+    return (filename in (globals().get("__file__"), "<string>") or filename.startswith("<frozen importlib")
+            or filename == getattr(importlib, "__file__", None))
 
 
 def print_user_traceback(exc: BaseException, target: str) -> None:

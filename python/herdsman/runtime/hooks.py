@@ -114,8 +114,8 @@ def _port(text):
 
 def _version(protocol: str):
     try:
-        major, minor = protocol.split("/", 1)[1].split(".")
-        return int(major), int(minor)
+        major, _, minor = protocol.split("/", 1)[1].partition(".")
+        return int(major), int(minor or 0)
     except (IndexError, ValueError):
         return 1, 1
 
