@@ -1,8 +1,10 @@
 //! `-c gunicorn.conf.py` (docs/gunicorn-config.md): its settings honoured and its unknown ones
 //! named in one warning, precedence file < HERDSMAN_* < GUNICORN_CMD_ARGS < command line, a file
 //! that raises refused with its traceback, the worker-side hooks in every worker on both engines
-//! (pre/post_request per request, WSGI on both, ASGI on uvicorn), and the master-side hooks
-//! (on_starting, when_ready, child_exit with the pid of a worker killed with SIGKILL).
+//! (pre/post_request per request, WSGI on both, ASGI on uvicorn), exec'd or forked from the
+//! zygote (with and without preload), the master-side hooks (on_starting, when_ready,
+//! child_exit with the pid of a worker killed with SIGKILL), and gunicorn's `-c python:module`
+//! (imported from the master's directory, also by workers that changed directory).
 
 mod common;
 
@@ -159,16 +161,22 @@ fn a_file_that_raises_or_refuses_fails_clearly() {
     );
 }
 
-/// Serves `app` with the hooks file; checks post_fork and post_worker_init ran once in each
-/// worker before it served, pre/post_request around each request, worker_exit at the stop.
-fn worker_hooks(engine: Engine, app: &str) {
+/// Serves `app` with the hooks file and `extra` options; checks post_fork and post_worker_init
+/// ran once in each worker before it served, pre/post_request around each request, worker_exit
+/// at the stop.
+fn worker_hooks(engine: Engine, app: &str, extra: &[&str]) {
+    let hooks = hooks_file();
+    let mut args = vec!["-c", hooks.as_str()];
+    args.extend_from_slice(extra);
+    args.push(app);
+    worker_hooks_of(Start::new(&args).engine(engine));
+}
+
+/// [`worker_hooks`] of a master started as `start` says, with a hooks file.
+fn worker_hooks_of(start: Start) {
     let dir = tempfile::tempdir().expect("temp dir");
     let hook_dir = dir.path().display().to_string();
-    let hooks = hooks_file();
-    let mut h = Start::new(&["-c", &hooks, app])
-        .engine(engine)
-        .env("HOOK_DIR", &hook_dir)
-        .spawn();
+    let mut h = start.env("HOOK_DIR", &hook_dir).spawn();
     let pids: BTreeSet<i32> = h.wait_serving().into_iter().collect();
     assert_eq!(pids.len(), 2);
     for hook in ["post_fork", "post_worker_init"] {
@@ -209,13 +217,97 @@ fn worker_hooks(engine: Engine, app: &str) {
 
 both_engines! {
     fn wsgi_worker_hooks_run_in_each_worker_and_around_each_request(engine: Engine) {
-        worker_hooks(engine, "wsgi_app:app");
+        worker_hooks(engine, "wsgi_app:app", &[]);
+    }
+}
+
+both_engines! {
+    fn worker_hooks_run_in_each_zygote_forked_worker(engine: Engine) {
+        worker_hooks(engine, "wsgi_app:app", &["--spawn", "zygote"]);
+    }
+}
+
+both_engines! {
+    fn worker_hooks_run_in_each_zygote_forked_worker_with_preload(engine: Engine) {
+        worker_hooks(engine, "wsgi_app:app", &["--spawn", "zygote", "--preload"]);
     }
 }
 
 #[test]
 fn asgi_request_hooks_run_on_uvicorn() {
-    worker_hooks(Engine::Uvicorn, "asgi_app:app");
+    worker_hooks(Engine::Uvicorn, "asgi_app:app", &[]);
+}
+
+#[test]
+fn asgi_request_hooks_run_in_zygote_forked_workers_with_preload() {
+    worker_hooks(
+        Engine::Uvicorn,
+        "asgi_app:app",
+        &["--spawn", "zygote", "--preload"],
+    );
+}
+
+/// A package `herdsman_test_conf` in a fresh directory, whose module `hooks` is the hooks file
+/// and `broken` raises at line 2.
+fn config_package() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let package = dir.path().join("herdsman_test_conf");
+    std::fs::create_dir(&package).expect("package dir");
+    std::fs::write(package.join("__init__.py"), "").expect("write __init__");
+    std::fs::copy(common::apps_dir().join(HOOKS), package.join("hooks.py")).expect("copy hooks");
+    std::fs::write(
+        package.join("broken.py"),
+        "workers = 2\nraise RuntimeError('no db')\n",
+    )
+    .expect("write broken");
+    dir
+}
+
+/// `-c python:herdsman_test_conf.hooks` with the master in the package's directory and the
+/// workers in tests/apps (`--chdir`): the master imports it from its own directory, and the
+/// workers, which cannot see that directory on their path, import the same module; its settings
+/// (`workers = 2`) and every hook apply, master-side ones included.
+#[test]
+fn python_module_config_is_imported_in_master_and_workers() {
+    let package = config_package();
+    let start = Start::new(&["-c", "python:herdsman_test_conf.hooks", "wsgi_app:app"])
+        .current_dir(package.path());
+    worker_hooks_of(start);
+}
+
+#[test]
+fn python_module_config_that_raises_shows_its_own_traceback() {
+    let package = config_package();
+    let path = package.path().display().to_string();
+    let env = [("PYTHONPATH", path.as_str())];
+    let (code, _, err) = check(
+        &["-c", "python:herdsman_test_conf.broken", "wsgi_app:app"],
+        &env,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("broken.py\", line 2") && err.contains("RuntimeError: no db"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("importlib") && !err.contains("<string>"),
+        "runtime frames are trimmed: {err}"
+    );
+    let (code, _, err) = check(
+        &["-c", "python:herdsman_test_conf.missing", "wsgi_app:app"],
+        &env,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("No module named 'herdsman_test_conf.missing'") && !err.contains("<string>"),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        &["-c", "python:herdsman_test_conf.hooks", "wsgi_app:app"],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l == "timeout = \"20s\""), "{out}");
 }
 
 #[test]

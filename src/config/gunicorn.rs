@@ -130,6 +130,9 @@ pub struct Evaluated {
     pub lines: BTreeMap<String, usize>,
     #[serde(default)]
     pub hooks: Vec<String>,
+    /// `python:module.name`: the directory its top-level package was imported from.
+    #[serde(default)]
+    pub import_root: Option<std::path::PathBuf>,
 }
 
 /// The gunicorn name of `key`, if a gunicorn setting sets it.
@@ -178,6 +181,7 @@ pub fn layer(
         path: absolute.to_path_buf(),
         hooks,
         ignored,
+        import_root: evaluated.import_root.clone(),
     };
     (layer, file, errors)
 }

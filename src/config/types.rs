@@ -241,6 +241,9 @@ pub struct GunicornFile {
     pub hooks: Vec<String>,
     /// Its gunicorn settings that herdsman does not have (one warning at start).
     pub ignored: Vec<String>,
+    /// For `python:module.name`: the directory the module's package was imported from, which
+    /// the workers and hook processes search too (they may have changed directory since).
+    pub import_root: Option<PathBuf>,
 }
 
 impl GunicornFile {

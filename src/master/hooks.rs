@@ -45,6 +45,8 @@ pub struct MasterHooks {
     server: Value,
     chdir: Option<String>,
     pythonpath: Vec<String>,
+    /// `python:module.name`'s import directory (`GunicornFile::import_root`).
+    import_root: Option<PathBuf>,
     devnull: Option<OwnedFd>,
     /// Running hook processes: pid -> (hook name, kill deadline).
     running: BTreeMap<i32, (String, Instant)>,
@@ -62,6 +64,7 @@ impl MasterHooks {
             server: Value::Null,
             chdir: None,
             pythonpath: Vec::new(),
+            import_root: None,
             devnull,
             running: BTreeMap::new(),
         };
@@ -76,6 +79,7 @@ impl MasterHooks {
         self.server = gunicorn_cfg::server(config, target);
         self.chdir = config.chdir.as_ref().map(|p| p.display().to_string());
         self.pythonpath = config.pythonpath.clone();
+        self.import_root = config.gunicorn.as_ref().and_then(|f| f.import_root.clone());
     }
 
     /// A new interpreter or environment (a reload).
@@ -98,6 +102,7 @@ impl MasterHooks {
             "cfg": self.cfg,
             "chdir": self.chdir,
             "pythonpath": self.pythonpath,
+            "import_root": self.import_root,
             "args": args,
         });
         if let Some(worker) = worker {

@@ -18,6 +18,7 @@ pub fn worker_args(config: &Config) -> Vec<String> {
     let context = json!({
         "cfg": settings(config),
         "server": server(config, None),
+        "import_root": file.import_root,
     });
     vec![
         "--gunicorn-config".into(),

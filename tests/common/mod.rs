@@ -224,6 +224,7 @@ pub struct Start {
     no_python: bool,
     binary: Option<PathBuf>,
     launcher: Vec<String>,
+    current_dir: Option<PathBuf>,
 }
 
 impl Start {
@@ -238,7 +239,14 @@ impl Start {
             no_python: false,
             binary: None,
             launcher: Vec::new(),
+            current_dir: None,
         }
+    }
+
+    /// Start the master in `dir` instead of the test's working directory.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Start {
+        self.current_dir = Some(dir.into());
+        self
     }
 
     /// Run the workers on `engine` (its arguments go before the test's own).
@@ -323,6 +331,9 @@ impl Start {
             .env("XDG_RUNTIME_DIR", dir.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().expect("start herdsman");
         let log = Arc::new(Log::default());

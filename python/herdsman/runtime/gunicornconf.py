@@ -5,11 +5,13 @@ with the app's interpreter as `python -c SOURCE COMMAND ...`, before any runtime
 (`herdsman check` has none). Commands:
 
     evaluate PATH          execute the file as gunicorn does and print one JSON object on stdout:
-                           {"settings": {name: value}, "lines": {name: line}, "hooks": [names],
-                           "unknown": [names]}; exit 1 with the traceback on stderr if it raises
+                           {"settings": {name: value}, "lines": {name: line}, "hooks": [names]},
+                           and for `python:module` "import_root" (where its package was found);
+                           exit 1 with the traceback on stderr if it raises
     hook NAME PATH CONTEXT run one master-side hook (`on_starting`, `child_exit`, ...) in this
                            short-lived process; CONTEXT is JSON: {"server": {...}, "worker": {...},
-                           "args": [...], "chdir": ..., "pythonpath": [...]}
+                           "args": [...], "chdir": ..., "pythonpath": [...],
+                           "import_root": ...}
 
 The worker runtime imports it too (hooks.py) for `load`, `Config`, `HookLog`, `Server`.
 
@@ -53,10 +55,15 @@ HOOKS = (
 )
 
 
-def _module_for(target: str):
-    """A fresh module holding the executed file (or the imported `python:module`)."""
+def _module_for(target: str, import_root=None):
+    """A fresh module holding the executed file (or the imported `python:module`).
+
+    `import_root` (for `python:module`): the directory the master found the module's top-level
+    package in (`evaluate` reports it), searched first for this import only and then kept last
+    on sys.path; a worker has changed directory (`chdir`) since, so the master's working
+    directory may no longer be on its path."""
     if target.startswith("python:"):
-        return importlib.import_module(target[len("python:"):])
+        return _import(target[len("python:"):], import_root)
     path = os.path.abspath(target)
     module = types.ModuleType("__config__")
     module.__file__ = path
@@ -67,9 +74,45 @@ def _module_for(target: str):
     return module
 
 
-def load(target: str) -> dict:
+def _import(name: str, import_root):
+    if not import_root or import_root in sys.path:
+        return importlib.import_module(name)
+    sys.path.insert(0, import_root)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(import_root)
+        sys.path.append(import_root)  # for the hooks' own later imports, shadowing nothing
+
+
+def import_root(name: str):
+    """The sys.path entry an imported `python:module` was found in (absolute), or None."""
+    top = sys.modules.get(name.split(".", 1)[0])
+    locations = list(getattr(top, "__path__", None) or [])
+    if locations:
+        return os.path.dirname(os.path.abspath(locations[0]))
+    origin = getattr(top, "__file__", None)
+    return os.path.dirname(os.path.abspath(origin)) if origin else None
+
+
+def source_path(target: str):
+    """The file a target's code is in: the path itself, or a `python:module`'s file once imported."""
+    if not target.startswith("python:"):
+        return os.path.abspath(target)
+    name = target[len("python:"):]
+    origin = getattr(sys.modules.get(name), "__file__", None)
+    if origin is None:  # its import failed: it is not in sys.modules
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:
+            spec = None
+        origin = spec.origin if spec is not None else None
+    return os.path.abspath(origin) if origin else None
+
+
+def load(target: str, import_root=None) -> dict:
     """The file's gunicorn settings and hooks: {name: value}, names outside SETTINGS left out."""
-    namespace = vars(_module_for(target))
+    namespace = vars(_module_for(target, import_root))
     return {name: value for name, value in namespace.items() if name in SETTINGS or name in HOOKS}
 
 
@@ -91,11 +134,7 @@ def hook_functions(settings: dict) -> dict:
 
 def _lines(target: str) -> dict:
     """Line of the last top-level assignment or definition of each name (for messages)."""
-    if target.startswith("python:"):
-        spec = importlib.util.find_spec(target[len("python:"):])
-        path = spec.origin if spec is not None else None
-    else:
-        path = target
+    path = source_path(target)
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read())
@@ -132,11 +171,14 @@ def evaluate(target: str) -> dict:
     hooks = sorted(hook_functions(settings), key=HOOKS.index)
     values = {name: _jsonable(v) for name, v in settings.items() if name not in HOOKS}
     lines = _lines(target)
-    return {
+    evaluated = {
         "settings": values,
         "lines": {name: lines.get(name, 1) for name in list(values) + hooks},
         "hooks": hooks,
     }
+    if target.startswith("python:"):
+        evaluated["import_root"] = import_root(target[len("python:"):])
+    return evaluated
 
 
 class Config:
@@ -207,7 +249,7 @@ class Worker:
 
 
 def run_hook(name: str, target: str, context: dict) -> int:
-    settings = load(target)
+    settings = load(target, context.get("import_root"))
     functions = hook_functions(settings)
     if context.get("chdir"):
         os.chdir(context["chdir"])
@@ -230,15 +272,34 @@ def run_hook(name: str, target: str, context: dict) -> int:
     return 0
 
 
+def user_traceback(exc: BaseException, target: str) -> str:
+    """The traceback from the config file's first frame on: the runtime's and importlib's frames
+    before it are noise. Without a frame of the file, from the first frame that is neither (a
+    hook given as a dotted path); with none at all, only the exception (the file never ran: a
+    syntax error, a module not found)."""
+    path = source_path(target)
+    first = _first_frame(exc.__traceback__, lambda name: name == path)
+    if first is None:
+        first = _first_frame(exc.__traceback__, lambda name: not _runtime_frame(name))
+    if first is None:
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    return "".join(traceback.format_exception(type(exc), exc, first))
+
+
+def _first_frame(tb, wanted):
+    while tb is not None and not wanted(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
+
+
+def _runtime_frame(filename: str) -> bool:
+    """This module's frames (a file, or `<string>` when the master runs it with -c), or importlib's."""
+    return (filename in (globals().get("__file__"), "<string>") or filename.startswith("<frozen importlib")
+            or filename == getattr(importlib, "__file__", None))
+
+
 def print_user_traceback(exc: BaseException, target: str) -> None:
-    """The traceback from the config file's first frame on: this module's frames are noise."""
-    tb = exc.__traceback__
-    path = os.path.abspath(target)
-    skipped = tb
-    while skipped is not None and skipped.tb_frame.f_code.co_filename != path:
-        skipped = skipped.tb_next
-    lines = traceback.format_exception(type(exc), exc, skipped or tb)
-    sys.stderr.write("".join(lines))
+    sys.stderr.write(user_traceback(exc, target))
     sys.stderr.flush()
 
 

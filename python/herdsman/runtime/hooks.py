@@ -11,7 +11,8 @@ the worker at gunicorn's moments:
   worker_exit(server, worker)      the worker is about to exit
 
 The master passes `--gunicorn-config PATH` (only when the file defines one of these) and
-`--gunicorn-cfg JSON` (the effective settings by gunicorn name, and the master's pid); the file is
+`--gunicorn-cfg JSON` (the effective settings by gunicorn name, the master's pid, and for
+`python:module` the directory the master imported it from); the file is
 executed again here, after chdir and pythonpath, to get the functions. A hook that raises is
 logged with its traceback and the worker goes on, except post_fork and post_worker_init: as in
 gunicorn the worker then does not start (a boot error naming the hook).
@@ -52,7 +53,9 @@ class Worker:
 
 class Request:
     """gunicorn's Request attributes hooks read: method, uri, path, query, version, headers (a list
-    of (NAME, value), names upper-cased), scheme, remote_addr / peer_addr."""
+    of (NAME, value), names upper-cased), scheme, remote_addr / peer_addr. `headers` is built on
+    first read: most hooks (gunicorn's default pre_request logs method and path) never read it,
+    and building it is most of the wrapper's per-request cost."""
 
     def __init__(self, method, uri, path, query, version, headers, scheme, peer) -> None:
         self.method = method
@@ -60,23 +63,29 @@ class Request:
         self.path = path
         self.query = query
         self.version = version
-        self.headers = headers
+        self._headers = headers  # a list, or a function making it
         self.scheme = scheme
         self.remote_addr = peer
         self.peer_addr = peer
+
+    @property
+    def headers(self):
+        if callable(self._headers):
+            self._headers = self._headers()
+        return self._headers
+
+    @headers.setter
+    def headers(self, value) -> None:
+        self._headers = value
 
     @classmethod
     def from_environ(cls, environ):
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
         uri = environ.get("RAW_URI") or (path + ("?" + query if query else ""))
-        headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
-        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            if environ.get(name):
-                headers.append((name.replace("_", "-"), environ[name]))
         peer = (environ.get("REMOTE_ADDR"), _port(environ.get("REMOTE_PORT")))
         return cls(environ.get("REQUEST_METHOD", ""), uri, path, query,
-                   _version(environ.get("SERVER_PROTOCOL", "HTTP/1.1")), headers,
+                   _version(environ.get("SERVER_PROTOCOL", "HTTP/1.1")), lambda: _environ_headers(environ),
                    environ.get("wsgi.url_scheme", "http"), peer)
 
     @classmethod
@@ -85,11 +94,22 @@ class Request:
         query = scope.get("query_string", b"").decode("latin-1")
         raw = scope.get("raw_path")
         uri = (raw.decode("latin-1") if raw else path) + ("?" + query if query else "")
-        headers = [(k.decode("latin-1").upper(), v.decode("latin-1")) for k, v in scope.get("headers", ())]
         client = scope.get("client")
         return cls(scope.get("method", ""), uri, path, query,
-                   _version("HTTP/" + scope.get("http_version", "1.1")), headers,
+                   _version("HTTP/" + scope.get("http_version", "1.1")), lambda: _scope_headers(scope),
                    scope.get("scheme", "http"), tuple(client) if client else None)
+
+
+def _environ_headers(environ):
+    headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers.append((name.replace("_", "-"), environ[name]))
+    return headers
+
+
+def _scope_headers(scope):
+    return [(k.decode("latin-1").upper(), v.decode("latin-1")) for k, v in scope.get("headers", ())]
 
 
 class Response:
@@ -111,10 +131,16 @@ def _port(text):
         return text
 
 
+_VERSIONS = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0), "HTTP/2": (2, 0)}
+
+
 def _version(protocol: str):
+    known = _VERSIONS.get(protocol)
+    if known is not None:
+        return known
     try:
-        major, minor = protocol.split("/", 1)[1].split(".")
-        return int(major), int(minor)
+        major, _, minor = protocol.split("/", 1)[1].partition(".")
+        return int(major), int(minor or 0)
     except (IndexError, ValueError):
         return 1, 1
 
@@ -123,14 +149,15 @@ class Hooks:
     """The worker-side hooks of one config file, and the `server` and `worker` they get."""
 
     def __init__(self, path: str, cfg_json: str, worker_id) -> None:
+        context = json.loads(cfg_json) if cfg_json else {}
         try:
-            settings = gunicornconf.load(path)
+            settings = gunicornconf.load(path, context.get("import_root"))
             self.functions = {name: f for name, f in gunicornconf.hook_functions(settings).items()
                               if name in WORKER_HOOKS}
-        except Exception:
+        except Exception as exc:
             raise BootError("import", "the config file %s raised when the worker executed it: fix the "
-                            "file (see the traceback)" % path, traceback.format_exc()) from None
-        context = json.loads(cfg_json) if cfg_json else {}
+                            "file (see the traceback)" % path,
+                            gunicornconf.user_traceback(exc, path)) from None
         values = {k: v for k, v in settings.items() if k not in gunicornconf.HOOKS}
         values.update(context.get("cfg") or {})
         self.cfg = gunicornconf.Config(values)
