@@ -44,7 +44,8 @@ impl Server {
     #[pyo3(signature = (app, listen_fds, *, log, errors, threads=1, notify_fd=-1, inflight_fd=None,
         access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
-        forwarded_allow_ips="127.0.0.1,::1", root_path=""))]
+        forwarded_allow_ips="127.0.0.1,::1", root_path="", worker_connections=1000,
+        proxy_allow_from=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -65,6 +66,8 @@ impl Server {
         limit_request_field_size: usize,
         forwarded_allow_ips: &str,
         root_path: &str,
+        worker_connections: usize,
+        proxy_allow_from: Option<&str>,
     ) -> PyResult<Server> {
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
@@ -86,6 +89,8 @@ impl Server {
             buffer_body,
             url_scheme: "http",
             trusted: crate::http::proxy::Trusted::parse(forwarded_allow_ips),
+            proxy_protocol: proxy_allow_from.map(crate::http::proxy::Trusted::parse),
+            worker_connections: worker_connections.max(1),
         };
         let access = match access_log {
             Some(path) => {

@@ -74,6 +74,15 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
         if *phase.borrow_and_update() != Phase::Serving {
             return;
         }
+        // A slot first (`worker_connections`): at the cap the loop stops accepting, and new
+        // connections wait in the kernel's listen queue (or another worker takes them).
+        let slot = tokio::select! {
+            slot = shared.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return, // never closed
+            },
+            _ = phase.changed() => continue,
+        };
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
             _ = phase.changed() => continue,
@@ -82,16 +91,27 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             Ok(Accepted::Tcp(stream, mut peer)) => {
                 peer.scheme = shared.settings.url_scheme;
                 let _ = stream.set_nodelay(true);
-                let counted = Counted::new(shared.clone());
-                tokio::spawn(super::conn::serve(counted, stream, peer));
+                let counted = Counted::new(shared.clone(), slot);
+                let proxied = shared
+                    .settings
+                    .proxy_protocol
+                    .as_ref()
+                    .is_some_and(|allowed| allowed.trusts_peer(peer.remote));
+                if proxied {
+                    tokio::spawn(super::proxyproto::serve(counted, stream, peer));
+                } else {
+                    tokio::spawn(super::conn::serve(counted, stream, peer));
+                }
             }
             Ok(Accepted::Unix(stream)) => {
                 let peer = Peer {
                     remote: None,
                     local: None,
                     scheme: shared.settings.url_scheme,
+                    server_port: None,
+                    hop: None,
                 };
-                let counted = Counted::new(shared.clone());
+                let counted = Counted::new(shared.clone(), slot);
                 tokio::spawn(super::conn::serve(counted, stream, peer));
             }
             Err(err) if is_transient(&err) => {}
@@ -119,6 +139,8 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
                     remote: Some(remote),
                     local,
                     scheme: "http",
+                    server_port: None,
+                    hop: None,
                 },
             ))
         }
