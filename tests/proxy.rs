@@ -26,8 +26,7 @@ fn serve(engine: Engine, extra: &[&str]) -> common::Herdsman {
 fn environ(addr: SocketAddr, preamble: &[u8], headers: &[(&str, &str)]) -> Value {
     let mut stream = common::http::connect(addr).expect("connect");
     stream.write_all(preamble).expect("send the preamble");
-    let resp =
-        common::http::request_with(stream, "GET", "/", headers, b"").expect("a response");
+    let resp = common::http::request_with(stream, "GET", "/", headers, b"").expect("a response");
     assert_eq!(resp.status, 200, "{resp:?}");
     resp.json()
 }
@@ -81,7 +80,11 @@ fn forwarded_headers(engine: Engine) {
             ("Forwarded", "for=198.51.100.1"),
         ],
     );
-    assert_eq!(field(&view, "REMOTE_ADDR"), "203.0.113.9", "{engine}: {view}");
+    assert_eq!(
+        field(&view, "REMOTE_ADDR"),
+        "203.0.113.9",
+        "{engine}: {view}"
+    );
     assert!(h.finish().success());
 
     let h = serve(engine, &["--forwarded-allow-ips", "10.0.0.0/8"]);

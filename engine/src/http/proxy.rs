@@ -103,7 +103,9 @@ impl Trusted {
             .map(str::trim)
             .collect();
         let has_chain = !chain.iter().all(|h| h.is_empty());
-        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        let proto = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok());
         let element = if has_chain && proto.is_some() {
             None
         } else {
@@ -118,7 +120,11 @@ impl Trusted {
             }
         }
         if let Some(port) = headers.get("x-forwarded-port") {
-            if let Some(port) = port.to_str().ok().and_then(|p| p.trim().parse::<u16>().ok()) {
+            if let Some(port) = port
+                .to_str()
+                .ok()
+                .and_then(|p| p.trim().parse::<u16>().ok())
+            {
                 seen.server_port = Some(port);
             }
         }
@@ -286,5 +292,128 @@ fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
+    }
+}
+
+/// The same cases as python/tests/test_proxy.py's, so the two engines agree. Run with
+/// `cargo test -p herdsman-engine --lib`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(
+        spec: &str,
+        headers: &[(&str, &str)],
+        remote: &str,
+    ) -> (Option<SocketAddr>, &'static str, Option<u16>) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let peer = Peer {
+            remote: Some(remote.parse().unwrap()),
+            local: None,
+            scheme: "http",
+            server_port: None,
+            hop: None,
+        };
+        let p = Trusted::parse(spec).apply(peer, &map);
+        (p.remote, p.scheme, p.server_port)
+    }
+
+    fn addr(text: &str) -> Option<SocketAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn forwarded_elements() {
+        let cases: [(&str, Vec<(Option<&str>, Option<&str>)>); 7] = [
+            (
+                "for=192.0.2.60;proto=http;by=203.0.113.43",
+                vec![(Some("192.0.2.60"), Some("http"))],
+            ),
+            (
+                "for=\"[2001:db8:cafe::17]:4711\"",
+                vec![(Some("[2001:db8:cafe::17]:4711"), None)],
+            ),
+            (
+                "For=\"_gazonk\", for=198.51.100.17",
+                vec![(Some("_gazonk"), None), (Some("198.51.100.17"), None)],
+            ),
+            ("proto=https", vec![(None, Some("https"))]),
+            (
+                "for=\"a;b,c\";proto=https",
+                vec![(Some("a;b,c"), Some("https"))],
+            ),
+            ("for=\"esc\\\"aped\"", vec![(Some("esc\"aped"), None)]),
+            (" , ;, for=1.2.3.4,", vec![(Some("1.2.3.4"), None)]),
+        ];
+        for (value, want) in cases {
+            let mut got = Vec::new();
+            parse_forwarded(value, &mut got);
+            let got: Vec<_> = got
+                .iter()
+                .map(|e| (e.client.as_deref(), e.proto.as_deref()))
+                .collect();
+            assert_eq!(got, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_rules() {
+        let fwd = (
+            "forwarded",
+            "for=\"[2001:db8::17]:4711\";proto=https, for=127.0.0.1;proto=http",
+        );
+        assert_eq!(
+            seen(
+                "127.0.0.0/8",
+                &[fwd, ("x-forwarded-port", "8443")],
+                "127.0.0.1:5000"
+            ),
+            (addr("[2001:db8::17]:4711"), "https", Some(8443))
+        );
+        let hops = [("forwarded", "for=10.0.0.1, for=10.0.0.2")];
+        assert_eq!(seen("*", &hops, "127.0.0.1:5000").0, addr("10.0.0.1:0"));
+        assert_eq!(
+            seen("127.0.0.1,10.0.0.0/8", &hops, "127.0.0.1:5000").0,
+            addr("10.0.0.1:0")
+        );
+        assert_eq!(
+            seen(
+                "127.0.0.1",
+                &[("forwarded", "for=_hidden;proto=https")],
+                "127.0.0.1:5000"
+            ),
+            (addr("127.0.0.1:5000"), "https", None)
+        );
+        let both = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=198.51.100.1;proto=https"),
+        ];
+        assert_eq!(
+            seen("127.0.0.1", &both, "127.0.0.1:5000"),
+            (addr("203.0.113.9:0"), "https", None)
+        );
+        assert_eq!(
+            seen(
+                "127.0.0.1",
+                &[("x-forwarded-port", "443, 80")],
+                "127.0.0.1:5000"
+            )
+            .2,
+            None
+        );
+        assert_eq!(
+            seen("10.0.0.0/8", &both, "127.0.0.1:5000"),
+            (addr("127.0.0.1:5000"), "http", None)
+        );
+        assert_eq!(
+            seen("127.0.0.1", &both, "[::ffff:127.0.0.1]:1").0,
+            addr("203.0.113.9:0")
+        );
     }
 }

@@ -243,3 +243,86 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+/// The same cases as python/tests/test_proxy.py's, so the two parsers agree. Run with
+/// `cargo test -p herdsman-engine --lib`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2(command: u8, family: u8, block: &[u8]) -> Vec<u8> {
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend_from_slice(&[0x20 | command, family]);
+        h.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        h.extend_from_slice(block);
+        h
+    }
+
+    fn source(text: &str) -> Option<SocketAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn headers() {
+        let mut inet = vec![9, 8, 7, 6, 1, 1, 1, 1];
+        inet.extend_from_slice(&4242u16.to_be_bytes());
+        inet.extend_from_slice(&80u16.to_be_bytes());
+        let mut inet6 = vec![0; 15];
+        inet6.push(1);
+        inet6.extend_from_slice(&[0; 16]);
+        inet6.extend_from_slice(&7u16.to_be_bytes());
+        inet6.extend_from_slice(&80u16.to_be_bytes());
+        inet6.extend_from_slice(b"tlv");
+        let cases: Vec<(Vec<u8>, Option<SocketAddr>, usize)> = vec![
+            (
+                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET".to_vec(),
+                source("1.2.3.4:1"),
+                32,
+            ),
+            (
+                b"PROXY TCP6 ::1 ::2 65535 2\r\n".to_vec(),
+                source("[::1]:65535"),
+                28,
+            ),
+            (b"PROXY UNKNOWN\r\n".to_vec(), None, 15),
+            (b"PROXY UNKNOWN ffff::1 ::1 1 2\r\n".to_vec(), None, 31),
+            (v2(1, 0x11, &inet), source("9.8.7.6:4242"), 28),
+            (v2(1, 0x21, &inet6), source("[::1]:7"), 55),
+            (v2(0, 0x00, b""), None, 16),
+            (v2(1, 0x31, &[0; 216]), None, 232),
+        ];
+        for (data, want, used) in cases {
+            assert_eq!(parse(&data), Ok(Some((want, used))), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn bad_and_incomplete_headers() {
+        let long = [&b"PROXY TCP4 "[..], &[b'1'; 120]].concat();
+        let mut bad_version = V2_SIGNATURE.to_vec();
+        bad_version.extend_from_slice(&[0x11, 0x11, 0, 0]);
+        for data in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+            b"PROXY TCP4 ::1 ::1 1 2\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n",
+            &long,
+            &v2(2, 0x11, b""),
+            &v2(1, 0x11, b"short"),
+            &bad_version,
+        ] {
+            assert!(parse(data).is_err(), "{data:?}");
+        }
+        let partial = v2(1, 0x11, &[0; 12]);
+        for data in [
+            &b""[..],
+            b"PRO",
+            b"PROXY TCP4 1.2",
+            &V2_SIGNATURE[..5],
+            &partial[..20],
+        ] {
+            assert_eq!(parse(data), Ok(None), "{data:?}");
+        }
+    }
+}
