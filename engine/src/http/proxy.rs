@@ -328,9 +328,12 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
+    /// (`for=`, `proto=`) of each element.
+    type Hops<'a> = Vec<(Option<&'a str>, Option<&'a str>)>;
+
     #[test]
     fn forwarded_elements() {
-        let cases: [(&str, Vec<(Option<&str>, Option<&str>)>); 7] = [
+        let cases: [(&str, Hops); 7] = [
             (
                 "for=192.0.2.60;proto=http;by=203.0.113.43",
                 vec![(Some("192.0.2.60"), Some("http"))],
