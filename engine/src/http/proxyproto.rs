@@ -6,7 +6,8 @@
 //! Invariants: at most one header is read, within `HEADER_TIMEOUT`, and never more than the
 //! header's own bound (107 bytes for v1, 16 + its length for v2) plus what one read brought
 //! beyond it, which is handed to hyper first (`Prefixed`); a malformed header, none in time, or
-//! end of file closes the connection with a debug line; v2 `LOCAL`, v1 `UNKNOWN` and the
+//! end of file closes the connection with a debug line (so does a drain, after its idle window,
+//! or a quick stop, at once); v2 `LOCAL`, v1 `UNKNOWN` and the
 //! unspecified and unix families keep the socket's peer as the client.
 
 use std::io;
@@ -31,10 +32,21 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 pub async fn serve(counted: Counted, mut stream: tokio::net::TcpStream, mut peer: Peer) {
     let shared = counted.shared().clone();
     let mut phase = shared.phase.subscribe();
+    // A drain gives a header still coming the drain's idle window (as an idle connection gets);
+    // a quick stop none.
+    let stop = async {
+        let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+        if *phase.borrow() != Phase::Aborted {
+            tokio::select! {
+                _ = tokio::time::sleep(shared.settings.drain_idle) => {}
+                _ = phase.wait_for(|p| *p == Phase::Aborted) => {}
+            }
+        }
+    };
     let read = async {
         tokio::select! {
             read = tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut stream)) => Some(read),
-            _ = phase.wait_for(|p| *p == Phase::Aborted) => None,
+            _ = stop => None,
         }
     };
     let from = peer.remote.map_or_else(String::new, |r| r.to_string());
