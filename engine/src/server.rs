@@ -52,7 +52,8 @@ impl Server {
         access_log=None, access_log_format=None, keep_alive=5.0, drain_idle=1.0, buffer_body=65536,
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
         forwarded_allow_ips="127.0.0.1,::1", root_path="", certfile=None, keyfile=None,
-        ca_certs=None, cert_reqs=0, ciphers=None, tls_min_version="1.2"))]
+        ca_certs=None, cert_reqs=0, ciphers=None, tls_min_version="1.2", worker_connections=1000,
+        proxy_allow_from=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -79,6 +80,8 @@ impl Server {
         cert_reqs: u8,
         ciphers: Option<String>,
         tls_min_version: &str,
+        worker_connections: usize,
+        proxy_allow_from: Option<&str>,
     ) -> PyResult<Server> {
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
@@ -116,6 +119,8 @@ impl Server {
             url_scheme: if tls.is_some() { "https" } else { "http" },
             tls,
             trusted: crate::http::proxy::Trusted::parse(forwarded_allow_ips),
+            proxy_protocol: proxy_allow_from.map(crate::http::proxy::Trusted::parse),
+            worker_connections: worker_connections.max(1),
         };
         let access = match access_log {
             Some(path) => {

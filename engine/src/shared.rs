@@ -7,7 +7,7 @@
 //! once, when the phase is past Serving, no connection is open and no app call is running.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -52,6 +52,10 @@ pub struct Settings {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Whose proxy headers are applied (`FORWARDED_ALLOW_IPS`).
     pub trusted: crate::http::proxy::Trusted,
+    /// The peers whose PROXY header is read; None: the PROXY protocol is off.
+    pub proxy_protocol: Option<crate::http::proxy::Trusted>,
+    /// Most connections open at once (gunicorn's `worker_connections`).
+    pub worker_connections: usize,
 }
 
 pub struct Shared {
@@ -65,6 +69,9 @@ pub struct Shared {
     /// App calls in progress (heartbeat `in_flight`).
     pub running: AtomicUsize,
     pub connections: AtomicUsize,
+    /// One permit per connection that may be open (`worker_connections`): the accept loops
+    /// wait for one before accepting, so the connections beyond wait in the listen queue.
+    pub slots: Arc<tokio::sync::Semaphore>,
     pub phase: watch::Sender<Phase>,
     pub registry: Registry,
     pub notifier: Notifier,
@@ -85,6 +92,10 @@ impl Shared {
         notifier: Notifier,
         access: Option<AccessLog>,
     ) -> Shared {
+        let slots = settings
+            .worker_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let slots = Arc::new(tokio::sync::Semaphore::new(slots));
         Shared {
             pool: Pool::new(settings.threads),
             settings,
@@ -92,6 +103,7 @@ impl Shared {
             report_at: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            slots,
             phase: watch::channel(Phase::Serving).0,
             registry,
             notifier,

@@ -43,6 +43,13 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
     );
     switch(
         &mut layer,
+        Key::ProxyProtocol,
+        args.proxy_protocol_flag(),
+        "--proxy-protocol",
+        "--no-proxy-protocol",
+    );
+    switch(
+        &mut layer,
         Key::Reload,
         args.reload_flag(),
         "--reload",
@@ -77,7 +84,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 51] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 53] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -107,11 +114,13 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 51] {
         ),
         (Key::MemoryCheckInterval, &args.memory_check_interval),
         (Key::Backlog, &args.backlog),
+        (Key::WorkerConnections, &args.worker_connections),
         (Key::KeepAlive, &args.keep_alive),
         (Key::LimitRequestLine, &args.limit_request_line),
         (Key::LimitRequestFields, &args.limit_request_fields),
         (Key::LimitRequestFieldSize, &args.limit_request_field_size),
         (Key::ForwardedAllowIps, &args.forwarded_allow_ips),
+        (Key::ProxyAllowFrom, &args.proxy_allow_from),
         (Key::RootPath, &args.root_path),
         (Key::ReadyPath, &args.ready_path),
         (Key::Certfile, &args.certfile),

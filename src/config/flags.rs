@@ -223,6 +223,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub backlog: Option<String>,
 
+    /// Most connections a worker serves at once; beyond it new ones wait in the listen queue
+    /// (never refused), as gunicorn's --worker-connections, 1 to 1000000 [default: 1000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub worker_connections: Option<String>,
+
     /// Close a keep-alive connection idle for this long, 0 to 1h, e.g. 5s; bare number =
     /// seconds (gunicorn's default is 2s, uvicorn's 5s) [default: 5s].
     #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
@@ -254,6 +259,14 @@ pub struct RunArgs {
     /// [default: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1].
     #[arg(long, value_name = "IPS")]
     pub forwarded_allow_ips: Option<String>,
+
+    #[command(flatten)]
+    pub proxy_protocol: ProxyProtocolSwitch,
+
+    /// Peers whose PROXY protocol header is read (with --proxy-protocol): comma-separated
+    /// addresses and networks, or * (gunicorn's --proxy-allow-from) [default: 127.0.0.1,::1].
+    #[arg(long, value_name = "IPS")]
+    pub proxy_allow_from: Option<String>,
 
     /// The path prefix the app is mounted under behind a proxy that strips it, e.g. /api: ASGI's
     /// root_path, WSGI's SCRIPT_NAME (uvicorn's --root-path) [default: none].
@@ -385,6 +398,11 @@ impl RunArgs {
         self.reload.resolved()
     }
 
+    /// `--proxy-protocol` / `--no-proxy-protocol` resolved, as `access_log_flag`.
+    pub fn proxy_protocol_flag(&self) -> Option<bool> {
+        self.proxy_protocol.resolved()
+    }
+
     /// `--capture-output` / `--no-capture-output` resolved, as `access_log_flag`.
     pub fn capture_output_flag(&self) -> Option<bool> {
         self.capture_output.resolved()
@@ -427,6 +445,16 @@ switch! {
     reload,
     /// Do not watch the source (undoes `reload = true`).
     no_reload
+}
+
+switch! {
+    /// `--proxy-protocol` / `--no-proxy-protocol`.
+    ProxyProtocolSwitch:
+    /// Read a PROXY protocol header (HAProxy v1 or v2) at the start of every connection from
+    /// --proxy-allow-from; its source address becomes the client's [default: off].
+    proxy_protocol,
+    /// Do not read PROXY protocol headers (undoes `proxy_protocol = true`).
+    no_proxy_protocol
 }
 
 switch! {

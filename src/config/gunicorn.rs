@@ -79,6 +79,15 @@ pub const SETTINGS: &[(&str, Key, Read)] = &[
     ("reload", Key::Reload, Read::As),
     ("reload_extra_files", Key::ReloadExtraFile, Read::List),
     ("proc_name", Key::ProcName, Read::As),
+    ("certfile", Key::Certfile, Read::As),
+    ("keyfile", Key::Keyfile, Read::As),
+    ("ca_certs", Key::CaCerts, Read::As),
+    ("cert_reqs", Key::CertReqs, Read::As),
+    ("ciphers", Key::Ciphers, Read::As),
+    ("ssl_version", Key::SslVersion, Read::As),
+    ("worker_connections", Key::WorkerConnections, Read::As),
+    ("proxy_protocol", Key::ProxyProtocol, Read::As),
+    ("proxy_allow_ips", Key::ProxyAllowFrom, Read::CommaText),
 ];
 
 /// Settings refused when set to a true value: (name, why, fix).

@@ -92,6 +92,7 @@ fn render_rest(config: &Config, out: &mut String) {
     line("startup_attempts", config.startup_attempts.to_string());
     recycling(&mut line, config);
     line("backlog", config.backlog.to_string());
+    line("worker_connections", config.worker_connections.to_string());
     line("keep_alive", duration(config.keep_alive));
     line("limit_request_line", config.limit_request_line.to_string());
     line(
@@ -118,6 +119,8 @@ fn render_rest(config: &Config, out: &mut String) {
         trusted,
         "the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1",
     );
+    line("proxy_protocol", config.proxy_protocol.to_string());
+    line("proxy_allow_from", quote(&config.proxy_allow_from));
     line("log_level", quote(config.log_level.as_str()));
     line("log_format", quote(config.log_format.as_str()));
     optional(&mut line, "log_file", path(&config.log_file), "stderr");

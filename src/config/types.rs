@@ -103,6 +103,10 @@ pub mod defaults {
     pub const LIMIT_REQUEST_LINE: u32 = 4094;
     pub const LIMIT_REQUEST_FIELDS: u32 = 100;
     pub const LIMIT_REQUEST_FIELD_SIZE: u32 = 8190;
+    /// `worker_connections`: gunicorn's default.
+    pub const WORKER_CONNECTIONS: u32 = 1000;
+    /// `proxy_allow_from`: gunicorn's default (its `proxy_allow_ips`).
+    pub const PROXY_ALLOW_FROM: &str = "127.0.0.1,::1";
 }
 
 /// The whole validated configuration.
@@ -176,6 +180,8 @@ pub struct Config {
     pub memory_check_interval: Duration,
     /// listen(2) backlog.
     pub backlog: u32,
+    /// Most connections one worker serves at once; beyond it they wait in the listen queue.
+    pub worker_connections: u32,
     /// An idle keep-alive connection is closed after this long (both engines).
     pub keep_alive: Duration,
     /// gunicorn's request limits, in bytes and fields; 0 = no limit.
@@ -185,6 +191,10 @@ pub struct Config {
     /// `FORWARDED_ALLOW_IPS` for the workers, normalized (`a,b,c`); `None`: not set, the workers
     /// keep theirs.
     pub forwarded_allow_ips: Option<String>,
+    /// Read a PROXY protocol header at the start of each connection from `proxy_allow_from`.
+    pub proxy_protocol: bool,
+    /// The peers whose PROXY header is read, normalized (`a,b,c`).
+    pub proxy_allow_from: String,
     /// The mount prefix (`/api`), or empty: ASGI `root_path`, WSGI `SCRIPT_NAME`.
     pub root_path: String,
     /// The readiness probe's path (`/healthz`, a query allowed); `None`: no probe.

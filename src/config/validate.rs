@@ -121,6 +121,11 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         backlog: v.value(Key::Backlog, defaults::BACKLOG, |raw| {
             values::count(raw, 1..=65535, "2048")
         }),
+        worker_connections: v.value(
+            Key::WorkerConnections,
+            defaults::WORKER_CONNECTIONS,
+            |raw| values::count(raw, 1..=1_000_000, "1000"),
+        ),
         keep_alive: v.value(Key::KeepAlive, defaults::KEEP_ALIVE, |raw| {
             values::duration_at_most(raw, MAX_KEEP_ALIVE)
         }),
@@ -140,6 +145,12 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         forwarded_allow_ips: v.value(Key::ForwardedAllowIps, None, |raw| {
             values::forwarded_allow_ips(raw).map(Some)
         }),
+        proxy_protocol: v.value(Key::ProxyProtocol, false, values::boolean),
+        proxy_allow_from: v.value(
+            Key::ProxyAllowFrom,
+            defaults::PROXY_ALLOW_FROM.to_string(),
+            values::forwarded_allow_ips,
+        ),
         root_path: v.value(Key::RootPath, String::new(), values::root_path),
         ready_path: v.value(Key::ReadyPath, None, |raw| {
             values::ready_path(raw).map(Some)

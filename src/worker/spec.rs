@@ -169,6 +169,8 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
         config.limit_request_fields.to_string(),
         "--limit-request-field-size".to_string(),
         config.limit_request_field_size.to_string(),
+        "--worker-connections".to_string(),
+        config.worker_connections.to_string(),
     ];
     match engine {
         WorkerEngine::Native { lib } => {
@@ -205,6 +207,11 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
     if let Some(path) = &config.ready_path {
         args.push("--ready-path".into());
         args.push(path.clone());
+    }
+    if config.proxy_protocol {
+        args.push("--proxy-protocol".into());
+        args.push("--proxy-allow-from".into());
+        args.push(config.proxy_allow_from.clone());
     }
     if !config.root_path.is_empty() {
         args.push("--root-path".into());
@@ -423,6 +430,8 @@ mod tests {
             "100",
             "--limit-request-field-size",
             "8190",
+            "--worker-connections",
+            "1000",
             "--access-log-file",
             "-",
             "--access-log-format",

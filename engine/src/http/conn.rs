@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::Peer;
@@ -35,13 +35,14 @@ pub struct ConnState {
     pub wake: Notify,
 }
 
-/// One open connection in `Shared::connections`, for as long as this lives.
-pub struct Counted(Arc<Shared>);
+/// One open connection in `Shared::connections`, holding one of the worker's
+/// `worker_connections` slots, for as long as this lives.
+pub struct Counted(Arc<Shared>, Option<OwnedSemaphorePermit>);
 
 impl Counted {
-    pub fn new(shared: Arc<Shared>) -> Counted {
+    pub fn new(shared: Arc<Shared>, slot: OwnedSemaphorePermit) -> Counted {
         shared.connections.fetch_add(1, Ordering::AcqRel);
-        Counted(shared)
+        Counted(shared, Some(slot))
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -51,6 +52,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
+        drop(self.1.take()); // the accept loop may take the next connection
         self.0.connections.fetch_sub(1, Ordering::AcqRel);
         self.0.check_done();
     }

@@ -75,6 +75,15 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
         if *phase.borrow_and_update() != Phase::Serving {
             return;
         }
+        // A slot first (`worker_connections`): at the cap the loop stops accepting, and new
+        // connections wait in the kernel's listen queue (or another worker takes them).
+        let slot = tokio::select! {
+            slot = shared.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return, // never closed
+            },
+            _ = phase.changed() => continue,
+        };
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
             _ = phase.changed() => continue,
@@ -83,15 +92,29 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             Ok(Accepted::Tcp(stream, mut peer)) => {
                 peer.scheme = shared.settings.url_scheme;
                 let _ = stream.set_nodelay(true);
-                spawn_connection(&shared, stream, peer);
+                let counted = Counted::new(shared.clone(), slot);
+                let proxied = shared
+                    .settings
+                    .proxy_protocol
+                    .as_ref()
+                    .is_some_and(|allowed| allowed.trusts_peer(peer.remote));
+                if proxied {
+                    // The PROXY header comes before anything else, TLS included.
+                    tokio::spawn(super::proxyproto::serve(counted, stream, peer));
+                } else {
+                    tokio::spawn(serve_stream(counted, stream, peer));
+                }
             }
             Ok(Accepted::Unix(stream)) => {
                 let peer = Peer {
                     remote: None,
                     local: None,
                     scheme: shared.settings.url_scheme,
+                    server_port: None,
+                    hop: None,
                 };
-                spawn_connection(&shared, stream, peer);
+                let counted = Counted::new(shared.clone(), slot);
+                tokio::spawn(serve_stream(counted, stream, peer));
             }
             Err(err) if is_transient(&err) => {}
             Err(err) => {
@@ -102,21 +125,16 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     }
 }
 
-/// One task for the connection: HTTP, or the TLS handshake then HTTP when TLS is on. Counted
-/// from here, before the task is spawned (conn.rs).
-fn spawn_connection<IO>(shared: &Arc<Shared>, stream: IO, peer: Peer)
+/// A connection's life once it is counted (and past its PROXY header, if any): HTTP, or the TLS
+/// handshake then HTTP when TLS is on.
+pub async fn serve_stream<IO>(counted: Counted, stream: IO, peer: Peer)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let counted = Counted::new(shared.clone());
-    match &shared.settings.tls {
-        Some(config) => {
-            let config = config.clone();
-            tokio::spawn(crate::tls::handshake::serve(counted, config, stream, peer));
-        }
-        None => {
-            tokio::spawn(super::conn::serve(counted, stream, peer));
-        }
+    let tls = counted.shared().settings.tls.clone();
+    match tls {
+        Some(config) => crate::tls::handshake::serve(counted, config, stream, peer).await,
+        None => super::conn::serve(counted, stream, peer).await,
     }
 }
 
@@ -136,6 +154,8 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
                     remote: Some(remote),
                     local,
                     scheme: "http",
+                    server_port: None,
+                    hop: None,
                 },
             ))
         }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod listen;
 pub mod proxy;
+pub mod proxyproto;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -17,4 +18,10 @@ pub struct Peer {
     pub local: Option<SocketAddr>,
     /// `http` or `https` (`wsgi.url_scheme`).
     pub scheme: &'static str,
+    /// The port the client connected to at a trusted proxy (`X-Forwarded-Port`): becomes
+    /// `SERVER_PORT`.
+    pub server_port: Option<u16>,
+    /// The socket's peer when a PROXY header replaced `remote` with the client it carried: the
+    /// address whose proxy headers may be believed.
+    pub hop: Option<SocketAddr>,
 }

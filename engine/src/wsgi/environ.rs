@@ -140,7 +140,10 @@ pub fn build<'py>(
         other => PyString::new(py, crate::http::body::version_str(other)),
     };
     env.set_item(n.server_protocol.bind(py), protocol)?;
-    let (server_name, server_port) = server_name_port(&head.headers, cx.peer);
+    let (server_name, mut server_port) = server_name_port(&head.headers, cx.peer);
+    if let Some(port) = cx.peer.server_port {
+        server_port = port.to_string(); // X-Forwarded-Port from a trusted proxy
+    }
     env.set_item(n.server_name.bind(py), server_name)?;
     env.set_item(n.server_port.bind(py), server_port)?;
     env.set_item(n.server_software.bind(py), n.software.bind(py))?;

@@ -66,6 +66,12 @@ def parse_args(argv):
     parser.add_argument("--limit-request-line", type=int, default=4094)
     parser.add_argument("--limit-request-fields", type=int, default=100)
     parser.add_argument("--limit-request-field-size", type=int, default=8190)
+    # Both engines: the cap on connections served at once (gunicorn's --worker-connections;
+    # beyond it connections wait in the listen queue), and the PROXY protocol (read only from the
+    # --proxy-allow-from peers; see docs/engine.md).
+    parser.add_argument("--worker-connections", type=int, default=1000)
+    parser.add_argument("--proxy-protocol", action="store_true")
+    parser.add_argument("--proxy-allow-from", default="127.0.0.1,::1")
     # The mount prefix (config `root_path`): ASGI root_path, WSGI SCRIPT_NAME.
     parser.add_argument("--root-path", default="")
     # The readiness probe (config `ready_path`, readiness.py): a GET the worker makes to its own app

@@ -86,11 +86,14 @@ fn every_non_default_round_trips() {
         max_worker_lifetime_jitter: Duration::from_millis(90_500),
         memory_check_interval: Duration::from_millis(100),
         backlog: 65535,
+        worker_connections: 2,
         keep_alive: Duration::from_secs(75),
         limit_request_line: 0,
         limit_request_fields: 32768,
         limit_request_field_size: 16380,
         forwarded_allow_ips: Some("10.0.0.0/8,*".into()),
+        proxy_protocol: true,
+        proxy_allow_from: "10.1.2.3,fd00::/8".into(),
         root_path: "/api".into(),
         ready_path: Some("/healthz?full=1".into()),
         tls: None,
@@ -202,6 +205,7 @@ max_worker_lifetime = 0  # off
 max_worker_lifetime_jitter = "0s"
 memory_check_interval = "5s"
 backlog = 2048
+worker_connections = 1000
 keep_alive = "5s"
 limit_request_line = 4094
 limit_request_fields = 100
@@ -215,6 +219,8 @@ root_path = ""
 # ciphers = (not set: the TLS library's)
 # ssl_version = (not set: TLS_SERVER)
 # forwarded_allow_ips = (not set: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)
+proxy_protocol = false
+proxy_allow_from = "127.0.0.1,::1"
 log_level = "info"
 log_format = "text"
 # log_file = (not set: stderr)

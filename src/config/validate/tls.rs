@@ -37,6 +37,20 @@ impl Validator<'_> {
             );
             self.reject_key(Key::CertReqs, invalid);
         }
+        // The uvicorn engine hands a connection to the loop's TLS transport as it accepts it,
+        // before a PROXY header could be read off it (the native engine reads the header, then
+        // runs the handshake).
+        let proxied = matches!(
+            self.layer.get(Key::ProxyProtocol).map(|given| &given.value),
+            Some(crate::config::layer::Raw::Bool(true))
+        );
+        if proxied && engine == Engine::Uvicorn {
+            let invalid = Invalid::advice(
+                "is on with TLS (certfile), which the uvicorn engine does not serve together",
+                "serve the app with engine = \"native\" (WSGI apps), or let the proxy terminate TLS",
+            );
+            self.reject_key(Key::ProxyProtocol, invalid);
+        }
         if let Some(problem) = ciphers.as_ref().filter(|_| engine == Engine::Native) {
             if let Some(invalid) = tls::native_ciphers_problem(problem) {
                 self.reject_key(Key::Ciphers, invalid);

@@ -106,6 +106,8 @@ class NativeServer(lifecycle.StopRequests):
                 **tls_options(args),
                 # The uvicorn engine's proxy headers, from the same variable and default.
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+                worker_connections=args.worker_connections,
+                proxy_allow_from=args.proxy_allow_from if args.proxy_protocol else None,
             )
         except engine.TlsError as exc:
             raise BootError("tls", "cannot set TLS up: %s: check that the workers' user can read "

@@ -2,13 +2,16 @@
 served through a2wsgi's thread pool.
 
 The subclass reaches into uvicorn's internals in a few places (`servers`, `server_state`,
-a connection's `cycle` and `shutdown()`, `lifespan`), each named where it is used.
+a connection's `cycle`, `client` and `shutdown()`, `lifespan`, `http_protocol_class`), each named
+where it is used. The runtime accepts connections itself (uvicorn_accept.py: worker_connections,
+the PROXY protocol) and applies proxy headers itself (proxy.py, the native engine's rules).
 """
 
 import asyncio
 import functools
 import logging
 import ssl
+import os
 import sys
 import time
 
@@ -25,6 +28,8 @@ from ..inflight import Completed, StallWatchdog, track_in_flight
 from ..lifecycle import exit_soon
 from ..limits import limit_requests
 from ..log import log, logging_config
+from ..proxy import Trusted, proxy_headers
+from . import uvicorn_accept
 from .uvicorn_ws import GOING_AWAY, SERVICE_RESTART, close_websocket, is_websocket
 
 
@@ -90,6 +95,8 @@ def make_server_class(uvicorn):
             self.ready_at = None
             self._heartbeat_task = None
             self._lifespan_shut_down = False
+            self.worker_connections = 1000  # set by serve(): --worker-connections
+            self.proxy_from = None  # set by serve(): proxy.Trusted with --proxy-protocol
 
         # -- stop requests (lifecycle.StopRequests; its handle_exit replaces uvicorn's, which
         # appends to _captured_signals, re-raised after serve to kill the process with that
@@ -110,7 +117,9 @@ def make_server_class(uvicorn):
             self._guard_lifespan_shutdown()
             logging.getLogger("uvicorn.error").addFilter(QuietCancelFilter(self))
             try:
-                await super().startup(sockets=sockets)
+                # Lifespan startup only: no listeners (`sockets=[]`), the acceptors below serve
+                # them, so that accepting can pause at worker_connections.
+                await super().startup(sockets=[])
             except SystemExit:
                 # uvicorn 0.54 leaves startup with sys.exit(3) when lifespan startup failed.
                 if getattr(self.lifespan, "should_exit", False):
@@ -126,6 +135,10 @@ def make_server_class(uvicorn):
                     self.ready_error = exc
                     self.should_exit = True
             if self.started and not self.should_exit:
+                self.servers = uvicorn_accept.start(
+                    loop, sockets or [], self._create_protocol, self.server_state,
+                    self.worker_connections, self.config.backlog, self.proxy_from,
+                    self.config.ssl if self.config.is_ssl else None)
                 self.ready_at = time.monotonic()
                 self.channel.send("ready", interface=self.interface)
                 log.debug("ready: app %r (%s) served on %d listener(s), %.2fs after start"
@@ -136,6 +149,20 @@ def make_server_class(uvicorn):
                 self._heartbeat_task = loop.create_task(self._heartbeat())
                 self.watchdog.start()
             self._announce_stop()
+
+        def _create_protocol(self, _loop=None):
+            # What uvicorn's startup makes for create_server (uvicorn internal:
+            # `config.http_protocol_class` and its keyword arguments).
+            config = self.config
+            return config.http_protocol_class(config=config, server_state=self.server_state,
+                                              app_state=self.lifespan.state, _loop=_loop)
+
+        async def _close_acceptors(self) -> None:
+            # Before any listening socket is closed: the accept call must have let go of it.
+            for server in self.servers:
+                server.close()
+            for server in self.servers:
+                await server.wait_closed()
 
         async def on_tick(self, counter: int) -> bool:
             self._announce_stop()
@@ -152,6 +179,7 @@ def make_server_class(uvicorn):
             # for every connection to close, so without this a quick stop would still drain).
             quick_stop = asyncio.ensure_future(self._quick_stop_when_requested())
             try:
+                await self._close_acceptors()
                 if not self.quick:
                     await self._stop_accepting_then_drain(sockets)
                 self._close_websockets()
@@ -176,8 +204,7 @@ def make_server_class(uvicorn):
             # once it has been idle for the drain's window. uvicorn internals used: `servers`,
             # `server_state.connections`, an HTTP connection's `cycle` (None before its first
             # request; `response_started`, `response_complete`, `keep_alive`) and `shutdown()`.
-            for server in self.servers:
-                server.close()
+            await self._close_acceptors()
             for sock in sockets or []:
                 sock.close()
             drain = self.drain
@@ -411,6 +438,9 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
     asgi_app = limit_requests(asgi_app, args.limit_request_line, args.limit_request_fields,
                               args.limit_request_field_size)
     asgi_app = track_in_flight(asgi_app, in_flight, completed, drain, access, record)
+    # Outermost, so the access log and the app see the forwarded client (uvicorn's own
+    # ProxyHeadersMiddleware is off: proxy_headers=False).
+    asgi_app = proxy_headers(asgi_app, os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
 
     config = uvicorn.Config(
         asgi_app,
@@ -424,6 +454,7 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         timeout_keep_alive=args.keep_alive,
         root_path=args.root_path,
         **tls_options(args),
+        proxy_headers=False,  # the runtime's (proxy.py), as the native engine applies them
     )
     if getattr(args, "certfile", None):
         load_tls(config, args)
@@ -432,6 +463,9 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
                           args.app, started, in_flight, completed, drain)
     server.access = access
     server.idle_heartbeat_interval = args.idle_heartbeat_interval
+    server.worker_connections = args.worker_connections
+    if args.proxy_protocol:
+        server.proxy_from = Trusted(args.proxy_allow_from)
     server.quarantined = record[2] if record is not None else None
 
     with lifecycle.state.lock:
