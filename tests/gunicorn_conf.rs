@@ -348,3 +348,240 @@ fn master_hooks_run_and_child_exit_sees_a_killed_worker() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---- a gunicorn deployment, switched by changing one word -----------------------------------
+
+/// A WSGI app as a deploy would have it: it answers what it sees (its version, pid, client,
+/// scheme, mount prefix and port), so each flag's effect can be read off one response.
+fn parity_app(version: u32) -> String {
+    format!(
+        r#"import json, os
+
+VERSION = {version}
+
+
+def app(environ, start_response):
+    seen = {{"version": VERSION, "pid": os.getpid(), "client": environ.get("REMOTE_ADDR"),
+            "scheme": environ["wsgi.url_scheme"], "script_name": environ.get("SCRIPT_NAME"),
+            "port": environ.get("SERVER_PORT"), "env": os.environ.get("PARITY_ENV")}}
+    body = json.dumps(seen).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"#
+    )
+}
+
+/// The deploy's gunicorn.conf.py: settings gunicorn users put there, and hooks that leave a
+/// marker per process in HOOK_DIR.
+const PARITY_CONF: &str = r#"import os
+
+workers = 2
+threads = 4
+keepalive = 5
+limit_request_line = 1024
+limit_request_fields = 20
+limit_request_field_size = 512
+forwarded_allow_ips = "127.0.0.1"
+proc_name = "parity"
+raw_env = ["PARITY_ENV=from-conf"]
+worker_connections = 100
+statsd_host = "localhost:8125"
+
+
+def _mark(name, pid):
+    open(os.path.join(os.environ["HOOK_DIR"], "%s.%d" % (name, pid)), "w").close()
+
+
+def on_starting(server):
+    _mark("on_starting", server.pid)
+
+
+def post_fork(server, worker):
+    _mark("post_fork", worker.pid)
+
+
+def post_worker_init(worker):
+    _mark("post_worker_init", worker.pid)
+
+
+def child_exit(server, worker):
+    _mark("child_exit", worker.pid)
+"#;
+
+/// An HTTPS GET with extra headers, from the loopback address `from` (127.0.0.2 is not in
+/// forwarded_allow_ips).
+fn https_from(
+    from: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    certs: &common::tls::Certs,
+) -> std::io::Result<http::Response> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&addr.into(), WAIT)?;
+    let tcp: std::net::TcpStream = socket.into();
+    tcp.set_read_timeout(Some(WAIT))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let conn =
+        rustls::ClientConnection::new(certs.client(false), name).map_err(std::io::Error::other)?;
+    http::request_with(
+        rustls::StreamOwned::new(conn, tcp),
+        "GET",
+        path,
+        headers,
+        b"",
+    )
+}
+
+fn markers(dir: &Path, hook: &str) -> BTreeSet<i32> {
+    std::fs::read_dir(dir)
+        .expect("hook dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix(&format!("{hook}."))?.parse().ok())
+        .collect()
+}
+
+/// issue 17's "done when": a gunicorn command line, unchanged but for the program's name, with a
+/// gunicorn.conf.py and its hooks, over TLS with a certificate made here. Each behaviour is read
+/// from the outside: TLS and the scheme, proxy headers believed only from the allowed address,
+/// gunicorn's 414 and 431, `raw_env`, the process titles, the hooks in every worker (and
+/// child_exit for one killed), and `--reload` picking up an edit.
+fn gunicorn_deployment(engine: Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let code = dir.path().join("code");
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir_all(&code).expect("code dir");
+    std::fs::create_dir_all(&hooks).expect("hook dir");
+    write(&code, "parity_app.py", &parity_app(1));
+    let conf = write(dir.path(), "gunicorn.conf.py", PARITY_CONF);
+    let certs = common::tls::Certs::new(dir.path());
+    let code_dir = code.display().to_string();
+    let (cert, key) = (
+        certs.cert.display().to_string(),
+        certs.key.display().to_string(),
+    );
+    // What a unit file says, `gunicorn` replaced by `herdsman` (the bind comes from the harness).
+    let argv = [
+        "-c",
+        &conf,
+        "--certfile",
+        &cert,
+        "--keyfile",
+        &key,
+        "--timeout",
+        "0",
+        "--graceful-timeout",
+        "10",
+        "--pythonpath",
+        &code_dir,
+        "--reload",
+        "--reload-dir",
+        &code_dir,
+        "--worker-tmp-dir",
+        "/dev/shm",
+        "--access-logfile",
+        "-",
+        "parity_app:app",
+    ];
+    let h = Start::new(&argv)
+        .engine(engine)
+        .env("HOOK_DIR", hooks.to_str().expect("utf-8"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .spawn();
+    let workers: BTreeSet<i32> = h.wait_serving().into_iter().collect();
+    assert_eq!(workers.len(), 2, "workers = 2 from the file");
+    let addr = h.addr();
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let other = std::net::IpAddr::from([127, 0, 0, 2]);
+    let forwarded = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Forwarded-Proto", "http"),
+    ];
+
+    // TLS, and X-Forwarded-* believed from 127.0.0.1 only.
+    let seen = https_from(loopback, addr, "/", &forwarded, &certs)
+        .expect("HTTPS GET")
+        .json();
+    assert_eq!(
+        (seen["client"].as_str(), seen["scheme"].as_str()),
+        (Some("203.0.113.9"), Some("http")),
+        "{seen}"
+    );
+    assert_eq!(seen["env"], "from-conf", "raw_env: {seen}");
+    let seen = https_from(other, addr, "/", &forwarded, &certs)
+        .expect("HTTPS GET")
+        .json();
+    assert_eq!(
+        (seen["client"].as_str(), seen["scheme"].as_str()),
+        (Some("127.0.0.2"), Some("https")),
+        "{seen}"
+    );
+
+    // gunicorn's limits, from the file.
+    let long = format!("/{}", "a".repeat(1100));
+    let resp = https_from(loopback, addr, &long, &[], &certs).expect("long line");
+    assert_eq!(resp.status, 414, "limit_request_line 1024");
+    let many: Vec<(String, String)> = (0..25).map(|i| (format!("X-F{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let resp = https_from(loopback, addr, "/", &many, &certs).expect("many fields");
+    assert_eq!(resp.status, 431, "limit_request_fields 20");
+
+    // The titles, and every worker's hooks.
+    let cmdline = |pid: i32| {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(cmdline(h.pid), "herdsman: master [parity]");
+    for &pid in &workers {
+        assert_eq!(cmdline(pid), "herdsman: worker [parity]");
+    }
+    assert_eq!(markers(&hooks, "on_starting").len(), 1);
+    assert_eq!(
+        markers(&hooks, "post_fork"),
+        workers,
+        "post_fork in each worker"
+    );
+    assert_eq!(markers(&hooks, "post_worker_init"), workers);
+    let log = h.log.text();
+    assert!(
+        log.contains("gunicorn's --worker-tmp-dir changes nothing here"),
+        "{log}"
+    );
+    assert!(
+        log.contains("statsd_host"),
+        "the file's unknown setting is named: {log}"
+    );
+
+    // --reload: the old workers go (child_exit sees each), then new ones serve the edit.
+    write(&code, "parity_app.py", &parity_app(2));
+    h.wait_record("reload complete", |_| true);
+    let deadline = Instant::now() + WAIT;
+    while markers(&hooks, "child_exit") != workers && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        markers(&hooks, "child_exit"),
+        workers,
+        "child_exit for each replaced worker"
+    );
+    let seen = https_from(loopback, addr, "/", &[], &certs)
+        .expect("HTTPS GET")
+        .json();
+    assert_eq!(seen["version"], 2, "{seen}");
+    assert!(
+        !workers.contains(&(seen["pid"].as_i64().unwrap_or(0) as i32)),
+        "{seen}"
+    );
+    assert!(h.finish().success());
+}
+
+both_engines! {
+    fn a_gunicorn_deployment_switches_by_changing_one_word(engine: Engine) {
+        gunicorn_deployment(engine);
+    }
+}
