@@ -50,6 +50,10 @@ pub struct GunicornCompat {
     pub paste: Option<String>,
     #[arg(long, hide = true)]
     pub spew: bool,
+    #[arg(long, hide = true)]
+    pub do_handshake_on_connect: bool,
+    #[arg(long, hide = true)]
+    pub suppress_ragged_eofs: bool,
 }
 
 /// (flag, why it changes nothing here).
@@ -121,6 +125,13 @@ impl GunicornCompat {
                 (
                     "--check-config",
                     "use `herdsman check` with the same options: it validates, prints the effective configuration and imports the app",
+                ),
+            ),
+            given(
+                self.do_handshake_on_connect || self.suppress_ragged_eofs,
+                (
+                    "--do-handshake-on-connect",
+                    "the TLS handshake always runs in the connection's task, and a client that closes without close_notify is an ordinary close",
                 ),
             ),
             given(
