@@ -230,6 +230,29 @@ fn scale_then_stop() {
     h.finish();
 }
 
+/// `--json`, `--socket` and `--timeout` work after the command too (`ctl status --json`).
+#[test]
+fn ctl_options_may_follow_the_command() {
+    let mut h = Herdsman::start(&["-w", "1", "asgi_app:app"]);
+    let socket = control_socket(&h);
+    let socket = socket.to_str().expect("UTF-8 path");
+    h.wait_serving();
+    let after = |args: &[&str]| {
+        let args = [&["ctl"], args, &["--json", "--socket", socket]].concat();
+        ctl_env(&args, &[]).ok().json()
+    };
+    let s = after(&["status"]);
+    assert_eq!(s["master"]["pid"], h.pid, "{s}");
+    assert_eq!(after(&["drain"])["ok"], true);
+    assert_eq!(after(&["undrain"])["ok"], true);
+    assert_eq!(after(&["scale", "2"])["ok"], true);
+    let reloaded = after(&["reload", "--timeout", "60s"]);
+    assert_eq!(reloaded, serde_json::json!({"ok": true, "generation": 1}));
+    assert_eq!(after(&["stop"])["stopping"], "graceful");
+    assert_eq!(h.wait_exit(WAIT).code(), Some(0));
+    h.finish();
+}
+
 #[test]
 fn ctl_finds_the_one_master_of_this_user() {
     let h = Herdsman::start(&["-w", "1", "asgi_app:app"]);
