@@ -119,7 +119,12 @@ fn probe_app(config: &Config, env: &[(String, String)], findings: &mut Findings)
             return;
         }
     };
-    let spec = WorkerSpec::new(config, python, &engine, env);
+    let spec = WorkerSpec::new(
+        config,
+        python,
+        &engine,
+        &crate::sys::environ::env_snapshot_os(),
+    );
     match run_probe(
         &spec,
         runtime.path(),

@@ -640,6 +640,28 @@ fn an_interpreter_the_workers_user_cannot_execute_is_named() {
     }
 }
 
+/// A variable whose value is not UTF-8 (a Latin-1 file name, say) reaches the workers byte for
+/// byte, exec'd or forked from the zygote (whose own environment the forks inherit).
+#[test]
+fn a_variable_that_is_not_utf8_reaches_the_workers() {
+    use std::os::unix::ffi::OsStringExt;
+    let value = b"caf\xe9 \xff".to_vec();
+    let entry = [b"LATIN1_NAME=".as_slice(), &value].concat();
+    for spawn in ["exec", "zygote"] {
+        let h = Start::new(&["-w", "1", "--spawn", spawn, "asgi_app:app"])
+            .env_os("LATIN1_NAME", std::ffi::OsString::from_vec(value.clone()))
+            .spawn();
+        let worker = h.wait_serving()[0];
+        let environ = fs::read(format!("/proc/{worker}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|e| e == entry.as_slice()),
+            "{spawn}: {:?}",
+            String::from_utf8_lossy(&environ)
+        );
+        finish_with(h, &[worker]);
+    }
+}
+
 /// A master that is not root cannot give its workers another user: a configuration error.
 #[test]
 fn a_master_that_is_not_root_cannot_switch_users() {

@@ -14,8 +14,9 @@
 //! All signals are blocked in the parent around fork, so no herdsman handler can run in the child
 //! before its dispositions are reset.
 
-use std::ffi::{CString, NulError};
+use std::ffi::{CString, NulError, OsStr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -144,10 +145,11 @@ pub struct ExecPlan {
 impl ExecPlan {
     /// `argv[0]` is `program`. `fds` maps open fds of the parent to the numbers the child gets;
     /// every other fd must be close-on-exec in the parent.
-    pub fn new(
+    /// `env` entries are taken byte for byte (they need not be UTF-8).
+    pub fn new<K: AsRef<OsStr>, V: AsRef<OsStr>>(
         program: &str,
         args: &[String],
-        env: &[(String, String)],
+        env: &[(K, V)],
         fds: Vec<(RawFd, RawFd)>,
     ) -> Result<ExecPlan, ExecError> {
         let program = CString::new(program)?;
@@ -157,7 +159,10 @@ impl ExecPlan {
         }
         let envp = env
             .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .map(|(k, v)| {
+                let (k, v) = (k.as_ref().as_bytes(), v.as_ref().as_bytes());
+                CString::new([k, b"=", v].concat())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ExecPlan {
             argv_ptrs: null_terminated(&argv),
