@@ -119,8 +119,18 @@ fn probe_app(config: &Config, env: &[(String, String)], findings: &mut Findings)
             return;
         }
     };
-    let spec = WorkerSpec::new(config, python, &engine, env);
-    match run_probe(&spec, runtime.path(), config.boot_timeout) {
+    let spec = WorkerSpec::new(
+        config,
+        python,
+        &engine,
+        &crate::sys::environ::env_snapshot_os(),
+    );
+    match run_probe(
+        &spec,
+        runtime.path(),
+        config.boot_timeout,
+        config.user.as_ref(),
+    ) {
         Ok(report) => findings.absorb(config, report),
         Err(problem) => findings.problems.push(problem),
     }
@@ -163,9 +173,19 @@ impl Findings {
     }
 }
 
+fn as_uid(uid: Option<u32>) -> String {
+    uid.map(|uid| format!(" as uid {uid}")).unwrap_or_default()
+}
+
 /// Runs the probe in the app's interpreter with the worker's environment and identity; its
-/// output goes to our stderr (stdout is the rendered configuration).
-fn run_probe(spec: &WorkerSpec, runtime: &Path, timeout: Duration) -> Result<Report, Problem> {
+/// output goes to our stderr (stdout is the rendered configuration). `user` is the configured
+/// workers' user, for the message when the interpreter cannot be executed.
+fn run_probe(
+    spec: &WorkerSpec,
+    runtime: &Path,
+    timeout: Duration,
+    user: Option<&crate::config::User>,
+) -> Result<Report, Problem> {
     use std::os::unix::process::CommandExt;
 
     let report_path = runtime.join("check-report.json");
@@ -191,11 +211,30 @@ fn run_probe(spec: &WorkerSpec, runtime: &Path, timeout: Duration) -> Result<Rep
     unsafe {
         command.pre_exec(move || become_worker(identity.as_ref(), umask));
     }
+    let uid = spec.identity.as_ref().and_then(|identity| identity.uid);
     let mut child = command.spawn().map_err(|e| {
-        Problem::new(
-            exit::PYTHON_ENV,
-            format!("cannot run the interpreter {python}: {e}"),
-        )
+        // The same message as a start's (`ExecError::exec_fix`).
+        // Only what exec itself says: the pre-exec steps (setuid...) fail with other errnos.
+        let exec_errno = e
+            .raw_os_error()
+            .filter(|&n| n == libc::EACCES || n == libc::ENOENT);
+        let fix = exec_errno.and_then(|errno| {
+            let failed = crate::sys::exec::ExecError::Exec {
+                program: python.clone(),
+                uid,
+                source: nix::errno::Errno::from_raw(errno),
+            };
+            let who = user.map(crate::config::User::describe);
+            failed.exec_fix(who.as_deref())
+        });
+        let message = match fix {
+            Some(fix) => format!(
+                "cannot run the interpreter {python}{}: {e}; {fix}",
+                as_uid(uid)
+            ),
+            None => format!("cannot run the interpreter {python}: {e}"),
+        };
+        Problem::new(exit::PYTHON_ENV, message)
     })?;
     let started = Instant::now();
     let status = loop {

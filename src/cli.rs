@@ -116,6 +116,30 @@ mod tests {
     }
 
     #[test]
+    fn ctl_options_may_follow_the_command() {
+        use crate::ops::CtlCommand;
+        let cli = parse(&["ctl", "scale", "3", "--json", "--socket", "/s.sock"]);
+        let Some(Command::Ctl(ctl)) = cli.command else {
+            panic!("ctl parsed as {:?}", cli.command);
+        };
+        assert!(ctl.json);
+        assert_eq!(ctl.socket, Some(PathBuf::from("/s.sock")));
+        assert_eq!(ctl.command, CtlCommand::Scale { workers: 3 });
+        let cli = parse(&["ctl", "reload", "--timeout", "1m"]);
+        let Some(Command::Ctl(ctl)) = cli.command else {
+            panic!("ctl parsed as {:?}", cli.command);
+        };
+        assert_eq!(ctl.timeout.as_deref(), Some("1m"));
+        for command in ["status", "reload", "stop", "quit", "drain", "undrain"] {
+            let cli = parse(&["ctl", command, "--json"]);
+            assert!(
+                matches!(cli.command, Some(Command::Ctl(ctl)) if ctl.json),
+                "{command}"
+            );
+        }
+    }
+
+    #[test]
     fn switches_are_absent_unless_given() {
         let run = parse(&["app:app"]).run;
         assert_eq!(run.factory_flag(), None);

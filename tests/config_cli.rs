@@ -644,3 +644,35 @@ fn gunicorn_flags_with_no_meaning_here_are_warned_refused_or_mapped() {
         "--print-config validates the configuration only: {stderr}"
     );
 }
+
+/// A system Python that refuses pip (PEP 668) and lacks uvicorn, as Debian's /usr/bin/python3
+/// is: the fix offered is a venv and --python, not a `pip install` pip would refuse.
+#[test]
+fn check_offers_a_venv_for_a_system_python_that_refuses_pip() {
+    let system = Path::new("/usr/bin/python3");
+    let probe = "import importlib.util, os, sys, sysconfig\n\
+                 marker = os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')\n\
+                 ok = sys.prefix == sys.base_prefix and os.path.isfile(marker)\n\
+                 sys.exit(0 if ok and importlib.util.find_spec('uvicorn') is None else 1)";
+    let fits = std::process::Command::new(system)
+        .args(["-c", probe])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !fits {
+        eprintln!("skipped: /usr/bin/python3 is missing, has uvicorn, or is not externally managed (PEP 668)");
+        return;
+    }
+    let (code, _, stderr) = full_check(&["asgi_app:app"], system);
+    assert_eq!(code, Some(6), "{stderr}");
+    let venv = "/srv/app/.venv";
+    assert_has(
+        &stderr,
+        &[
+            "uvicorn is not installed for /usr/bin/python3",
+            "refuses pip installs (PEP 668, externally managed)",
+            &format!("'/usr/bin/python3 -m venv {venv} && {venv}/bin/pip install uvicorn'"),
+            &format!("--python {venv}/bin/python"),
+        ],
+    );
+    assert!(!stderr.contains("-m pip install"), "{stderr}");
+}

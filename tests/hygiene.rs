@@ -602,6 +602,66 @@ fn workers_run_as_the_configured_user_and_group() {
     finish_with(h, &[worker]);
 }
 
+/// An interpreter the workers' user cannot execute (here: behind a directory only root may
+/// enter, as a venv under /root is) is reported as that, with the path, the user and the fix,
+/// by a start and by `herdsman check`; not as a missing uvicorn.
+#[test]
+fn an_interpreter_the_workers_user_cannot_execute_is_named() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipped: switching the workers' user needs a root master, and this runs as uid {}",
+            nix::unistd::geteuid()
+        );
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let python = private.path().join("python");
+    std::os::unix::fs::symlink(common::python(), &python).unwrap();
+    let python = python.to_str().expect("UTF-8 path");
+    let args = ["-u", "nobody", "--python", python, "-b", "127.0.0.1:0"];
+    let expected = [
+        python,
+        "user nobody (uid 65534)",
+        "give that user read and execute permission on the interpreter and its directories, or create a venv it can read",
+    ];
+    let (code, _, err) = common::run_to_end(&[&args[..], &["asgi_app:app"]].concat(), &[]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("EACCES"), "{err}");
+    for part in expected {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    assert!(!err.contains("uvicorn installed"), "{err}");
+    let (code, _, err) =
+        common::run_to_end(&[&["check"], &args[..], &["asgi_app:app"]].concat(), &[]);
+    assert_eq!(code, Some(6), "{err}");
+    for part in expected {
+        assert!(err.contains(part), "check: {part:?} in {err}");
+    }
+}
+
+/// A variable whose value is not UTF-8 (a Latin-1 file name, say) reaches the workers byte for
+/// byte, exec'd or forked from the zygote (whose own environment the forks inherit).
+#[test]
+fn a_variable_that_is_not_utf8_reaches_the_workers() {
+    use std::os::unix::ffi::OsStringExt;
+    let value = b"caf\xe9 \xff".to_vec();
+    let entry = [b"LATIN1_NAME=".as_slice(), &value].concat();
+    for spawn in ["exec", "zygote"] {
+        let h = Start::new(&["-w", "1", "--spawn", spawn, "asgi_app:app"])
+            .env_os("LATIN1_NAME", std::ffi::OsString::from_vec(value.clone()))
+            .spawn();
+        let worker = h.wait_serving()[0];
+        let environ = fs::read(format!("/proc/{worker}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|e| e == entry.as_slice()),
+            "{spawn}: {:?}",
+            String::from_utf8_lossy(&environ)
+        );
+        finish_with(h, &[worker]);
+    }
+}
+
 /// A master that is not root cannot give its workers another user: a configuration error.
 #[test]
 fn a_master_that_is_not_root_cannot_switch_users() {

@@ -230,6 +230,29 @@ fn scale_then_stop() {
     h.finish();
 }
 
+/// `--json`, `--socket` and `--timeout` work after the command too (`ctl status --json`).
+#[test]
+fn ctl_options_may_follow_the_command() {
+    let mut h = Herdsman::start(&["-w", "1", "asgi_app:app"]);
+    let socket = control_socket(&h);
+    let socket = socket.to_str().expect("UTF-8 path");
+    h.wait_serving();
+    let after = |args: &[&str]| {
+        let args = [&["ctl"], args, &["--json", "--socket", socket]].concat();
+        ctl_env(&args, &[]).ok().json()
+    };
+    let s = after(&["status"]);
+    assert_eq!(s["master"]["pid"], h.pid, "{s}");
+    assert_eq!(after(&["drain"])["ok"], true);
+    assert_eq!(after(&["undrain"])["ok"], true);
+    assert_eq!(after(&["scale", "2"])["ok"], true);
+    let reloaded = after(&["reload", "--timeout", "60s"]);
+    assert_eq!(reloaded, serde_json::json!({"ok": true, "generation": 1}));
+    assert_eq!(after(&["stop"])["stopping"], "graceful");
+    assert_eq!(h.wait_exit(WAIT).code(), Some(0));
+    h.finish();
+}
+
 #[test]
 fn ctl_finds_the_one_master_of_this_user() {
     let h = Herdsman::start(&["-w", "1", "asgi_app:app"]);
@@ -432,6 +455,47 @@ fn scrape(admin: SocketAddr) -> Vec<Value> {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     parse_metrics(&response.body)
+}
+
+/// The admin endpoints have no authentication: an `admin_bind` others can reach is warned about
+/// by `herdsman check` and at start (before anything is bound: here the start then stops at a
+/// taken loopback port, so nothing listens beyond loopback); loopback stays silent.
+#[test]
+fn an_admin_bind_beyond_loopback_is_warned_about() {
+    let warning = "is not a loopback address: /metrics, /livez and /readyz answer anyone";
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let python = common::python();
+    let python = python.to_str().expect("UTF-8 path");
+    for (bind, exposed) in [
+        ("0.0.0.0:9191", true),
+        ("[::]:9191", true),
+        ("127.0.0.1:9191", false),
+        ("localhost:9191", false),
+    ] {
+        let (code, _, err) = run_to_end(
+            &["check", "--config-only", "--admin-bind", bind, "m:a"],
+            &[],
+        );
+        assert_eq!(code, Some(0), "{bind}: {err}");
+        assert_eq!(err.contains(warning), exposed, "check, {bind}: {err}");
+        if exposed {
+            assert!(err.contains("bind it to 127.0.0.1 (e.g. admin_bind = \"127.0.0.1:9191\") or keep the port behind a firewall"), "{err}");
+        }
+        let start = [
+            "--admin-bind",
+            bind,
+            "-b",
+            &taken,
+            "--python",
+            python,
+            "m:a",
+        ];
+        let (code, _, err) = run_to_end(&start, &[]);
+        assert_eq!(code, Some(5), "{bind}: the start stops at the bind: {err}");
+        assert_eq!(err.contains(warning), exposed, "start, {bind}: {err}");
+    }
+    drop(holder);
 }
 
 #[test]

@@ -106,3 +106,50 @@ def test_fix_sys_path_puts_the_working_directory_first_and_drops_the_runtime_dir
     monkeypatch.setattr(sys, "path", [str(runtime), "/usr/lib/python3", str(tmp_path)])
     fix_sys_path(os.path.realpath(str(runtime)))
     assert sys.path == [os.getcwd(), "/usr/lib/python3"]
+
+
+def _stdlib_with_marker(monkeypatch, tmp_path, marker: bool, venv: bool):
+    """This interpreter, seen as a system Python (PEP 668 marker or not) or as a venv."""
+    import sysconfig
+
+    from herdsman.runtime import appload
+
+    stdlib = tmp_path / "stdlib"
+    stdlib.mkdir(exist_ok=True)
+    (stdlib / "EXTERNALLY-MANAGED").unlink(missing_ok=True)
+    if marker:
+        (stdlib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=use a venv\n")
+    real = sysconfig.get_path
+
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, *a, **k: str(stdlib) if name == "stdlib" else real(name, *a, **k))
+    monkeypatch.setattr(sys, "prefix", "/venv" if venv else sys.base_prefix)
+    return appload
+
+
+def test_a_system_python_that_refuses_pip_gets_a_venv_hint(monkeypatch, tmp_path):
+    appload = _stdlib_with_marker(monkeypatch, tmp_path, marker=True, venv=False)
+    assert appload.externally_managed()
+    hint = appload.install_hint("uvicorn")
+    venv = "/srv/app/.venv"
+    assert "PEP 668" in hint, hint
+    assert "'%s -m venv %s && %s/bin/pip install uvicorn'" % (sys.executable, venv, venv) in hint, hint
+    assert "--python %s/bin/python" % venv in hint, hint
+    assert "-m pip install" not in hint, hint
+
+
+def test_pip_is_the_fix_elsewhere(monkeypatch, tmp_path):
+    for marker, venv in [(False, False), (True, True)]:
+        appload = _stdlib_with_marker(monkeypatch, tmp_path, marker=marker, venv=venv)
+        assert not appload.externally_managed()
+        assert appload.install_hint("a2wsgi") == "run '%s -m pip install a2wsgi'" % sys.executable
+        assert "--force-reinstall a2wsgi" in appload.install_hint("a2wsgi", reinstall=True)
+
+
+def test_the_missing_uvicorn_message_uses_the_hint(monkeypatch, tmp_path):
+    appload = _stdlib_with_marker(monkeypatch, tmp_path, marker=True, venv=False)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ModuleNotFoundError
+    module, error = appload.import_uvicorn()
+    assert module is None
+    assert error.kind == "dependency"
+    assert "uvicorn is not installed for" in error.message, error.message
+    assert "PEP 668" in error.message and "pip install uvicorn'" in error.message, error.message

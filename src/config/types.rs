@@ -281,6 +281,16 @@ pub struct User {
     pub groups: Vec<u32>,
 }
 
+impl User {
+    /// `user NAME (uid N)`, or `uid N` for a uid without a passwd entry; for messages.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("user {name} (uid {})", self.uid),
+            None => format!("uid {}", self.uid),
+        }
+    }
+}
+
 /// `group`: a group, resolved when the configuration is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {

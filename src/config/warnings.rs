@@ -8,10 +8,14 @@
 //!   nothing, which is harmless, but the limit was probably meant to be set too;
 //! - `preload = true` with `spawn = "exec"`: preloading needs the zygote;
 //! - a `gunicorn.conf.py` setting gunicorn has and herdsman does not: all of them in one warning
-//!   ("ignored"), since a file written for gunicorn often sets a few that do not matter here.
+//!   ("ignored"), since a file written for gunicorn often sets a few that do not matter here;
+//! - an `admin_bind` that is not a loopback address: /metrics, /livez and /readyz have no
+//!   authentication, but a firewall may make such a bind safe, so it is a warning. A host name
+//!   is resolved (as the bind will): only names whose every address is loopback stay silent.
 
 use super::keys::Key;
-use crate::config::Config;
+use crate::config::{BindSpec, Config};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -23,7 +27,39 @@ pub fn file_warnings(config: &Config) -> Vec<String> {
     warnings.extend(idle_jitter(config));
     warnings.extend(idle_preload(config));
     warnings.extend(ignored_gunicorn(config));
+    warnings.extend(exposed_admin(config));
     warnings
+}
+
+/// An admin listener others may reach.
+fn exposed_admin(config: &Config) -> Option<String> {
+    let spec = config.admin_bind.as_ref()?;
+    let BindSpec::Tcp { host, port } = spec else {
+        return None;
+    };
+    if loopback_only(host, *port) {
+        return None;
+    }
+    Some(format!(
+        "admin_bind = \"{spec}\" is not a loopback address: /metrics, /livez and /readyz answer \
+         anyone who can reach that port, without authentication; bind it to 127.0.0.1 (e.g. \
+         admin_bind = \"127.0.0.1:{port}\") or keep the port behind a firewall"
+    ))
+}
+
+/// Whether `host` names loopback addresses only. A name that does not resolve is left to the
+/// bind, which reports it.
+fn loopback_only(host: &str, port: u16) -> bool {
+    let host = host.split('%').next().unwrap_or(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.to_canonical().is_loopback();
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs
+            .map(|addr| addr.ip().to_canonical())
+            .all(|ip| ip.is_loopback()),
+        Err(_) => true,
+    }
 }
 
 /// The gunicorn settings of a Python config file that herdsman does not have.
@@ -130,6 +166,34 @@ mod tests {
             warnings[0].contains("variable `bind` is named like"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn an_admin_listener_beyond_loopback_is_pointed_out() {
+        let load = |bind: &str| {
+            let argv = ["herdsman", "--admin-bind", bind, "m:a"];
+            let args = <crate::cli::Cli as clap::Parser>::parse_from(argv).run;
+            file_warnings(&crate::config::load(&args, &[]).expect("valid configuration"))
+        };
+        for exposed in ["0.0.0.0:9191", "[::]:9191", "192.0.2.1:9191"] {
+            let warnings = load(exposed);
+            assert_eq!(warnings.len(), 1, "{exposed}: {warnings:?}");
+            assert!(
+                warnings[0].contains("not a loopback address"),
+                "{warnings:?}"
+            );
+            assert!(warnings[0].contains("127.0.0.1:9191"), "{warnings:?}");
+        }
+        for private in [
+            "127.0.0.1:9191",
+            "127.0.0.2:9191",
+            "[::1]:9191",
+            "[::ffff:127.0.0.1]:9191",
+            "localhost:9191",
+            "unix:/run/admin.sock",
+        ] {
+            assert_eq!(load(private), Vec::<String>::new(), "{private}");
+        }
     }
 
     #[test]

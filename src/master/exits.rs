@@ -92,7 +92,9 @@ impl Failure {
             Failure::DiedAfterReady(status) => {
                 format!("workers died right after becoming ready ({status})")
             }
-            Failure::Exec(error) => format!("{error}; point --python at an interpreter that has uvicorn installed"),
+            // The error carries its fix (`ExecError::exec_fix`): nothing about uvicorn, which
+            // an interpreter that cannot even start says nothing about.
+            Failure::Exec(error) => format!("workers could not be started: {error}"),
             Failure::Spawn(error) => format!("workers could not be started: {error}"),
         }
     }

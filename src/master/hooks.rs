@@ -39,7 +39,7 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct MasterHooks {
     file: Option<GunicornFile>,
     python: PathBuf,
-    env: Vec<(String, String)>,
+    env: Vec<crate::sys::environ::OsVar>,
     /// The settings and server the hooks see, refreshed on reload.
     cfg: Value,
     server: Value,
@@ -54,7 +54,11 @@ pub struct MasterHooks {
 
 impl MasterHooks {
     /// The hooks `config` defines, run with `python` and the workers' environment `env`.
-    pub fn new(config: &Config, python: PathBuf, env: Vec<(String, String)>) -> MasterHooks {
+    pub fn new(
+        config: &Config,
+        python: PathBuf,
+        env: Vec<crate::sys::environ::OsVar>,
+    ) -> MasterHooks {
         let devnull = std::fs::File::open("/dev/null").ok().map(OwnedFd::from);
         let mut hooks = MasterHooks {
             file: None,
@@ -83,7 +87,7 @@ impl MasterHooks {
     }
 
     /// A new interpreter or environment (a reload).
-    pub fn set_interpreter(&mut self, python: PathBuf, env: Vec<(String, String)>) {
+    pub fn set_interpreter(&mut self, python: PathBuf, env: Vec<crate::sys::environ::OsVar>) {
         self.python = python;
         self.env = env;
     }

@@ -33,7 +33,7 @@ use crate::config::{self, Config, ConfigErrors, RunArgs};
 use crate::errors::error_chain;
 use crate::ops::Ops;
 use crate::sockets::Listener;
-use crate::sys::environ::env_snapshot;
+use crate::sys::environ::{env_snapshot, env_snapshot_os};
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::upgrade::{HandedPhase, HandedWorker, Handover};
@@ -263,7 +263,7 @@ fn next_spec(config: &Config, env: &[(String, String)]) -> Option<WorkerSpec> {
     let engine = engine_lib::resolve(config.engine, env)
         .inspect_err(|e| kept(e))
         .ok()?;
-    Some(WorkerSpec::new(config, python, &engine, env))
+    Some(WorkerSpec::new(config, python, &engine, &env_snapshot_os()))
 }
 
 /// Warns about what an upgrade cannot change, as a reload does; the pidfile stays the one the

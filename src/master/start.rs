@@ -18,7 +18,7 @@ use crate::exit;
 use crate::ops::Ops;
 use crate::sizing;
 use crate::sockets;
-use crate::sys::environ::env_snapshot;
+use crate::sys::environ::{env_snapshot, env_snapshot_os};
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
 use crate::worker::engine_lib::{self, WorkerEngine};
@@ -105,7 +105,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
     }
     let fds = listeners.iter().map(|l| l.fd().as_raw_fd()).collect();
     let spawner = ExecSpawner::new(runtime.script(), fds, devnull);
-    let spec = WorkerSpec::new(&config, python, &engine, &env);
+    let spec = WorkerSpec::new(&config, python, &engine, &env_snapshot_os());
     let seed = jitter_seed();
     let policy = Policy::from_config(&config, target, seed);
     info!(workers = target, python = %spec.python.display(), app = %format!("{}:{}", config.app.module, config.app.attr), "starting workers");

@@ -43,20 +43,21 @@ pub const CODES: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// `herdsman ctl [--socket PATH] [--json] [--timeout DURATION] COMMAND`
+/// `herdsman ctl [--socket PATH] [--json] [--timeout DURATION] COMMAND`; the options may also
+/// follow the command (`herdsman ctl status --json`), as with kubectl or systemctl.
 #[derive(Args, Debug, Clone)]
 pub struct CtlArgs {
     /// The master's control socket [default: the only running master of this user, found in
     /// ${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub socket: Option<PathBuf>,
 
     /// Print the master's answer as JSON, unchanged.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// How long to wait for the answer, e.g. 30s, 10m [default: 30s; 15m for reload].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", global = true)]
     pub timeout: Option<String>,
 
     #[command(subcommand)]

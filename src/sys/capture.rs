@@ -46,10 +46,10 @@ pub struct Finished {
 }
 
 /// Runs `program args` with `env` and waits for it at most `limit`.
-pub fn run(
+pub fn run<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     program: &str,
     args: &[String],
-    env: &[(String, String)],
+    env: &[(K, V)],
     limit: Duration,
 ) -> Result<Finished, CaptureError> {
     let devnull = OwnedFd::from(File::open("/dev/null").map_err(CaptureError::DevNull)?);

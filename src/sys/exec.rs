@@ -14,8 +14,9 @@
 //! All signals are blocked in the parent around fork, so no herdsman handler can run in the child
 //! before its dispositions are reset.
 
-use std::ffi::{CString, NulError};
+use std::ffi::{CString, NulError, OsStr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -32,9 +33,11 @@ pub enum ExecError {
     SignalMask(#[source] Errno),
     #[error("fork failed")]
     Fork(#[source] Errno),
-    #[error("could not execute {program}")]
+    #[error("could not execute {program}{}", as_uid(*uid))]
     Exec {
         program: String,
+        /// The uid the child had switched to, if it switched.
+        uid: Option<libc::uid_t>,
         #[source]
         source: Errno,
     },
@@ -46,6 +49,46 @@ pub enum ExecError {
     },
     #[error("privilege drop did not stick: the worker could still become root after setuid")]
     PrivilegesKept,
+}
+
+fn as_uid(uid: Option<libc::uid_t>) -> String {
+    uid.map(|uid| format!(" as uid {uid}")).unwrap_or_default()
+}
+
+impl ExecError {
+    /// For a program that could not be executed, what to do about it, by errno; `user` names
+    /// the account the child had switched to (e.g. `user nobody (uid 65534)`), if it did.
+    pub fn exec_fix(&self, user: Option<&str>) -> Option<String> {
+        let ExecError::Exec {
+            program,
+            uid,
+            source,
+        } = self
+        else {
+            return None;
+        };
+        Some(match (*source, uid) {
+            (Errno::EACCES, Some(uid)) => {
+                let who = user.map_or_else(|| format!("uid {uid}"), str::to_string);
+                format!(
+                    "the workers run as {who}, who may not execute {program} or enter a \
+                     directory on its way (a venv under /root is the usual case): give that user \
+                     read and execute permission on the interpreter and its directories, or \
+                     create a venv it can read (python3 -m venv /srv/app/.venv) and point \
+                     --python at it"
+                )
+            }
+            (Errno::EACCES, None) => format!(
+                "{program}, or a directory on its way, is not executable by herdsman's user: \
+                 fix its permissions, or point --python at an interpreter that is"
+            ),
+            (Errno::ENOENT, _) => format!(
+                "{program} does not exist, or its target (a symlink) or its #! interpreter does \
+                 not: point --python at an existing interpreter"
+            ),
+            _ => "point --python at a Python interpreter (a venv's bin/python)".to_string(),
+        })
+    }
 }
 
 /// Who the child becomes before exec: set by root only, applied in the order that works
@@ -102,10 +145,11 @@ pub struct ExecPlan {
 impl ExecPlan {
     /// `argv[0]` is `program`. `fds` maps open fds of the parent to the numbers the child gets;
     /// every other fd must be close-on-exec in the parent.
-    pub fn new(
+    /// `env` entries are taken byte for byte (they need not be UTF-8).
+    pub fn new<K: AsRef<OsStr>, V: AsRef<OsStr>>(
         program: &str,
         args: &[String],
-        env: &[(String, String)],
+        env: &[(K, V)],
         fds: Vec<(RawFd, RawFd)>,
     ) -> Result<ExecPlan, ExecError> {
         let program = CString::new(program)?;
@@ -115,7 +159,10 @@ impl ExecPlan {
         }
         let envp = env
             .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .map(|(k, v)| {
+                let (k, v) = (k.as_ref().as_bytes(), v.as_ref().as_bytes());
+                CString::new([k, b"=", v].concat())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ExecPlan {
             argv_ptrs: null_terminated(&argv),
@@ -202,6 +249,7 @@ fn child_error(plan: &ExecPlan, step: Option<Step>, errno: Errno) -> ExecError {
         Some(Step::Fds | Step::Exec) | None => {
             return ExecError::Exec {
                 program: plan.program(),
+                uid: plan.identity.as_ref().and_then(|identity| identity.uid),
                 source: errno,
             }
         }

@@ -17,10 +17,11 @@
 //! still behaves correctly; any other change is a new version. Durations are whole
 //! milliseconds.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::BindSpec;
 use crate::config::{LogFormat, SpawnMode};
 use crate::sockets::BoundAddr;
+use crate::sys::environ::OsVar;
 use crate::sys::exec::Identity;
 use crate::worker::WorkerSpec;
 
@@ -100,6 +102,10 @@ pub struct Spec {
     pub python: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The variables of the environment whose name or value is not UTF-8, as bytes (added with
+    /// byte-for-byte environments; a reader without it drops them, as herdsman then did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_bytes: Vec<(Vec<u8>, Vec<u8>)>,
     pub identity: Option<HandedIdentity>,
     pub umask: Option<u32>,
     pub capture_output: bool,
@@ -252,12 +258,28 @@ impl Handover {
     }
 }
 
+/// The UTF-8 variables of `env`, as strings.
+fn text_env(env: &[OsVar]) -> Vec<(String, String)> {
+    env.iter()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.to_str()?.to_string())))
+        .collect()
+}
+
+/// The others, as bytes.
+fn byte_env(env: &[OsVar]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    env.iter()
+        .filter(|(k, v)| k.to_str().is_none() || v.to_str().is_none())
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
 impl From<&WorkerSpec> for Spec {
     fn from(spec: &WorkerSpec) -> Spec {
         Spec {
             python: spec.python.clone(),
             args: spec.args.clone(),
-            env: spec.env.clone(),
+            env: text_env(&spec.env),
+            env_bytes: byte_env(&spec.env),
             identity: spec.identity.as_ref().map(|id| HandedIdentity {
                 groups: id.groups.clone(),
                 gid: id.gid,
@@ -277,7 +299,16 @@ impl From<Spec> for WorkerSpec {
         WorkerSpec {
             python: spec.python,
             args: spec.args,
-            env: spec.env,
+            env: spec
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .chain(
+                    spec.env_bytes
+                        .into_iter()
+                        .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))),
+                )
+                .collect(),
             identity: spec.identity.map(|id| Identity {
                 groups: id.groups,
                 gid: id.gid,
@@ -382,6 +413,7 @@ pub(crate) fn sample() -> Handover {
             python: "/venv/bin/python".into(),
             args: vec!["--app".into(), "asgi_app:app".into()],
             env: vec![("PATH".into(), "/bin".into())],
+            env_bytes: vec![(b"NAME".to_vec(), b"caf\xe9".to_vec())],
             identity: Some(HandedIdentity {
                 groups: vec![65534],
                 gid: 65534,
@@ -499,6 +531,12 @@ mod tests {
     #[test]
     fn specs_binds_and_addresses_convert_both_ways() {
         let spec: WorkerSpec = sample().spec.into();
+        let latin1 = OsString::from_vec(b"caf\xe9".to_vec());
+        assert!(
+            spec.env.contains(&("NAME".into(), latin1)),
+            "{:?}",
+            spec.env
+        );
         assert_eq!(Spec::from(&spec), sample().spec);
         for bind in [
             BindSpec::Tcp {

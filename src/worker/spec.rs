@@ -4,11 +4,14 @@
 //! master's, less the variables that belong to the master). The engine options are only added
 //! for the native engine: a uvicorn worker's argv is what it was before there were two engines.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::engine_lib::WorkerEngine;
 use crate::config::{defaults, Config, SpawnMode, User};
+use crate::sys::environ::OsVar;
 use crate::sys::exec::Identity;
 
 /// Environment variables a worker must never inherit: socket activation, the systemd notify and
@@ -29,8 +32,8 @@ pub struct WorkerSpec {
     pub python: PathBuf,
     /// Runtime arguments common to every worker of the generation.
     pub args: Vec<String>,
-    /// The complete environment of a worker.
-    pub env: Vec<(String, String)>,
+    /// The complete environment of a worker, byte for byte (a non-UTF-8 value passes).
+    pub env: Vec<OsVar>,
     /// Who the worker becomes (a root master with `user` or `group` set); `None`: the master's.
     pub identity: Option<Identity>,
     /// The worker's umask; `None`: the master's.
@@ -49,12 +52,12 @@ pub struct WorkerSpec {
 impl WorkerSpec {
     /// `python` is the already resolved interpreter, `engine` is `config.engine` resolved
     /// (`engine_lib::resolve`: for the native engine, with its library), which the argv follows;
-    /// `env` is the master's environment.
+    /// `env` is the master's environment ([`env_snapshot_os`](crate::sys::environ::env_snapshot_os)).
     pub fn new(
         config: &Config,
         python: PathBuf,
         engine: &WorkerEngine,
-        env: &[(String, String)],
+        env: &[OsVar],
     ) -> WorkerSpec {
         let root = nix::unistd::geteuid().is_root();
         WorkerSpec {
@@ -269,18 +272,21 @@ fn seconds(d: Duration) -> String {
 /// The master's environment without the private variables, then the account's variables, then
 /// the configured entries.
 fn worker_env(
-    master: &[(String, String)],
+    master: &[OsVar],
     account: &[(String, String)],
     extra: &[(String, String)],
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = master
+) -> Vec<OsVar> {
+    let private = |k: &OsStr| {
+        PRIVATE_ENV.iter().any(|p| k == OsStr::new(p)) || k.as_bytes().starts_with(b"HERDSMAN_")
+    };
+    let mut env: Vec<OsVar> = master
         .iter()
-        .filter(|(k, _)| !PRIVATE_ENV.contains(&k.as_str()) && !k.starts_with("HERDSMAN_"))
+        .filter(|(k, _)| !private(k))
         .cloned()
         .collect();
     for (key, value) in account.iter().chain(extra) {
-        env.retain(|(k, _)| k != key);
-        env.push((key.clone(), value.clone()));
+        env.retain(|(k, _)| k != key.as_str());
+        env.push((key.into(), value.into()));
     }
     env
 }
@@ -296,9 +302,22 @@ mod tests {
             .collect()
     }
 
+    fn os_env(pairs: &[(&str, &str)]) -> Vec<OsVar> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_passes_byte_for_byte() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let latin1 = OsString::from_vec(b"caf\xe9".to_vec());
+        let master = vec![(OsString::from("NAME"), latin1.clone())];
+        assert_eq!(worker_env(&master, &[], &[]), [("NAME".into(), latin1)]);
+    }
+
     #[test]
     fn worker_env_drops_private_variables_and_applies_overrides() {
-        let master = env(&[
+        let master = os_env(&[
             ("PATH", "/bin"),
             ("LISTEN_FDS", "2"),
             ("NOTIFY_SOCKET", "/run/x"),
@@ -308,7 +327,7 @@ mod tests {
         let got = worker_env(&master, &[], &env(&[("KEEP", "new"), ("ADDED", "1")]));
         assert_eq!(
             got,
-            env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")])
+            os_env(&[("PATH", "/bin"), ("KEEP", "new"), ("ADDED", "1")])
         );
     }
 
@@ -322,7 +341,7 @@ mod tests {
             home: Some("/nonexistent".into()),
             groups: vec![65534],
         };
-        let master = env(&[("HOME", "/root"), ("USER", "root"), ("PATH", "/bin")]);
+        let master = os_env(&[("HOME", "/root"), ("USER", "root"), ("PATH", "/bin")]);
         let got = worker_env(
             &master,
             &account_env(Some(&user)),
@@ -330,7 +349,7 @@ mod tests {
         );
         assert_eq!(
             got,
-            env(&[
+            os_env(&[
                 ("PATH", "/bin"),
                 ("USER", "nobody"),
                 ("LOGNAME", "nobody"),

@@ -217,7 +217,7 @@ pub struct Herdsman {
 /// How to start one.
 pub struct Start {
     args: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     default_bind: bool,
     prefix: Vec<String>,
     python: Option<PathBuf>,
@@ -284,6 +284,12 @@ impl Start {
 
     pub fn env(mut self, key: &str, value: &str) -> Start {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// A variable of the master's environment that need not be UTF-8.
+    pub fn env_os(mut self, key: &str, value: std::ffi::OsString) -> Start {
+        self.env.push((key.into(), value));
         self
     }
 

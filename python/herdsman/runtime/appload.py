@@ -1,17 +1,49 @@
 """Loading the engine and the app: importing uvicorn and a2wsgi with a clear message when they are
 missing, importing MODULE:ATTR (calling it when it is a factory), and telling ASGI from WSGI. Every
-failure becomes a BootError with the kind the master reports (docs/protocol.md)."""
+failure becomes a BootError with the kind the master reports (docs/protocol.md).
+
+The fix for a missing package is `pip install` into this interpreter, unless it is a system Python
+that refuses that (PEP 668: an EXTERNALLY-MANAGED file in its stdlib directory, and not a venv):
+then the fix is a venv with the package, and --python pointing at it."""
 
 import functools
 import inspect
 import os
 import sys
+import sysconfig
 
 from .errors import BootError, StopRequested
 
 
 def python_description() -> str:
     return "%s (Python %s)" % (sys.executable or "python", "%d.%d.%d" % sys.version_info[:3])
+
+
+def externally_managed() -> bool:
+    """Whether pip refuses to install into this interpreter (PEP 668): a system Python, not a venv,
+    whose stdlib directory holds the EXTERNALLY-MANAGED marker."""
+    if sys.prefix != sys.base_prefix:
+        return False
+    try:
+        stdlib = sysconfig.get_path("stdlib")
+    except (KeyError, ValueError):
+        return False
+    return bool(stdlib) and os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+
+
+def install_hint(package: str, reinstall: bool = False) -> str:
+    """How to get `package` for this interpreter: pip into it, or, for a system Python that refuses
+    pip (PEP 668), a venv to point --python at."""
+    if not externally_managed():
+        force = "--force-reinstall " if reinstall else ""
+        return "run '%s -m pip install %s%s'" % (sys.executable, force, package)
+    venv = "/srv/app/.venv"
+    return (
+        "%s is the system's Python, which refuses pip installs (PEP 668, externally managed): create "
+        "a venv and start herdsman with it, e.g. '%s -m venv %s && %s/bin/pip install %s', then "
+        "--python %s/bin/python (on Debian and Ubuntu the venv module is the python3-venv package)"
+        % (sys.executable, sys.executable, venv, venv, package, venv)
+    )
 
 
 def import_uvicorn():
@@ -21,19 +53,18 @@ def import_uvicorn():
         if exc.name == "uvicorn":
             return None, BootError(
                 "dependency",
-                "uvicorn is not installed for %s: run '%s -m pip install uvicorn'"
-                % (python_description(), sys.executable),
+                "uvicorn is not installed for %s: %s" % (python_description(), install_hint("uvicorn")),
             )
         return None, BootError(
             "dependency",
-            "uvicorn is installed for %s but cannot be imported (%s: %s): run '%s -m pip install "
-            "--force-reinstall uvicorn'" % (python_description(), type(exc).__name__, exc, sys.executable),
+            "uvicorn is installed for %s but cannot be imported (%s: %s): %s"
+            % (python_description(), type(exc).__name__, exc, install_hint("uvicorn", reinstall=True)),
         )
     except Exception as exc:
         return None, BootError(
             "dependency",
-            "uvicorn cannot be imported for %s (%s: %s): run '%s -m pip install --force-reinstall uvicorn'"
-            % (python_description(), type(exc).__name__, exc, sys.executable),
+            "uvicorn cannot be imported for %s (%s: %s): %s"
+            % (python_description(), type(exc).__name__, exc, install_hint("uvicorn", reinstall=True)),
         )
     return uvicorn, None
 
@@ -45,13 +76,13 @@ def import_a2wsgi():
         if exc.name == "a2wsgi":
             raise BootError(
                 "dependency",
-                "a2wsgi (needed to serve WSGI apps) is not installed for %s: run '%s -m pip install a2wsgi'"
-                % (python_description(), sys.executable),
+                "a2wsgi (needed to serve WSGI apps) is not installed for %s: %s"
+                % (python_description(), install_hint("a2wsgi")),
             ) from None
         raise BootError(
             "dependency",
-            "a2wsgi cannot be imported for %s (%s: %s): run '%s -m pip install --force-reinstall a2wsgi'"
-            % (python_description(), type(exc).__name__, exc, sys.executable),
+            "a2wsgi cannot be imported for %s (%s: %s): %s"
+            % (python_description(), type(exc).__name__, exc, install_hint("a2wsgi", reinstall=True)),
         ) from None
     _fix_a2wsgi_readlines()
     return a2wsgi

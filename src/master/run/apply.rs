@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use tracing::{debug, warn};
 
 use super::Supervisor;
+use crate::config::User;
 use crate::errors::error_chain;
 use crate::master::event::{Action, Event, WorkerId, WorkerSignal};
 use crate::master::state::Master;
@@ -102,7 +103,7 @@ impl Supervisor {
         }
         Some(match self.spawner.spawn(id, spec) {
             Ok(spawned) => self.register(id, spawned),
-            Err(err) => spawn_failed(id, &err),
+            Err(err) => spawn_failed(id, &err, self.config.user.as_ref()),
         })
     }
 
@@ -178,11 +179,23 @@ pub(super) fn measure_memory(workers: &[(WorkerId, i32)]) -> Event {
     Event::Memory { samples }
 }
 
-/// The answer to a spawn that did not produce a process.
-pub(super) fn spawn_failed(id: WorkerId, err: &SpawnError) -> Event {
+/// The answer to a spawn that did not produce a process. An interpreter that could not be
+/// executed gets its fix appended, naming `user` (the configured one) when it was switched to.
+pub(super) fn spawn_failed(id: WorkerId, err: &SpawnError, user: Option<&User>) -> Event {
+    let SpawnError::Exec(exec @ ExecError::Exec { uid, .. }) = err else {
+        return Event::SpawnFailed {
+            id,
+            error: error_chain(err),
+            exec_failed: false,
+        };
+    };
+    let who = user
+        .filter(|user| Some(user.uid) == *uid)
+        .map(User::describe);
+    let fix = exec.exec_fix(who.as_deref()).unwrap_or_default();
     Event::SpawnFailed {
         id,
-        error: error_chain(err),
-        exec_failed: matches!(err, SpawnError::Exec(ExecError::Exec { .. })),
+        error: format!("{}; {fix}", error_chain(err)),
+        exec_failed: true,
     }
 }

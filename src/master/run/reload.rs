@@ -12,7 +12,7 @@ use crate::master::event::Event;
 use crate::master::launch::worker_target;
 use crate::master::policy::Policy;
 use crate::ops::ReloadOutcome;
-use crate::sys::environ::env_snapshot;
+use crate::sys::environ::{env_snapshot, env_snapshot_os};
 use crate::worker::engine_lib::{self, EngineLibError};
 use crate::worker::python::{self, PythonError};
 use crate::worker::WorkerSpec;
@@ -96,7 +96,7 @@ impl Supervisor {
         let policy = Box::new(Policy::from_config(&config, target, self.seed));
         let generation = self.next_generation;
         self.next_generation += 1;
-        let spec = WorkerSpec::new(&config, python, &engine, &env);
+        let spec = WorkerSpec::new(&config, python, &engine, &env_snapshot_os());
         self.hooks
             .set_interpreter(spec.python.clone(), spec.env.clone());
         self.hooks.update(&config, Some(self.hooks_target));

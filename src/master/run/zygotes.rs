@@ -112,7 +112,7 @@ impl Supervisor {
                 return Some(self.fork(id, generation));
             }
         } else if let Err(err) = self.start_zygote(generation) {
-            return Some(spawn_failed(id, &err));
+            return Some(spawn_failed(id, &err, self.config.user.as_ref()));
         }
         self.zygotes.pending.push((id, generation));
         None
@@ -155,7 +155,7 @@ impl Supervisor {
                         debug!(zygote_pid = zygote.pid, error = %e, "could not kill zygote");
                     }
                 }
-                spawn_failed(id, &err)
+                spawn_failed(id, &err, self.config.user.as_ref())
             }
         }
     }
