@@ -895,12 +895,15 @@ fn django_readiness(engine: Engine, app: &str) {
         "--no-access-log",
         app,
     ];
-    let h = Start::new(&args)
-        .engine(engine)
-        .env("PYTHONPATH", pythonpath)
-        .env("DJANGO_SETTINGS_MODULE", "readyproj.settings")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .spawn();
+    let serve = |args: &[&str]| {
+        Start::new(args)
+            .engine(engine)
+            .env("PYTHONPATH", pythonpath)
+            .env("DJANGO_SETTINGS_MODULE", "readyproj.settings")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .spawn()
+    };
+    let h = serve(&args);
     let old = h.wait_serving();
     let resp = get(h.addr(), "/healthz").expect("GET /healthz");
     assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "{resp:?}");
@@ -932,13 +935,7 @@ fn django_readiness(engine: Engine, app: &str) {
     assert!(h.finish().success());
 
     // The same broken project without the probe: ready, and every request fails.
-    let args = ["-w", "1", "--no-access-log", app];
-    let h = Start::new(&args)
-        .engine(engine)
-        .env("PYTHONPATH", pythonpath)
-        .env("DJANGO_SETTINGS_MODULE", "readyproj.settings")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .spawn();
+    let h = serve(&["-w", "1", "--no-access-log", app]);
     h.wait_serving();
     let resp = get(h.addr(), "/healthz").expect("GET /healthz");
     assert_eq!(resp.status, 500, "{resp:?}");

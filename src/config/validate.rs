@@ -252,35 +252,28 @@ impl Validator<'_> {
     /// A string or a list of strings, as paths (not checked for existence: a watched path may
     /// appear later).
     fn path_list(&mut self, key: Key, example: &str) -> Vec<PathBuf> {
-        let layer = self.layer;
-        let Some(given) = layer.get(key) else {
-            return Vec::new();
-        };
-        let items = match &given.value {
-            Raw::List(items) => items.as_slice(),
-            _ => std::slice::from_ref(given),
-        };
-        let mut paths = Vec::new();
-        for item in items {
-            match &item.value {
-                Raw::Text(text) if !text.trim().is_empty() => {
-                    paths.push(PathBuf::from(text.trim()))
-                }
-                other => {
-                    let invalid = Invalid::examples(
-                        format!("entries must be paths, got {}", other.describe()),
-                        &[example],
-                    );
-                    self.reject::<()>(invalid, &item.origin, key.name());
-                }
-            }
-        }
-        paths
+        self.text_list(key, example, "paths", |text| Some(PathBuf::from(text)))
     }
 
     /// A string or a list of strings, as glob patterns of file names (no `/`: directories are
     /// `reload_dir`'s).
     fn name_patterns(&mut self, key: Key, example: &str) -> Vec<String> {
+        let what =
+            "patterns of file names such as *.html (no /: watch a directory with reload_dir)";
+        self.text_list(key, example, what, |text| {
+            (!text.contains('/')).then(|| text.to_string())
+        })
+    }
+
+    /// A string or a list of strings, each non-empty entry (trimmed) read by `read`; the others
+    /// (and those it refuses) are reported as not being `what`.
+    fn text_list<T>(
+        &mut self,
+        key: Key,
+        example: &str,
+        what: &str,
+        read: impl Fn(&str) -> Option<T>,
+    ) -> Vec<T> {
         let layer = self.layer;
         let Some(given) = layer.get(key) else {
             return Vec::new();
@@ -289,25 +282,24 @@ impl Validator<'_> {
             Raw::List(items) => items.as_slice(),
             _ => std::slice::from_ref(given),
         };
-        let mut patterns = Vec::new();
+        let mut values = Vec::new();
         for item in items {
-            match &item.value {
-                Raw::Text(text) if !text.trim().is_empty() && !text.contains('/') => {
-                    patterns.push(text.trim().to_string())
-                }
-                other => {
+            let value = match &item.value {
+                Raw::Text(text) if !text.trim().is_empty() => read(text.trim()),
+                _ => None,
+            };
+            match value {
+                Some(value) => values.push(value),
+                None => {
                     let invalid = Invalid::examples(
-                        format!(
-                            "entries must be patterns of file names such as *.html (no /: watch a directory with reload_dir), got {}",
-                            other.describe()
-                        ),
+                        format!("entries must be {what}, got {}", item.value.describe()),
                         &[example],
                     );
                     self.reject::<()>(invalid, &item.origin, key.name());
                 }
             }
         }
-        patterns
+        values
     }
 
     /// Records `invalid` for `key` at `origin` and returns `None`.

@@ -171,25 +171,27 @@ class Hooks:
 
     def call(self, name: str, *args) -> None:
         """Runs hook `name` if defined; a failure is logged with its traceback."""
-        function = self.functions.get(name)
-        if function is None:
-            return
-        try:
-            function(*args)
-        except Exception:
-            log.write("error", "the %s hook raised (the worker goes on)" % name,
-                      traceback=traceback.format_exc())
+        failed = self._run(name, args)
+        if failed is not None:
+            log.write("error", "the %s hook raised (the worker goes on)" % name, traceback=failed)
 
     def boot(self, name: str, *args) -> None:
         """Runs a boot hook (post_fork, post_worker_init): a failure means the worker cannot start."""
+        failed = self._run(name, args)
+        if failed is not None:
+            raise BootError("import", "the %s hook of %s raised: the worker cannot start (fix the hook; "
+                            "see the traceback)" % (name, self.path), failed)
+
+    def _run(self, name: str, args):
+        """Runs hook `name` if defined: the traceback if it raised, else None."""
         function = self.functions.get(name)
         if function is None:
-            return
+            return None
         try:
             function(*args)
         except Exception:
-            raise BootError("import", "the %s hook of %s raised: the worker cannot start (fix the hook; "
-                            "see the traceback)" % (name, self.path), traceback.format_exc()) from None
+            return traceback.format_exc()
+        return None
 
     # -- moments --
 
