@@ -201,44 +201,54 @@ pub fn pythonpath(raw: &Raw) -> Result<Vec<String>, Invalid> {
 /// uvicorn's `root_path`: empty, or a path that starts with `/` and does not end with one, of
 /// printable ASCII (it is a URL path prefix).
 pub fn root_path(raw: &Raw) -> Result<String, Invalid> {
-    let example = || vec!["\"/api\"".to_string()];
-    let Raw::Text(text) = raw else {
-        let problem = format!("must be a path such as /api, got {}", raw.describe());
-        return Err(Invalid::new(problem, Fix::Examples(example())));
+    let fine = |path: &str| {
+        path.is_empty() || (path.starts_with('/') && !path.ends_with('/') && printable(path))
     };
-    let path = text.trim();
-    let fine = path.is_empty()
-        || (path.starts_with('/')
-            && !path.ends_with('/')
-            && path.bytes().all(|b| b.is_ascii_graphic()));
-    if !fine {
-        let fixed = format!("{:?}", format!("/{}", path.trim_matches('/')));
-        let problem = format!(
-            "must be empty or a path that starts with / and does not end with one, got {}",
-            raw.describe()
-        );
-        return Err(Invalid::new(problem, Fix::Examples(vec![fixed])));
-    }
-    Ok(path.to_string())
+    url_path(
+        raw,
+        "/api",
+        fine,
+        "empty or a path that starts with / and does not end with one",
+    )
 }
 
 /// The readiness probe's path: starts with `/`, printable ASCII (a request target), a query
 /// allowed.
 pub fn ready_path(raw: &Raw) -> Result<String, Invalid> {
-    let example = || vec!["\"/healthz\"".to_string()];
+    let fine = |path: &str| path.starts_with('/') && printable(path);
+    url_path(
+        raw,
+        "/healthz",
+        fine,
+        "a path that starts with / (no spaces, ASCII)",
+    )
+}
+
+fn printable(path: &str) -> bool {
+    path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A URL path read from text (trimmed) and judged by `fine`; the fix offered is the value with
+/// one leading `/` and none trailing, or `example` for a value that is not text.
+fn url_path(
+    raw: &Raw,
+    example: &str,
+    fine: impl Fn(&str) -> bool,
+    problem: &str,
+) -> Result<String, Invalid> {
     let Raw::Text(text) = raw else {
-        let problem = format!("must be a path such as /healthz, got {}", raw.describe());
-        return Err(Invalid::new(problem, Fix::Examples(example())));
+        let problem = format!("must be a path such as {example}, got {}", raw.describe());
+        return Err(Invalid::new(
+            problem,
+            Fix::Examples(vec![format!("{example:?}")]),
+        ));
     };
     let path = text.trim();
-    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()) {
+    if fine(path) {
         return Ok(path.to_string());
     }
-    let problem = format!(
-        "must be a path that starts with / (no spaces, ASCII), got {}",
-        raw.describe()
-    );
-    let fixed = format!("{:?}", format!("/{}", path.trim_start_matches('/').trim()));
+    let fixed = format!("{:?}", format!("/{}", path.trim_matches('/')));
+    let problem = format!("must be {problem}, got {}", raw.describe());
     Err(Invalid::new(problem, Fix::Examples(vec![fixed])))
 }
 

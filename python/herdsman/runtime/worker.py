@@ -104,15 +104,15 @@ def _worker_life(args, started: float, warm, runtime_dir) -> int:
         ready_path = getattr(args, "ready_path", None)
         if ready_path and interface == "wsgi":
             # The app itself, not through pre/post_request. ASGI apps are probed after lifespan
-            # startup, by the engine adapter (it gets the app before wrapping, `probed_app`).
+            # startup, by the engine adapter (it gets the app before wrapping: `probed`).
             code = readiness.probe_wsgi(app, ready_path, getattr(args, "root_path", ""))
             log.debug("readiness probe GET %s answered %d" % (ready_path, code))
-        args.probed_app = app
+        probed = app
         if hooks is not None:
             app = hooks.wrap(app, interface)
         if native:
             return native_engine.serve(args, engine, app, interface, channel, listeners, started)
-        return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started)
+        return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started, probed)
 
     except BootError as exc:
         lifecycle.state.phase = "done"

@@ -422,7 +422,10 @@ def load_tls(config, args) -> None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
 
 
-def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float) -> int:
+def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, started: float,
+          probed=None) -> int:
+    """Serves `app` until the worker stops; `probed` is the app before gunicorn's request hooks
+    wrapped it, which the readiness probe calls (default: `app`)."""
     if interface == "wsgi":
         a2wsgi = import_a2wsgi()
         asgi_app = a2wsgi.WSGIMiddleware(app, workers=getattr(args, "threads", None) or WSGI_THREADS)
@@ -475,8 +478,8 @@ def serve(args, uvicorn, app, interface: str, channel: Channel, listeners, start
         lifecycle.state.phase = "serving"
 
     if args.ready_path and interface == "asgi":
-        probed = getattr(args, "probed_app", None) or app  # not through gunicorn's request hooks
-        server.ready_probe = functools.partial(readiness.probe_asgi, probed, args.ready_path, args.root_path)
+        server.ready_probe = functools.partial(readiness.probe_asgi, probed or app, args.ready_path,
+                                               args.root_path)
 
     try:
         server.run(sockets=listeners)
