@@ -642,6 +642,146 @@ fn native_an_app_thread_holding_the_gil_is_dumped_killed_and_replaced() {
     assert!(h.finish().success());
 }
 
+/// F6 with SIGSTOP: a stopped worker neither heartbeats nor runs its watchdog; the other worker
+/// serves every request meanwhile; after the liveness timeout the master says the worker is
+/// unresponsive, kills it (SIGKILL ends a stopped process too), reaps it and replaces it.
+#[test]
+fn f6_a_sigstopped_worker_is_killed_and_replaced_while_the_other_serves() {
+    let h = Herdsman::start(&["-w", "2", "--timeout", "2s", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let addr = h.addr();
+    let (victim, other) = (pids[0], pids[1]);
+    signal(victim, libc::SIGSTOP);
+    assert!(
+        wait_state(victim, 'T'),
+        "worker {victim} did not stop: {:?}",
+        process_state(victim)
+    );
+    // A stopped worker cannot accept: every request goes to the other one.
+    for _ in 0..5 {
+        assert_eq!(ok_from(addr), other);
+    }
+    let record = h.wait_record_for("worker", Duration::from_secs(2) + WAIT, |r| {
+        pid_of(r) == Some(victim) && message(r).starts_with(UNRESPONSIVE)
+    });
+    assert!(message(&record).contains("no heartbeat for"), "{record}");
+    h.wait_record(LIVENESS_KILLED, |r| pid_of(r) == Some(victim));
+    let ready = h.wait_record(READY, |r| pid_of(r).is_some_and(|p| !pids.contains(&p)));
+    let replacement = pid_of(&ready).expect("pid");
+    assert_eq!(live_children(h.pid), sorted(vec![other, replacement]));
+    assert_eq!(pids_serving(addr, 2, 0.5), sorted(vec![other, replacement]));
+    assert!(h.finish().success());
+}
+
+/// Waits (up to WAIT) until `pid` is in scheduler state `state` (`ps`'s letter).
+fn wait_state(pid: i32, state: char) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if process_state(pid) == Some(state) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// The time all of `pid`'s threads spent runnable but waiting for a CPU (schedstat's second
+/// field, nanoseconds, summed over /proc/PID/task).
+fn runqueue_wait(pid: i32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// Busy loops on every CPU, ended (by pid) when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn on_every_cpu() -> Hogs {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hogs(
+            (0..cpus)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("start a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// F7: a worker starved of CPU but alive is not killed. Every thread of the worker runs under SCHED_IDLE
+/// (it gets a CPU only when nothing else wants one) while busy loops hold every CPU for three liveness
+/// timeouts: its heartbeats come late or in bursts, and the master must not take that for a hang.
+/// Afterwards the same worker answers and no liveness record was written.
+#[test]
+fn f7_a_worker_starved_of_cpu_is_not_killed() {
+    let h = Herdsman::start(&["-w", "1", "--timeout", "2s", "asgi_app:app"]);
+    let pids = h.wait_serving();
+    let worker = pids[0];
+    let param = libc::sched_param { sched_priority: 0 };
+    for task in std::fs::read_dir(format!("/proc/{worker}/task")).expect("tasks") {
+        let tid: i32 = task
+            .expect("task")
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .expect("tid");
+        // SAFETY: sched_setscheduler on a thread of our worker with an initialised sched_param.
+        let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) };
+        assert_eq!(
+            rc,
+            0,
+            "sched_setscheduler: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let waited_before = runqueue_wait(worker);
+    let starved_from = Instant::now();
+    {
+        let _hogs = Hogs::on_every_cpu();
+        while starved_from.elapsed() < Duration::from_secs(6) {
+            assert!(
+                liveness_records(&h.log.lines()).is_empty(),
+                "a starved worker was judged hung:\n{}",
+                h.log.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // It was starved indeed: its threads waited for a CPU (the kernel's schedstat counts it).
+    let waited = runqueue_wait(worker) - waited_before;
+    eprintln!("the worker waited {waited:?} for a CPU in 6 s");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "the worker waited only {waited:?} for a CPU: not starved"
+    );
+    assert_eq!(ok_from(h.addr()), worker, "the starved worker still serves");
+    let lines = h.log.lines();
+    let judged: Vec<_> = liveness_records(&lines)
+        .into_iter()
+        .filter(|r| !message(r).starts_with(STALLED))
+        .collect();
+    assert!(judged.is_empty(), "{}", lines.join("\n"));
+    assert_eq!(records_with(&lines, READY).len(), 1, "no replacement");
+    assert!(h.finish().success());
+}
+
 /// `--timeout 0`, as gunicorn's: no liveness timeout. A worker whose event loop is blocked for
 /// 3 s (longer than a `--timeout 2s` allows, which the F6 test shows killed) answers, and is not
 /// killed or replaced; the watchdog's stall warning still says what happened.
@@ -665,7 +805,7 @@ fn timeout_zero_never_kills_a_blocked_worker() {
     assert!(h.finish().success());
 }
 
-/// F7: a request that takes longer than `--timeout` without blocking the event loop is not a
+/// A request that takes longer than `--timeout` without blocking the event loop is not a
 /// liveness failure: the worker keeps heartbeating and its request completes.
 #[test]
 fn a_long_non_blocking_request_is_not_a_liveness_failure() {
