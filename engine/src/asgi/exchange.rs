@@ -120,10 +120,11 @@ impl Exchange {
 
     /// The message `receive` can answer at once, if any (taking it); marks the body as asked for.
     pub fn next_message(&self, state: &mut State) -> Option<Message> {
+        // As uvicorn: once the response is complete (or the client gone), only a disconnect.
+        if state.gone || state.response_done {
+            return Some(Message::Disconnect);
+        }
         if !state.body_complete {
-            if state.gone {
-                return Some(Message::Disconnect);
-            }
             if !state.chunks.is_empty() {
                 let data = if state.chunks.len() == 1 {
                     state.chunks.pop_front().unwrap_or_default()
@@ -151,9 +152,6 @@ impl Exchange {
                 self.pump.notify_one();
             }
             return None;
-        }
-        if state.gone || state.response_done {
-            return Some(Message::Disconnect);
         }
         None
     }
@@ -241,7 +239,7 @@ impl Exchange {
     }
 
     fn peek_disconnect(&self, state: &State) -> bool {
-        state.gone || (state.body_complete && state.response_done)
+        state.gone || state.response_done
     }
 
     /// The app call ended: the pump stops.
