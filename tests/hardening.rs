@@ -332,39 +332,42 @@ fn scaling_up_stops_at_max_workers() {
 
 /// `lifespan = "auto"` (the default): a raising startup is served, as uvicorn does, but its
 /// traceback is in the log (it used to be one "appears unsupported" line).
-#[test]
-fn lifespan_auto_logs_the_startup_traceback() {
-    let h = Start::new(&["-w", "1", "lifespan_raise:app"]).spawn();
-    h.wait_serving();
-    let text = h.log.text();
-    assert!(text.contains("ASGI lifespan startup raised"), "{text}");
-    assert!(
-        text.contains("RuntimeError: lifespan_raise: database down (on purpose)"),
-        "{text}"
-    );
-    assert_eq!(get(h.addr(), "/").expect("served").status, 200);
-    assert!(h.finish().success());
+both_engines! {
+    fn lifespan_auto_logs_the_startup_traceback(engine: Engine) {
+        let h = Start::new(&["-w", "1", "lifespan_raise:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let text = h.log.text();
+        assert!(text.contains("ASGI lifespan startup raised"), "{engine}: {text}");
+        assert!(
+            text.contains("RuntimeError: lifespan_raise: database down (on purpose)"),
+            "{engine}: {text}"
+        );
+        assert_eq!(get(h.addr(), "/").expect("served").status, 200);
+        assert!(h.finish().success());
+    }
 }
 
 /// `--lifespan on` (and HERDSMAN_LIFESPAN): the same app fails to boot, WORKER_BOOT (3).
-#[test]
-fn lifespan_on_makes_a_raising_startup_fail_the_boot() {
-    for (args, env) in [
-        (
-            vec!["-w", "1", "--startup-attempts", "1", "--lifespan", "on"],
-            None,
-        ),
-        (vec!["-w", "1", "--startup-attempts", "1"], Some("on")),
-    ] {
-        let mut start = Start::new(&[args.as_slice(), &["lifespan_raise:app"]].concat());
-        if let Some(mode) = env {
-            start = start.env("HERDSMAN_LIFESPAN", mode);
+both_engines! {
+    fn lifespan_on_makes_a_raising_startup_fail_the_boot(engine: Engine) {
+        for (args, env) in [
+            (
+                vec!["-w", "1", "--startup-attempts", "1", "--lifespan", "on"],
+                None,
+            ),
+            (vec!["-w", "1", "--startup-attempts", "1"], Some("on")),
+        ] {
+            let mut start =
+                Start::new(&[args.as_slice(), &["lifespan_raise:app"]].concat()).engine(engine);
+            if let Some(mode) = env {
+                start = start.env("HERDSMAN_LIFESPAN", mode);
+            }
+            let mut h = start.spawn();
+            let status = h.wait_exit(WAIT * 2);
+            let text = h.log.text();
+            assert_eq!(status.code(), Some(3), "{engine}: {text}");
+            assert!(text.contains("lifespan_raise: database down"), "{engine}: {text}");
+            h.finish();
         }
-        let mut h = start.spawn();
-        let status = h.wait_exit(WAIT * 2);
-        let text = h.log.text();
-        assert_eq!(status.code(), Some(3), "{text}");
-        assert!(text.contains("lifespan_raise: database down"), "{text}");
-        h.finish();
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::http::{get, start_block, start_streaming};
 use common::{
-    apps_dir, children_of, field_i64, message, process_state, record_time, records_with, signal,
-    wait_pid_exit, write_file, Herdsman, Start, WAIT,
+    apps_dir, both_engines, children_of, field_i64, message, process_state, record_time,
+    records_with, signal, wait_pid_exit, write_file, Engine, Herdsman, Start, WAIT,
 };
 use serde_json::Value;
 
@@ -322,30 +322,27 @@ fn an_app_that_fails_to_import_exits_4_with_its_traceback() {
     assert!(message(&attempts[0]).contains("RuntimeError: boom at import"));
 }
 
-#[test]
-fn a_failing_lifespan_startup_exits_3() {
-    let (code, lines, records) = gives_up(Start::new(&[
-        "-w",
-        "1",
-        "--startup-attempts",
-        "2",
-        "lifespan_fail:app",
-    ]));
-    let all = lines.join("\n");
-    assert_eq!(code, 3, "WORKER_BOOT; output:\n{all}");
-    // The app's own failure message, as uvicorn logs it.
-    assert!(all.contains("database unreachable (on purpose)"), "{all}");
-    let give_up = the_record(&records, GIVING_UP, &lines);
-    assert_eq!(field_i64(give_up, "exit_code"), Some(3), "{give_up}");
-    assert!(
-        message(give_up).contains("lifespan startup failed"),
-        "{give_up}"
-    );
-    assert_eq!(
-        records_with(&lines, "worker failed to boot (lifespan startup failed)").len(),
-        2,
-        "{all}"
-    );
+both_engines! {
+    fn a_failing_lifespan_startup_exits_3(engine: Engine) {
+        let (code, lines, records) = gives_up(
+            Start::new(&["-w", "1", "--startup-attempts", "2", "lifespan_fail:app"]).engine(engine),
+        );
+        let all = lines.join("\n");
+        assert_eq!(code, 3, "WORKER_BOOT; output:\n{all}");
+        // The app's own failure message, as uvicorn logs it.
+        assert!(all.contains("database unreachable (on purpose)"), "{engine}: {all}");
+        let give_up = the_record(&records, GIVING_UP, &lines);
+        assert_eq!(field_i64(give_up, "exit_code"), Some(3), "{give_up}");
+        assert!(
+            message(give_up).contains("lifespan startup failed"),
+            "{give_up}"
+        );
+        assert_eq!(
+            records_with(&lines, "worker failed to boot (lifespan startup failed)").len(),
+            2,
+            "{engine}: {all}"
+        );
+    }
 }
 
 /// F4 at first start: a worker that never becomes ready is dumped (SIGUSR2: its traceback shows

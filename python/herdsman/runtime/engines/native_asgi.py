@@ -91,6 +91,7 @@ class Lifespan:
         self.stopped = None
         self.failed = None  # the app's lifespan.*.failed message
         self.error = None
+        self.complete = False  # lifespan.startup.complete was sent
         self.running = False
 
     async def startup(self) -> None:
@@ -102,7 +103,7 @@ class Lifespan:
         self.task = asyncio.get_running_loop().create_task(self._main())
         await self.queue.put({"type": "lifespan.startup"})
         await self._until(self.started)
-        if self.error is not None and not self.started.is_set():
+        if self.error is not None and not self.complete:
             if self.mode == "on":
                 raise BootError("lifespan", "lifespan startup of app %r raised (see the log above): fix "
                                 "the app's startup code" % self.spec)
@@ -111,7 +112,7 @@ class Lifespan:
             log.write("error", self.failed)
             raise BootError("lifespan", "lifespan startup of app %r failed (see the log above): fix the "
                             "app's startup code" % self.spec)
-        self.running = not self.task.done()
+        self.running = self.complete and not self.task.done()
 
     async def _until(self, event) -> None:
         waiter = asyncio.ensure_future(event.wait())
@@ -136,7 +137,7 @@ class Lifespan:
             await self.app(scope, self.queue.get, self._send)
         except BaseException as exc:  # noqa: B902 - reported as the mode says
             self.error = exc
-            if self.started.is_set():
+            if self.complete:
                 log.write("error", "Exception in 'lifespan' protocol", traceback=_traceback(exc))
             elif self.mode == "on":
                 log.write("error", "Exception in 'lifespan' protocol", traceback=_traceback(exc))
@@ -152,6 +153,7 @@ class Lifespan:
     async def _send(self, message) -> None:
         kind = message.get("type")
         if kind == "lifespan.startup.complete":
+            self.complete = True
             self.started.set()
         elif kind == "lifespan.startup.failed":
             self.failed = message.get("message") or "lifespan startup failed"
