@@ -73,9 +73,9 @@ fn assert_masters_children(h: &Herdsman, pids: &[i32]) {
     }
 }
 
-#[test]
-fn forked_workers_are_the_masters_children_and_are_reaped_by_it() {
-    let h = zygote(&["-w", "2", "--preload", "asgi_app:app"]).spawn();
+both_engines! {
+    fn forked_workers_are_the_masters_children_and_are_reaped_by_it(engine: Engine) {
+    let h = zygote(&["-w", "2", "--preload", "asgi_app:app"]).engine(engine).spawn();
     let pids = sorted(h.wait_serving());
     assert_eq!(pids.len(), 2);
     assert_masters_children(&h, &pids);
@@ -107,6 +107,7 @@ fn forked_workers_are_the_masters_children_and_are_reaped_by_it() {
     let status = h.finish();
     assert!(status.success(), "{status:?}");
     assert_gone(&zygotes, Duration::from_secs(5));
+}
 }
 
 /// The socket inodes a process holds.
