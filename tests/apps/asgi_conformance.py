@@ -8,6 +8,8 @@
 - `/stream?n=N`   N chunks of 1 KiB, each its own `http.response.body` with `more_body`
 - `/after`        sends the whole response, then `receive()` must say `http.disconnect` (noted)
 - `/hang`         sends nothing and waits in `receive()` until the client leaves (noted)
+- `/drip?s=F`     a first chunk `{"pid": ...}`, then F seconds later (without blocking the loop)
+                  `done`
 - `/noted`        what `/after` and `/hang` saw: `{"after": [...], "hang": [...]}`
 - `/raise`        raises before the response started: the server answers 500
 - `/late_raise`   starts a streamed response, sends one chunk, raises: the response is cut
@@ -127,6 +129,12 @@ async def app(scope, receive, send):
         NOTED["hang"].append("started")
         message = await asyncio.wait_for(receive(), 30)
         NOTED["hang"].append(message["type"])
+    elif path == "/drip":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        first = json.dumps({"pid": os.getpid()}).encode()
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        await asyncio.sleep(float(query.get("s", ["1"])[0]))
+        await send({"type": "http.response.body", "body": b"done\n"})
     elif path == "/noted":
         await _json(send, NOTED)
     elif path == "/raise":
