@@ -113,6 +113,13 @@ both_engines! {
     }
 }
 
+/// The ASGI form on the native engine too (uvicorn runs it above): its requests go through the
+/// same in-flight file and quarantine as the WSGI ones.
+#[test]
+fn native_an_asgi_query_of_death_keeps_capacity_and_is_named_in_the_log() {
+    query_of_death(Engine::Native, "deadly_app:app");
+}
+
 /// The query of death: `GET /die` (the worker calls `os._exit(0)`) at 10/s for 10 s
 /// while keep-alive clients send normal requests. Before: the crash back-off (1, 2, 4 .. 60 s)
 /// emptied the server for over a minute. Now every death is replaced at once.
