@@ -337,9 +337,9 @@ fn scaling_up_stops_at_max_workers() {
     assert!(h.finish().success());
 }
 
-/// `lifespan = "auto"` (the default): a raising startup is served, as uvicorn does, but its
-/// traceback is in the log (it used to be one "appears unsupported" line).
 both_engines! {
+    /// `lifespan = "auto"` (the default): a raising startup is served, as uvicorn does, but its
+    /// traceback is in the log (it used to be one "appears unsupported" line).
     fn lifespan_auto_logs_the_startup_traceback(engine: Engine) {
         let h = Start::new(&["-w", "1", "lifespan_raise:app"]).engine(engine).spawn();
         h.wait_serving();
@@ -354,8 +354,8 @@ both_engines! {
     }
 }
 
-/// `--lifespan on` (and HERDSMAN_LIFESPAN): the same app fails to boot, WORKER_BOOT (3).
 both_engines! {
+    /// `--lifespan on` (and HERDSMAN_LIFESPAN): the same app fails to boot, WORKER_BOOT (3).
     fn lifespan_on_makes_a_raising_startup_fail_the_boot(engine: Engine) {
         for (args, env) in [
             (

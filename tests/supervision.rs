@@ -650,47 +650,47 @@ fn native_an_app_thread_holding_the_gil_is_dumped_killed_and_replaced() {
     assert!(h.finish().success());
 }
 
-/// `--timeout 0`, as gunicorn's: no liveness timeout. A worker whose event loop is blocked for
-/// 3 s (longer than a `--timeout 2s` allows, which the F6 test shows killed) answers, and is not
-/// killed or replaced; the watchdog's stall warning still says what happened.
 both_engines! {
+    /// `--timeout 0`, as gunicorn's: no liveness timeout. A worker whose event loop is blocked for
+    /// 3 s (longer than a `--timeout 2s` allows, which the F6 test shows killed) answers, and is not
+    /// killed or replaced; the watchdog's stall warning still says what happened.
     fn timeout_zero_never_kills_a_blocked_worker(engine: Engine) {
-    let h = Start::new(&["-w", "1", "--timeout", "0", "asgi_app:app"]).engine(engine).spawn();
-    let pids = h.wait_serving();
-    let (blocked, pid) = start_block(h.addr(), 3.0).expect("start /block");
-    assert_eq!(vec![pid], pids);
-    assert_eq!(blocked.finish().expect("/block body"), "done\n");
-    assert_eq!(ok_from(h.addr()), pid, "the same worker serves on");
-    // The stall is still reported (a warning), never acted on.
-    let lines = h.log.lines();
-    for prefix in [BLOCKED, UNRESPONSIVE, LIVENESS_KILLED] {
-        assert!(
-            records_with(&lines, prefix).is_empty(),
-            "{prefix}:\n{}",
-            h.log.text()
-        );
-    }
-    assert!(h.finish().success());
+        let h = Start::new(&["-w", "1", "--timeout", "0", "asgi_app:app"]).engine(engine).spawn();
+        let pids = h.wait_serving();
+        let (blocked, pid) = start_block(h.addr(), 3.0).expect("start /block");
+        assert_eq!(vec![pid], pids);
+        assert_eq!(blocked.finish().expect("/block body"), "done\n");
+        assert_eq!(ok_from(h.addr()), pid, "the same worker serves on");
+        // The stall is still reported (a warning), never acted on.
+        let lines = h.log.lines();
+        for prefix in [BLOCKED, UNRESPONSIVE, LIVENESS_KILLED] {
+            assert!(
+                records_with(&lines, prefix).is_empty(),
+                "{prefix}:\n{}",
+                h.log.text()
+            );
+        }
+        assert!(h.finish().success());
     }
 }
 
-/// F7: a request that takes longer than `--timeout` without blocking the event loop is not a
-/// liveness failure: the worker keeps heartbeating and its request completes.
 both_engines! {
+    /// F7: a request that takes longer than `--timeout` without blocking the event loop is not a
+    /// liveness failure: the worker keeps heartbeating and its request completes.
     fn a_long_non_blocking_request_is_not_a_liveness_failure(engine: Engine) {
-    let h = Start::new(&["-w", "1", "--timeout", "2s", "asgi_app:app"]).engine(engine).spawn();
-    let pids = h.wait_serving();
-    let addr = h.addr();
-    let started = Instant::now();
-    let resp = get(addr, "/slow?s=4").expect("GET /slow");
-    assert!(started.elapsed() >= Duration::from_secs(4));
-    assert_eq!(resp.status, 200, "{resp:?}");
-    assert_eq!(vec![resp.pid()], pids, "answered by the same worker");
-    assert_eq!(ok_from(addr), pids[0], "and it still serves");
-    let lines = h.log.lines();
-    assert!(liveness_records(&lines).is_empty(), "{}", lines.join("\n"));
-    assert_eq!(records_with(&lines, READY).len(), 1, "no replacement");
-    assert!(h.finish().success());
+        let h = Start::new(&["-w", "1", "--timeout", "2s", "asgi_app:app"]).engine(engine).spawn();
+        let pids = h.wait_serving();
+        let addr = h.addr();
+        let started = Instant::now();
+        let resp = get(addr, "/slow?s=4").expect("GET /slow");
+        assert!(started.elapsed() >= Duration::from_secs(4));
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(vec![resp.pid()], pids, "answered by the same worker");
+        assert_eq!(ok_from(addr), pids[0], "and it still serves");
+        let lines = h.log.lines();
+        assert!(liveness_records(&lines).is_empty(), "{}", lines.join("\n"));
+        assert_eq!(records_with(&lines, READY).len(), 1, "no replacement");
+        assert!(h.finish().success());
     }
 }
 
