@@ -187,4 +187,28 @@ both_engines! {
         assert_eq!(get(h.addr(), "/scope").expect("GET /scope").status, 200);
         assert!(h.finish().success());
     }
+
+    /// Proxy headers from a trusted peer (loopback, the default) reach the scope's `client`,
+    /// `scheme` and `server` port, as they reach the WSGI environ.
+    fn proxy_headers_reach_the_scope(engine: Engine) {
+        let h = Start::new(&["-w", "1", APP]).engine(engine).spawn();
+        h.wait_serving();
+        let resp = request_with(
+            connect(h.addr()).expect("connect"),
+            "GET",
+            "/scope",
+            &[
+                ("X-Forwarded-For", "203.0.113.7"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Port", "8443"),
+            ],
+            b"",
+        )
+        .expect("GET /scope");
+        let scope = &resp.json()["scope"];
+        assert_eq!(scope["client"][0], "203.0.113.7", "{engine}: {scope}");
+        assert_eq!(scope["scheme"], "https", "{engine}: {scope}");
+        assert_eq!(scope["server"][1], 8443, "{engine}: {scope}");
+        assert!(h.finish().success());
+    }
 }
