@@ -211,4 +211,21 @@ both_engines! {
         assert_eq!(scope["server"][1], 8443, "{engine}: {scope}");
         assert!(h.finish().success());
     }
+
+    /// A `receive()` the app gave up on (its timeout cancelled it) does not stop the next one.
+    fn receive_again_after_a_timeout(engine: Engine) {
+        let h = Start::new(&["-w", "1", APP]).engine(engine).spawn();
+        h.wait_serving();
+        let mut stream = connect(h.addr()).expect("connect");
+        stream
+            .write_all(b"POST /patient HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect("head");
+        // The app has timed out on its first receive(); now the body comes.
+        wait_noted(h.addr(), "hang", "patient");
+        stream.write_all(b"5\r\nlater\r\n0\r\n\r\n").expect("body");
+        let resp = read_response(&mut BufReader::new(stream)).expect("answer");
+        assert_eq!(resp.status, 200, "{engine}: {resp:?}");
+        assert_eq!(resp.json()["body"], "later", "{engine}");
+        assert!(h.finish().success());
+    }
 }

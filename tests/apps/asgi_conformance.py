@@ -10,6 +10,8 @@
 - `/hang`         sends nothing and waits in `receive()` until the client leaves (noted)
 - `/drip?s=F`     a first chunk `{"pid": ...}`, then F seconds later (without blocking the loop)
                   `done`
+- `/patient`      POST: a `receive()` given up on after 0.2 s (the client holds its body back),
+                  then `receive()` again until the body is complete; answers the body
 - `/noted`        what `/after` and `/hang` saw: `{"after": [...], "hang": [...]}`
 - `/raise`        raises before the response started: the server answers 500
 - `/late_raise`   starts a streamed response, sends one chunk, raises: the response is cut
@@ -135,6 +137,19 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": first, "more_body": True})
         await asyncio.sleep(float(query.get("s", ["1"])[0]))
         await send({"type": "http.response.body", "body": b"done\n"})
+    elif path == "/patient":
+        try:
+            first = await asyncio.wait_for(receive(), 0.2)
+            chunks = [first.get("body", b"")]
+            more = first.get("more_body", False)
+        except asyncio.TimeoutError:
+            chunks, more = [], True
+        NOTED["hang"].append("patient")
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        await _json(send, {"body": b"".join(chunks).decode()})
     elif path == "/noted":
         await _json(send, NOTED)
     elif path == "/raise":

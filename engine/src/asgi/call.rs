@@ -221,13 +221,22 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut state = self.exchange.state();
-        if state.receive_waiter.is_some() {
-            drop(state);
-            return Err(PyRuntimeError::new_err(
-                "receive() called again before the previous call completed",
-            ));
+        let earlier = self.exchange.state().receive_waiter.take();
+        if let Some(earlier) = earlier {
+            // A receive() the app gave up on (a timeout cancelled it) may be replaced.
+            let done = earlier
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "done"))
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true);
+            if !done {
+                self.exchange.state().receive_waiter = Some(earlier);
+                return Err(PyRuntimeError::new_err(
+                    "receive() called again before the previous call completed",
+                ));
+            }
         }
+        let mut state = self.exchange.state();
         if let Some(m) = self.exchange.next_message(&mut state) {
             drop(state);
             return ready(py, Some(message(py, m)?.into_any().unbind()));
