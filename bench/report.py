@@ -562,8 +562,8 @@ def headline(results):
     for app in ("asgi", "fastapi", "wsgi", "flask"):
         if app in tp:
             row(f"{APP_TITLES[app]}: p99 ms", lambda s, a=app: tp[a].get(s, {}).get("p99_ms"), "{:.2f}", "lower")
-    # The native engine in herdsman's column (WSGI apps only); granian is in the targets.
-    for app in ("wsgi", "flask"):
+    # The native engine in herdsman's column; granian is in the targets.
+    for app in ("asgi", "fastapi", "wsgi", "flask"):
         if NATIVE in (tp.get(app) or {}):
             for key, what, fmt, better in (("rps", "req/s", "{:.0f}", "higher"), ("p99_ms", "p99 ms", "{:.2f}", "lower")):
                 row(f"{APP_TITLES[app]}, `--engine native`: {what}",
@@ -922,10 +922,9 @@ METHOD = """\
   - uvicorn: `uvicorn --workers N --host 127.0.0.1 --port PORT --interface asgi3|wsgi --no-access-log APP`;
   - granian: `granian --interface asgi|wsgi --workers N --host 127.0.0.1 --port PORT --no-access-log --respawn-failed-workers APP`
     (respawn is opt-in in granian; without it a killed worker is never replaced);
-  - herdsman with its native engine (WSGI apps only): the same plus `--engine native` (its Rust
-    engine, HTTP/1.1 on hyper, the app on `--threads`, default 4, Python threads). The engine has no
-    ASGI yet, so in the boot, replacement, graceful-stop, memory and idle phases, whose app is an ASGI
-    one, it serves a WSGI app instead (Flask JSON in a full run), and its row says which;
+  - herdsman with its native engine: the same plus `--engine native` (its Rust engine, HTTP/1.1
+    on hyper; a WSGI app on `--threads`, default 4, Python threads; an ASGI app on the worker's
+    asyncio loop, uvloop's when installed);
   - herdsman with a zygote (all but the throughput runs): the same plus `--spawn zygote --preload`;
   - hypercorn (all but the throughput runs): `hypercorn -k uvloop -w N -b 127.0.0.1:PORT APP`.
 - **Processes.** Each server is started by the harness in a session of its own and ended by pid

@@ -58,9 +58,9 @@ APP_TITLES = {
 }
 # herdsman-zygote: herdsman with `--spawn zygote --preload` (workers forked from a warm Python
 # process that imported the app once); not in the throughput runs (its workers serve like the others).
-# herdsman-native: herdsman with `--engine native` (its Rust engine), which serves WSGI apps only.
+# herdsman-native: herdsman with `--engine native` (its Rust engine): WSGI, and ASGI http/lifespan.
 SERVERS = ["herdsman", "herdsman-native", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]
-WSGI_ONLY = {"herdsman-native"}
+WSGI_ONLY = set()  # servers that serve WSGI apps only (none since the native engine serves ASGI)
 REFERENCE = "gunicorn"  # every ratio is against this row
 # Access-log variants, in the throughput runs of the apps in `accesslog_apps` only: herdsman with its
 # default access log (on, to standard output) and gunicorn with `--access-logfile -`. The harness
@@ -75,7 +75,7 @@ def base_server(server):
 
 
 def serves(server, app):
-    """Whether the server can serve the app at all (the native engine has no ASGI yet)."""
+    """Whether the server can serve the app at all."""
     return APPS[app][1] == "wsgi" or base_server(server) not in WSGI_ONLY
 
 

@@ -117,9 +117,10 @@ fn every_gunicorn_atom(engine: Engine, app: &str) {
     assert!(h.finish().success());
 }
 
-#[test]
-fn every_gunicorn_atom_of_an_asgi_request_is_written_to_the_access_logfile() {
-    every_gunicorn_atom(Engine::Uvicorn, "asgi_app:app");
+both_engines! {
+    fn every_gunicorn_atom_of_an_asgi_request_is_written_to_the_access_logfile(engine: Engine) {
+        every_gunicorn_atom(engine, "asgi_app:app");
+    }
 }
 
 both_engines! {

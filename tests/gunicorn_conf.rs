@@ -233,18 +233,14 @@ both_engines! {
     }
 }
 
-#[test]
-fn asgi_request_hooks_run_on_uvicorn() {
-    worker_hooks(Engine::Uvicorn, "asgi_app:app", &[]);
-}
+both_engines! {
+    fn asgi_request_hooks_run(engine: Engine) {
+        worker_hooks(engine, "asgi_app:app", &[]);
+    }
 
-#[test]
-fn asgi_request_hooks_run_in_zygote_forked_workers_with_preload() {
-    worker_hooks(
-        Engine::Uvicorn,
-        "asgi_app:app",
-        &["--spawn", "zygote", "--preload"],
-    );
+    fn asgi_request_hooks_run_in_zygote_forked_workers_with_preload(engine: Engine) {
+        worker_hooks(engine, "asgi_app:app", &["--spawn", "zygote", "--preload"]);
+    }
 }
 
 /// A package `herdsman_test_conf` in a fresh directory, whose module `hooks` is the hooks file

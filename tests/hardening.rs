@@ -113,6 +113,13 @@ both_engines! {
     }
 }
 
+/// The ASGI form on the native engine too (uvicorn runs it above): its requests go through the
+/// same in-flight file and quarantine as the WSGI ones.
+#[test]
+fn native_an_asgi_query_of_death_keeps_capacity_and_is_named_in_the_log() {
+    query_of_death(Engine::Native, "deadly_app:app");
+}
+
 /// The query of death: `GET /die` (the worker calls `os._exit(0)`) at 10/s for 10 s
 /// while keep-alive clients send normal requests. Before: the crash back-off (1, 2, 4 .. 60 s)
 /// emptied the server for over a minute. Now every death is replaced at once.
@@ -330,41 +337,44 @@ fn scaling_up_stops_at_max_workers() {
     assert!(h.finish().success());
 }
 
-/// `lifespan = "auto"` (the default): a raising startup is served, as uvicorn does, but its
-/// traceback is in the log (it used to be one "appears unsupported" line).
-#[test]
-fn lifespan_auto_logs_the_startup_traceback() {
-    let h = Start::new(&["-w", "1", "lifespan_raise:app"]).spawn();
-    h.wait_serving();
-    let text = h.log.text();
-    assert!(text.contains("ASGI lifespan startup raised"), "{text}");
-    assert!(
-        text.contains("RuntimeError: lifespan_raise: database down (on purpose)"),
-        "{text}"
-    );
-    assert_eq!(get(h.addr(), "/").expect("served").status, 200);
-    assert!(h.finish().success());
+both_engines! {
+    /// `lifespan = "auto"` (the default): a raising startup is served, as uvicorn does, but its
+    /// traceback is in the log (it used to be one "appears unsupported" line).
+    fn lifespan_auto_logs_the_startup_traceback(engine: Engine) {
+        let h = Start::new(&["-w", "1", "lifespan_raise:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let text = h.log.text();
+        assert!(text.contains("ASGI lifespan startup raised"), "{engine}: {text}");
+        assert!(
+            text.contains("RuntimeError: lifespan_raise: database down (on purpose)"),
+            "{engine}: {text}"
+        );
+        assert_eq!(get(h.addr(), "/").expect("served").status, 200);
+        assert!(h.finish().success());
+    }
 }
 
-/// `--lifespan on` (and HERDSMAN_LIFESPAN): the same app fails to boot, WORKER_BOOT (3).
-#[test]
-fn lifespan_on_makes_a_raising_startup_fail_the_boot() {
-    for (args, env) in [
-        (
-            vec!["-w", "1", "--startup-attempts", "1", "--lifespan", "on"],
-            None,
-        ),
-        (vec!["-w", "1", "--startup-attempts", "1"], Some("on")),
-    ] {
-        let mut start = Start::new(&[args.as_slice(), &["lifespan_raise:app"]].concat());
-        if let Some(mode) = env {
-            start = start.env("HERDSMAN_LIFESPAN", mode);
+both_engines! {
+    /// `--lifespan on` (and HERDSMAN_LIFESPAN): the same app fails to boot, WORKER_BOOT (3).
+    fn lifespan_on_makes_a_raising_startup_fail_the_boot(engine: Engine) {
+        for (args, env) in [
+            (
+                vec!["-w", "1", "--startup-attempts", "1", "--lifespan", "on"],
+                None,
+            ),
+            (vec!["-w", "1", "--startup-attempts", "1"], Some("on")),
+        ] {
+            let mut start =
+                Start::new(&[args.as_slice(), &["lifespan_raise:app"]].concat()).engine(engine);
+            if let Some(mode) = env {
+                start = start.env("HERDSMAN_LIFESPAN", mode);
+            }
+            let mut h = start.spawn();
+            let status = h.wait_exit(WAIT * 2);
+            let text = h.log.text();
+            assert_eq!(status.code(), Some(3), "{engine}: {text}");
+            assert!(text.contains("lifespan_raise: database down"), "{engine}: {text}");
+            h.finish();
         }
-        let mut h = start.spawn();
-        let status = h.wait_exit(WAIT * 2);
-        let text = h.log.text();
-        assert_eq!(status.code(), Some(3), "{text}");
-        assert!(text.contains("lifespan_raise: database down"), "{text}");
-        h.finish();
     }
 }

@@ -49,9 +49,10 @@ fn replacements_under_keepalive_load(engine: Engine, app: &str) {
     assert!(h.finish().success());
 }
 
-#[test]
-fn asgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling() {
-    replacements_under_keepalive_load(Engine::Uvicorn, "asgi_app:app");
+both_engines! {
+    fn asgi_keepalive_clients_lose_nothing_across_reloads_upgrades_and_scaling(engine: Engine) {
+        replacements_under_keepalive_load(engine, "asgi_app:app");
+    }
 }
 
 both_engines! {
@@ -92,9 +93,10 @@ fn recycling_under_keepalive_load(engine: Engine, app: &str) {
     assert!(h.finish().success());
 }
 
-#[test]
-fn asgi_keepalive_clients_lose_nothing_while_max_requests_recycles() {
-    recycling_under_keepalive_load(Engine::Uvicorn, "asgi_app:app");
+both_engines! {
+    fn asgi_keepalive_clients_lose_nothing_while_max_requests_recycles(engine: Engine) {
+        recycling_under_keepalive_load(engine, "asgi_app:app");
+    }
 }
 
 both_engines! {

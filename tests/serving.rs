@@ -26,9 +26,10 @@ fn serves(engine: Engine, app: &str, expected_name: &str, extra: &[&str]) {
     assert!(h.finish().success());
 }
 
-#[test]
-fn serves_a_raw_asgi_app() {
-    serves(Engine::Uvicorn, "asgi_app:app", "asgi_app", &[]);
+both_engines! {
+    fn serves_a_raw_asgi_app(engine: Engine) {
+        serves(engine, "asgi_app:app", "asgi_app", &[]);
+    }
 }
 
 /// A gunicorn + UvicornWorker command line, unchanged but for the program's name.
@@ -75,14 +76,38 @@ both_engines! {
     }
 }
 
-#[test]
-fn serves_a_fastapi_app() {
-    let h = Herdsman::start(&["-w", "1", "fastapi_app:app"]);
-    h.wait_serving();
-    let resp = get(h.addr(), "/items/42").expect("GET /items/42");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.json()["item_id"], 42);
-    assert!(h.finish().success());
+both_engines! {
+    fn serves_a_fastapi_app(engine: Engine) {
+        let h = Start::new(&["-w", "1", "fastapi_app:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let resp = get(h.addr(), "/items/42").expect("GET /items/42");
+        assert_eq!(resp.status, 200, "{engine}: {resp:?}");
+        assert_eq!(resp.json()["item_id"], 42);
+        assert!(h.finish().success());
+    }
+}
+
+both_engines! {
+    /// Starlette: the lifespan's state reaches each request, a StreamingResponse streams, a body
+    /// is read whole.
+    fn serves_a_starlette_app(engine: Engine) {
+        let h = Start::new(&["-w", "1", "starlette_app:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let resp = get(h.addr(), "/").expect("GET /");
+        assert_eq!(resp.status, 200, "{engine}: {resp:?}");
+        assert_eq!(resp.json()["greeting"], "hello from lifespan", "{engine}");
+        let resp = get(h.addr(), "/stream").expect("GET /stream");
+        assert_eq!(resp.body, "chunk 0\nchunk 1\nchunk 2\n", "{engine}");
+        let resp = common::http::request(
+            common::http::connect(h.addr()).expect("connect"),
+            "POST",
+            "/echo",
+            b"posted body",
+        )
+        .expect("POST /echo");
+        assert_eq!(resp.body, "posted body", "{engine}");
+        assert!(h.finish().success());
+    }
 }
 
 both_engines! {
@@ -91,15 +116,11 @@ both_engines! {
     }
 }
 
-#[test]
-fn serves_an_app_factory_both_ways() {
-    serves(Engine::Uvicorn, "asgi_app:create_app()", "asgi_app", &[]);
-    serves(
-        Engine::Uvicorn,
-        "asgi_app:create_app",
-        "asgi_app",
-        &["--factory"],
-    );
+both_engines! {
+    fn serves_an_app_factory_both_ways(engine: Engine) {
+        serves(engine, "asgi_app:create_app()", "asgi_app", &[]);
+        serves(engine, "asgi_app:create_app", "asgi_app", &["--factory"]);
+    }
 }
 
 #[test]

@@ -16,8 +16,10 @@ use std::os::unix::fs::FileTypeExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::http::{get, get_unix, send_only, InFlightRaw};
-use common::{children_of, message, records_with, wait_pid_exit, Herdsman, Start, WAIT};
+use common::http::{get, get_unix, send_only, start_streaming, InFlightRaw};
+use common::{
+    both_engines, children_of, message, records_with, wait_pid_exit, Engine, Herdsman, Start, WAIT,
+};
 use serde_json::Value;
 
 const STOPPING: &str = "stopping";
@@ -210,6 +212,52 @@ fn graceful_stop_finishes_in_flight_requests_and_refuses_new_connections() {
     assert_eq!(status.code(), Some(0), "log:\n{}", h.log.text());
     assert_workers_exited_cleanly(&h, 2);
     assert!(h.finish().success());
+}
+
+/// An ASGI request in flight on both engines: TERM lets it finish (the loop keeps running it
+/// through the drain), INT cuts it at once; the worker exits 0 either way.
+fn asgi_in_flight_on_stop(engine: Engine, sig: i32) {
+    let mut h = Start::new(&[
+        "-w",
+        "1",
+        "--graceful-timeout",
+        "20s",
+        "asgi_conformance:app",
+    ])
+    .engine(engine)
+    .spawn();
+    let pids = h.wait_serving();
+    let secs = if sig == libc::SIGTERM { 2 } else { 30 };
+    let (inflight, pid) =
+        start_streaming(h.addr(), &format!("/drip?s={secs}")).expect("start /drip");
+    assert_eq!(vec![pid], pids);
+    let (status, took) = signal_and_wait_exit(&mut h, sig);
+    assert_eq!(status.code(), Some(0), "{engine}: log:\n{}", h.log.text());
+    let rest = inflight.finish();
+    if sig == libc::SIGTERM {
+        assert_eq!(rest.expect("the drained response"), "done\n", "{engine}");
+        assert!(
+            took >= Duration::from_secs(1),
+            "{engine}: exited after {took:?}"
+        );
+    } else {
+        assert!(
+            rest.is_err(),
+            "{engine}: a quick stop completed the response: {rest:?}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{engine}: quick stop took {took:?}"
+        );
+    }
+    assert!(h.finish().success());
+}
+
+both_engines! {
+    fn asgi_requests_in_flight_finish_on_term_and_are_cut_on_int(engine: Engine) {
+        asgi_in_flight_on_stop(engine, libc::SIGTERM);
+        asgi_in_flight_on_stop(engine, libc::SIGINT);
+    }
 }
 
 /// SIGINT and SIGQUIT: quick stop, in-flight requests cancelled, exit 0 long before they end.

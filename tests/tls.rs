@@ -65,14 +65,15 @@ both_engines! {
     }
 }
 
-#[test]
-fn an_asgi_app_sees_scheme_https_under_uvicorn() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::new(dir.path());
-    let h = start(Engine::Uvicorn, &certs, &[], "asgi_app:app");
-    let response = tls::get(h.addr(), "/scheme", certs.client(false)).expect("HTTPS GET");
-    assert_eq!(response.json()["scheme"], "https", "{response:?}");
-    assert!(h.finish().success());
+both_engines! {
+    fn an_asgi_app_sees_scheme_https(engine: Engine) {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::new(dir.path());
+        let h = start(engine, &certs, &[], "asgi_app:app");
+        let response = tls::get(h.addr(), "/scheme", certs.client(false)).expect("HTTPS GET");
+        assert_eq!(response.json()["scheme"], "https", "{engine}: {response:?}");
+        assert!(h.finish().success());
+    }
 }
 
 /// `herdsman ARGS` and `herdsman check ARGS` both exit 2 with every one of `needles`.

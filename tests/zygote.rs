@@ -73,40 +73,41 @@ fn assert_masters_children(h: &Herdsman, pids: &[i32]) {
     }
 }
 
-#[test]
-fn forked_workers_are_the_masters_children_and_are_reaped_by_it() {
-    let h = zygote(&["-w", "2", "--preload", "asgi_app:app"]).spawn();
-    let pids = sorted(h.wait_serving());
-    assert_eq!(pids.len(), 2);
-    assert_masters_children(&h, &pids);
-    let zygotes = zygote_pids(&h);
-    assert_eq!(zygotes.len(), 1, "one zygote for generation 0");
-    assert_eq!(parent_pid(zygotes[0]), Some(h.pid));
-    for pid in &pids {
-        let served = get(h.addr(), "/").expect("request");
-        assert_eq!(served.status, 200);
-        assert!(!zygotes.contains(pid));
+both_engines! {
+    fn forked_workers_are_the_masters_children_and_are_reaped_by_it(engine: Engine) {
+        let h = zygote(&["-w", "2", "--preload", "asgi_app:app"]).engine(engine).spawn();
+        let pids = sorted(h.wait_serving());
+        assert_eq!(pids.len(), 2);
+        assert_masters_children(&h, &pids);
+        let zygotes = zygote_pids(&h);
+        assert_eq!(zygotes.len(), 1, "one zygote for generation 0");
+        assert_eq!(parent_pid(zygotes[0]), Some(h.pid));
+        for pid in &pids {
+            let served = get(h.addr(), "/").expect("request");
+            assert_eq!(served.status, 200);
+            assert!(!zygotes.contains(pid));
+        }
+
+        signal(pids[0], libc::SIGKILL);
+        let replacement = pid_of(&wait_new_worker(&h, &pids));
+        wait_reaped(&h, pids[0]);
+        assert_eq!(process_state(pids[0]), None, "reaped: no zombie left");
+        assert_masters_children(&h, &[replacement, pids[1]]);
+        assert_eq!(zygote_pids(&h), zygotes, "the same zygote forked it");
+        // The worker holds what an exec'd one holds: not the zygote's control socket.
+        let zygote_fds = socket_inodes(zygotes[0]);
+        let worker_fds = socket_inodes(replacement);
+        let control: Vec<_> = zygote_fds
+            .iter()
+            .filter(|inode| worker_fds.contains(inode))
+            .collect();
+        // The only sockets both hold are the listeners the master handed out.
+        assert_eq!(control.len(), 1, "shared sockets: {control:?}");
+
+        let status = h.finish();
+        assert!(status.success(), "{status:?}");
+        assert_gone(&zygotes, Duration::from_secs(5));
     }
-
-    signal(pids[0], libc::SIGKILL);
-    let replacement = pid_of(&wait_new_worker(&h, &pids));
-    wait_reaped(&h, pids[0]);
-    assert_eq!(process_state(pids[0]), None, "reaped: no zombie left");
-    assert_masters_children(&h, &[replacement, pids[1]]);
-    assert_eq!(zygote_pids(&h), zygotes, "the same zygote forked it");
-    // The worker holds what an exec'd one holds: not the zygote's control socket.
-    let zygote_fds = socket_inodes(zygotes[0]);
-    let worker_fds = socket_inodes(replacement);
-    let control: Vec<_> = zygote_fds
-        .iter()
-        .filter(|inode| worker_fds.contains(inode))
-        .collect();
-    // The only sockets both hold are the listeners the master handed out.
-    assert_eq!(control.len(), 1, "shared sockets: {control:?}");
-
-    let status = h.finish();
-    assert!(status.success(), "{status:?}");
-    assert_gone(&zygotes, Duration::from_secs(5));
 }
 
 /// The socket inodes a process holds.

@@ -1,17 +1,19 @@
-//! herdsman's native engine: a CPython extension module (`_engine`) that serves a WSGI app over
-//! HTTP/1.1 on hyper, on the listening sockets the worker inherited from the master. The worker
+//! herdsman's native engine: a CPython extension module (`_engine`) that serves a WSGI or ASGI
+//! app over HTTP/1.1 on hyper, on the listening sockets the worker inherited from the master. The worker
 //! runtime loads it by path (the master says where the file is) and keeps the worker contract
 //! (python/herdsman/runtime/engines/native.py); this crate does the request path.
 //!
 //! Layout: `http` (tokio thread: listeners, connections, drain, service), `pool` (the hand-off to
 //! the app threads, and how many are awake), `wsgi` (app threads: environ, input,
-//! start_response, the handler), `tls` (rustls on every listener), `accesslog`, `inflight`, `shared`, `server`.
+//! start_response, the handler), `asgi` (the bridge to the worker's asyncio loop, scope, receive
+//! and send), `tls` (rustls on every listener), `accesslog`, `inflight`, `shared`, `server`.
 //! Invariants: the GIL is held only around calls into Python; the runtime starts in
 //! `Server.start`, after any fork; no panic crosses into Python.
 
 use pyo3::prelude::*;
 
 mod accesslog;
+mod asgi;
 mod http;
 mod inflight;
 mod notify;
@@ -27,6 +29,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     accesslog::py::register(m)?;
     m.add_class::<server::Server>()?;
     m.add("TlsError", m.py().get_type::<server::TlsError>())?;
+    m.add_class::<asgi::call::Ready>()?;
+    m.add_class::<asgi::call::Receive>()?;
+    m.add_class::<asgi::call::Send>()?;
     m.add_class::<wsgi::file::FileWrapper>()?;
     m.add_class::<wsgi::input::Input>()?;
     m.add_class::<wsgi::respond::StartResponse>()?;

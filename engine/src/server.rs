@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::accesslog::{AccessLog, Format};
 use crate::http::listen;
@@ -41,6 +41,10 @@ pub struct Server {
     /// `SCRIPT_NAME`: the mount prefix (`root_path`), or empty.
     pub script_name: Py<PyString>,
     log: Py<PyAny>,
+    /// ASGI: the worker's asyncio loop (`asgi_start`), where `receive` and `send` make futures.
+    pub asgi_loop: std::sync::OnceLock<Py<PyAny>>,
+    /// ASGI: the lifespan's state, copied into each request's scope.
+    pub asgi_state: std::sync::OnceLock<Py<PyDict>>,
     fds: Vec<i32>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -53,7 +57,7 @@ impl Server {
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
         forwarded_allow_ips="127.0.0.1,::1", root_path="", certfile=None, keyfile=None,
         ca_certs=None, cert_reqs=0, ciphers=None, tls_min_version="1.2", worker_connections=1000,
-        proxy_allow_from=None))]
+        proxy_allow_from=None, interface="wsgi", asgi_fd=-1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -82,7 +86,20 @@ impl Server {
         tls_min_version: &str,
         worker_connections: usize,
         proxy_allow_from: Option<&str>,
+        interface: &str,
+        asgi_fd: i32,
     ) -> PyResult<Server> {
+        let asgi = match interface {
+            "wsgi" => None,
+            "asgi" => Some(crate::asgi::Bridge::new(
+                Notifier::new(asgi_fd).map_err(|e| PyOSError::new_err(format!("asgi fd: {e}")))?,
+            )),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "interface must be \"wsgi\" or \"asgi\", not {other:?}"
+                )))
+            }
+        };
         if threads == 0 {
             return Err(PyValueError::new_err("threads must be at least 1"));
         }
@@ -146,7 +163,7 @@ impl Server {
             .map_err(|e| PyOSError::new_err(format!("in-flight file: {e}")))?;
         let notifier =
             Notifier::new(notify_fd).map_err(|e| PyOSError::new_err(format!("notify fd: {e}")))?;
-        let shared = Arc::new(Shared::new(settings, registry, notifier, access));
+        let shared = Arc::new(Shared::new(settings, registry, notifier, access, asgi));
         let file_wrapper = py
             .get_type::<crate::wsgi::file::FileWrapper>()
             .into_any()
@@ -158,6 +175,8 @@ impl Server {
             errors,
             file_wrapper,
             log,
+            asgi_loop: std::sync::OnceLock::new(),
+            asgi_state: std::sync::OnceLock::new(),
             fds: listen_fds,
             thread: Mutex::new(None),
         })
@@ -191,6 +210,28 @@ impl Server {
     /// has ended.
     fn run_thread(&self, py: Python<'_>) {
         crate::wsgi::run::serve_thread(py, self);
+    }
+
+    /// ASGI: the loop the app runs on, and the lifespan's state (None: no lifespan); before
+    /// `start`.
+    #[pyo3(signature = (event_loop, state=None))]
+    fn asgi_start(&self, event_loop: Py<PyAny>, state: Option<Py<PyDict>>) -> PyResult<()> {
+        if self.shared.asgi.is_none() {
+            return Err(PyRuntimeError::new_err("the server serves a WSGI app"));
+        }
+        if self.asgi_loop.set(event_loop).is_err() {
+            return Err(PyRuntimeError::new_err("asgi_start was already called"));
+        }
+        if let Some(state) = state {
+            let _ = self.asgi_state.set(state);
+        }
+        Ok(())
+    }
+
+    /// ASGI, on the loop when its pipe is readable: the waiting `receive`/`send` calls that can
+    /// complete are completed, and the new requests are returned as `[(scope, receive, send)]`.
+    fn asgi_take<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
+        crate::asgi::call::take(slf.py(), slf)
     }
 
     /// Graceful stop: no more accepting; connections close after their request or once idle.
@@ -282,7 +323,14 @@ impl Server {
     }
 
     /// An exception from the app: logged with its traceback, as uvicorn logs one.
-    pub fn log_app_error(&self, py: Python<'_>, err: &PyErr, method: &str, path: &str) {
+    pub fn log_app_error(
+        &self,
+        py: Python<'_>,
+        err: &PyErr,
+        interface: &str,
+        method: &str,
+        path: &str,
+    ) {
         let traceback = py
             .import("traceback")
             .and_then(|tb| {
@@ -294,7 +342,7 @@ impl Server {
             .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
             .and_then(|text| text.extract::<String>())
             .unwrap_or_else(|_| err.to_string());
-        let message = format!("Exception in WSGI application ({method} {path})");
+        let message = format!("Exception in {interface} application ({method} {path})");
         let _ = self.log.bind(py).call1(("error", message, traceback));
     }
 }

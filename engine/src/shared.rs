@@ -76,6 +76,8 @@ pub struct Shared {
     pub registry: Registry,
     pub notifier: Notifier,
     pub access: Option<AccessLog>,
+    /// ASGI: the bridge to the worker's asyncio loop (None: a WSGI app on the pool's threads).
+    pub asgi: Option<crate::asgi::Bridge>,
     pub started: Instant,
     /// Milliseconds since `started` at the tokio loop's last tick.
     pub loop_tick: AtomicU64,
@@ -91,6 +93,7 @@ impl Shared {
         registry: Registry,
         notifier: Notifier,
         access: Option<AccessLog>,
+        asgi: Option<crate::asgi::Bridge>,
     ) -> Shared {
         let slots = settings
             .worker_connections
@@ -108,6 +111,7 @@ impl Shared {
             registry,
             notifier,
             access,
+            asgi,
             started: Instant::now(),
             loop_tick: AtomicU64::new(0),
             done_sent: AtomicBool::new(false),

@@ -1,5 +1,5 @@
 //! The two engines a worker can run (`--engine uvicorn`, the default, and `--engine native`,
-//! herdsman's own HTTP engine, WSGI only so far), and [`both_engines!`], which turns one test body
+//! herdsman's own HTTP engine, WSGI and ASGI http/lifespan), and [`both_engines!`], which turns one test body
 //! into one test per engine: a behaviour users see is specified once and checked against both.
 //!
 //! `both_engines! { fn name(engine: Engine) { ... } }` makes a module `name` holding the body and

@@ -38,6 +38,8 @@ pub type Chunk = Result<Bytes, Aborted>;
 pub enum Kind {
     Full(Option<Bytes>),
     Stream(mpsc::Receiver<Chunk>),
+    /// An ASGI response sent with `more_body`.
+    Asgi(crate::asgi::exchange::Outgoing),
 }
 
 pub struct ResponseBody {
@@ -77,6 +79,10 @@ impl Body for ResponseBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(next) => next,
             },
+            Kind::Asgi(out) => match out.poll_chunk(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
+            },
         };
         match &next {
             Some(Ok(data)) => this.finish.bytes += data.len() as u64,
@@ -98,7 +104,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Stream(_) => SizeHint::default(),
+            Kind::Stream(_) | Kind::Asgi(_) => SizeHint::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One request, on the tokio thread: the limits, the body (read ahead when small), the hand-off
-//! to the app's threads, and the response hyper writes.
+//! to the app's threads (WSGI) or to the worker's asyncio loop (ASGI: asgi/call.rs), and the
+//! response hyper writes.
 //!
 //! Invariants: every request gets a response (the app's, or 4xx/5xx from here: 414/431 for the
 //! limits, 503 when no thread will take it, 500 when its handler vanished); during a drain every
@@ -108,6 +109,9 @@ async fn call_app(shared: &Arc<Shared>, head: Parts, body: Incoming, peer: Peer)
             return reply;
         }
     };
+    if shared.asgi.is_some() {
+        return crate::asgi::call::call(shared, head, body, peer).await;
+    }
     let (tx, rx) = oneshot::channel();
     let job = Job {
         head,

@@ -219,7 +219,7 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &text)
 }
 
-fn percent_decode(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub fn percent_decode(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !path.contains(&b'%') {
         return std::borrow::Cow::Borrowed(path);
     }

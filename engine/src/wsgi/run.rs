@@ -109,7 +109,7 @@ fn handle(py: Python<'_>, server: &Server, job: Job) {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 let (method, path) = describe();
-                server.log_app_error(py, &err, &method, &path);
+                server.log_app_error(py, &err, "WSGI", &method, &path);
             }
             Err(_) => {
                 let (method, path) = describe();

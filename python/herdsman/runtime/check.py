@@ -12,7 +12,7 @@ import json
 import sys
 
 from .appload import enter_directory, import_a2wsgi, import_uvicorn, load_app, resolve_interface
-from .engines.native import load_engine, require_wsgi
+from .engines.native import load_engine
 from .errors import BootError
 
 
@@ -46,8 +46,6 @@ def probe(args, runtime_dir: str, report: dict) -> None:
     if interface == "wsgi" and args.engine != "native":
         a2wsgi = import_a2wsgi()
         report["a2wsgi"] = getattr(a2wsgi, "__version__", None) or _distribution_version("a2wsgi")
-    if args.engine == "native":
-        require_wsgi(args.app, interface)
 
 
 def _distribution_version(name: str):

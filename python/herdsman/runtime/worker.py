@@ -111,7 +111,7 @@ def _worker_life(args, started: float, warm, runtime_dir) -> int:
         if hooks is not None:
             app = hooks.wrap(app, interface)
         if native:
-            return native_engine.serve(args, engine, app, interface, channel, listeners, started)
+            return native_engine.serve(args, engine, app, interface, channel, listeners, started, probed)
         return uvicorn_engine.serve(args, uvicorn, app, interface, channel, listeners, started, probed)
 
     except BootError as exc:

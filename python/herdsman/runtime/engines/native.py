@@ -1,12 +1,14 @@
 """The native engine: herdsman's own HTTP/1.1 server (a Rust extension module, engine/ in the
-repository) serving a WSGI app on a pool of Python threads. This adapter keeps the worker contract
+repository) serving a WSGI app on a pool of Python threads, or an ASGI app on the main thread's
+asyncio loop (native_asgi.py: lifespan, the loop, the request tasks). This adapter keeps the worker contract
 in Python, as the uvicorn adapter does: `ready` once the engine serves, heartbeats from an asyncio
 loop on the main thread with the engine's counters, the stall watchdog, `stopping`, the keep-alive
 drain on a graceful stop (the engine closes each connection after its request, or once idle) within
 the graceful timeout, quick stops, and the master's messages (`report_at`, `quarantine`,
 `reopen_logs`, `retire`).
 
-The request path is all in the engine: the GIL is taken only to call the app. The engine's threads
+The request path is all in the engine: the GIL is taken only to call the app (for ASGI, to run
+the loop's callbacks and the app's tasks). The engine's threads
 (its tokio runtime) start in `Server.start`, after any fork from the zygote.
 """
 
@@ -26,7 +28,9 @@ from ..errors import BootError, StopRequested
 from ..inflight import StallWatchdog
 from ..lifecycle import exit_soon
 from ..log import log
-from .uvicorn import graceful_shutdown_timeout
+from ..readiness import probe_asgi
+from . import native_asgi
+from .uvicorn import graceful_shutdown_timeout, lifespan_mode
 
 # How long the worker's exit waits for the access log's last lines and the engine thread.
 CLOSE_WAIT = 1.0
@@ -85,13 +89,20 @@ def tls_options(args) -> dict:
 class NativeServer(lifecycle.StopRequests):
     """The worker's side of one engine Server, on the main thread's asyncio loop."""
 
-    def __init__(self, args, engine, app, channel, listeners) -> None:
+    def __init__(self, args, engine, app, channel, listeners, interface="wsgi", probed=None) -> None:
         if not getattr(args, "threads", None):
             args.threads = 1  # the master always says; by hand, one
         self.args = args
         self.channel = channel
         self.listeners = listeners
+        self.interface = interface
         self.notify_r, notify_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        asgi_w = -1
+        self.requests = self.lifespan = None
+        if interface == "asgi":
+            asgi_r, asgi_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            self.lifespan = native_asgi.Lifespan(app, lifespan_mode(args, interface), args.app)
+            self.probed = probed or app
         try:
             self.server = engine.Server(
                 app, [sock.fileno() for sock in listeners],
@@ -108,12 +119,19 @@ class NativeServer(lifecycle.StopRequests):
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
                 worker_connections=args.worker_connections,
                 proxy_allow_from=args.proxy_allow_from if args.proxy_protocol else None,
+                interface=interface, asgi_fd=asgi_w,
             )
         except engine.TlsError as exc:
+            if asgi_w >= 0:
+                os.close(asgi_r)
             raise BootError("tls", "cannot set TLS up: %s: check that the workers' user can read "
                             "the files and that they are the ones `herdsman check` accepted" % exc) from None
         finally:
             os.close(notify_w)
+            if asgi_w >= 0:
+                os.close(asgi_w)
+        if interface == "asgi":
+            self.requests = native_asgi.Requests(self.server, app, asgi_r)
         self.retiring = False
         self._init_stop()
         self.done = None  # an asyncio.Event once the loop runs
@@ -130,7 +148,11 @@ class NativeServer(lifecycle.StopRequests):
     # -- the loop --
 
     def run(self) -> int:
-        asyncio.run(self.main())
+        if self.interface == "asgi":
+            with asyncio.Runner(loop_factory=native_asgi.new_event_loop) as runner:
+                runner.run(self.main())
+        else:
+            asyncio.run(self.main())
         return EXIT_OK
 
     async def main(self) -> None:
@@ -143,14 +165,20 @@ class NativeServer(lifecycle.StopRequests):
         self.channel.on_message = self._on_master_message
         loop.add_reader(self.notify_r, self._on_notify)
         try:
+            if self.requests is not None:
+                await self._asgi_startup(loop)
             self.server.start()
             for sock in self.listeners:
                 sock.close()  # the engine serves its own duplicates
-            for i in range(self.args.threads):
-                threading.Thread(target=self.server.run_thread, name="herdsman-wsgi-%d" % i, daemon=True).start()
+            if self.requests is None:
+                for i in range(self.args.threads):
+                    threading.Thread(target=self.server.run_thread, name="herdsman-wsgi-%d" % i, daemon=True).start()
             if self.stop_reason is None:
-                self.channel.send("ready", interface="wsgi")
-                log.debug("ready: app %r (wsgi, native engine, %d thread(s))" % (self.args.app, self.args.threads))
+                self.channel.send("ready", interface=self.interface)
+                if self.requests is None:
+                    log.debug("ready: app %r (wsgi, native engine, %d thread(s))" % (self.args.app, self.args.threads))
+                else:
+                    log.debug("ready: app %r (asgi, native engine, %s loop)" % (self.args.app, type(loop).__module__))
                 self.watchdog.start()
                 heartbeat = loop.create_task(self._heartbeat())
             else:
@@ -165,8 +193,25 @@ class NativeServer(lifecycle.StopRequests):
                 loop.remove_signal_handler(sig)
             lifecycle.install_signal_handlers()
             loop.remove_reader(self.notify_r)
+            if self.requests is not None:
+                self.requests.detach()
             self.watchdog.stop()
             self._drain_engine_logs()
+
+    async def _asgi_startup(self, loop) -> None:
+        """Lifespan startup, the readiness probe, then the engine's bridge to this loop."""
+        await self.lifespan.startup()
+        if self.args.ready_path:
+            try:
+                code = await probe_asgi(self.probed, self.args.ready_path, self.args.root_path,
+                                        state=self.lifespan.state)
+                log.debug("readiness probe answered %d" % code)
+            except BootError:
+                await self.lifespan.shutdown()
+                raise
+        state = self.lifespan.state if self.lifespan.running or self.lifespan.state else None
+        self.server.asgi_start(loop, state)
+        self.requests.attach(loop)
 
     async def _stop(self) -> None:
         self._announce_stop()
@@ -188,10 +233,20 @@ class NativeServer(lifecycle.StopRequests):
                 if in_flight and not self.quick:
                     log.info("graceful timeout: closing %d request(s) still in flight" % in_flight)
         self.server.abort()
+        if self.requests is not None:
+            self.requests.cancel_all()  # their connections are closed: nobody reads the answer
         try:
             await asyncio.wait_for(self.done.wait(), QUICK_EXIT_BUDGET)
         except asyncio.TimeoutError:
             pass
+        if self.lifespan is not None:
+            # As under uvicorn, lifespan shutdown runs on every stop, quick ones too.
+            budget = QUICK_EXIT_BUDGET if self.quick else max(
+                QUICK_EXIT_BUDGET, self.stop_requested_at + self.args.graceful_timeout - time.monotonic() - 0.1)
+            try:
+                await asyncio.wait_for(self.lifespan.shutdown(), budget)
+            except asyncio.TimeoutError:
+                log.warning("lifespan shutdown did not complete within %.1fs" % budget)
         exit_soon(QUICK_EXIT_BUDGET)
 
     def _on_notify(self) -> None:
@@ -254,18 +309,12 @@ class NativeServer(lifecycle.StopRequests):
     def close(self) -> None:
         self.server.close(CLOSE_WAIT)
         os.close(self.notify_r)
+        if self.requests is not None:
+            os.close(self.requests.pipe_r)
 
 
-def require_wsgi(spec: str, interface: str) -> None:
-    """The native engine serves WSGI apps only so far: a BootError for any other."""
-    if interface != "wsgi":
-        raise BootError("interface", "app %r is an ASGI app: the native engine serves WSGI apps only "
-                        "so far; use engine = \"uvicorn\" (--engine uvicorn) for it" % spec)
-
-
-def serve(args, engine, app, interface: str, channel, listeners, started: float) -> int:
-    require_wsgi(args.app, interface)
-    native = NativeServer(args, engine, app, channel, listeners)
+def serve(args, engine, app, interface: str, channel, listeners, started: float, probed=None) -> int:
+    native = NativeServer(args, engine, app, channel, listeners, interface, probed)
     with lifecycle.state.lock:
         if lifecycle.state.phase != "boot":  # a stop signal arrived since the last check
             native.close()
