@@ -49,6 +49,9 @@ pub use upgrade::{Adopted, AdoptedPhase};
 #[derive(Debug, Clone, Copy)]
 struct Stopping {
     mode: StopMode,
+    /// When the workers still there are killed. It is each worker's own `kill_at` (`Phase::
+    /// Stopping`): a stop gives it to every worker, including one whose spawn is still
+    /// unanswered, and no worker is added while stopping, so no master-level kill is needed.
     deadline: Instant,
     exit_code: i32,
 }
@@ -197,13 +200,11 @@ impl Master {
             .spawn_after
             .or(self.spawn_throttled)
             .filter(|_| self.stop.is_none() && self.short_of_target());
-        let stop = self.stop.map(|s| s.deadline);
         let lifetimes = self.workers.iter().filter_map(Worker::lifetime_end);
         let memory = self.next_memory_sample.filter(|_| self.stop.is_none());
         let quarantine = self.quarantine.next_deadline();
         workers
             .chain(spawn)
-            .chain(stop)
             .chain(self.drain_until)
             .chain(lifetimes)
             .chain(memory)

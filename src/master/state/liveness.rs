@@ -131,13 +131,6 @@ impl Master {
         for w in &mut self.workers {
             expire_worker(w, &policy, now, out);
         }
-        if let Some(stop) = self.stop {
-            if now >= stop.deadline {
-                for w in &mut self.workers {
-                    kill(w, out);
-                }
-            }
-        }
     }
 }
 
