@@ -114,10 +114,9 @@ fn ipv4_port_zero_gets_a_real_port_and_serves() {
 fn ipv6_loopback_serves() {
     // Precondition: this machine has IPv6 loopback.
     if let Err(e) = TcpListener::bind("[::1]:0") {
-        eprintln!(
-            "SKIPPED: this machine cannot bind [::1]:0 ({e}), so there is no IPv6 loopback to test"
-        );
-        return;
+        return common::skip(&format!(
+            "this machine cannot bind [::1]:0 ({e}), so there is no IPv6 loopback to test"
+        ));
     }
     let h = Start::new(&["-w", "1", "-b", "[::1]:0", "asgi_app:app"])
         .no_default_bind()
@@ -291,8 +290,7 @@ fn backlog_reaches_the_listening_socket() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !usable {
-        eprintln!("SKIPPED: `ss -ltnH` does not run here, so the backlog cannot be observed");
-        return;
+        return common::skip("`ss -ltnH` does not run here, so the backlog cannot be observed");
     }
     let h = Herdsman::start(&["-w", "2", "--backlog", "64", "asgi_app:app"]);
     h.wait_serving();

@@ -387,8 +387,9 @@ fn auto_workers_follow_the_affinity_mask() {
         .status()
         .is_ok_and(|s| s.success());
     if !runs {
-        eprintln!("SKIPPED: `taskset -c 0 true` does not run here, so the affinity cannot be set");
-        return;
+        return common::skip(
+            "`taskset -c 0 true` does not run here, so the affinity cannot be set",
+        );
     }
     let (h, sizing, pids) =
         auto_sized(Start::new(&["-w", "auto", "asgi_app:app"]).wrapped(&["taskset", "-c", "0"]));
@@ -659,8 +660,9 @@ fn check_offers_a_venv_for_a_system_python_that_refuses_pip() {
         .status()
         .is_ok_and(|status| status.success());
     if !fits {
-        eprintln!("skipped: /usr/bin/python3 is missing, has uvicorn, or is not externally managed (PEP 668)");
-        return;
+        return common::skip(
+            "/usr/bin/python3 is missing, has uvicorn, or is not externally managed (PEP 668)",
+        );
     }
     let (code, _, stderr) = full_check(&["asgi_app:app"], system);
     assert_eq!(code, Some(6), "{stderr}");

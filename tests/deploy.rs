@@ -530,8 +530,7 @@ fn systemd_socket_activate_starts_herdsman_on_the_first_connection() {
         .status()
         .is_err()
     {
-        eprintln!("SKIPPED: systemd-socket-activate is not installed (apt-get install systemd)");
-        return;
+        return common::skip("systemd-socket-activate is not installed (apt-get install systemd)");
     }
     // A free port: systemd-socket-activate binds it itself.
     let addr = TcpListener::bind("127.0.0.1:0")
@@ -731,8 +730,7 @@ fn processes_in(ns: &Path) -> Vec<(i32, char)> {
 #[test]
 fn as_pid_1_it_reaps_a_hundred_orphans_quietly_and_stops_on_term() {
     if let Err(why) = can_unshare_pid() {
-        eprintln!("SKIPPED: cannot create a pid namespace: {why}");
-        return;
+        return common::skip(&format!("cannot create a pid namespace: {why}"));
     }
     let mut ns = Pid1::start(&["--log-level", "debug", "-w", "2", "orphans_app:app"]);
     let starting = ns.record("herdsman starting");
@@ -799,8 +797,7 @@ fn as_pid_1_it_reaps_a_hundred_orphans_quietly_and_stops_on_term() {
 #[test]
 fn as_pid_1_its_exit_code_is_the_containers() {
     if let Err(why) = can_unshare_pid() {
-        eprintln!("SKIPPED: cannot create a pid namespace: {why}");
-        return;
+        return common::skip(&format!("cannot create a pid namespace: {why}"));
     }
     let mut ns = Pid1::start(&["-w", "1", "--startup-attempts", "1", "import_error:app"]);
     let status = ns.wait_exit();

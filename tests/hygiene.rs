@@ -556,15 +556,13 @@ fn python_for_nobody() -> Option<(PathBuf, Option<String>)> {
 #[test]
 fn workers_run_as_the_configured_user_and_group() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: switching the workers' user needs a root master, and this runs as uid {}",
+        return common::skip(&format!(
+            "switching the workers' user needs a root master, and this runs as uid {}",
             nix::unistd::geteuid()
-        );
-        return;
+        ));
     }
     let Some((python, pythonpath)) = python_for_nobody() else {
-        eprintln!("skipped: no interpreter with uvicorn that user nobody (uid 65534) can run (the test venv is out of its reach, and no system python3 can import the venv's packages)");
-        return;
+        return common::skip("no interpreter with uvicorn that user nobody (uid 65534) can run (the test venv is out of its reach, and no system python3 can import the venv's packages)");
     };
     let shared = tempfile::tempdir().unwrap();
     fs::set_permissions(shared.path(), fs::Permissions::from_mode(0o1777)).unwrap();
@@ -608,11 +606,10 @@ fn workers_run_as_the_configured_user_and_group() {
 #[test]
 fn an_interpreter_the_workers_user_cannot_execute_is_named() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: switching the workers' user needs a root master, and this runs as uid {}",
+        return common::skip(&format!(
+            "switching the workers' user needs a root master, and this runs as uid {}",
             nix::unistd::geteuid()
-        );
-        return;
+        ));
     }
     let private = tempfile::tempdir().unwrap();
     fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -679,13 +676,11 @@ fn a_master_that_is_not_root_cannot_switch_users() {
         .env_remove("HERDSMAN_TEST_PYTHON")
         .output();
     let Ok(out) = out else {
-        eprintln!("skipped: setpriv is not available");
-        return;
+        return common::skip("setpriv is not available");
     };
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("Permission denied") && out.status.code() != Some(2) {
-        eprintln!("skipped: nobody cannot execute the test binary: {err}");
-        return;
+        return common::skip(&format!("nobody cannot execute the test binary: {err}"));
     }
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

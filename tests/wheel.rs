@@ -28,7 +28,7 @@ fn installed() -> Option<(PathBuf, PathBuf)> {
         let why = "TEST_INSTALLED_HERDSMAN is not set: the installed-wheel test did NOT run \
                    (bash scripts/test.sh builds the wheel, installs it and sets it)";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-        eprintln!("SKIPPED: {why}");
+        common::skip(why);
         return None;
     };
     assert!(
@@ -382,8 +382,9 @@ fn the_wheels_engine_needs_no_more_than_its_platform_tag_promises() {
 
     // No glibc symbol version newer than the oldest glibc a manylinux tag promises.
     let Some(floor) = tags.iter().filter_map(|tag| manylinux_glibc(tag)).min() else {
-        eprintln!("{tags:?}: not a manylinux tag, no glibc floor to check");
-        return;
+        return common::skip(&format!(
+            "the wheel's tags {tags:?} name no manylinux glibc, so there is no floor to check"
+        ));
     };
     let newest = newest_glibc(&engine);
     assert!(

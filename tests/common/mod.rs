@@ -6,7 +6,13 @@
 //!
 //! The test process makes itself a child subreaper, so workers orphaned by a killed master are
 //! reparented to it and can be checked and reaped here. Tests run one per process (nextest),
-//! so this never touches another test's children.
+//! so this never touches another test's children. Every master is started with a variable of its
+//! own, [`MARK_VAR`], that everything it starts inherits (workers, zygotes, hook interpreters,
+//! config-evaluation and upgrade children): the leftover check looks for any live process that
+//! carries it, not only for the pids the master logged.
+//!
+//! A test that cannot run on this machine calls [`skip`], never a bare `return`: the skip is
+//! recorded where scripts/test.sh reads it, and CI fails on a skip not in tests/skips.allow.
 
 #![allow(dead_code)]
 
@@ -29,6 +35,66 @@ use serde_json::Value;
 
 /// Default deadline for a single wait.
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The variable that marks a master and everything it starts: its value is unique to one
+/// [`Herdsman`]. Lowercase, so that it sorts after every usual (uppercase) name and sits at the
+/// end of the environment block: a process title (the master's `proc_name`, the workers' titles)
+/// may be written over the first environment strings, never as far as the last.
+pub const MARK_VAR: &str = "zz_herdsman_test_master";
+
+/// The variable scripts/test.sh sets to the file where skipped tests are recorded.
+pub const SKIP_RECORD_VAR: &str = "TEST_SKIP_RECORD";
+
+/// This test's name as the runner shows it, `binary::path::to::test` (the binary from the test
+/// executable's name without cargo's hash, the test from libtest's name for its thread).
+pub fn test_name() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let binary = match exe.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => exe,
+    };
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(str::to_string)
+        .or_else(|| std::env::var("NEXTEST_TEST_NAME").ok())
+        .unwrap_or_else(|| "?".into());
+    format!("{binary}::{test}")
+}
+
+/// Skips the calling test: says so on stderr and records `SKIPPED <test>: <reason>` in the file
+/// named by `TEST_SKIP_RECORD` (scripts/test.sh prints them after the run, since the runner hides
+/// a passing test's output, and under CI fails on any not in tests/skips.allow). The caller
+/// returns right after: `return common::skip("...")`. Under `CI=true` without a record file the
+/// test fails instead: a skip there must be seen.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {}: {}", test_name(), reason.replace('\n', " "));
+    eprintln!("{line}");
+    match std::env::var_os(SKIP_RECORD_VAR) {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| {
+                    panic!("{SKIP_RECORD_VAR}={}: {e}", Path::new(&path).display())
+                });
+            // One write of one line to a file opened for appending: tests running in parallel
+            // never interleave their lines.
+            file.write_all(format!("{line}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{SKIP_RECORD_VAR}: {e}"));
+        }
+        None => assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{line}\nunder CI a skip must be recorded: run bash scripts/test.sh (it sets \
+             {SKIP_RECORD_VAR}), and fix the machine or list the test in tests/skips.allow"
+        ),
+    }
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -212,6 +278,8 @@ pub struct Herdsman {
     pub log: Arc<Log>,
     pub dir: tempfile::TempDir,
     status: Option<ExitStatus>,
+    /// The value of [`MARK_VAR`] in this master's environment.
+    mark: String,
 }
 
 /// How to start one.
@@ -338,6 +406,8 @@ impl Start {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        let mark = new_mark();
+        cmd.env(MARK_VAR, &mark);
         if let Some(dir) = &self.current_dir {
             cmd.current_dir(dir);
         }
@@ -352,6 +422,7 @@ impl Start {
             log,
             dir,
             status: None,
+            mark,
         }
     }
 }
@@ -514,23 +585,132 @@ impl Herdsman {
         }
         let status = self.wait_exit(WAIT);
         assert_gone(&self.all_worker_pids(), Duration::from_secs(5));
+        self.assert_no_descendant(Duration::from_secs(5));
         status
+    }
+
+    /// Every live process this master started, directly or not, that is still there: the
+    /// workers it logged, and every process carrying its [`MARK_VAR`] (zygotes, hook and
+    /// config-evaluation interpreters, upgrade checks, the workers' own children). The master
+    /// itself and zombies are not counted.
+    pub fn descendants(&self) -> Vec<i32> {
+        let mut pids = marked_processes(&self.mark);
+        pids.extend(
+            self.all_worker_pids()
+                .into_iter()
+                .filter(|&pid| is_our_descendant_alive(pid)),
+        );
+        pids.retain(|&pid| pid != self.pid);
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// After the master exited: waits up to `grace` for its descendants to exit (they may be on
+    /// their way out), then SIGKILLs the remaining ones by pid, reaps them, and fails the test
+    /// naming each (pid, command line).
+    fn assert_no_descendant(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut left = self.descendants();
+        while !left.is_empty() && Instant::now() < deadline {
+            for &pid in &left {
+                wait_pid_exit(pid, deadline);
+                reap(pid);
+            }
+            left = self.descendants();
+        }
+        if left.is_empty() {
+            return;
+        }
+        let named: Vec<String> = left
+            .iter()
+            .map(|&pid| format!("{pid} {:?}", cmdline(pid)))
+            .collect();
+        self.kill_descendants();
+        panic!(
+            "processes left behind by the master (pid, command line), killed now: {named:?}\nlog:\n{}",
+            self.log.text()
+        );
+    }
+
+    /// SIGKILLs every descendant by pid and reaps those reparented to this process, in rounds
+    /// (a process killed while forking may leave a child born meanwhile).
+    fn kill_descendants(&self) {
+        for _ in 0..10 {
+            let left = self.descendants();
+            if left.is_empty() {
+                return;
+            }
+            for &pid in &left {
+                signal(pid, libc::SIGKILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            for &pid in &left {
+                wait_pid_exit(pid, deadline);
+                reap(pid);
+            }
+        }
     }
 }
 
 impl Drop for Herdsman {
     fn drop(&mut self) {
-        if !self.has_exited() {
+        let exited_by_itself = self.has_exited();
+        if !exited_by_itself {
             signal(self.pid, libc::SIGKILL);
             let _ = self.exited.recv_timeout(WAIT);
         }
+        // A master that exited on its own (the test waited for it) owes a clean exit: whatever
+        // it left running is a leftover, and fails a test that has not failed already. One the
+        // harness killed here could not stop its children: they are killed without a word.
+        if exited_by_itself && !std::thread::panicking() {
+            self.assert_no_descendant(Duration::from_secs(5));
+        }
+        self.kill_descendants();
         for pid in self.all_worker_pids() {
-            if is_our_descendant_alive(pid) {
-                signal(pid, libc::SIGKILL);
-            }
             reap(pid);
         }
     }
+}
+
+/// A value for [`MARK_VAR`] no other master of any test shares: this process's pid, a count,
+/// and the time.
+fn new_mark() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{n}-{nanos}", std::process::id())
+}
+
+/// Live processes whose environment carries `MARK_VAR=mark`. Read from the environment block
+/// each process was started with (/proc/PID/environ, what it got from execve, whatever it did
+/// to its own variables since). Zombies have none to read, so they are never counted.
+fn marked_processes(mark: &str) -> Vec<i32> {
+    let needle = format!("{MARK_VAR}={mark}\0").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .filter(|&pid| is_our_descendant_alive(pid))
+        .collect()
+}
+
+/// The command line of `pid`, as `ps` shows it.
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            String::from_utf8_lossy(&raw)
+                .trim_end_matches('\0')
+                .replace('\0', " ")
+        })
+        .unwrap_or_default()
 }
 
 /// Sends `sig` to `pid`.
@@ -550,7 +730,7 @@ fn reap(pid: i32) {
 }
 
 fn is_our_descendant_alive(pid: i32) -> bool {
-    process_state(pid).is_some_and(|s| s != 'Z')
+    process_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
 }
 
 /// The process state letter of `pid`, or None if it does not exist.
