@@ -228,4 +228,26 @@ both_engines! {
         assert_eq!(resp.json()["body"], "later", "{engine}");
         assert!(h.finish().success());
     }
+
+    /// WebSockets (tests/clients/ws_checks.py against tests/apps/ws_conformance.py): accept with
+    /// a subprotocol and headers, text, bytes, a fragmented message, ping, close codes both
+    /// ways, 403 for a refusal before accept, the scope, and 1009 past 16 MiB.
+    fn websockets_conform(engine: Engine) {
+        let h = Start::new(&["-w", "1", "ws_conformance:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let port = h.addr().port().to_string();
+        let out = std::process::Command::new(common::python())
+            .arg(common::repo().join("tests/clients/ws_checks.py"))
+            .args(["127.0.0.1", &port])
+            .output()
+            .expect("run tests/clients/ws_checks.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "{engine}:\n{stdout}\n{stderr}\nworker log:\n{}",
+            h.log.text()
+        );
+        assert!(h.finish().success());
+    }
 }

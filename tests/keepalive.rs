@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{both_engines, http, message, Engine, Herdsman, Start, WAIT};
+use common::{both_engines, field_i64, http, message, Engine, Herdsman, Start, WAIT};
 use load::{Load, Stats};
 
 const RETIRING: &str = "retiring worker";
@@ -269,24 +269,28 @@ impl WebSocket {
     }
 }
 
-/// WebSocket clients get a close frame, never a dropped socket: 1012 (service restart) from a
-/// worker replaced by a reload, 1001 (going away) when the whole server stops.
-#[test]
-fn websockets_get_1012_when_their_worker_is_replaced_and_1001_on_a_stop() {
-    let mut h = Herdsman::start(&["-w", "1", "ws_app:app"]);
-    let old = h.wait_serving()[0];
-    let mut ws = WebSocket::connect(&h);
-    ws.send_text("hi");
-    let (opcode, echo) = ws.frame();
-    assert_eq!((opcode, echo), (0x1, format!("{old}:hi").into_bytes()));
-    h.signal(libc::SIGHUP);
-    assert_eq!(ws.close_code(), 1012, "close code from a replaced worker");
-    h.wait_records("reload complete", 1);
+both_engines! {
+    /// WebSocket clients get a close frame, never a dropped socket: 1012 (service restart) from a
+    /// worker replaced by a reload, 1001 (going away) when the whole server stops.
+    fn websockets_get_1012_when_their_worker_is_replaced_and_1001_on_a_stop(engine: Engine) {
+        let mut h = Start::new(&["-w", "1", "ws_app:app"]).engine(engine).spawn();
+        let old = h.wait_serving()[0];
+        let mut ws = WebSocket::connect(&h);
+        ws.send_text("hi");
+        let (opcode, echo) = ws.frame();
+        assert_eq!((opcode, echo), (0x1, format!("{old}:hi").into_bytes()));
+        h.signal(libc::SIGHUP);
+        assert_eq!(ws.close_code(), 1012, "close code from a replaced worker");
+        h.wait_records("reload complete", 1);
 
-    let mut ws = WebSocket::connect(&h);
-    ws.send_text("again");
-    assert_eq!(ws.frame().0, 0x1);
-    h.signal(libc::SIGTERM);
-    assert_eq!(ws.close_code(), 1001, "close code on a stop");
-    assert!(h.wait_exit(WAIT).success());
+        // The client reconnects at once: it must reach the new worker, not the retiring one.
+        let new = h.wait_record("worker ready", |r| field_i64(r, "generation") == Some(1));
+        let new = field_i64(&new, "pid").expect("the new worker's pid");
+        let mut ws = WebSocket::connect(&h);
+        ws.send_text("again");
+        assert_eq!(ws.frame(), (0x1, format!("{new}:again").into_bytes()));
+        h.signal(libc::SIGTERM);
+        assert_eq!(ws.close_code(), 1001, "close code on a stop");
+        assert!(h.wait_exit(WAIT).success());
+    }
 }

@@ -32,6 +32,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::call::Ready>()?;
     m.add_class::<asgi::call::Receive>()?;
     m.add_class::<asgi::call::Send>()?;
+    m.add_class::<asgi::ws::WsReceive>()?;
+    m.add_class::<asgi::ws::WsSend>()?;
     m.add_class::<wsgi::file::FileWrapper>()?;
     m.add_class::<wsgi::input::Input>()?;
     m.add_class::<wsgi::respond::StartResponse>()?;

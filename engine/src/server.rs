@@ -234,6 +234,15 @@ impl Server {
         crate::asgi::call::take(slf.py(), slf)
     }
 
+    /// ASGI: sends a close frame with `code` on every open WebSocket (1012 when the worker is
+    /// replaced, 1001 on a stop); returns how many were open.
+    fn close_websockets(&self, code: u16) -> usize {
+        self.shared
+            .asgi
+            .as_ref()
+            .map_or(0, |bridge| bridge.sockets.close_all(code))
+    }
+
     /// Graceful stop: no more accepting; connections close after their request or once idle.
     fn drain(&self) {
         self.shared.advance(Phase::Draining);

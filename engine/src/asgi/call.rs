@@ -147,6 +147,8 @@ pub fn take<'py>(py: Python<'py>, server: &Bound<'py, Server>) -> PyResult<Bound
     for event in bridge.take() {
         match event {
             Event::Wake(exchange) => exchange.resolve(py),
+            Event::WsWake(exchange) => exchange.resolve(py),
+            Event::WsRequest(job) => super::ws::start(py, server, *job, &out)?,
             Event::Request(job) => {
                 let Job {
                     head,
@@ -208,7 +210,7 @@ impl Ready {
     fn close(&mut self) {}
 }
 
-fn ready(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+pub fn ready(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     Ok(Py::new(py, Ready { value })?.into_any())
 }
 

@@ -18,6 +18,7 @@
 pub mod call;
 pub mod exchange;
 pub mod scope;
+pub mod ws;
 
 use std::sync::{Arc, Mutex};
 
@@ -38,11 +39,16 @@ pub enum Event {
     Request(Box<Job>),
     /// A `receive` or `send` of this exchange may be able to complete now.
     Wake(Arc<Exchange>),
+    /// A WebSocket upgrade request (ws.rs).
+    WsRequest(Box<ws::WsJob>),
+    WsWake(Arc<ws::WsExchange>),
 }
 
 pub struct Bridge {
     queue: Mutex<Vec<Event>>,
     notifier: Notifier,
+    /// The WebSockets open, to close on a stop.
+    pub sockets: ws::Sockets,
 }
 
 /// The byte the bridge writes to the loop's pipe.
@@ -53,6 +59,7 @@ impl Bridge {
         Bridge {
             queue: Mutex::new(Vec::with_capacity(64)),
             notifier,
+            sockets: ws::Sockets::default(),
         }
     }
 
@@ -66,6 +73,10 @@ impl Bridge {
         if was_empty {
             self.notifier.send(WAKE);
         }
+    }
+
+    pub fn track(&self, exchange: &Arc<ws::WsExchange>) {
+        self.sockets.track(exchange);
     }
 
     pub fn take(&self) -> Vec<Event> {

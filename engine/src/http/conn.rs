@@ -80,7 +80,10 @@ where
         .keep_alive(true)
         .max_buf_size(MAX_HEAD)
         .header_read_timeout(Duration::from_secs(30));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: an ASGI app's WebSockets take the connection over after the 101.
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut phase = shared.phase.subscribe();
     let mut closing = false;

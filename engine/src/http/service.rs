@@ -110,6 +110,10 @@ async fn call_app(shared: &Arc<Shared>, head: Parts, body: Incoming, peer: Peer)
         }
     };
     if shared.asgi.is_some() {
+        if crate::asgi::ws::is_upgrade(&head) {
+            drop(body);
+            return crate::asgi::ws::call(shared, head, peer).await;
+        }
         return crate::asgi::call::call(shared, head, body, peer).await;
     }
     let (tx, rx) = oneshot::channel();

@@ -31,12 +31,15 @@ from ..log import log
 from ..readiness import probe_asgi
 from . import native_asgi
 from .uvicorn import graceful_shutdown_timeout, lifespan_mode
+from .uvicorn_ws import GOING_AWAY, SERVICE_RESTART
 
 # How long the worker's exit waits for the access log's last lines and the engine thread.
 CLOSE_WAIT = 1.0
 # The engine thread counts as silent past this many heartbeat intervals without a tick; the
 # heartbeat is then withheld, so the master judges the worker by its silence.
 ENGINE_SILENT_INTERVALS = 2
+# How long a quick stop lets open WebSockets send their close frames.
+WEBSOCKET_CLOSE_WAIT = 0.25
 
 
 def load_engine(path):
@@ -215,8 +218,17 @@ class NativeServer(lifecycle.StopRequests):
 
     async def _stop(self) -> None:
         self._announce_stop()
+        # No more accepting first: a WebSocket client told to go away reconnects at once, and
+        # must reach another worker, not this one again.
+        self.server.drain()
+        if self.requests is not None:
+            # As the uvicorn engine: 1012 (service restart) when the worker is replaced, 1001
+            # (going away) when the server stops; on a quick stop the close frames get a moment.
+            if self.server.close_websockets(SERVICE_RESTART if self.retiring else GOING_AWAY) and self.quick:
+                deadline = time.monotonic() + WEBSOCKET_CLOSE_WAIT
+                while self.server.stats()[1] and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
         if not self.quick:
-            self.server.drain()
             deadline = self.stop_requested_at + graceful_shutdown_timeout(self.args.graceful_timeout)
             while not self.done.is_set() and not self.quick:
                 self.wake.clear()
