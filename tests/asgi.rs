@@ -250,4 +250,30 @@ both_engines! {
         );
         assert!(h.finish().success());
     }
+
+    /// Django Channels (tests/apps/channels_site, channels 4): a room consumer's group broadcast
+    /// through the channel layer reaches every member of the room and no other, and Django
+    /// answers HTTP on the same port (tests/clients/channels_room.py).
+    fn a_channels_broadcast_reaches_every_member_of_the_room(engine: Engine) {
+        let site = common::repo().join("tests/apps/channels_site");
+        let h = Start::new(&["-w", "1", "channels_site.asgi:application"])
+            .engine(engine)
+            .env("PYTHONPATH", site.to_str().expect("utf-8 path"))
+            .spawn();
+        h.wait_serving();
+        let port = h.addr().port().to_string();
+        let out = std::process::Command::new(common::python())
+            .arg(common::repo().join("tests/clients/channels_room.py"))
+            .args(["127.0.0.1", &port])
+            .output()
+            .expect("run tests/clients/channels_room.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "{engine}:\n{stdout}\n{stderr}\nworker log:\n{}",
+            h.log.text()
+        );
+        assert!(h.finish().success());
+    }
 }

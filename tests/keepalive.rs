@@ -293,4 +293,50 @@ both_engines! {
         assert_eq!(ws.close_code(), 1001, "close code on a stop");
         assert!(h.wait_exit(WAIT).success());
     }
+
+    /// An open WebSocket holds its `--worker-connections` slot for as long as it lives (hyper
+    /// hands the connection over after the 101; the slot goes with it): with one slot, an HTTP
+    /// request waits in the listen queue until the WebSocket closes, and is answered then.
+    fn a_websocket_holds_its_worker_connections_slot(engine: Engine) {
+        let h = Start::new(&["-w", "1", "--worker-connections", "1", "ws_app:app"])
+            .engine(engine)
+            .spawn();
+        let pid = h.wait_serving()[0];
+        let mut ws = WebSocket::connect(&h);
+        ws.send_text("hi");
+        assert_eq!(ws.frame(), (0x1, format!("{pid}:hi").into_bytes()));
+        let mut next = http::connect(h.addr()).expect("the kernel accepts the next connection");
+        next.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        // Not served while the WebSocket holds the slot: the read times out (no reset, no EOF).
+        next.set_read_timeout(Some(Duration::from_millis(700))).expect("timeout");
+        let mut byte = [0u8; 1];
+        match next.read(&mut byte) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            other => panic!("{engine}: the next connection was not held back: {other:?}"),
+        }
+        drop(ws);
+        next.set_read_timeout(Some(http::IO_TIMEOUT)).expect("timeout");
+        let mut seen = Vec::new();
+        next.read_to_end(&mut seen).expect("the answer");
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(seen.starts_with("HTTP/1.1 200"), "{engine}: {seen}");
+        assert!(h.finish().success());
+    }
+
+    /// A quick stop (SIGINT) still sends open WebSockets their close frame (1001).
+    fn websockets_get_1001_on_a_quick_stop(engine: Engine) {
+        let mut h = Start::new(&["-w", "1", "ws_app:app"]).engine(engine).spawn();
+        let pid = h.wait_serving()[0];
+        let mut sockets: Vec<WebSocket> = (0..3).map(|_| WebSocket::connect(&h)).collect();
+        for ws in &mut sockets {
+            ws.send_text("hi");
+            assert_eq!(ws.frame(), (0x1, format!("{pid}:hi").into_bytes()));
+        }
+        h.signal(libc::SIGINT);
+        for ws in &mut sockets {
+            assert_eq!(ws.close_code(), 1001, "close code on a quick stop");
+        }
+        assert!(h.wait_exit(WAIT).success(), "a quick stop exits 0");
+    }
 }

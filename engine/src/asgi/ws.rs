@@ -32,6 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::Event;
 use crate::http::body::Kind;
+use crate::http::conn::Counted;
 use crate::http::service::Reply;
 use crate::http::Peer;
 use crate::server::Server;
@@ -211,11 +212,11 @@ impl Drop for Watch {
 }
 
 /// The tokio side of one upgrade request.
-pub async fn call(shared: &Arc<Shared>, mut head: Parts, peer: Peer) -> Reply {
+pub async fn call(shared: &Arc<Shared>, slot: Arc<Counted>, mut head: Parts, peer: Peer) -> Reply {
     let Some(bridge) = &shared.asgi else {
         unreachable!("ws::call without a bridge");
     };
-    if bridge.sockets.closed().is_some() {
+    if shared.phase() != Phase::Serving || bridge.sockets.closed().is_some() {
         // The worker is stopping and has told its WebSockets to go: this one goes elsewhere.
         let mut reply = Reply::plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -283,7 +284,7 @@ pub async fn call(shared: &Arc<Shared>, mut head: Parts, peer: Peer) -> Reply {
     if reply.status == StatusCode::SWITCHING_PROTOCOLS {
         match upgrade {
             Some(upgrade) => {
-                tokio::spawn(pump(exchange, upgrade, out_rx));
+                tokio::spawn(pump(exchange, slot, upgrade, out_rx));
             }
             None => exchange.push(In::Disconnect(1006)),
         }
@@ -291,8 +292,10 @@ pub async fn call(shared: &Arc<Shared>, mut head: Parts, peer: Peer) -> Reply {
     reply
 }
 
+/// Runs one WebSocket until it closes, holding its connection's `worker_connections` slot.
 async fn pump(
     exchange: Arc<WsExchange>,
+    _slot: Arc<Counted>,
     upgrade: hyper::upgrade::OnUpgrade,
     mut out: mpsc::UnboundedReceiver<Out>,
 ) {

@@ -112,7 +112,7 @@ impl Body for ResponseBody {
 /// The end of one request on its connection; see the module doc.
 pub struct Finish {
     shared: Arc<Shared>,
-    conn: Arc<ConnState>,
+    pub conn: Arc<ConnState>,
     started: Instant,
     pub peer: Peer,
     pub head: Option<Parts>,

@@ -33,6 +33,8 @@ pub struct ConnState {
     pub busy: AtomicU32,
     pub last_done_ms: AtomicU64,
     pub wake: Notify,
+    /// The connection's slot: a WebSocket keeps it after hyper hands the connection over.
+    pub counted: Arc<Counted>,
 }
 
 /// One open connection in `Shared::connections`, holding one of the worker's
@@ -67,6 +69,7 @@ where
         busy: AtomicU32::new(0),
         last_done_ms: AtomicU64::new(shared.now_ms()),
         wake: Notify::new(),
+        counted: Arc::new(counted),
     });
     let service = {
         let (shared, state) = (shared.clone(), state.clone());

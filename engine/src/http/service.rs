@@ -77,9 +77,9 @@ pub async fn handle(
             reply.head = Some(head);
             reply
         }
-        None => call_app(&shared, head, body, peer).await,
+        None => call_app(&shared, &finish.conn, head, body, peer).await,
     };
-    if shared.phase() != Phase::Serving {
+    if shared.phase() != Phase::Serving && reply.status != StatusCode::SWITCHING_PROTOCOLS {
         reply
             .headers
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -100,7 +100,13 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn call_app(shared: &Arc<Shared>, head: Parts, body: Incoming, peer: Peer) -> Reply {
+async fn call_app(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnState>,
+    head: Parts,
+    body: Incoming,
+    peer: Peer,
+) -> Reply {
     let body = match read_ahead(shared.settings.buffer_body, &head, body).await {
         Ok(body) => body,
         Err(()) => {
@@ -112,7 +118,7 @@ async fn call_app(shared: &Arc<Shared>, head: Parts, body: Incoming, peer: Peer)
     if shared.asgi.is_some() {
         if crate::asgi::ws::is_upgrade(&head) {
             drop(body);
-            return crate::asgi::ws::call(shared, head, peer).await;
+            return crate::asgi::ws::call(shared, conn.counted.clone(), head, peer).await;
         }
         return crate::asgi::call::call(shared, head, body, peer).await;
     }
