@@ -315,6 +315,8 @@ def targets(results):
                     "not measured", ""))
 
     out.append(native_target(results, tol_rps, tol_p99))
+    out.append(native_target(results, tol_rps, tol_p99, apps=("asgi", "fastapi")))
+    out.append(websocket_target(results, tol_rps))
     life = ph.get("lifecycle") or {}
     h = life.get("herdsman") or {}
     out.append(replacement_target(results))
@@ -368,13 +370,16 @@ def targets(results):
     return out
 
 
-def native_target(results, tol_rps, tol_p99):
-    """issue 15: the native engine against granian, plain WSGI and Flask JSON, same run."""
-    name = (f"`--engine native` at least {NATIVE_MIN_VS_GRANIAN:.1f}× granian's req/s with a p99 no worse, plain WSGI "
-            f"and Flask JSON (aim: {NATIVE_AIM_VS_GRANIAN:.1f}× on plain WSGI)")
+def native_target(results, tol_rps, tol_p99, apps=("wsgi", "flask")):
+    """issues 15 and 16: the native engine against granian, same run: plain WSGI and Flask JSON, then
+    plain ASGI and FastAPI JSON; the aim is 1.5x on the plain app."""
+    plain = apps[0]
+    name = (f"`--engine native` at least {NATIVE_MIN_VS_GRANIAN:.1f}× granian's req/s with a p99 no worse, "
+            f"{APP_TITLES[apps[0]]} and {APP_TITLES[apps[1]]} (aim: {NATIVE_AIM_VS_GRANIAN:.1f}× on "
+            f"{APP_TITLES[plain]})")
     tp = results["phases"].get("throughput") or {}
     parts, ok, measured = [], True, False
-    for app in ("wsgi", "flask"):
+    for app in apps:
         per = tp.get(app) or {}
         n, g = per.get(NATIVE, {}), per.get("granian", {})
         r_rps, r_p99 = ratio(n.get("rps"), g.get("rps")), ratio(n.get("p99_ms"), g.get("p99_ms"))
@@ -393,7 +398,7 @@ def native_target(results, tol_rps, tol_p99):
         cpu_n, cpu_g = n.get("server_cpu_us_per_request"), g.get("server_cpu_us_per_request")
         if cpu_n and cpu_g:
             text += f", server CPU {cpu_n:.1f} vs {cpu_g:.1f} µs/request"
-        if app == "wsgi":
+        if app == plain:
             text += (f" ({'at' if r_rps >= NATIVE_AIM_VS_GRANIAN else 'short of'} the {NATIVE_AIM_VS_GRANIAN:.1f}× aim)")
         parts.append(text)
     if not measured:
@@ -637,6 +642,40 @@ def headline(results):
     head = ["| | herdsman | gunicorn + UvicornWorker¹ | herdsman ÷ gunicorn | uvicorn --workers | "
             "herdsman ÷ uvicorn | better |", "|---|---:|---:|---:|---:|---:|---|"]
     return "\n".join(head + rows)
+
+
+def websocket_target(results, tol):
+    """issue 16: WebSocket echo messages/s with the native engine at least uvicorn's, same run."""
+    name = "`--engine native` WebSocket echo messages/s at least `uvicorn --workers`'"
+    ws = results["phases"].get("websocket") or {}
+    n, u = ws.get(NATIVE, {}), ws.get("uvicorn", {})
+    r = ratio(n.get("mps"), u.get("mps"))
+    if r is None:
+        why = n.get("error") or u.get("error") or ("not in this run" if not ws else "a server is missing")
+        return (name, "not measured", short_error(why))
+    detail = (f"{n['mps']:.0f} ÷ {u['mps']:.0f} messages/s = {rfmt(r)}, p99 {dash(n.get('p99_ms'), '{:.2f}')} vs "
+              f"{dash(u.get('p99_ms'), '{:.2f}')} ms (noise: ±{tol:.0%})")
+    return (name, "met" if r >= 1 - tol else "missed", detail)
+
+
+def md_websocket(results):
+    ws = results["phases"].get("websocket") or {}
+    if not ws:
+        return ""
+    ref = ws.get("uvicorn", {})
+    lines = ["| server | messages/s | ÷ uvicorn | p50 ms | p99 ms | server CPU µs/message | slots: messages/s (min–max) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for srv in ordered(ws):
+        e = ws[srv]
+        if e.get("mps") is None:
+            lines.append(f"| {e.get('label', srv)} | failed: {short_error(e.get('error'))} | | | | | |")
+            continue
+        good = [r for r in e.get("slots", []) if r.get("mps")]
+        spread = f"{len(good)}: {min(r['mps'] for r in good):.0f}–{max(r['mps'] for r in good):.0f}" if good else ""
+        lines.append(f"| {e['label']} | {e['mps']:.0f} | {rfmt(ratio(e['mps'], ref.get('mps')))} | "
+                     f"{dash(e.get('p50_ms'), '{:.2f}')} | {dash(e.get('p99_ms'), '{:.2f}')} | "
+                     f"{dash(e.get('server_cpu_us_per_message'), '{:.1f}')} | {spread} |")
+    return "\n".join(lines)
 
 
 def md_throughput(results):
@@ -1116,6 +1155,17 @@ def markdown(results, pngs, smoke):
                  "file, its log in the results directory, so both write to standard output redirected to a file; "
                  "the access lines counted in that file afterwards prove each log was on.\n")
         s.append(md_accesslog(results) + "\n")
+    wstable = md_websocket(results)
+    if wstable:
+        s.append(f"## WebSocket echo ({workers(cfg['workers'])})\n")
+        s.append(f"`tests/apps/ws_app.py` (raw ASGI: each text message echoed back) under bench/wsload.py: "
+                 f"{cfg.get('ws_connections')} WebSockets, each sending a short text message and waiting for its "
+                 f"echo before the next, for {cfg.get('ws_slot')} s slots after {cfg.get('ws_warmup')} s of "
+                 f"warm-up, taken in turn ({cfg.get('ws_rounds')} rounds, medians). The client is one Python process "
+                 "on uvloop sharing the CPUs with the servers, the same for every server. uvicorn, gunicorn's "
+                 "UvicornWorker and herdsman's uvicorn engine use uvicorn's default WebSocket implementation "
+                 "(websockets' sans-I/O one); granian and the native engine their own in Rust.\n")
+        s.append(wstable + "\n")
     engine = md_engine_profile(results)
     if engine:
         s.append("## Where the native engine's time goes\n")

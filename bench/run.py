@@ -49,12 +49,15 @@ APPS = {
     "fastapi": ("fastapi_app:app", "asgi", "/items/7"),
     "wsgi": ("wsgi_app:app", "wsgi", "/"),
     "flask": ("flask_app:app", "wsgi", "/items/7"),
+    # The WebSocket echo phase's app (not a throughput app): `/ws` echoes each text message.
+    "ws": ("ws_app:app", "asgi", "/"),
 }
 APP_TITLES = {
     "asgi": "plain ASGI",
     "fastapi": "FastAPI JSON",
     "wsgi": "plain WSGI",
     "flask": "Flask JSON",
+    "ws": "WebSocket echo",
 }
 # herdsman-zygote: herdsman with `--spawn zygote --preload` (workers forked from a warm Python
 # process that imported the app once); not in the throughput runs (its workers serve like the others).
@@ -155,6 +158,12 @@ FULL = dict(
     # Throughput with the access log on (herdsman's default, gunicorn --access-logfile -).
     accesslog_apps=["asgi", "wsgi"],
     accesslog_servers=["herdsman-accesslog", "herdsman-native-accesslog", "gunicorn-accesslog"],
+    # WebSocket echo (bench/wsload.py): every server up at once, slots in turn as for throughput.
+    ws_servers=["herdsman", "herdsman-native", "gunicorn", "uvicorn", "granian"],
+    ws_connections=32,
+    ws_rounds=5,
+    ws_slot=2.0,
+    ws_warmup=0.5,
     # Replacement under load: [app, servers] pairs; every event with fresh and keep-alive clients.
     repl_matrix=[["asgi", ["herdsman", "herdsman-zygote", "gunicorn", "uvicorn", "granian", "hypercorn"]],
                  ["wsgi", ["herdsman", "herdsman-native", "gunicorn", "granian"]]],
@@ -202,6 +211,11 @@ SMOKE = dict(
     min_victim_age=0.0,
     accesslog_apps=["asgi"],
     accesslog_servers=["herdsman-accesslog", "gunicorn-accesslog"],
+    ws_servers=["herdsman", "herdsman-native"],
+    ws_connections=8,
+    ws_rounds=1,
+    ws_slot=1.0,
+    ws_warmup=0.3,
     repl_matrix=[["asgi", ["herdsman", "gunicorn"]], ["wsgi", ["herdsman-native"]]],
     repl_workers=2,
     repl_connections=8,
@@ -218,7 +232,8 @@ SMOKE = dict(
     repl_kind_budget_s=10.0,
     repl_settle_timeout_s=60.0,
 )
-PHASES = ["imports", "profile", "throughput", "engine_profile", "boot", "lifecycle", "replacements", "memory", "idle"]
+PHASES = ["imports", "profile", "throughput", "websocket", "engine_profile", "boot", "lifecycle", "replacements",
+          "memory", "idle"]
 
 
 def log(msg):
@@ -1036,6 +1051,68 @@ def throughput_app(ctx, app):
             if srv in ACCESSLOG_VARIANTS:
                 logs[srv] = shrink_access_log(s.log_path)
     return slots, logs
+
+
+def run_wsload(port, seconds, connections, warmup):
+    """bench/wsload.py's figures for one slot (echoes per second over `seconds`)."""
+    argv = [str(PY), str(BENCH / "wsload.py"), str(port), str(connections), str(seconds), str(warmup)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + warmup + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip()[-400:] or f"wsload.py exited {out.returncode}")
+    return json.loads(out.stdout)
+
+
+def phase_websocket(ctx):
+    """WebSocket echo: each server serves tests/apps/ws_app.py; bench/wsload.py keeps
+    `ws_connections` WebSockets each sending a message and waiting for its echo. Every server is up
+    at once and the slots are taken in turn, the order rotating each round, as for throughput."""
+    cfg = ctx.cfg
+    names = [srv for srv in cfg["ws_servers"] if srv in SERVERS]
+    servers, slots = {}, {srv: [] for srv in names}
+    try:
+        for srv in names:
+            s = Server(ctx, srv, "ws", cfg["workers"], ctx.tag("ws", srv)).start()
+            try:
+                s.wait_ready()
+                servers[srv] = s
+            except Exception as e:  # noqa: BLE001
+                log(f"  error: {srv} did not start for the WebSocket echo: {e}")
+                slots[srv].append({"error": f"{type(e).__name__}: {e}"[:600]})
+                s.stop(timeout=5)
+        order = list(servers)
+        for rnd in range(cfg["ws_rounds"]):
+            k = rnd % max(1, len(order))
+            for srv in order[k:] + order[:k]:
+                s = servers[srv]
+                if not s.alive():
+                    slots[srv].append({"error": f"the server exited: {s.log_tail(3)}"})
+                    continue
+                c0 = s.tree_cpu_ns()
+                res = guarded(run_wsload)(s.port, cfg["ws_slot"], cfg["ws_connections"], cfg["ws_warmup"])
+                c1 = s.tree_cpu_ns()
+                if res.get("messages"):
+                    res["server_cpu_us_per_message"] = round((c1 - c0) / 1000 / res["messages"], 2)
+                slots[srv].append(res)
+    finally:
+        for s in servers.values():
+            s.stop(timeout=10)
+    out = {}
+    for srv, rs in slots.items():
+        good = [r for r in rs if r.get("mps")]
+        entry = {"label": server_label(srv, "ws"), "slots": rs}
+        if good:
+            for key in ("mps", "p50_ms", "p99_ms", "server_cpu_us_per_message"):
+                vals = [r[key] for r in good if r.get(key) is not None]
+                entry[key] = round(statistics.median(vals), 3) if vals else None
+                if len(vals) > 1:
+                    entry[key + "_cv"] = round(statistics.stdev(vals) / statistics.mean(vals), 4)
+            entry["closed_by_server"] = sum(r.get("closed_by_server", 0) for r in good)
+        else:
+            entry["error"] = rs[-1].get("error") if rs else "not run"
+        out[srv] = entry
+        log(f"websocket {srv}: " + (f"{entry['mps']:.0f} messages/s p99 {entry['p99_ms']} ms over {len(good)} slots"
+                                    if "mps" in entry else str(entry["error"])))
+    return out
 
 
 def shrink_access_log(path, keep=200):
@@ -1946,6 +2023,7 @@ def main():
         cfg["servers"] = args.servers.split(",")
         cfg["throughput_servers"] = [s for s in cfg["servers"] if s != "hypercorn"] or cfg["servers"]
         cfg["accesslog_servers"] = [v for v in cfg["accesslog_servers"] if base_server(v) in cfg["servers"]]
+        cfg["ws_servers"] = [v for v in cfg["ws_servers"] if v in cfg["servers"]]
         cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app, _ in cfg["repl_matrix"]]
     if args.repl_apps:
         cfg["repl_matrix"] = [[app, list(cfg["servers"])] for app in args.repl_apps.split(",")]
@@ -2001,6 +2079,7 @@ def main():
         f"results in {ctx.out}")
     busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
     funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput,
+             "websocket": phase_websocket,
              "engine_profile": phase_engine_profile, "boot": phase_boot,
              "lifecycle": phase_lifecycle, "replacements": phase_replacements, "memory": phase_memory,
              "idle": phase_idle}

@@ -40,6 +40,8 @@ use crate::shared::{Phase, Shared};
 
 /// uvicorn's `ws_max_size` default: a bigger message closes the connection with 1009.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// The WebSocket read buffer: 16 KiB reads (hyper reads HTTP in 8 KiB to 400 KiB).
+const READ_BUFFER: usize = 16 * 1024;
 /// How long a close we sent waits for the client's close frame before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -304,7 +306,11 @@ async fn pump(
         exchange.push(In::Disconnect(1006));
         return;
     };
-    let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
+    // tungstenite zero-fills its read buffer's free space (128 KiB by default) before each
+    // read, a would-block one included: that memset was the biggest cost of a small message.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .read_buffer_size(READ_BUFFER);
     let mut ws =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let mut phase = shared.phase.subscribe();
