@@ -44,6 +44,19 @@ trap 'rm -f "$TEST_SKIP_RECORD"' EXIT
 nextest_status=0
 cargo nextest run --workspace --exclude herdsman-engine --all-targets --profile "$profile" "$@" \
     || nextest_status=$?
+# The uvicorn engine's tests once more against the newest supported uvicorn (requirements/test.txt
+# pins the oldest; appload.py's UVICORN_OLDEST and UVICORN_NEWEST are the range the workers accept):
+# the tests that exercise the uvicorn internals the worker runtime uses (the drain, stops, ASGI,
+# supervision, the access log, the hardening). Not for a filtered run.
+if [[ $# -eq 0 && $nextest_status -eq 0 ]]; then
+    bash scripts/venv.sh "$PWD/.venv-uvicorn-newest" requirements/uvicorn-newest.txt
+    newest="$("$PWD/.venv-uvicorn-newest/bin/python" -c 'import uvicorn; print(uvicorn.__version__)')"
+    echo "test.sh: the uvicorn engine's tests again, on uvicorn $newest" >&2
+    HERDSMAN_TEST_PYTHON="$PWD/.venv-uvicorn-newest/bin/python" cargo nextest run --workspace \
+        --exclude herdsman-engine --all-targets --profile "$profile" \
+        -E '(binary(keepalive) | binary(stopping) | binary(asgi) | binary(supervision) | binary(accesslog) | binary(hardening)) & not test(/native/)' \
+        || nextest_status=$?
+fi
 if ! bash scripts/skips.sh "$TEST_SKIP_RECORD" tests/skips.allow; then
     [[ $nextest_status -ne 0 ]] || nextest_status=1
 fi

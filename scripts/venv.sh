@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the test virtualenv (default: $REPO/.venv, or the directory given as $1) from the
-# pinned requirements/test.txt. Idempotent: when the venv's stamp file holds the hash of the current
+# pinned requirements/test.txt, then, if a second argument names one, a requirements file installed
+# over it (requirements/uvicorn-newest.txt: the same venv with the newest supported uvicorn). Idempotent: when the venv's stamp file holds the hash of the current
 # requirements file and its interpreter still runs, nothing is done. When the requirements changed the
 # venv is recreated from scratch (--clear), so packages dropped from the pins do not linger.
 #
@@ -12,11 +13,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-$REPO/.venv}"
 REQ="$REPO/requirements/test.txt"
 PYTHON="${PYTHON:-python3}"
+OVERLAY="${2:-}"
 STAMP="$VENV/.herdsman-requirements.sha256"
 
 say() { printf 'venv.sh: %s\n' "$*" >&2; }
 
 [[ -f "$REQ" ]] || { say "missing $REQ"; exit 1; }
+[[ -z "$OVERLAY" || -f "$OVERLAY" ]] || { say "missing $OVERLAY"; exit 1; }
 command -v "$PYTHON" >/dev/null || { say "'$PYTHON' not found: install python3 (>= 3.11)"; exit 1; }
 
 # One interpreter start (pyenv shims are slow): full version string, empty if too old.
@@ -27,7 +30,7 @@ if [[ -z "$pyver" ]]; then
 fi
 
 # The hash covers the requirements and the base interpreter's version: a new python3 means a new venv.
-want="$({ cat "$REQ"; printf '%s\n' "$pyver"; } | sha256sum | cut -d' ' -f1)"
+want="$({ cat "$REQ" ${OVERLAY:+"$OVERLAY"}; printf '%s\n' "$pyver"; } | sha256sum | cut -d' ' -f1)"
 
 venv_ok() {
     [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c '' 2>/dev/null
@@ -67,6 +70,10 @@ fi
 
 say "installing $(grep -cv '^\s*\(#\|$\)' "$REQ") pinned packages from ${REQ#"$REPO"/}"
 "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQ" >&2
+if [[ -n "$OVERLAY" ]]; then
+    say "installing ${OVERLAY#"$REPO"/} over it"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$OVERLAY" >&2
+fi
 "$VENV/bin/python" -m pip check --disable-pip-version-check >&2
 
 printf '%s\n' "$want" >"$STAMP.tmp"

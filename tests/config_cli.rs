@@ -678,3 +678,50 @@ fn check_offers_a_venv_for_a_system_python_that_refuses_pip() {
     );
     assert!(!stderr.contains("-m pip install"), "{stderr}");
 }
+
+/// An uvicorn older than the supported range (a stand-in package on PYTHONPATH that reports
+/// 0.30.0) is refused before anything uses its internals, by `herdsman check` and by the server
+/// at its first boot alike: exit 6 (PYTHON_ENV) with the version, the range and the pin to install.
+#[test]
+fn an_uvicorn_older_than_the_supported_range_is_refused_with_the_pin_to_install() {
+    let fake = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(fake.path().join("uvicorn")).expect("mkdir");
+    std::fs::write(
+        fake.path().join("uvicorn/__init__.py"),
+        "__version__ = \"0.30.0\"\n",
+    )
+    .expect("write the stand-in uvicorn");
+    let pythonpath = path_str(fake.path());
+    let python = common::python();
+    let apps = common::apps_dir();
+    let want = [
+        "uvicorn 0.30.0 for",
+        "is older than herdsman supports (uvicorn 0.54 to 0.55",
+        "pip install \"uvicorn>=0.54,<0.56\"",
+    ];
+    let check = [
+        "check",
+        "--python",
+        path_str(&python),
+        "--chdir",
+        path_str(&apps),
+        "asgi_app:app",
+    ];
+    let (code, _, stderr) = run_to_end(&check, &[("PYTHONPATH", pythonpath)]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert_has(&stderr, &want);
+    let serve = [
+        "-b",
+        "127.0.0.1:0",
+        "-w",
+        "1",
+        "--python",
+        path_str(&python),
+        "--chdir",
+        path_str(&apps),
+        "asgi_app:app",
+    ];
+    let (code, stdout, stderr) = run_to_end(&serve, &[("PYTHONPATH", pythonpath)]);
+    assert_eq!(code, Some(6), "{stdout}\n{stderr}");
+    assert_has(&format!("{stdout}{stderr}"), &want);
+}

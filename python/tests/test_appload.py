@@ -153,3 +153,19 @@ def test_the_missing_uvicorn_message_uses_the_hint(monkeypatch, tmp_path):
     assert error.kind == "dependency"
     assert "uvicorn is not installed for" in error.message, error.message
     assert "PEP 668" in error.message and "pip install uvicorn'" in error.message, error.message
+
+
+def test_uvicorn_versions_in_the_supported_range_pass_older_fail_newer_warn():
+    from herdsman.runtime.appload import uvicorn_support
+
+    assert uvicorn_support("0.54.0") == (None, None)
+    assert uvicorn_support("0.55.3") == (None, None)
+    error, warning = uvicorn_support("0.53.1")
+    assert warning is None and "older than herdsman supports (uvicorn 0.54 to 0.55" in error
+    assert '"uvicorn>=0.54,<0.56"' in error
+    error, warning = uvicorn_support("0.56.0rc1")
+    assert error is None and "newer than any herdsman was tested with" in warning
+    error, warning = uvicorn_support("1.0.0")
+    assert error is None and warning
+    error, warning = uvicorn_support("weird")
+    assert error is None and "cannot read" in warning

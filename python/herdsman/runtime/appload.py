@@ -46,6 +46,42 @@ def install_hint(package: str, reinstall: bool = False) -> str:
     )
 
 
+# The uvicorn releases herdsman is tested with: CI runs the suite on both ends. The uvicorn engine
+# reaches into uvicorn.Server's internals (`servers`, `server_state.connections` and `.tasks`, a
+# connection's `cycle`, `config.http_protocol_class`, `timeout_graceful_shutdown`), which uvicorn
+# is free to change in any release.
+UVICORN_OLDEST = (0, 54)
+UVICORN_NEWEST = (0, 55)
+
+
+def version_pair(text):
+    """(major, minor) of a version string such as '0.55.0' or '0.56.0rc1', or None."""
+    parts = str(text).split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "x")
+    except (IndexError, ValueError):
+        return None
+
+
+def uvicorn_support(version):
+    """(error, warning) for this uvicorn version: an error below the oldest supported release, a
+    warning past the newest tested one (it may work; herdsman has not been run on it)."""
+    supported = "%d.%d to %d.%d" % (UVICORN_OLDEST + UVICORN_NEWEST)
+    pin = '"uvicorn>=%d.%d,<%d.%d"' % (UVICORN_OLDEST + (UVICORN_NEWEST[0], UVICORN_NEWEST[1] + 1))
+    pair = version_pair(version)
+    if pair is None:
+        return None, ("uvicorn reports version %r, which herdsman cannot read; it supports uvicorn %s"
+                      % (version, supported))
+    if pair < UVICORN_OLDEST:
+        return ("uvicorn %s for %s is older than herdsman supports (uvicorn %s; the worker runtime "
+                "uses uvicorn internals that changed): %s" % (version, python_description(), supported,
+                                                            install_hint(pin))), None
+    if pair > UVICORN_NEWEST:
+        return None, ("uvicorn %s is newer than any herdsman was tested with (uvicorn %s): if workers "
+                      "misbehave, pin %s" % (version, supported, pin))
+    return None, None
+
+
 def import_uvicorn():
     try:
         import uvicorn
@@ -66,6 +102,13 @@ def import_uvicorn():
             "uvicorn cannot be imported for %s (%s: %s): %s"
             % (python_description(), type(exc).__name__, exc, install_hint("uvicorn", reinstall=True)),
         )
+    error, warning = uvicorn_support(getattr(uvicorn, "__version__", "unknown"))
+    if error:
+        return None, BootError("dependency", error)
+    if warning:
+        from .log import log
+
+        log.warning(warning)
     return uvicorn, None
 
 
