@@ -378,3 +378,69 @@ both_engines! {
         }
     }
 }
+
+/// Reads what the server sends until it closes the connection (or `limit` passes).
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (String, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection past {limit:?}: {e}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&seen).into_owned(),
+        started.elapsed(),
+    )
+}
+
+both_engines! {
+    /// A request head is bounded while it is read, not only once it is complete: a 1 MiB header
+    /// line is answered 431 long before it ends (uvicorn read 300 MB whole), and the worker
+    /// serves the next request.
+    fn a_huge_request_head_is_refused_while_it_is_read(engine: Engine) {
+        use std::io::Write;
+        let h = Start::new(&["-w", "1", "asgi_app:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let mut stream = common::http::connect(h.addr()).expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+            .expect("send");
+        // 1 MiB in 64 KiB pieces; the server may close before the end (then writes fail).
+        let piece = vec![b'a'; 64 * 1024];
+        for _ in 0..16 {
+            if stream.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let (seen, _) = read_until_closed(&mut stream, Duration::from_secs(20));
+        assert!(seen.starts_with("HTTP/1.1 431"), "{engine}: {seen:?}");
+        assert_eq!(get(h.addr(), "/").expect("the next request").status, 200, "{engine}: the worker still serves");
+        assert!(h.finish().success());
+    }
+
+    /// A head that never completes (slowloris) is closed 30 s after it began, as the native
+    /// engine's header read timeout; uvicorn kept such connections for good.
+    fn a_request_head_that_never_ends_is_closed_after_30_s(engine: Engine) {
+        use std::io::Write;
+        let h = Start::new(&["-w", "1", "asgi_app:app"]).engine(engine).spawn();
+        h.wait_serving();
+        let mut stream = common::http::connect(h.addr()).expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: a")
+            .expect("send");
+        let (_, took) = read_until_closed(&mut stream, Duration::from_secs(45));
+        assert!(
+            took >= Duration::from_secs(25),
+            "{engine}: closed after {took:?}, before the timeout"
+        );
+        assert_eq!(get(h.addr(), "/").expect("the next request").status, 200, "{engine}: the worker still serves");
+        assert!(h.finish().success());
+    }
+}

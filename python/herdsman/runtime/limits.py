@@ -5,7 +5,8 @@ field (name, colon, space and value) longer than `limit_request_field_size` byte
 `Connection: close`, before the app is called; 0 turns a limit off.
 
 uvicorn's parser has read the head by then (it has no such limits of its own), so this bounds
-what reaches the app, not what the worker reads; the native engine refuses at parse time.
+what reaches the app; what the worker reads is bounded by uvicorn_head.py (64 KiB, 30 s), and the
+native engine refuses at parse time.
 """
 
 REQUEST_LINE_EXTRA = len(" ") + len(" HTTP/1.1")  # the request line around method and target

@@ -29,7 +29,7 @@ from ..lifecycle import exit_soon
 from ..limits import limit_requests
 from ..log import log, logging_config
 from ..proxy import Trusted, proxy_headers
-from . import uvicorn_accept
+from . import uvicorn_accept, uvicorn_head
 from .uvicorn_ws import GOING_AWAY, SERVICE_RESTART, close_websocket, is_websocket
 
 
@@ -154,7 +154,9 @@ def make_server_class(uvicorn):
             # What uvicorn's startup makes for create_server (uvicorn internal:
             # `config.http_protocol_class` and its keyword arguments).
             config = self.config
-            return config.http_protocol_class(config=config, server_state=self.server_state,
+            # With the head bounds (uvicorn_head.py; the class is made once).
+            protocol_class = uvicorn_head.bounded(config.http_protocol_class)
+            return protocol_class(config=config, server_state=self.server_state,
                                               app_state=self.lifespan.state, _loop=_loop)
 
         async def _close_acceptors(self) -> None:
