@@ -402,3 +402,65 @@ fn process_titles_name_every_process_and_survive_an_upgrade() {
     assert_serving_with(&mut h, &workers);
     assert!(h.finish().success());
 }
+
+/// The zygote across upgrades (`--spawn zygote --preload`, SIGUSR2 twice under load): every
+/// request answered; each upgrade starts a zygote of its own, the new workers are forked from
+/// it (children of the master, which stays the same process), and the old zygotes are gone,
+/// reaped, not left behind as zombies or orphans.
+#[test]
+fn upgrades_with_a_zygote_fork_the_new_workers_from_a_new_zygote_and_fail_no_request() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let h = start(
+        scratch.path(),
+        &["-w", "2", "--spawn", "zygote", "--preload", "asgi_app:app"],
+    );
+    h.wait_serving();
+    let started = start_time(h.pid);
+    let load = Load::start(h.addr(), 2, 2, &["/", "/slow?s=0.1"]);
+    load.wait_for_more(20, WAIT);
+    for i in 1..=2 {
+        let done = upgrade(&h, i);
+        assert_eq!(done["pid"].as_i64(), Some(h.pid as i64), "{done}");
+        load.wait_for_more(10, WAIT);
+    }
+    let stats = load.stop();
+    wait_retired_exits(&h);
+    eprintln!("zygote upgrades under load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
+    assert_eq!(
+        start_time(h.pid),
+        started,
+        "the master process was replaced"
+    );
+    let zygotes: Vec<i32> = common::records_with(&h.log.lines(), "zygote ready")
+        .iter()
+        .filter_map(|r| common::field_i64(r, "zygote_pid"))
+        .map(|p| p as i32)
+        .collect();
+    assert!(zygotes.len() >= 3, "a zygote per generation: {zygotes:?}");
+    let current = *zygotes.last().expect("a zygote");
+    for &old in &zygotes[..zygotes.len() - 1] {
+        if old == current {
+            continue;
+        }
+        h.log
+            .wait_for(&format!("old zygote {old} reaped"), WAIT, |_| {
+                common::process_state(old).is_none().then_some(())
+            });
+    }
+    assert_eq!(
+        common::parent_pid(current),
+        Some(h.pid),
+        "the zygote is the master's child"
+    );
+    let workers = ready_in(&h, 2);
+    assert_eq!(workers.len(), 2, "two workers in generation 2");
+    for pid in workers {
+        assert_eq!(
+            common::parent_pid(pid),
+            Some(h.pid),
+            "worker {pid} is the master's child"
+        );
+    }
+    assert!(h.finish().success());
+}
