@@ -443,3 +443,39 @@ fn replacement_time_exec_against_zygote_fastapi() {
         median(zygote_times.clone())
     );
 }
+
+/// A hung zygote (SIGSTOP) that is asked for a worker: the fork request times out, the master
+/// kills that zygote and starts another, which forks the replacement; the other worker serves
+/// throughout, and the hung zygote is reaped.
+#[test]
+fn a_hung_zygote_is_killed_and_replaced_and_the_worker_it_owed_comes_from_the_next() {
+    let h = zygote(&["-w", "2", "--preload", "asgi_app:app"]).spawn();
+    let pids = sorted(h.wait_serving());
+    let hung = *zygote_pids(&h).last().expect("a zygote");
+    signal(hung, libc::SIGSTOP);
+    signal(pids[0], libc::SIGKILL);
+    let failed = h.wait_record("zygote failed a fork request: killing it", |_| true);
+    assert_eq!(
+        field_i64(&failed, "zygote_pid"),
+        Some(i64::from(hung)),
+        "{failed}"
+    );
+    // The other worker still serves while the master recovers.
+    let served = common::http::get(h.addr(), "/").expect("served meanwhile");
+    assert_eq!((served.status, served.pid()), (200, pids[1]));
+    let replacement = pid_of(&wait_new_worker(&h, &pids));
+    assert_masters_children(&h, &[replacement]);
+    let next = h.wait_record(ZYGOTE_READY, |r| {
+        field_i64(r, "zygote_pid").is_some_and(|p| p != i64::from(hung))
+    });
+    assert_ne!(field_i64(&next, "zygote_pid"), Some(i64::from(hung)));
+    wait_reaped_zygote(&h, hung);
+    assert!(h.finish().success());
+}
+
+/// Waits until the master has logged the exit of zygote `pid` and it is gone from /proc.
+fn wait_reaped_zygote(h: &Herdsman, pid: i32) {
+    h.log.wait_for(&format!("zygote {pid} reaped"), WAIT, |_| {
+        common::process_state(pid).is_none().then_some(())
+    });
+}
