@@ -688,3 +688,62 @@ fn a_master_that_is_not_root_cannot_switch_users() {
         "{err}"
     );
 }
+
+/// `--spawn zygote --preload` with `--user nobody`: the zygote runs as nobody (it is exec'd with
+/// the workers' credentials), so the workers it forks do too, with the group and its
+/// supplementary groups replaced; the root master reaps and replaces them as usual.
+#[test]
+fn a_zygote_and_the_workers_it_forks_run_as_the_configured_user() {
+    if !nix::unistd::geteuid().is_root() {
+        return common::skip(&format!(
+            "switching the workers' user needs a root master, and this runs as uid {}",
+            nix::unistd::geteuid()
+        ));
+    }
+    let Some((python, pythonpath)) = python_for_nobody() else {
+        return common::skip("no interpreter with uvicorn that user nobody (uid 65534) can run (the test venv is out of its reach, and no system python3 can import the venv's packages)");
+    };
+    let pythonpath_env = pythonpath.map(|p| format!("PYTHONPATH={p}"));
+    let mut args = vec![
+        "-u",
+        "nobody",
+        "-g",
+        "4242",
+        "-w",
+        "2",
+        "--spawn",
+        "zygote",
+        "--preload",
+    ];
+    if let Some(env) = &pythonpath_env {
+        args.extend(["-e", env.as_str()]);
+    }
+    args.push("asgi_app:app");
+    let h = Start::new(&args).python(&python).spawn();
+    let workers = h.wait_serving();
+    let zygote = common::records_with(&h.log.lines(), "zygote ready")
+        .iter()
+        .filter_map(|r| common::field_i64(r, "zygote_pid"))
+        .last()
+        .expect("a zygote") as i32;
+    for pid in workers.iter().copied().chain([zygote]) {
+        assert_eq!(status_field(pid, "Uid"), ["65534"; 4], "pid {pid}");
+        assert_eq!(status_field(pid, "Gid"), ["4242"; 4], "pid {pid}");
+        assert_eq!(status_field(pid, "Groups"), ["4242"], "pid {pid}");
+    }
+    assert_eq!(
+        status_field(h.pid, "Uid"),
+        ["0"; 4],
+        "the master stays root"
+    );
+    common::signal(workers[0], libc::SIGKILL);
+    let next = h.wait_record("worker ready", |r| {
+        common::field_i64(r, "pid").is_some_and(|p| !workers.contains(&(p as i32)))
+    });
+    let next = common::field_i64(&next, "pid").expect("pid") as i32;
+    assert_eq!(status_field(next, "Uid"), ["65534"; 4], "the replacement");
+    assert_eq!(common::parent_pid(next), Some(h.pid), "the master's child");
+    let response = http::get(h.addr(), "/").expect("served as nobody");
+    assert_eq!(response.status, 200);
+    assert!(h.finish().success());
+}
