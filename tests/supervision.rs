@@ -944,3 +944,78 @@ fn a_stopped_master_kills_and_spawns_nothing_when_continued() {
     assert_eq!(records_with(&lines, READY).len(), 2, "{}", lines.join("\n"));
     assert!(h.finish().success());
 }
+
+/// The master's soft limit on open files (RLIMIT_NOFILE), set on the running master.
+fn set_nofile(pid: i32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with a null new limit reads the current one into `old`.
+    let got = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(got, 0, "prlimit read: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `new` is a valid rlimit; the test started this master.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit set: {}", std::io::Error::last_os_error());
+}
+
+fn open_fds(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .expect("fds")
+}
+
+/// CPU time (user + system) of `pid` so far, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// F16: the master out of file descriptors (its soft limit lowered to what it holds) while a
+/// worker must be replaced: the failed spawns are logged, retried with a back-off (no spin),
+/// the other worker serves throughout, and once the limit is raised the replacement starts.
+#[test]
+fn f16_a_master_out_of_file_descriptors_logs_backs_off_and_recovers() {
+    let h = Start::new(&["-w", "2", "asgi_app:app"]).spawn();
+    let pids = h.wait_serving();
+    let held = open_fds(h.pid);
+    set_nofile(h.pid, held);
+    common::signal(pids[0], libc::SIGKILL);
+    let first = h.wait_record("", |r| {
+        r.to_string().contains("Too many open files") || r.to_string().contains("EMFILE")
+    });
+    let ticks_at_first = cpu_ticks(h.pid);
+    eprintln!("first failure: {first}");
+    let failures = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("Too many open files") || l.contains("EMFILE"))
+            .count()
+    };
+    h.log
+        .wait_for("a second failed spawn (the retry)", WAIT, |lines| {
+            (failures(lines) >= 2).then_some(())
+        });
+    let spent = cpu_ticks(h.pid) - ticks_at_first;
+    // No spin: between two retries the master sleeps (a tick is 10 ms; a spinning master
+    // burns every tick of the back-off).
+    assert!(
+        spent <= 20,
+        "the master spent {spent} ticks between two retries:\n{}",
+        h.log.text()
+    );
+    let served = common::http::get(h.addr(), "/").expect("the other worker serves");
+    assert_eq!((served.status, served.pid()), (200, pids[1]));
+    set_nofile(h.pid, 4096);
+    let replacement = h.wait_record("worker ready", |r| {
+        common::field_i64(r, "pid").is_some_and(|p| !pids.contains(&(p as i32)))
+    });
+    eprintln!("recovered: {replacement}");
+    assert!(h.finish().success());
+}
