@@ -1019,3 +1019,53 @@ fn f16_a_master_out_of_file_descriptors_logs_backs_off_and_recovers() {
     eprintln!("recovered: {replacement}");
     assert!(h.finish().success());
 }
+
+/// F9: the master SIGSTOPped for 30 s (as long as the default `--timeout`), then continued. The
+/// workers serve throughout; a worker killed during the stop is reaped after it and replaced
+/// exactly once; the workers that kept serving are not judged hung (their heartbeats waited in
+/// the channel), so afterwards the same workers plus one replacement serve.
+#[test]
+fn f9_a_master_stopped_for_30_s_loses_no_worker_and_spawns_no_double() {
+    let h = Start::new(&["-w", "2", "asgi_app:app"]).spawn();
+    let pids = h.wait_serving();
+    common::signal(h.pid, libc::SIGSTOP);
+    let stopped = Instant::now();
+    common::signal(pids[0], libc::SIGKILL);
+    let mut served = 0;
+    while stopped.elapsed() < Duration::from_secs(30) {
+        let response = get(h.addr(), "/").expect("served while the master is stopped");
+        assert_eq!((response.status, response.pid()), (200, pids[1]));
+        served += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::signal(h.pid, libc::SIGCONT);
+    let replacement = h.wait_record("worker ready", |r| {
+        field_i64(r, "pid").is_some_and(|p| !pids.contains(&(p as i32)))
+    });
+    let replacement = field_i64(&replacement, "pid").expect("pid") as i32;
+    // Let a few heartbeat intervals pass as events: requests answered by both live workers.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        seen.insert(get(h.addr(), "/").expect("served").pid());
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        std::collections::BTreeSet::from([pids[1], replacement]),
+        "the workers after the stop"
+    );
+    let log = h.log.text();
+    assert_eq!(
+        log.matches("\"worker ready\"").count(),
+        3,
+        "one replacement, no double spawn:\n{log}"
+    );
+    assert!(
+        !log.contains("no heartbeat for"),
+        "a worker judged hung:\n{log}"
+    );
+    eprintln!("served {served} requests while the master was stopped");
+    assert!(h.finish().success());
+}
