@@ -952,3 +952,56 @@ both_engines! {
 fn an_asgi_django_app_is_probed_after_lifespan_startup() {
     django_readiness(Engine::Uvicorn, "readyproj.asgi:application");
 }
+
+/// F4 during a reload: the new generation's workers hang at import (slow_if_marker with the
+/// marker made before SIGHUP) past `--boot-timeout`: each is dumped and killed as a boot failure,
+/// retried `--startup-attempts` times, then the reload fails back to the old generation, whose
+/// workers served every request under load throughout.
+#[test]
+fn f4_new_workers_that_never_get_ready_roll_the_reload_back_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("slow");
+    let marker_env = format!("SLOW_MARKER={}", marker.display());
+    let h = Herdsman::start(&[
+        "-w",
+        "2",
+        "--boot-timeout",
+        "2s",
+        "--startup-attempts",
+        "2",
+        "-e",
+        &marker_env,
+        "-e",
+        "SLOW_SECONDS=120",
+        "slow_if_marker:app",
+    ]);
+    let old = sorted(h.wait_serving());
+    let load = Load::start(h.addr(), 2, 2, &["/"]);
+    load.wait_for_more(20, WAIT);
+    std::fs::write(&marker, b"").expect("marker");
+    h.signal(libc::SIGHUP);
+    let failed = h.wait_record(RELOAD_FAILED, |_| true);
+    assert_eq!(failed["kept_generation"], 0, "rolled back: {failed}");
+    let timeouts = h
+        .log
+        .records()
+        .iter()
+        .filter(|r| message(r).starts_with("worker did not become ready within the boot timeout"))
+        .count();
+    assert!(
+        timeouts >= 2,
+        "each hung boot killed at the boot timeout ({timeouts})"
+    );
+    assert!(count(&h, BOOT_FAILED) >= 2, "counted as boot failures");
+    load.wait_for_more(20, WAIT);
+    let stats = load.stop();
+    eprintln!("F4 during a reload, under load: {stats:?}");
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    assert_eq!(
+        sorted(h.live_worker_pids()),
+        old,
+        "the old workers still serve"
+    );
+    assert_eq!(count(&h, GIVING_UP), 0);
+    assert!(h.finish().success());
+}
