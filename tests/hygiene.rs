@@ -723,8 +723,8 @@ fn a_zygote_and_the_workers_it_forks_run_as_the_configured_user() {
     let workers = h.wait_serving();
     let zygote = common::records_with(&h.log.lines(), "zygote ready")
         .iter()
-        .filter_map(|r| common::field_i64(r, "zygote_pid"))
-        .last()
+        .rev()
+        .find_map(|r| common::field_i64(r, "zygote_pid"))
         .expect("a zygote") as i32;
     for pid in workers.iter().copied().chain([zygote]) {
         assert_eq!(status_field(pid, "Uid"), ["65534"; 4], "pid {pid}");
