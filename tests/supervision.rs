@@ -1069,3 +1069,64 @@ fn f9_a_master_stopped_for_30_s_loses_no_worker_and_spawns_no_double() {
     eprintln!("served {served} requests while the master was stopped");
     assert!(h.finish().success());
 }
+
+/// libfaketime, which the test set-up installs (scripts/deps.sh): a preloaded library that
+/// offsets the wall clock of the processes it is loaded into, read from a file at every call.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// F19: the wall clock jumps two hours ahead, then four hours back, in the master and its
+/// workers (libfaketime, the monotonic clock left alone) while they serve: no timeout fires (no
+/// worker judged hung or killed, no boot timeout on a reload), a reload completes, requests are
+/// answered; the master's own log timestamps show the jumps took effect.
+#[test]
+fn f19_wall_clock_jumps_fire_no_timeout() {
+    if !Path::new(FAKETIME).exists() {
+        return common::skip(&format!(
+            "{FAKETIME} is missing: scripts/deps.sh installs Debian's libfaketime"
+        ));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let offset = dir.path().join("offset");
+    write_file(dir.path(), "offset", "+0\n");
+    let h = Start::new(&["-w", "2", "--timeout", "5s", "asgi_app:app"])
+        .env("LD_PRELOAD", FAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", offset.to_str().expect("utf-8"))
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .spawn();
+    let pids = h.wait_serving();
+    let year_of = |record: &Value| -> SystemTime {
+        humantime::parse_rfc3339(record["timestamp"].as_str().expect("timestamp")).expect("time")
+    };
+    let before = year_of(&h.wait_record("serving: all workers ready", |_| true));
+    for (jump, reloads) in [("+2h", 1), ("-2h", 2)] {
+        write_file(dir.path(), "offset", &format!("{jump}\n"));
+        h.signal(libc::SIGHUP);
+        let done = h.wait_records("reload complete", reloads);
+        let at = year_of(&done[reloads - 1]);
+        let shift = if jump == "+2h" {
+            at.duration_since(before).map(|d| d.as_secs()).unwrap_or(0)
+        } else {
+            before.duration_since(at).map(|d| d.as_secs()).unwrap_or(0)
+        };
+        assert!(
+            shift >= 3600,
+            "the master's clock did not jump {jump}: {before:?} -> {at:?}"
+        );
+        // Past the worker timeout on the monotonic clock, in requests: every one answered.
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let response = get(h.addr(), "/").expect("served across the jump");
+            assert_eq!(response.status, 200);
+        }
+    }
+    let log = h.log.text();
+    for bad in ["no heartbeat for", "boot timeout", "liveness timeout"] {
+        assert!(!log.contains(bad), "a timeout fired ({bad}):\n{log}");
+    }
+    assert_eq!(
+        records_with(&h.log.lines(), "worker ready").len(),
+        pids.len() * 3
+    );
+    assert!(h.finish().success());
+}
