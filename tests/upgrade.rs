@@ -248,7 +248,7 @@ fn a_binary_whose_check_fails_is_refused_with_what_it_said() {
             install_file(dir, script, 0o755);
         },
         "upgrade refused",
-        "no upgrade for you: check 1",
+        "no upgrade for you: check 2",
     );
     assert!(h.finish().success());
 }
@@ -400,5 +400,116 @@ fn process_titles_name_every_process_and_survive_an_upgrade() {
         assert_eq!(title(pid).0, format!("herdsman: worker [{name}]"));
     }
     assert_serving_with(&mut h, &workers);
+    assert!(h.finish().success());
+}
+
+/// The counter samples of `/metrics` (per-worker series aside): name with labels, and value.
+fn counters(admin: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    let response = http::get(admin, "/metrics").expect("GET /metrics");
+    assert_eq!(response.status, 200);
+    let counter_families: Vec<String> = response
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            l.strip_suffix(" counter")
+                .or_else(|| l.strip_suffix(" summary"))
+        })
+        .map(str::to_string)
+        .collect();
+    response
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("worker=\""))
+        .filter(|l| counter_families.iter().any(|f| l.starts_with(f.as_str())))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(name, value)| (name.to_string(), value.parse().expect("a number")))
+        .collect()
+}
+
+/// The admin listener's address, as the `n`th image that bound it logged (port 0: each image
+/// of the master binds its own).
+fn admin_addr(h: &Herdsman, n: usize) -> std::net::SocketAddr {
+    let records = h.wait_records("admin listener", n);
+    let address = records[n - 1]["address"].as_str().expect("address field");
+    address.parse().expect("a TCP address")
+}
+
+/// What operators see is carried through an upgrade: `/metrics` counters never go down, a
+/// request quarantined before SIGUSR2 is still refused by the workers the new image starts,
+/// and an adopted worker killed by a request is reported with that request (its in-flight file
+/// was handed over). Before, the counters started again from zero, the quarantine was
+/// forgotten (the new workers died on the deadly request again) and the death named nothing.
+#[test]
+fn an_upgrade_keeps_the_counters_the_quarantine_and_the_in_flight_files() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let marker = scratch.path().join("marker");
+    let marker_env = format!("MARKER={}", marker.display());
+    let args = [
+        "-w",
+        "2",
+        "--admin-bind",
+        "127.0.0.1:0",
+        "-e",
+        &marker_env,
+        "deadly_if_marker:app",
+    ];
+    let mut h = start(scratch.path(), &args);
+    h.wait_serving();
+    for n in 1..=3 {
+        assert!(http::get(h.addr(), "/die").is_err(), "the worker died");
+        h.wait_records("worker died unexpectedly", n);
+    }
+    h.wait_record(
+        "request GET /die keeps killing workers: quarantined",
+        |_| true,
+    );
+    h.wait_records("worker ready", 5);
+    let before = counters(admin_addr(&h, 1));
+    let crashes = "herdsman_worker_restarts_total{reason=\"crash\"}";
+    assert_eq!(before.get(crashes), Some(&3.0), "{before:?}");
+
+    // An upgrade whose new workers cannot boot: the adopted ones keep serving.
+    common::write_file(scratch.path(), "marker", "");
+    h.signal(libc::SIGUSR2);
+    h.wait_record("upgrade failed", |_| true);
+    h.wait_record("reload failed", |_| true);
+    let adopted = h.live_worker_pids();
+    let deaths = common::records_with(&h.log.lines(), "worker died unexpectedly").len();
+    let killed = http::request(
+        http::connect(h.addr()).expect("connect"),
+        "POST",
+        "/die",
+        b"",
+    );
+    assert!(killed.is_err(), "an adopted worker died: {killed:?}");
+    let death = h.wait_records("worker died unexpectedly", deaths + 1)[deaths].clone();
+    assert!(
+        adopted.contains(&(death["pid"].as_i64().expect("pid") as i32)),
+        "{death}"
+    );
+    assert!(
+        message(&death).ends_with("it was serving: POST /die"),
+        "the adopted worker's in-flight file names its request: {death}"
+    );
+
+    // A second upgrade, with new workers this time: they refuse the quarantined request.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let done = upgrade(&h, 1);
+    let generation = done["generation"].as_u64().expect("generation");
+    assert_eq!(ready_in(&h, generation).len(), 2);
+    wait_retired_exits(&h);
+    let refused = http::get(h.addr(), "/die").expect("a quarantined request is answered");
+    assert_eq!(refused.status, 503, "still quarantined after the upgrade");
+    let after = counters(admin_addr(&h, 3));
+    for (name, value) in &before {
+        let now = after.get(name).copied().unwrap_or(0.0);
+        assert!(
+            now >= *value,
+            "{name}: {value} before the upgrades, {now} after"
+        );
+    }
+    assert_eq!(after.get(crashes), Some(&4.0), "{after:?}");
+    assert!(!h.has_exited());
     assert!(h.finish().success());
 }

@@ -165,7 +165,8 @@ fn adopt_and_run(
     let uptime = Duration::from_millis(handover.uptime_ms);
     let workers = handover.workers.iter().map(adopted).collect();
     let (generation, next_id) = (handover.generation, handover.next_worker_id);
-    let master = Master::adopt(policy.clone(), generation, next_id, uptime, workers, now);
+    let mut master = Master::adopt(policy.clone(), generation, next_id, uptime, workers, now);
+    master.restore_records(&handover.counters, &handover.quarantine, now);
     remove_old_runtime(handover);
     let mut queue = VecDeque::new();
     match rollout {

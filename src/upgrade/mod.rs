@@ -9,6 +9,7 @@
 //!   the upgrade while the old image keeps serving.
 //! - [`Handover`]: the versioned state written into a memfd (format and compatibility rule
 //!   in `handover.rs`).
+//! - [`HandedCounters`], [`HandedRequest`]: what operators see, carried across.
 //! - [`exec_in_place`]: blocks every signal, keeps exactly the handed-over fds open across
 //!   exec, execs; puts everything back if exec fails.
 //! - [`take_handover`]: the new image's first step after installing its signal handlers.
@@ -22,6 +23,7 @@ mod error;
 mod exec;
 mod handover;
 mod intake;
+mod records;
 
 pub use binary::Binary;
 pub use check::{Check, Outcome, CHECK_TIMEOUT};
@@ -32,3 +34,4 @@ pub use handover::{
     Handover, HandoverError, SocketFileId, Spec, CHECK_VAR, FD_VAR, VERSION,
 };
 pub use intake::{take_check_request, take_handover};
+pub use records::{HandedCounters, HandedRequest};
