@@ -253,6 +253,29 @@ fn a_binary_whose_check_fails_is_refused_with_what_it_said() {
     assert!(h.finish().success());
 }
 
+/// A downgrade to a binary that does not read the handover format this one writes (an older
+/// binary that reads only version 1, when this one writes 2) is refused at the check, with the
+/// formats that binary reads in the log. The older binary is played by the real one, asked by
+/// its wrapper whether it reads a format newer than any it knows: the same refusal a version 1
+/// reader gives to version 2.
+#[test]
+fn a_binary_that_does_not_read_the_handover_format_is_refused() {
+    let (h, _scratch) = refused_then_fine(
+        |dir| {
+            let real = dir.join("herdsman-older");
+            std::fs::copy(common::binary(), &real).expect("copy the binary");
+            let script = format!(
+                "#!/bin/sh\nexport HERDSMAN_UPGRADE_CHECK=$((HERDSMAN_UPGRADE_CHECK + 1000))\nexec {} \"$@\"\n",
+                real.display()
+            );
+            install_file(dir, &script, 0o755);
+        },
+        "upgrade refused",
+        "this binary reads handover formats",
+    );
+    assert!(h.finish().success());
+}
+
 #[test]
 fn new_workers_that_fail_to_boot_leave_the_adopted_ones_serving() {
     let scratch = tempfile::tempdir().expect("scratch dir");
