@@ -205,6 +205,7 @@ impl Supervisor {
     fn hand_over(&mut self, master: &Master, now: Instant) {
         if let Some(why) = master.upgrade_blocker() {
             warn!("upgrade abandoned: {why}; send SIGUSR2 again later");
+            self.notifier.upgrade_abandoned(why);
             self.upgrade.stage = Stage::Idle;
             return;
         }
@@ -218,6 +219,7 @@ impl Supervisor {
             Ok(handover) => handover,
             Err(why) => {
                 error!("upgrade abandoned: {why}; the current master keeps serving");
+                self.notifier.upgrade_abandoned(&why.to_string());
                 self.upgrade.stage = Stage::Idle;
                 return;
             }
@@ -229,6 +231,9 @@ impl Supervisor {
             workers = handover.workers.len(),
             "upgrade: handing over to the new binary"
         );
+        // systemd (Type=notify-reload) sees the upgrade as a reload; the new image, or this one
+        // if the exec does not happen, answers READY=1.
+        self.notifier.upgrading();
         let signals = &self.signals;
         let env: Vec<_> = std::env::vars_os().collect();
         match exec_in_place(binary, &mut handover, &env, || signals.pending()) {
@@ -236,10 +241,9 @@ impl Supervisor {
                 debug!("upgrade: a signal came in; handing over at the next quiet moment")
             }
             Err(e) => {
-                error!(
-                    "upgrade failed: {}; the current master keeps serving",
-                    error_chain(&e)
-                );
+                let why = error_chain(&e);
+                error!("upgrade failed: {why}; the current master keeps serving");
+                self.notifier.upgrade_abandoned(&why);
                 self.upgrade.stage = Stage::Idle;
             }
         }
@@ -369,15 +373,19 @@ impl Supervisor {
         let adopted = handover.generation;
         self.specs = [(adopted, handover.spec.clone().into())].into();
         self.next_generation = adopted + 1;
-        let spec = next?;
-        let generation = self.next_generation;
-        self.specs.insert(generation, spec);
-        self.next_generation += 1;
-        self.upgrade.stage = Stage::RollingOut {
-            generation,
-            started: now,
-        };
-        Some(generation)
+        let rollout = next.map(|spec| {
+            let generation = self.next_generation;
+            self.specs.insert(generation, spec);
+            self.next_generation += 1;
+            self.upgrade.stage = Stage::RollingOut {
+                generation,
+                started: now,
+            };
+            generation
+        });
+        // The previous image's RELOADING=1 is answered once the rollout ends (or now).
+        self.notifier.resumed(rollout.is_some());
+        rollout
     }
 }
 
