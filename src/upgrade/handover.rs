@@ -128,6 +128,10 @@ pub struct Spec {
     /// The master's log format is JSON (for a zygote's own lines; absent means text).
     #[serde(default)]
     pub log_json: bool,
+    /// The workers start with no_new_privs (added with `no_new_privs`; absent means off, as an
+    /// image from before it started them).
+    #[serde(default)]
+    pub no_new_privs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,6 +313,7 @@ impl From<&WorkerSpec> for Spec {
             zygote: spec.spawn == SpawnMode::Zygote,
             preload: spec.preload,
             log_json: spec.log_format == LogFormat::Json,
+            no_new_privs: spec.no_new_privs,
         }
     }
 }
@@ -334,6 +339,7 @@ impl From<Spec> for WorkerSpec {
                 uid: id.uid,
             }),
             umask: spec.umask,
+            no_new_privs: spec.no_new_privs,
             capture_output: spec.capture_output,
             spawn: if spec.zygote {
                 SpawnMode::Zygote
@@ -443,6 +449,7 @@ pub(crate) fn sample() -> Handover {
             zygote: true,
             preload: true,
             log_json: true,
+            no_new_privs: true,
         },
         listeners: vec![
             HandedListener {
