@@ -94,6 +94,7 @@ pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
         Err(e) => return fatal(e),
     };
     start_logging(&config);
+    super::launch::report_reclaimed(&runtime, handover.runtime_dir.as_deref());
     crate::sys::proctitle::name_master(config.proc_name.as_deref());
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -329,6 +330,7 @@ fn adopted(w: &HandedWorker) -> Adopted {
 
 /// Removes the previous image's runtime directory: its workers have read their script long
 /// ago, and no worker is started from it any more. Only a herdsman runtime directory is removed.
+/// Creating this image's may have removed it already (its lock went with the exec).
 fn remove_old_runtime(handover: &Handover) {
     let Some(dir) = &handover.runtime_dir else {
         return;
@@ -340,7 +342,11 @@ fn remove_old_runtime(handover: &Handover) {
     if !ours {
         return;
     }
-    if let Err(e) = fs::remove_dir_all(dir) {
-        warn!(path = %dir.display(), error = %e, "could not remove the previous runtime directory");
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(path = %dir.display(), error = %e, "could not remove the previous runtime directory")
+        }
     }
 }
