@@ -276,6 +276,50 @@ fn a_binary_that_does_not_read_the_handover_format_is_refused() {
     assert!(h.finish().success());
 }
 
+/// A new binary that passes its check but then cannot take over (here its handover fd is lost on
+/// the way, by a wrapper around the real binary) executes the previous binary again, in the same
+/// process, which takes the same handover and keeps the workers serving, and says why. Before,
+/// the master exited and every worker with it.
+#[test]
+fn a_new_binary_that_cannot_take_over_goes_back_to_the_previous_one_with_the_workers() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut h = start(scratch.path(), &["-w", "2", "asgi_app:app"]);
+    let workers = h.wait_serving();
+    let started = start_time(h.pid);
+    let real = scratch.path().join("herdsman-real");
+    std::fs::copy(common::binary(), &real).expect("copy the binary");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = check ]; then exec {real} \"$@\"; fi\nexport HERDSMAN_UPGRADE_FD=999\nexec {real} \"$@\"\n",
+        real = real.display()
+    );
+    install_file(scratch.path(), &script, 0o755);
+    h.signal(libc::SIGUSR2);
+    h.wait_record("upgrade: the new binary passed its check", |_| true);
+    let failed = h.wait_record("upgrade failed: the new binary could not take over", |_| {
+        true
+    });
+    assert_eq!(failed["level"].as_str(), Some("ERROR"), "{failed}");
+    assert!(message(&failed).contains("fd 999 is not open"), "{failed}");
+    assert_eq!(start_time(h.pid), started, "the same master process");
+    assert_serving_with(&mut h, &workers);
+    assert!(
+        h.log
+            .records()
+            .iter()
+            .all(|r| !message(r).starts_with("upgrade complete")),
+        "no rollout after a rollback"
+    );
+    let load = Load::start(h.addr(), 2, 2, &["/"]);
+    load.wait_for_more(20, WAIT);
+    assert_eq!(load.stop().failed, 0);
+
+    // Fixed: the next upgrade goes through.
+    install(scratch.path());
+    let done = upgrade(&h, 1);
+    assert_eq!(done["pid"].as_i64(), Some(h.pid as i64));
+    assert!(h.finish().success());
+}
+
 #[test]
 fn new_workers_that_fail_to_boot_leave_the_adopted_ones_serving() {
     let scratch = tempfile::tempdir().expect("scratch dir");

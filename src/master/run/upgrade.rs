@@ -337,6 +337,7 @@ impl Supervisor {
         &mut self,
         handover: &Handover,
         next: Option<WorkerSpec>,
+        rolled_back: Option<&str>,
         now: Instant,
     ) -> Option<u64> {
         for w in &handover.workers {
@@ -384,7 +385,13 @@ impl Supervisor {
             generation
         });
         // The previous image's RELOADING=1 is answered once the rollout ends (or now).
-        self.notifier.resumed(rollout.is_some());
+        match rolled_back {
+            Some(reason) => {
+                self.notifier.resumed(true);
+                self.notifier.upgrade_abandoned(reason);
+            }
+            None => self.notifier.resumed(rollout.is_some()),
+        }
         rollout
     }
 }
