@@ -157,16 +157,24 @@ fn serve(args: RunArgs) -> i32 {
         }
     };
     // Exec'd in place by an upgrading master (SIGUSR2): take over what it handed over.
-    match upgrade::take_handover() {
-        Some(Ok(handover)) => return master::resume(args, signals, handover),
-        Some(Err(e)) => {
-            eprintln!(
-                "herdsman: in-place upgrade failed: {}; exiting (the workers exit with the master)",
-                error_chain(&e)
-            );
-            return exit::FAILURE;
+    if let Some(intake) = upgrade::take_handover() {
+        let e = match intake.handover {
+            Ok(handover) => {
+                return master::resume(args, signals, handover, intake.previous, intake.rolled_back)
+            }
+            Err(e) => e,
+        };
+        let reason = error_chain(&e);
+        if let Some(previous) = intake.previous {
+            eprintln!("herdsman: in-place upgrade failed: {reason}; executing the previous binary again, which keeps the workers");
+            // The handed-over fds are still inheritable: the handover was not taken.
+            let errno = upgrade::roll_back(previous, &[], &reason);
+            eprintln!("herdsman: could not execute the previous binary again: {errno}");
         }
-        None => {}
+        eprintln!(
+            "herdsman: in-place upgrade failed: {reason}; exiting (the workers exit with the master)"
+        );
+        return exit::FAILURE;
     }
     let config = match config::load(&args, &env_snapshot()) {
         Ok(config) => config,

@@ -1,6 +1,6 @@
 //! The systemd and container contract, with real processes: a fake `NOTIFY_SOCKET` receiving
-//! the notify protocol through boot, reloads (good, rolled back, refused) and stop, and the
-//! watchdog; socket activation through real inherited fds (a bash launcher that keeps the
+//! the notify protocol through boot, reloads (good, rolled back, refused), an in-place upgrade
+//! and stop, and the watchdog; socket activation through real inherited fds (a bash launcher that keeps the
 //! contract, and `systemd-socket-activate` when installed), including a `LISTEN_PID` meant for
 //! someone else; the master as PID 1 of a new pid namespace reaping 100 orphans and passing its
 //! exit code on; and `drain_before_stop`.
@@ -241,6 +241,61 @@ fn notify_sequence_through_boot_reloads_and_stop() {
     assert!(
         !systemd.texts().iter().any(|t| t.contains("WATCHDOG")),
         "no WATCHDOG_USEC, no pings"
+    );
+    assert!(h.finish().success());
+}
+
+/// An in-place upgrade (SIGUSR2) is one reload to systemd (`Type=notify-reload`): the old binary
+/// sends `RELOADING=1` with the monotonic clock right before its exec, and the new one `READY=1`
+/// once its workers serve, from the same pid. Before, nothing was sent, and systemd never knew the
+/// master was reloading.
+#[test]
+fn notify_sequence_through_an_upgrade() {
+    let mut systemd = FakeSystemd::new();
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let binary = common::installed(scratch.path());
+    let mut h = Start::new(&["-w", "1", "asgi_app:app"])
+        .binary(binary)
+        .env("NOTIFY_SOCKET", systemd.path())
+        .spawn();
+    systemd.wait_line("READY=1");
+    let first = h.wait_serving();
+
+    let before = monotonic_usec();
+    h.signal(libc::SIGUSR2);
+    let reloading = systemd.wait_line("RELOADING=1");
+    let after = monotonic_usec();
+    let stamp: u64 = field(&reloading, "MONOTONIC_USEC")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"));
+    assert!(
+        (before..=after).contains(&stamp),
+        "{before} <= {stamp} <= {after}"
+    );
+    assert!(
+        field(&reloading, "STATUS").is_some_and(|s| s.starts_with("upgrading")),
+        "{reloading}"
+    );
+    let ready = systemd.wait_line("READY=1");
+    assert!(
+        field(&ready, "STATUS").is_some_and(|s| s.starts_with("upgraded in place to generation 1")),
+        "{ready}"
+    );
+    let done = h.wait_record("upgrade complete", |_| true);
+    assert_eq!(done["pid"].as_i64(), Some(h.pid as i64), "{done}");
+    let fresh = h.wait_record("worker ready", |r| r["generation"].as_u64() == Some(1));
+    let pid = fresh["pid"].as_i64().expect("pid") as i32;
+    assert!(!first.contains(&pid), "a new worker: {first:?} -> {pid}");
+    assert_eq!(get(h.addr(), "/").expect("served").status, 200);
+
+    h.signal(libc::SIGTERM);
+    systemd.wait_line("STOPPING=1");
+    assert!(h.wait_exit(WAIT).success());
+    assert_eq!(
+        systemd.lifecycle(),
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
+        "{:#?}",
+        systemd.texts()
     );
     assert!(h.finish().success());
 }

@@ -1,6 +1,6 @@
 //! Hardening (issue 13) with real processes: the fd fallback when close_range is missing, the
 //! crash policy that keeps capacity under a query of death and operator kills, the worker-count
-//! bounds and `--lifespan`.
+//! bounds, `--lifespan`, and workers started with no_new_privs.
 
 mod common;
 #[path = "common/load.rs"]
@@ -442,5 +442,49 @@ both_engines! {
         );
         assert_eq!(get(h.addr(), "/").expect("the next request").status, 200, "{engine}: the worker still serves");
         assert!(h.finish().success());
+    }
+}
+
+/// `NoNewPrivs:` of `/proc/<pid>/status`: 1 when the process can no longer gain privileges.
+fn no_new_privs(pid: i32) -> Option<u8> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NoNewPrivs:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Workers start with the kernel's no_new_privs flag (so a setuid or file-capability program
+/// they exec gains nothing), exec'd or forked from a zygote (which has it too), and
+/// `--allow-new-privs` turns it off for apps that need such a helper. The master keeps its own
+/// flags. Before, no worker had it.
+#[test]
+fn workers_cannot_gain_privileges_unless_allowed() {
+    for spawn in ["exec", "zygote"] {
+        for (extra, expected) in [(None, 1), (Some("--allow-new-privs"), 0)] {
+            let mut args = vec!["-w", "2", "--spawn", spawn];
+            args.extend(extra);
+            args.push("asgi_app:app");
+            let h = Start::new(&args).spawn();
+            let workers = h.wait_serving();
+            let mut pids = workers.clone();
+            let zygotes: Vec<i32> = common::records_with(&h.log.lines(), "zygote ready")
+                .iter()
+                .filter_map(|r| field_i64(r, "zygote_pid"))
+                .map(|p| p as i32)
+                .collect();
+            assert_eq!(zygotes.len(), usize::from(spawn == "zygote"), "{zygotes:?}");
+            pids.extend(&zygotes);
+            for pid in pids {
+                assert_eq!(
+                    no_new_privs(pid),
+                    Some(expected),
+                    "--spawn {spawn} {extra:?}: process {pid} (workers {workers:?}, zygotes {zygotes:?})"
+                );
+            }
+            assert_eq!(no_new_privs(h.pid), Some(0), "the master is left alone");
+            assert_eq!(get(h.addr(), "/").expect("served").status, 200);
+            assert!(h.finish().success());
+        }
     }
 }

@@ -747,3 +747,86 @@ fn a_zygote_and_the_workers_it_forks_run_as_the_configured_user() {
     assert_eq!(response.status, 200);
     assert!(h.finish().success());
 }
+
+/// The runtime directories (`herdsman-XXXXXX`, holding the worker runtime) in `dir`.
+fn runtime_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("read the runtime parent")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("herdsman_worker.py").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// A master killed with SIGKILL cannot remove its runtime directory; the next master to start
+/// does (its lock died with the killed master's process), and leaves alone a live master's, the
+/// per-user control directory, and a directory from another program. Before, every SIGKILL left
+/// one more `herdsman-XXXXXX` behind for good.
+#[test]
+fn a_killed_masters_runtime_directory_is_reclaimed_by_the_next_start() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    // Searchable by all: where a root master puts it too (the runtime must be readable by `user`).
+    fs::set_permissions(parent.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let xdg = parent.path().to_str().expect("utf-8 temp path");
+    let start = || {
+        let h = Start::new(&["-w", "1", "wsgi_app:app"])
+            .env("XDG_RUNTIME_DIR", xdg)
+            .spawn();
+        h.wait_serving();
+        h
+    };
+    let foreign = parent.path().join("herdsman-notours");
+    fs::create_dir(&foreign).expect("mkdir");
+    fs::write(foreign.join("herdsman_worker.py"), "").expect("write");
+
+    let mut killed = start();
+    let dead = runtime_dirs(parent.path());
+    let dead: Vec<PathBuf> = dead.into_iter().filter(|d| *d != foreign).collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let live = start();
+    killed.signal(libc::SIGKILL);
+    killed.wait_exit(WAIT);
+    common::assert_gone(&killed.all_worker_pids(), WAIT);
+    assert!(dead[0].exists(), "the killed master could not remove it");
+    let controls: Vec<PathBuf> = fs::read_dir(parent.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(format!("{}.sock", live.pid)).exists())
+        .collect();
+    assert_eq!(
+        controls.len(),
+        1,
+        "the live master's control directory is here too"
+    );
+
+    let next = start();
+    assert!(!dead[0].exists(), "{} is still there", dead[0].display());
+    let reclaimed = next.wait_record(
+        "removed the runtime directory of a master that is gone",
+        |_| true,
+    );
+    assert_eq!(reclaimed["path"].as_str(), dead[0].to_str(), "{reclaimed}");
+    let left = runtime_dirs(parent.path());
+    assert_eq!(
+        left.len(),
+        3,
+        "the live master's, the new one's and the foreign one: {left:?}"
+    );
+    assert!(left.contains(&foreign));
+    assert!(controls[0].join(format!("{}.sock", live.pid)).exists());
+    assert_eq!(
+        http::get(live.addr(), "/").expect("still serving").status,
+        200
+    );
+    assert!(live.finish().success());
+    assert!(next.finish().success());
+    assert_eq!(
+        runtime_dirs(parent.path()),
+        vec![foreign],
+        "each removed its own at exit"
+    );
+    let _ = killed.finish();
+}

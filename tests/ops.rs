@@ -730,3 +730,62 @@ fn f10_a_storm_of_1000_signals_coalesces_and_ends_exact() {
     eprintln!("F10: {generation} generations for 250 HUPs; master (fds, threads) {after:?}");
     assert!(h.finish().success());
 }
+
+/// Anyone can create `herdsman-<uid>` first in a shared /tmp: a directory of another user
+/// (planted as root, chowned to nobody) or a symlink to a directory of the planter's choice. The
+/// master neither refuses to start (as it did: exit 5) nor uses it: its control socket goes into
+/// a fresh private fallback beside it, it says so, and `herdsman ctl` finds it there without
+/// looking into the planted one.
+#[test]
+fn a_planted_control_directory_neither_stops_the_master_nor_is_used() {
+    let root = nix::unistd::geteuid().is_root();
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut plants = vec!["symlink"];
+    if root {
+        plants.push("another user's directory");
+    }
+    for plant in plants {
+        let base = tempfile::tempdir().expect("temp dir");
+        let planted = base.path().join(format!("herdsman-{uid}"));
+        let elsewhere = base.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        match plant {
+            "symlink" => std::os::unix::fs::symlink(&elsewhere, &planted).expect("symlink"),
+            _ => {
+                std::fs::create_dir(&planted).expect("mkdir");
+                std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).expect("chown");
+            }
+        }
+        let xdg = base.path().to_str().expect("utf-8 temp path");
+        let h = Start::new(&["-w", "1", "asgi_app:app"])
+            .env("XDG_RUNTIME_DIR", xdg)
+            .spawn();
+        h.wait_serving();
+        let warning = h.wait_record("not using the control socket directory", |_| true);
+        assert_eq!(warning["level"].as_str(), Some("WARN"), "{warning}");
+        let socket = control_socket(&h);
+        let fallback = socket.parent().expect("a directory").to_path_buf();
+        assert_ne!(fallback, planted, "{plant}: {warning}");
+        assert!(
+            fallback
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("herdsman-{uid}."))),
+            "{}",
+            fallback.display()
+        );
+        let meta = std::fs::symlink_metadata(&fallback).expect("fallback");
+        assert!(meta.is_dir(), "{}", fallback.display());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).expect("read").count(),
+            0,
+            "{plant}: nothing was put where the symlink points"
+        );
+        let found = ctl_env(&["ctl", "--json", "status"], &[("XDG_RUNTIME_DIR", xdg)])
+            .ok()
+            .json();
+        assert_eq!(found["master"]["pid"], h.pid, "{plant}");
+        assert!(h.finish().success());
+    }
+}

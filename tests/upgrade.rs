@@ -248,8 +248,75 @@ fn a_binary_whose_check_fails_is_refused_with_what_it_said() {
             install_file(dir, script, 0o755);
         },
         "upgrade refused",
-        "no upgrade for you: check 1",
+        "no upgrade for you: check 2",
     );
+    assert!(h.finish().success());
+}
+
+/// A downgrade to a binary that does not read the handover format this one writes (an older
+/// binary that reads only version 1, when this one writes 2) is refused at the check, with the
+/// formats that binary reads in the log. The older binary is played by the real one, asked by
+/// its wrapper whether it reads a format newer than any it knows: the same refusal a version 1
+/// reader gives to version 2.
+#[test]
+fn a_binary_that_does_not_read_the_handover_format_is_refused() {
+    let (h, _scratch) = refused_then_fine(
+        |dir| {
+            let real = dir.join("herdsman-older");
+            std::fs::copy(common::binary(), &real).expect("copy the binary");
+            let script = format!(
+                "#!/bin/sh\nexport HERDSMAN_UPGRADE_CHECK=$((HERDSMAN_UPGRADE_CHECK + 1000))\nexec {} \"$@\"\n",
+                real.display()
+            );
+            install_file(dir, &script, 0o755);
+        },
+        "upgrade refused",
+        "this binary reads handover formats",
+    );
+    assert!(h.finish().success());
+}
+
+/// A new binary that passes its check but then cannot take over (here its handover fd is lost on
+/// the way, by a wrapper around the real binary) executes the previous binary again, in the same
+/// process, which takes the same handover and keeps the workers serving, and says why. Before,
+/// the master exited and every worker with it.
+#[test]
+fn a_new_binary_that_cannot_take_over_goes_back_to_the_previous_one_with_the_workers() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut h = start(scratch.path(), &["-w", "2", "asgi_app:app"]);
+    let workers = h.wait_serving();
+    let started = start_time(h.pid);
+    let real = scratch.path().join("herdsman-real");
+    std::fs::copy(common::binary(), &real).expect("copy the binary");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = check ]; then exec {real} \"$@\"; fi\nexport HERDSMAN_UPGRADE_FD=999\nexec {real} \"$@\"\n",
+        real = real.display()
+    );
+    install_file(scratch.path(), &script, 0o755);
+    h.signal(libc::SIGUSR2);
+    h.wait_record("upgrade: the new binary passed its check", |_| true);
+    let failed = h.wait_record("upgrade failed: the new binary could not take over", |_| {
+        true
+    });
+    assert_eq!(failed["level"].as_str(), Some("ERROR"), "{failed}");
+    assert!(message(&failed).contains("fd 999 is not open"), "{failed}");
+    assert_eq!(start_time(h.pid), started, "the same master process");
+    assert_serving_with(&mut h, &workers);
+    assert!(
+        h.log
+            .records()
+            .iter()
+            .all(|r| !message(r).starts_with("upgrade complete")),
+        "no rollout after a rollback"
+    );
+    let load = Load::start(h.addr(), 2, 2, &["/"]);
+    load.wait_for_more(20, WAIT);
+    assert_eq!(load.stop().failed, 0);
+
+    // Fixed: the next upgrade goes through.
+    install(scratch.path());
+    let done = upgrade(&h, 1);
+    assert_eq!(done["pid"].as_i64(), Some(h.pid as i64));
     assert!(h.finish().success());
 }
 
@@ -462,5 +529,115 @@ fn upgrades_with_a_zygote_fork_the_new_workers_from_a_new_zygote_and_fail_no_req
             "worker {pid} is the master's child"
         );
     }
+}
+
+/// The counter samples of `/metrics` (per-worker series aside): name with labels, and value.
+fn counters(admin: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    let response = http::get(admin, "/metrics").expect("GET /metrics");
+    assert_eq!(response.status, 200);
+    let counter_families: Vec<String> = response
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            l.strip_suffix(" counter")
+                .or_else(|| l.strip_suffix(" summary"))
+        })
+        .map(str::to_string)
+        .collect();
+    response
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("worker=\""))
+        .filter(|l| counter_families.iter().any(|f| l.starts_with(f.as_str())))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(name, value)| (name.to_string(), value.parse().expect("a number")))
+        .collect()
+}
+
+/// The admin listener's address, as the `n`th image that bound it logged (port 0: each image
+/// of the master binds its own).
+fn admin_addr(h: &Herdsman, n: usize) -> std::net::SocketAddr {
+    let records = h.wait_records("admin listener", n);
+    let address = records[n - 1]["address"].as_str().expect("address field");
+    address.parse().expect("a TCP address")
+}
+
+/// What operators see is carried through an upgrade: `/metrics` counters never go down, a
+/// request quarantined before SIGUSR2 is still refused by the workers the new image starts,
+/// and an adopted worker killed by a request is reported with that request (its in-flight file
+/// was handed over). Before, the counters started again from zero, the quarantine was
+/// forgotten (the new workers died on the deadly request again) and the death named nothing.
+#[test]
+fn an_upgrade_keeps_the_counters_the_quarantine_and_the_in_flight_files() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let marker = scratch.path().join("marker");
+    let marker_env = format!("MARKER={}", marker.display());
+    let args = [
+        "-w",
+        "2",
+        "--admin-bind",
+        "127.0.0.1:0",
+        "-e",
+        &marker_env,
+        "deadly_if_marker:app",
+    ];
+    let mut h = start(scratch.path(), &args);
+    h.wait_serving();
+    for n in 1..=3 {
+        assert!(http::get(h.addr(), "/die").is_err(), "the worker died");
+        h.wait_records("worker died unexpectedly", n);
+    }
+    h.wait_record(
+        "request GET /die keeps killing workers: quarantined",
+        |_| true,
+    );
+    h.wait_records("worker ready", 5);
+    let before = counters(admin_addr(&h, 1));
+    let crashes = "herdsman_worker_restarts_total{reason=\"crash\"}";
+    assert_eq!(before.get(crashes), Some(&3.0), "{before:?}");
+
+    // An upgrade whose new workers cannot boot: the adopted ones keep serving.
+    common::write_file(scratch.path(), "marker", "");
+    h.signal(libc::SIGUSR2);
+    h.wait_record("upgrade failed", |_| true);
+    h.wait_record("reload failed", |_| true);
+    let adopted = h.live_worker_pids();
+    let deaths = common::records_with(&h.log.lines(), "worker died unexpectedly").len();
+    let killed = http::request(
+        http::connect(h.addr()).expect("connect"),
+        "POST",
+        "/die",
+        b"",
+    );
+    assert!(killed.is_err(), "an adopted worker died: {killed:?}");
+    let death = h.wait_records("worker died unexpectedly", deaths + 1)[deaths].clone();
+    assert!(
+        adopted.contains(&(death["pid"].as_i64().expect("pid") as i32)),
+        "{death}"
+    );
+    assert!(
+        message(&death).ends_with("it was serving: POST /die"),
+        "the adopted worker's in-flight file names its request: {death}"
+    );
+
+    // A second upgrade, with new workers this time: they refuse the quarantined request.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let done = upgrade(&h, 1);
+    let generation = done["generation"].as_u64().expect("generation");
+    assert_eq!(ready_in(&h, generation).len(), 2);
+    wait_retired_exits(&h);
+    let refused = http::get(h.addr(), "/die").expect("a quarantined request is answered");
+    assert_eq!(refused.status, 503, "still quarantined after the upgrade");
+    let after = counters(admin_addr(&h, 3));
+    for (name, value) in &before {
+        let now = after.get(name).copied().unwrap_or(0.0);
+        assert!(
+            now >= *value,
+            "{name}: {value} before the upgrades, {now} after"
+        );
+    }
+    assert_eq!(after.get(crashes), Some(&4.0), "{after:?}");
+    assert!(!h.has_exited());
     assert!(h.finish().success());
 }

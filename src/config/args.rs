@@ -72,6 +72,14 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
         "--capture-output",
         "--no-capture-output",
     );
+    let no_new_privs = args.no_new_privs_flag();
+    switch(
+        &mut layer,
+        Key::NoNewPrivs,
+        no_new_privs,
+        "--no-new-privs",
+        "--allow-new-privs",
+    );
     if !args.bind.is_empty() {
         let binds = Raw::List(items(Key::Bind, &args.bind));
         layer.set(Key::Bind, Sourced::new(binds, flag(Key::Bind)));

@@ -359,6 +359,9 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "OCTAL")]
     pub umask: Option<String>,
 
+    #[command(flatten)]
+    pub no_new_privs: NoNewPrivsSwitch,
+
     /// Control socket for `herdsman ctl` [default: $XDG_RUNTIME_DIR/herdsman-UID/PID.sock, or
     /// under /tmp].
     #[arg(long, value_name = "PATH")]
@@ -406,6 +409,11 @@ impl RunArgs {
     /// `--capture-output` / `--no-capture-output` resolved, as `access_log_flag`.
     pub fn capture_output_flag(&self) -> Option<bool> {
         self.capture_output.resolved()
+    }
+
+    /// `--no-new-privs` / `--allow-new-privs` resolved, as `access_log_flag`.
+    pub fn no_new_privs_flag(&self) -> Option<bool> {
+        self.no_new_privs.resolved()
     }
 }
 
@@ -465,6 +473,17 @@ switch! {
     capture_output,
     /// Let the workers write to the master's stdout and stderr directly.
     no_capture_output
+}
+
+switch! {
+    /// `--no-new-privs` / `--allow-new-privs`.
+    NoNewPrivsSwitch:
+    /// Start the workers with the kernel's no_new_privs flag: neither they nor what they exec
+    /// can gain privileges through setuid/setgid bits or file capabilities [default: on].
+    no_new_privs,
+    /// Let the workers exec setuid/setgid helpers that need the privileges they grant (undoes
+    /// `no_new_privs = true`, the default).
+    allow_new_privs
 }
 
 /// clap's `overrides_with` leaves at most one of a `--x` / `--no-x` pair set.

@@ -76,6 +76,7 @@ pub enum Key {
     User,
     Group,
     Umask,
+    NoNewPrivs,
     ControlSocket,
     AdminBind,
     ReadyMin,
@@ -83,7 +84,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 64] = [
+    pub const ALL: [Key; 65] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -145,6 +146,7 @@ impl Key {
         Key::User,
         Key::Group,
         Key::Umask,
+        Key::NoNewPrivs,
         Key::ControlSocket,
         Key::AdminBind,
         Key::ReadyMin,
@@ -214,6 +216,7 @@ impl Key {
             Key::User => "user",
             Key::Group => "group",
             Key::Umask => "umask",
+            Key::NoNewPrivs => "no_new_privs",
             Key::ControlSocket => "control_socket",
             Key::AdminBind => "admin_bind",
             Key::ReadyMin => "ready_min",
@@ -238,6 +241,7 @@ impl Key {
             Key::Reload => "--reload/--no-reload".to_string(),
             Key::ProxyProtocol => "--proxy-protocol/--no-proxy-protocol".to_string(),
             Key::CaptureOutput => "--capture-output/--no-capture-output".to_string(),
+            Key::NoNewPrivs => "--no-new-privs/--allow-new-privs".to_string(),
             // gunicorn's flag for its `pidfile` setting.
             Key::Pidfile => "--pid".to_string(),
             // gunicorn's flag for its `proc_name` setting.

@@ -161,6 +161,7 @@ layer! {
     user => User,
     group => Group,
     umask => Umask,
+    no_new_privs => NoNewPrivs,
     control_socket => ControlSocket,
     admin_bind => AdminBind,
     ready_min => ReadyMin,

@@ -199,6 +199,7 @@ fn hygiene(line: &mut impl FnMut(&str, String), config: &Config) {
     optional(line, "group", group, primary);
     let umask = config.umask.map(super::account::format_umask);
     optional(line, "umask", umask, "the master's umask");
+    line("no_new_privs", config.no_new_privs.to_string());
 }
 
 fn path(path: &Option<std::path::PathBuf>) -> Option<String> {

@@ -85,6 +85,9 @@ pub mod defaults {
     /// `capture_output`: workers write straight to the master's stdout and stderr (or the log
     /// file), untouched; journald and container runtimes collect them as they are.
     pub const CAPTURE_OUTPUT: bool = false;
+    /// `no_new_privs`: workers run with the kernel's no_new_privs flag, so neither they nor
+    /// anything they exec can gain privileges (setuid and setgid bits, file capabilities).
+    pub const NO_NEW_PRIVS: bool = true;
     // `log_file`, `pidfile`, `user`, `group` and `umask` have no default value: unset means
     // stderr, no pidfile, and the master's own user, group and umask.
     /// `control_socket`: `None` = `<pid>.sock` in the private directory
@@ -227,6 +230,8 @@ pub struct Config {
     pub group: Option<Group>,
     /// The workers' umask; `None`: the master's.
     pub umask: Option<u32>,
+    /// Set the no_new_privs flag in each worker (and zygote) before it execs.
+    pub no_new_privs: bool,
     /// Where the control socket is created; `None`: the private per-user directory.
     pub control_socket: Option<PathBuf>,
     /// Where the admin HTTP listener (metrics, health) listens; `None`: nowhere. Never `Fd`.

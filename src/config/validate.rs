@@ -172,6 +172,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
         user: v.value(Key::User, None, |raw| account::user(raw).map(Some)),
         group: v.value(Key::Group, None, |raw| account::group(raw).map(Some)),
         umask: v.value(Key::Umask, None, |raw| account::umask(raw).map(Some)),
+        no_new_privs: v.value(Key::NoNewPrivs, defaults::NO_NEW_PRIVS, values::boolean),
         control_socket: v.control_socket(),
         admin_bind: v.admin_bind(),
         ready_min: v.value(Key::ReadyMin, defaults::READY_MIN, values::ready_min),

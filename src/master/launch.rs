@@ -1,13 +1,30 @@
 //! What the first start, the start after an in-place upgrade and the reload path share, below
 //! all three so that none imports another: how many workers `workers` means (logging how
 //! `auto` was derived) and how many it may mean at most (`max_workers`), the seed of the per-worker jitter draws, and removing the pidfile at
-//! exit only while it still holds our pid.
+//! exit only while it still holds our pid; logging the runtime directories of dead masters that
+//! were reclaimed.
 
 use tracing::{info, warn};
 
 use crate::config::{Config, WorkerCount};
 use crate::sizing;
 use crate::sys::pidfile::Pidfile;
+use crate::worker::RuntimeDir;
+
+/// Logs what creating `runtime` reclaimed: the runtime directories of masters that are gone
+/// (killed before they could remove them), except `expected` (after an upgrade: the previous
+/// image's, whose lock went with the exec).
+pub(super) fn report_reclaimed(runtime: &RuntimeDir, expected: Option<&std::path::Path>) {
+    let reclaimed = runtime.reclaimed();
+    for dir in &reclaimed.removed {
+        if Some(dir.as_path()) != expected {
+            info!(path = %dir.display(), "removed the runtime directory of a master that is gone");
+        }
+    }
+    for (dir, e) in &reclaimed.failed {
+        warn!(path = %dir.display(), error = %e, "could not remove the runtime directory of a master that is gone");
+    }
+}
 
 /// The number of workers for `count`, logging how `auto` was derived.
 pub(super) fn worker_target(count: WorkerCount) -> u32 {

@@ -11,8 +11,11 @@
 //! if the new ones fail to boot. What a reload cannot change (the listeners, the pidfile) an
 //! upgrade cannot either.
 //!
-//! From the handover on, the only failures that end the master are those that would stop any
-//! start (no runtime directory, no /dev/null); the workers then exit with it.
+//! From the handover on, the only failures that stop the new image are those that would stop any
+//! start (no runtime directory, no /dev/null, no configuration that loads); it then executes
+//! the previous binary again (`upgrade::roll_back`), which takes the same handover and keeps the
+//! workers, without a rollout, saying why. Only if that fails too do the workers exit with the
+//! master.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -36,7 +39,7 @@ use crate::sockets::Listener;
 use crate::sys::environ::{env_snapshot, env_snapshot_os};
 use crate::sys::pidfile::Pidfile;
 use crate::sys::signals::Signals;
-use crate::upgrade::{HandedPhase, HandedWorker, Handover};
+use crate::upgrade::{roll_back, HandedPhase, HandedWorker, Handover, Previous};
 use crate::worker::{engine_lib, python, ExecSpawner, RuntimeDir, RuntimeError, WorkerSpec};
 use crate::{exit, logging};
 
@@ -72,14 +75,17 @@ pub enum PreviousConfigError {
 }
 
 /// Takes over from the previous image and runs until the master exits; returns the exit code.
-pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
-    let fatal = |e: ResumeError| {
-        eprintln!(
-            "herdsman: in-place upgrade failed: {}; exiting (the workers exit with the master)",
-            error_chain(&e)
-        );
-        exit::FAILURE
-    };
+/// `previous` is the way back to the previous binary until this image has taken over;
+/// `rolled_back`, why this image is the previous binary again.
+pub fn resume(
+    args: RunArgs,
+    signals: Signals,
+    handover: Handover,
+    previous: Option<Previous>,
+    rolled_back: Option<String>,
+) -> i32 {
+    let mut previous = previous;
+    let mut fatal = |e: ResumeError| give_up(&e, previous.take(), &handover);
     let runtime = match RuntimeDir::create() {
         Ok(runtime) => runtime,
         Err(e) => return fatal(ResumeError::CreateRuntimeDir(e)),
@@ -93,7 +99,10 @@ pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
         Ok(loaded) => loaded,
         Err(e) => return fatal(e),
     };
+    // Taken over: no way back any more (the previous binary's file and the memfd are let go).
+    drop(previous);
     start_logging(&config);
+    super::launch::report_reclaimed(&runtime, handover.runtime_dir.as_deref());
     crate::sys::proctitle::name_master(config.proc_name.as_deref());
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -104,8 +113,10 @@ pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
     if let Some(errors) = &problems {
         error!("upgrade: the configuration is no longer valid, so the previous one stays and so do the running workers; fix it, then send SIGHUP:\n{errors}");
     }
-    let next = problems
-        .is_none()
+    if let Some(reason) = &rolled_back {
+        error!("upgrade failed: the new binary could not take over ({reason}); the previous binary runs again and keeps the workers; fix the new binary, then send SIGUSR2 again");
+    }
+    let next = (problems.is_none() && rolled_back.is_none())
         .then(|| next_spec(&config, &env))
         .flatten();
     let config = keep_what_cannot_change(config, &handover);
@@ -120,10 +131,26 @@ pub fn resume(args: RunArgs, signals: Signals, handover: Handover) -> i32 {
         ops,
         spawner,
     };
-    let code = adopt_and_run(args, parts, config, &handover, next);
+    let code = adopt_and_run(args, parts, config, &handover, next, rolled_back.as_deref());
     remove_pidfile(pidfile);
     drop(runtime);
     code
+}
+
+/// The new image cannot take over because of `e`: executes the previous binary again with the
+/// handover (`previous`), which keeps the workers; returns only if that is impossible, with the
+/// exit code (the workers exit with the master).
+fn give_up(e: &ResumeError, previous: Option<Previous>, handover: &Handover) -> i32 {
+    let reason = error_chain(e);
+    if let Some(previous) = previous {
+        eprintln!("herdsman: in-place upgrade failed: {reason}; executing the previous binary again, which keeps the workers");
+        let errno = roll_back(previous, &handover.fds(), &reason);
+        eprintln!("herdsman: could not execute the previous binary again: {errno}");
+    }
+    eprintln!(
+        "herdsman: in-place upgrade failed: {reason}; exiting (the workers exit with the master)"
+    );
+    exit::FAILURE
 }
 
 /// What the loop is built from, besides the configuration.
@@ -142,6 +169,7 @@ fn adopt_and_run(
     config: Config,
     handover: &Handover,
     next: Option<WorkerSpec>,
+    rolled_back: Option<&str>,
 ) -> i32 {
     let changed = workers_setting(config.workers) != handover.config_workers;
     let target = match changed && next.is_some() {
@@ -161,11 +189,12 @@ fn adopt_and_run(
     // Kept across the exec; set again in case the old image predates zygotes.
     let _ = crate::sys::reap::become_child_subreaper();
     let mut sup = Supervisor::new(signals, listeners, ops, spawner, old, config, args, seed);
-    let rollout = sup.adopt(handover, next, now);
+    let rollout = sup.adopt(handover, next, rolled_back, now);
     let uptime = Duration::from_millis(handover.uptime_ms);
     let workers = handover.workers.iter().map(adopted).collect();
     let (generation, next_id) = (handover.generation, handover.next_worker_id);
-    let master = Master::adopt(policy.clone(), generation, next_id, uptime, workers, now);
+    let mut master = Master::adopt(policy.clone(), generation, next_id, uptime, workers, now);
+    master.restore_records(&handover.counters, &handover.quarantine, now);
     remove_old_runtime(handover);
     let mut queue = VecDeque::new();
     match rollout {
@@ -183,6 +212,7 @@ fn adopt_and_run(
                 workers_changed,
             });
         }
+        None if rolled_back.is_some() => {}
         None => info!("upgrade complete: the new binary serves with the previous workers"),
     }
     queue.push_back(Event::Tick);
@@ -328,6 +358,7 @@ fn adopted(w: &HandedWorker) -> Adopted {
 
 /// Removes the previous image's runtime directory: its workers have read their script long
 /// ago, and no worker is started from it any more. Only a herdsman runtime directory is removed.
+/// Creating this image's may have removed it already (its lock went with the exec).
 fn remove_old_runtime(handover: &Handover) {
     let Some(dir) = &handover.runtime_dir else {
         return;
@@ -339,7 +370,11 @@ fn remove_old_runtime(handover: &Handover) {
     if !ours {
         return;
     }
-    if let Err(e) = fs::remove_dir_all(dir) {
-        warn!(path = %dir.display(), error = %e, "could not remove the previous runtime directory");
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(path = %dir.display(), error = %e, "could not remove the previous runtime directory")
+        }
     }
 }

@@ -54,7 +54,7 @@ pub struct Supervisor {
     ops: Ops,
     /// Unreaped worker pids and their ids.
     pids: BTreeMap<i32, WorkerId>,
-    /// The in-flight files of the unreaped workers started by this image, by pid.
+    /// The in-flight files of the unreaped workers (started by this image or handed over), by pid.
     inflight: BTreeMap<i32, std::os::fd::OwnedFd>,
     specs: BTreeMap<u64, WorkerSpec>,
     config: Config,

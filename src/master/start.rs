@@ -63,6 +63,7 @@ pub fn start(args: RunArgs, config: Config, signals: Signals) -> i32 {
             return exit::FAILURE;
         }
     };
+    super::launch::report_reclaimed(&runtime, None);
     let devnull = match File::open("/dev/null") {
         Ok(file) => OwnedFd::from(file),
         Err(e) => {

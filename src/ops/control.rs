@@ -4,8 +4,13 @@
 //! - Default location: `<master pid>.sock` in the private directory
 //!   `${XDG_RUNTIME_DIR:-/tmp}/herdsman-<uid>/`. The directory is created with mode 0700; an
 //!   existing one is used only if it is a real directory (not a symlink) owned by our uid with no
-//!   group or other access, else the master refuses to start. Stale sockets of dead masters in
-//!   it are removed at start, so `herdsman ctl` finds only live ones.
+//!   group or other access. Anyone can create that name first in a shared /tmp, so an unsafe one
+//!   neither stops the master nor is used: the socket goes into a fallback directory beside it,
+//!   `herdsman-<uid>.XXXXXX` (random, made by mkdtemp with mode 0700, so nobody else can have made
+//!   it; an existing safe one is reused), with a warning that names the problem and the fix.
+//!   `herdsman ctl` looks in the default directory if it is safe and in every safe fallback, and
+//!   never in an unsafe one. Stale sockets of dead masters are removed at start, so `herdsman
+//!   ctl` finds only live ones.
 //! - The socket is created with its final mode 0600 (umask 0177 around bind(2), under the same
 //!   lock as the listeners' binds): there is no window with a wider mode. As for `unix:` binds,
 //!   a symlink, a non-socket or a live socket at the path is refused, a stale one replaced.
@@ -25,7 +30,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::geteuid;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::error::{DirProblem, OpsError};
 use crate::sockets::{self, SocketFile, UMASK_LOCK};
@@ -59,8 +64,7 @@ impl ControlSocket {
         let path = match configured {
             Some(path) => path.to_path_buf(),
             None => {
-                let dir = own_private_dir();
-                ensure_private_dir(&dir)?;
+                let dir = usable_private_dir(own_private_dir())?;
                 remove_stale_sockets(&dir);
                 dir.join(format!("{}.sock", std::process::id()))
             }
@@ -133,6 +137,68 @@ fn ensure_private_dir(dir: &Path) -> Result<(), OpsError> {
         source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
     check_private(&meta, ours).map_err(unsafe_dir)
+}
+
+/// `dir` if it is ours alone (created if missing); if something unsafe holds its name, a
+/// fallback beside it (see the module doc).
+fn usable_private_dir(dir: PathBuf) -> Result<PathBuf, OpsError> {
+    let problem = match ensure_private_dir(&dir) {
+        Ok(()) => return Ok(dir),
+        Err(OpsError::UnsafeDir { problem, .. }) => problem,
+        Err(e) => return Err(e),
+    };
+    let fallback = match fallback_dirs(&dir).into_iter().next() {
+        Some(existing) => existing,
+        None => {
+            let template = PathBuf::from(format!("{}.XXXXXX", dir.display()));
+            nix::unistd::mkdtemp(&template).map_err(|source| OpsError::CreateDir {
+                dir: template,
+                source,
+            })?
+        }
+    };
+    warn!(
+        dir = %dir.display(),
+        fallback = %fallback.display(),
+        "not using the control socket directory {}: {problem}; using {} instead (herdsman ctl          looks there too); remove {} so that the usual one is used",
+        dir.display(),
+        fallback.display(),
+        dir.display()
+    );
+    Ok(fallback)
+}
+
+/// The directories `herdsman ctl` looks in for the sockets of this user's masters: the default
+/// one if it is safe, then the safe fallbacks beside it.
+pub fn private_dirs(dir: &Path) -> Vec<PathBuf> {
+    let ours = geteuid().as_raw();
+    let safe = std::fs::symlink_metadata(dir).is_ok_and(|m| check_private(&m, ours).is_ok());
+    let default = safe.then(|| dir.to_path_buf());
+    default.into_iter().chain(fallback_dirs(dir)).collect()
+}
+
+/// The fallbacks of `dir` (`<dir>.XXXXXX`) that are ours alone, sorted.
+fn fallback_dirs(dir: &Path) -> Vec<PathBuf> {
+    let (Some(base), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let ours = geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| e.path())
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| check_private(&m, ours).is_ok()))
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 /// A directory only `ours` can use.
@@ -241,6 +307,34 @@ mod tests {
                 ours: other
             })
         );
+    }
+
+    #[test]
+    fn an_unsafe_private_dir_gets_a_reused_private_fallback_and_is_never_listed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("herdsman-x");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let fallback = usable_private_dir(dir.clone()).expect("a fallback");
+        assert_ne!(fallback, dir);
+        assert!(fallback
+            .to_string_lossy()
+            .starts_with(&*format!("{}.", dir.display())));
+        let mode = std::fs::metadata(&fallback).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert_eq!(usable_private_dir(dir.clone()).unwrap(), fallback, "reused");
+        assert_eq!(
+            private_dirs(&dir),
+            vec![fallback.clone()],
+            "the unsafe one is skipped"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            usable_private_dir(dir.clone()).unwrap(),
+            dir,
+            "safe again: used"
+        );
+        assert_eq!(private_dirs(&dir), vec![dir, fallback]);
     }
 
     #[test]

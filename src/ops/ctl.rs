@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::control::{is_gone, own_private_dir};
+use super::control::{is_gone, own_private_dir, private_dirs};
 use super::protocol::{Request, Status};
 use super::render;
 
@@ -232,17 +232,16 @@ fn connect(path: &Path) -> Result<UnixStream, CtlError> {
     })
 }
 
-/// The one socket in the private directory a master answers on.
+/// The one socket a master answers on, in the private directory (or its fallbacks: a directory
+/// another user holds is never looked in).
 fn discover() -> Result<(UnixStream, PathBuf), CtlError> {
     let dir = own_private_dir();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|ext| ext == "sock"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut paths: Vec<PathBuf> = private_dirs(&dir)
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "sock"))
+        .collect();
     paths.sort();
     let mut live = Vec::new();
     for path in paths {

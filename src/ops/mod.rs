@@ -32,5 +32,6 @@ mod testutil;
 pub use ctl::{run as ctl, CtlArgs, CtlCommand, CODES as CTL_EXIT_CODES};
 pub use error::{DirProblem, OpsError};
 pub use exchange::{LastRestart, MasterRequest, Snapshot, WorkerStatus};
+pub use metrics::OpsCounters;
 pub use protocol::{Request, Status};
 pub use server::{Ops, ReloadOutcome, Token};

@@ -127,6 +127,18 @@ impl Ops {
         }
     }
 
+    /// The counters this layer keeps (handed over on an upgrade).
+    pub fn counters(&self) -> OpsCounters {
+        self.counters
+    }
+
+    /// Adds a previous image's counters to this one's, so they stay monotonic.
+    pub fn restore_counters(&mut self, previous: OpsCounters) {
+        self.counters.reloads_refused += previous.reloads_refused;
+        self.counters.shed_control += previous.shed_control;
+        self.counters.shed_admin += previous.shed_admin;
+    }
+
     /// Applies a reloaded configuration (only `ready_min` can change while running).
     pub fn set_ready_min(&mut self, ready_min: ReadyMin) {
         self.ready_min = ready_min;

@@ -5,9 +5,10 @@
 //! planned fds to their target numbers (through temporaries above every target, so overlaps
 //! cannot clobber), resets every signal disposition to the default, starts a process group of its
 //! own, sets the planned umask, drops privileges if the plan says so (supplementary groups, then
-//! the gid, then the uid, then checks that `setuid(0)` fails), asks for SIGKILL when the master
-//! dies (after the drop: changing credentials clears that request), empties its signal mask and
-//! execs. If a step fails, the step and its errno travel back through a close-on-exec pipe, so
+//! the gid, then the uid, then checks that `setuid(0)` fails), sets no_new_privs if the plan says
+//! so (after the drop, which it would not forbid anyway, so that nothing exec'd from then on can
+//! gain privileges), asks for SIGKILL when the master dies (after the drop: changing credentials
+//! clears that request), empties its signal mask and execs. If a step fails, the step and its errno travel back through a close-on-exec pipe, so
 //! the parent reports "exec failed: ENOENT" or "setgid failed: EPERM" instead of a worker that
 //! mysteriously exits 127.
 //!
@@ -112,6 +113,7 @@ enum Step {
     Setuid = 4,
     StillRoot = 5,
     Exec = 6,
+    NoNewPrivs = 7,
 }
 
 impl Step {
@@ -123,6 +125,7 @@ impl Step {
             Step::Setuid,
             Step::StillRoot,
             Step::Exec,
+            Step::NoNewPrivs,
         ]
         .into_iter()
         .find(|step| *step as i32 == raw)
@@ -140,6 +143,7 @@ pub struct ExecPlan {
     fds: Vec<(RawFd, RawFd)>,
     umask: Option<libc::mode_t>,
     identity: Option<Identity>,
+    no_new_privs: bool,
 }
 
 impl ExecPlan {
@@ -173,6 +177,7 @@ impl ExecPlan {
             fds,
             umask: None,
             identity: None,
+            no_new_privs: false,
         })
     }
 
@@ -185,6 +190,13 @@ impl ExecPlan {
     /// Who the child becomes before exec; `None` keeps the parent's identity.
     pub fn with_identity(mut self, identity: Option<Identity>) -> ExecPlan {
         self.identity = identity;
+        self
+    }
+
+    /// Whether the child sets `PR_SET_NO_NEW_PRIVS` before exec (inherited by everything it
+    /// forks or execs, and irreversible).
+    pub fn with_no_new_privs(mut self, on: bool) -> ExecPlan {
+        self.no_new_privs = on;
         self
     }
 
@@ -246,6 +258,7 @@ fn child_error(plan: &ExecPlan, step: Option<Step>, errno: Errno) -> ExecError {
         Some(Step::Setgroups) => "setgroups",
         Some(Step::Setgid) => "setgid",
         Some(Step::Setuid) => "setuid",
+        Some(Step::NoNewPrivs) => "prctl(PR_SET_NO_NEW_PRIVS)",
         Some(Step::Fds | Step::Exec) | None => {
             return ExecError::Exec {
                 program: plan.program(),
@@ -318,6 +331,9 @@ fn child_exec(plan: &ExecPlan, parent: libc::pid_t, status_fd: RawFd, fd_limit: 
             if let Err((step, errno)) = drop_privileges(identity) {
                 fail(status_fd, step, errno);
             }
+        }
+        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(status_fd, Step::NoNewPrivs, Errno::last_raw());
         }
         // After the drop: a change of credentials clears the parent-death signal.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

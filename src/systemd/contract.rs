@@ -12,12 +12,17 @@
 //!   is about to be read, then `READY=1` when it ended, whichever way: the new generation is
 //!   ready, or it was rolled back, or the configuration was refused. `systemctl reload` returns
 //!   on that `READY=1`; the `STATUS` sent with it says which way it went;
+//! - an in-place upgrade (SIGUSR2): `RELOADING=1` with `MONOTONIC_USEC` from the old binary right
+//!   before its exec, `READY=1` from the new one once it serves (see `upgrade`), or from the old
+//!   one if the exec did not happen;
 //! - `STOPPING=1` when a stop begins (at the start of the drain, if there is one);
 //! - `STATUS=` whenever the line would read differently (phase, ready workers, generation).
 //!
 //! Invariant: every `RELOADING=1` is followed by exactly one `READY=1` unless a stop comes first.
 
 use std::time::{Duration, Instant};
+
+mod upgrade;
 
 /// Extra time allowed beyond the boot timeout before systemd's start timeout fires: the boot
 /// timeout, the traceback dump and the first backoff steps all fit in it.
@@ -83,9 +88,25 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Serving,
-    Reloaded { generation: u64 },
-    RolledBack { reason: String },
+    Reloaded {
+        generation: u64,
+    },
+    RolledBack {
+        reason: String,
+    },
     Refused,
+    /// The new binary serves: with the workers of `generation`, or with the adopted ones.
+    Upgraded {
+        generation: Option<u64>,
+    },
+    /// The new binary serves, but its workers failed to boot: the adopted ones serve.
+    UpgradeRolledBack {
+        reason: String,
+    },
+    /// The exec did not happen: the old binary serves on.
+    UpgradeAbandoned {
+        reason: String,
+    },
 }
 
 /// The notify protocol's state.
@@ -101,6 +122,9 @@ pub struct Contract {
     served: bool,
     /// Whether a `RELOADING=1` is waiting for its `READY=1`.
     reloading: bool,
+    /// That `RELOADING=1` is an in-place upgrade's (sent by the old image, or inherited by the
+    /// new one).
+    upgrading: bool,
     /// The `READY=1` to send at the next update, and why.
     outcome: Option<Outcome>,
     stopping: bool,
@@ -117,6 +141,7 @@ impl Contract {
             owed: true,
             served: false,
             reloading: false,
+            upgrading: false,
             outcome: None,
             stopping: false,
             last: None,
@@ -170,6 +195,8 @@ impl Contract {
         }
         self.owed = true;
         self.reloading = true;
+        // A reload that starts while an upgrade's exec is deferred answers its RELOADING=1.
+        self.upgrading = false;
         self.outcome = None;
         Some(format!(
             "RELOADING=1\nMONOTONIC_USEC={monotonic_usec}\nSTATUS=reloading: reading the configuration"
@@ -194,6 +221,13 @@ impl Contract {
     }
 
     fn end_reload(&mut self, outcome: Outcome) {
+        let outcome = match (std::mem::take(&mut self.upgrading), outcome) {
+            (true, Outcome::Reloaded { generation }) => Outcome::Upgraded {
+                generation: Some(generation),
+            },
+            (true, Outcome::RolledBack { reason }) => Outcome::UpgradeRolledBack { reason },
+            (_, outcome) => outcome,
+        };
         self.reloading = false;
         self.served = true;
         self.outcome = Some(outcome);
@@ -240,6 +274,18 @@ fn outcome_status(outcome: &Outcome, now: &str) -> String {
         Outcome::Refused => format!(
             "reload refused: the new configuration is invalid (see the log); nothing changed; {now}"
         ),
+        Outcome::Upgraded {
+            generation: Some(generation),
+        } => format!("upgraded in place to generation {generation}; {now}"),
+        Outcome::Upgraded { generation: None } => {
+            format!("upgraded in place, the previous workers keep serving; {now}")
+        }
+        Outcome::UpgradeRolledBack { reason } => format!(
+            "upgraded in place, but the new workers failed, the previous ones keep serving ({reason}); {now}"
+        ),
+        Outcome::UpgradeAbandoned { reason } => {
+            format!("upgrade failed, the current binary keeps serving ({reason}); {now}")
+        }
     }
 }
 
@@ -249,7 +295,7 @@ mod tests {
 
     const BOOT: Duration = Duration::from_secs(60);
 
-    fn summary(phase: Phase, ready: usize, generation: u64) -> Summary {
+    pub(super) fn summary(phase: Phase, ready: usize, generation: u64) -> Summary {
         Summary {
             phase,
             ready,
@@ -260,7 +306,7 @@ mod tests {
         }
     }
 
-    fn serving(c: &mut Contract, t0: Instant) {
+    pub(super) fn serving(c: &mut Contract, t0: Instant) {
         c.start(summary(Phase::Starting, 0, 0), t0);
         c.serving();
         c.update(summary(Phase::Serving, 2, 0));

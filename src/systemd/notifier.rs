@@ -120,6 +120,26 @@ impl Notifier {
         }
     }
 
+    /// An in-place upgrade is about to exec the new binary: `RELOADING=1`, sent now.
+    pub fn upgrading(&mut self) {
+        if self.socket.is_none() {
+            return;
+        }
+        if let Some(message) = self.contract.upgrading(monotonic_usec()) {
+            self.send(&message);
+        }
+    }
+
+    /// The exec did not happen after all, for `reason`: this image serves on.
+    pub fn upgrade_abandoned(&mut self, reason: &str) {
+        self.contract.upgrade_abandoned(reason);
+    }
+
+    /// The new image of an upgrade took over; `rollout`: it replaces the adopted workers.
+    pub fn resumed(&mut self, rollout: bool) {
+        self.contract.resumed(rollout);
+    }
+
     /// The reload just started was refused (invalid configuration); nothing changed.
     pub fn refused(&mut self) {
         self.contract.refused();

@@ -25,6 +25,7 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use super::binary::Binary;
 use super::error::UpgradeError;
 use super::handover::{Handover, CHECK_VAR, FD_VAR};
+use super::rollback::{self, PREVIOUS_VAR, ROLLBACK_VAR};
 
 /// The exec did not happen because a signal is waiting to be taken: try again later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +43,12 @@ pub fn exec_in_place(
 ) -> Result<Deferred, UpgradeError> {
     handover.signal_mask = blocked_signals().map_err(UpgradeError::SignalMask)?;
     let memfd = handover.write_memfd()?;
+    // The way back, should the new binary not manage to take over (see `rollback`).
+    let exe = rollback::open_self();
     let path = c_string(binary.path().as_os_str());
     let argv: Vec<CString> = binary.argv().iter().map(|a| c_string(a)).collect();
-    let envp = exec_env(env, memfd.as_raw_fd());
+    let exe_fd = exe.as_ref().map(AsRawFd::as_raw_fd);
+    let envp = exec_env(env, memfd.as_raw_fd(), exe_fd);
     let saved = block_all().map_err(UpgradeError::SignalMask)?;
     if signal_waiting() {
         restore(&saved);
@@ -52,6 +56,7 @@ pub fn exec_in_place(
     }
     let mut keep = handover.fds();
     keep.push(memfd.as_raw_fd());
+    keep.extend(exe_fd);
     if let Err(e) = set_inherited(&keep) {
         restore(&saved);
         return Err(e);
@@ -62,6 +67,7 @@ pub fn exec_in_place(
     };
     let _ = set_cloexec(&keep);
     drop(memfd);
+    drop(exe);
     restore(&saved);
     Err(UpgradeError::Exec {
         path: binary.path().to_path_buf(),
@@ -70,13 +76,16 @@ pub fn exec_in_place(
 }
 
 /// The master's environment for the new image: the upgrade's own variables replaced by the
-/// handover's fd.
-fn exec_env(env: &[(OsString, OsString)], memfd: RawFd) -> Vec<CString> {
-    let ours = |k: &OsString| k == FD_VAR || k == CHECK_VAR;
+/// handover's fd and, when the running executable could be opened, the way back to it.
+fn exec_env(env: &[(OsString, OsString)], memfd: RawFd, exe: Option<RawFd>) -> Vec<CString> {
+    let ours =
+        |k: &OsString| k == FD_VAR || k == CHECK_VAR || k == PREVIOUS_VAR || k == ROLLBACK_VAR;
+    let previous = exe.map(|exe| format!("{PREVIOUS_VAR}={exe},{memfd}").into_bytes());
     env.iter()
         .filter(|(k, _)| !ours(k))
         .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
         .chain([format!("{FD_VAR}={memfd}").into_bytes()])
+        .chain(previous)
         .filter_map(|entry| CString::new(entry).ok())
         .collect()
 }
@@ -88,10 +97,15 @@ fn c_string(s: &OsStr) -> CString {
 
 /// Clears close-on-exec on each fd; on a failure, sets it back on those already cleared.
 fn set_inherited(fds: &[RawFd]) -> Result<(), UpgradeError> {
+    set_inherited_raw(fds).map_err(|(fd, source)| UpgradeError::Inherit { fd, source })
+}
+
+/// [`set_inherited`], with the fd that failed and its errno.
+pub(super) fn set_inherited_raw(fds: &[RawFd]) -> Result<(), (RawFd, Errno)> {
     for (i, &fd) in fds.iter().enumerate() {
-        if let Err(source) = set_flag(fd, FdFlag::empty()) {
+        if let Err(errno) = set_flag(fd, FdFlag::empty()) {
             let _ = set_cloexec(&fds[..i]);
-            return Err(UpgradeError::Inherit { fd, source });
+            return Err((fd, errno));
         }
     }
     Ok(())
@@ -250,10 +264,19 @@ mod tests {
             pair("PATH", "/bin"),
             pair(FD_VAR, "3"),
             pair(CHECK_VAR, "1"),
+            pair(PREVIOUS_VAR, "7,8"),
+            pair(ROLLBACK_VAR, "an older one"),
             (OsString::from("RAW"), OsString::from_vec(vec![0xff, b'x'])),
         ];
-        let envp = exec_env(&env, 42);
+        let envp = exec_env(&env, 42, None);
         assert_eq!(envp.len(), 3);
+        assert_eq!(entry(&envp, PREVIOUS_VAR), None);
+        assert_eq!(entry(&envp, ROLLBACK_VAR), None);
+        let envp = exec_env(&env, 42, Some(9));
+        assert_eq!(
+            entry(&envp, PREVIOUS_VAR),
+            Some(c"HERDSMAN_UPGRADE_PREVIOUS=9,42")
+        );
         assert_eq!(
             entry(&envp, "RAW").map(CStr::to_bytes),
             Some(&b"RAW=\xffx"[..])

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use serde::{Deserialize, Serialize};
 
+use super::records::{HandedCounters, HandedRequest};
 use crate::addr::BindSpec;
 use crate::config::{LogFormat, SpawnMode};
 use crate::sockets::BoundAddr;
@@ -40,9 +41,12 @@ pub const FD_VAR: &str = "HERDSMAN_UPGRADE_FD";
 pub const CHECK_VAR: &str = "HERDSMAN_UPGRADE_CHECK";
 
 /// The handover format this binary writes.
-pub const VERSION: u32 = 1;
+///
+/// Version 2 added each worker's in-flight file (an fd a version 1 reader would leave open and
+/// unowned), the counters and the quarantine (see `records`).
+pub const VERSION: u32 = 2;
 /// The handover formats this binary reads.
-pub const READS: &[u32] = &[1];
+pub const READS: &[u32] = &[1, 2];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandoverError {
@@ -94,6 +98,12 @@ pub struct Handover {
     /// The captured output pipes (`capture_output`); one may outlive its worker while the
     /// worker's own children hold it.
     pub outputs: Vec<HandedOutput>,
+    /// The counters for operators (version 2; absent: zeros).
+    #[serde(default)]
+    pub counters: HandedCounters,
+    /// Requests that killed workers, suspected or quarantined (version 2; absent: none).
+    #[serde(default)]
+    pub quarantine: Vec<HandedRequest>,
 }
 
 /// A [`WorkerSpec`], as data.
@@ -118,6 +128,10 @@ pub struct Spec {
     /// The master's log format is JSON (for a zygote's own lines; absent means text).
     #[serde(default)]
     pub log_json: bool,
+    /// The workers start with no_new_privs (added with `no_new_privs`; absent means off, as an
+    /// image from before it started them).
+    #[serde(default)]
+    pub no_new_privs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +192,10 @@ pub struct HandedWorker {
     pub requests: u64,
     /// Its liveness timeout (fixed at spawn: its heartbeat interval derives from it).
     pub timeout_ms: u64,
+    /// Its in-flight file, which names the requests it serves (version 2; absent: none, its
+    /// death then names no request).
+    #[serde(default)]
+    pub inflight_fd: Option<i32>,
 }
 
 /// The read end of a worker's captured stdout and stderr.
@@ -201,12 +219,17 @@ pub enum HandedPhase {
 }
 
 impl Handover {
-    /// Every fd the new image adopts: listeners, channels, output pipes.
+    /// Every fd the new image adopts: listeners, channels, in-flight files, output pipes.
     pub fn fds(&self) -> Vec<i32> {
         let listeners = self.listeners.iter().map(|l| l.fd);
         let channels = self.workers.iter().map(|w| w.channel_fd);
+        let inflight = self.workers.iter().filter_map(|w| w.inflight_fd);
         let outputs = self.outputs.iter().map(|o| o.fd);
-        listeners.chain(channels).chain(outputs).collect()
+        listeners
+            .chain(channels)
+            .chain(inflight)
+            .chain(outputs)
+            .collect()
     }
 
     pub fn to_json(&self) -> String {
@@ -290,6 +313,7 @@ impl From<&WorkerSpec> for Spec {
             zygote: spec.spawn == SpawnMode::Zygote,
             preload: spec.preload,
             log_json: spec.log_format == LogFormat::Json,
+            no_new_privs: spec.no_new_privs,
         }
     }
 }
@@ -315,6 +339,7 @@ impl From<Spec> for WorkerSpec {
                 uid: id.uid,
             }),
             umask: spec.umask,
+            no_new_privs: spec.no_new_privs,
             capture_output: spec.capture_output,
             spawn: if spec.zygote {
                 SpawnMode::Zygote
@@ -424,6 +449,7 @@ pub(crate) fn sample() -> Handover {
             zygote: true,
             preload: true,
             log_json: true,
+            no_new_privs: true,
         },
         listeners: vec![
             HandedListener {
@@ -463,6 +489,7 @@ pub(crate) fn sample() -> Handover {
                 ready_ms: Some(59_000),
                 requests: 120,
                 timeout_ms: 30_000,
+                inflight_fd: Some(12),
             },
             HandedWorker {
                 id: 8,
@@ -477,12 +504,26 @@ pub(crate) fn sample() -> Handover {
                 ready_ms: None,
                 requests: 0,
                 timeout_ms: 30_000,
+                inflight_fd: None,
             },
         ],
         outputs: vec![HandedOutput {
             worker: 7,
             pid: 4307,
             fd: 11,
+        }],
+        counters: HandedCounters {
+            restarts: [("crash".to_string(), 3)].into(),
+            boots: 5,
+            boot_seconds: 2.5,
+            reloads_refused: 1,
+            ..HandedCounters::default()
+        },
+        quarantine: vec![HandedRequest {
+            request: "GET /die".into(),
+            deaths: 0,
+            last_death_ago_ms: 1_000,
+            quarantined_for_ms: Some(59_000),
         }],
     }
 }
@@ -495,10 +536,29 @@ mod tests {
     fn round_trips_through_json_and_lists_every_fd() {
         let handover = sample();
         let text = handover.to_json();
-        assert!(text.contains("\"version\":1"), "{text}");
+        assert!(text.contains("\"version\":2"), "{text}");
         assert!(text.contains("\"state\":\"stopping\""), "{text}");
         assert_eq!(Handover::from_json(&text).expect("parses"), handover);
-        assert_eq!(handover.fds(), vec![5, 6, 9, 10, 11]);
+        assert_eq!(handover.fds(), vec![5, 6, 9, 10, 12, 11]);
+    }
+
+    #[test]
+    fn a_version_1_handover_reads_with_no_counters_quarantine_or_inflight_files() {
+        let mut value: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        let doc = value.as_object_mut().expect("an object");
+        doc.insert("version".into(), 1.into());
+        doc.remove("counters");
+        doc.remove("quarantine");
+        for worker in doc["workers"].as_array_mut().expect("workers") {
+            worker
+                .as_object_mut()
+                .expect("a worker")
+                .remove("inflight_fd");
+        }
+        let read = Handover::from_json(&value.to_string()).expect("version 1 reads");
+        assert_eq!(read.counters, HandedCounters::default());
+        assert!(read.quarantine.is_empty());
+        assert!(read.workers.iter().all(|w| w.inflight_fd.is_none()));
     }
 
     #[test]

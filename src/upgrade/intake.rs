@@ -3,8 +3,11 @@
 //! adopted fds close-on-exec again, and restore the signal mask the old image blocked for the
 //! exec, so the signals sent during the handover are delivered now, to our handlers.
 //!
-//! Both variables are removed from the environment at once: they are not configuration (the
-//! loader rejects unknown `HERDSMAN_*` variables) and must not reach the next exec.
+//! Every variable of the upgrade is removed from the environment at once: they are not
+//! configuration (the loader rejects unknown `HERDSMAN_*` variables) and must not reach the next
+//! exec. If the handover cannot be read but the way back to the previous binary is known
+//! (`rollback`), every signal stays blocked: the previous binary, executed again, restores the
+//! mask.
 
 use std::ffi::OsStr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -14,22 +17,42 @@ use nix::errno::Errno;
 use super::error::UpgradeError;
 use super::exec::{set_cloexec, set_mask};
 use super::handover::{Handover, CHECK_VAR, FD_VAR, READS};
+use super::rollback::{take_previous, take_rollback_reason, Previous};
 
-/// The handover, if this process is the new image of an upgrade; `None` otherwise. After an
-/// error the process must exit: the state is lost (its workers die with it).
-pub fn take_handover() -> Option<Result<Handover, UpgradeError>> {
+/// What the new image of an upgrade finds.
+#[derive(Debug)]
+pub struct Intake {
+    /// The handover. After an error, the process must roll back (if it can) or exit: the state
+    /// is lost (its workers die with it).
+    pub handover: Result<Handover, UpgradeError>,
+    /// The way back to the previous binary, until this image has taken over.
+    pub previous: Option<Previous>,
+    /// This image is the previous binary again, after a rollback, for this reason.
+    pub rolled_back: Option<String>,
+}
+
+/// The handover, if this process is the new image of an upgrade; `None` otherwise.
+pub fn take_handover() -> Option<Intake> {
     let value = std::env::var_os(FD_VAR)?;
     // The process is single-threaded this early: nothing else reads the environment now.
     std::env::remove_var(FD_VAR);
-    let result = read_handover(&value);
-    let mask = match &result {
-        Ok(handover) => handover.signal_mask.clone(),
-        Err(_) => Vec::new(),
+    let previous = take_previous();
+    let rolled_back = take_rollback_reason();
+    let handover = read_handover(&value);
+    let mask = match &handover {
+        Ok(handover) => Some(handover.signal_mask.clone()),
+        // Blocked until the previous binary restores the handover's mask.
+        Err(_) if previous.is_some() => None,
+        Err(_) => Some(Vec::new()),
     };
-    if let Err(e) = set_mask(&mask) {
+    if let Some(Err(e)) = mask.map(|mask| set_mask(&mask)) {
         eprintln!("herdsman: could not restore the signal mask after the upgrade: {e}");
     }
-    Some(result)
+    Some(Intake {
+        handover,
+        previous,
+        rolled_back,
+    })
 }
 
 fn read_handover(value: &OsStr) -> Result<Handover, UpgradeError> {

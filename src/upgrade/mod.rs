@@ -9,9 +9,11 @@
 //!   the upgrade while the old image keeps serving.
 //! - [`Handover`]: the versioned state written into a memfd (format and compatibility rule
 //!   in `handover.rs`).
+//! - [`HandedCounters`], [`HandedRequest`]: what operators see, carried across.
 //! - [`exec_in_place`]: blocks every signal, keeps exactly the handed-over fds open across
 //!   exec, execs; puts everything back if exec fails.
 //! - [`take_handover`]: the new image's first step after installing its signal handlers.
+//! - [`roll_back`]: the new image's way back to the previous binary when it cannot take over.
 //!
 //! The loop's side (when an upgrade may start, what goes into the handover, the rollout that
 //! follows in the new image) is in `master`.
@@ -22,6 +24,8 @@ mod error;
 mod exec;
 mod handover;
 mod intake;
+mod records;
+mod rollback;
 
 pub use binary::Binary;
 pub use check::{Check, Outcome, CHECK_TIMEOUT};
@@ -31,4 +35,6 @@ pub use handover::{
     Address, Bind, HandedIdentity, HandedListener, HandedOutput, HandedPhase, HandedWorker,
     Handover, HandoverError, SocketFileId, Spec, CHECK_VAR, FD_VAR, VERSION,
 };
-pub use intake::{take_check_request, take_handover};
+pub use intake::{take_check_request, take_handover, Intake};
+pub use records::{HandedCounters, HandedRequest};
+pub use rollback::{roll_back, Previous, PREVIOUS_VAR, ROLLBACK_VAR};

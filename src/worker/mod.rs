@@ -8,12 +8,14 @@ pub mod inflight;
 mod output;
 mod protocol;
 pub use crate::sys::python;
+mod reclaim;
 mod runtime;
 mod spawner;
 mod spec;
 pub mod zygote;
 
 pub use protocol::{BootErrorKind, InFlightRequest, LineBuffer, WorkerMessage};
+pub use reclaim::Reclaimed;
 pub use runtime::{RuntimeDir, RuntimeError};
 pub use spawner::{ExecSpawner, SpawnError, Spawned, Spawner};
 pub use spec::{heartbeat_interval, idle_heartbeat_interval, WorkerSpec};

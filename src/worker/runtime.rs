@@ -8,11 +8,17 @@
 //! in it) and the files 0444, all still owned by root so nobody else can change them, and the
 //! directory is made where every user can reach it: `$XDG_RUNTIME_DIR` or the system temp
 //! directory only if all their ancestors are searchable by everyone, else `/tmp`.
+//!
+//! The master holds a lock in its directory for its whole life, and a new one first removes the
+//! directories whose lock nobody holds any more (`reclaim`): a master that was SIGKILLed leaves
+//! its directory behind only until the next start.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use super::reclaim::{self, Reclaimed};
 
 /// The runtime's files, shipped inside the binary: (path relative to the runtime directory,
 /// contents), sorted by path.
@@ -24,6 +30,12 @@ const LAUNCHER: &str = "herdsman_worker.py";
 pub enum RuntimeError {
     #[error("could not create the runtime directory")]
     CreateDir(#[source] io::Error),
+    #[error("could not lock the runtime directory {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("could not write the worker runtime to {path}")]
     Write {
         path: PathBuf,
@@ -36,6 +48,9 @@ pub enum RuntimeError {
 pub struct RuntimeDir {
     dir: tempfile::TempDir,
     script: PathBuf,
+    /// Holds the directory's lock (released when the master's process ends, however).
+    _lock: fs::File,
+    reclaimed: Reclaimed,
 }
 
 impl RuntimeDir {
@@ -52,19 +67,35 @@ impl RuntimeDir {
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
             false => usable.next().unwrap_or_else(std::env::temp_dir),
         };
+        let reclaimed = reclaim::reclaim(&parent);
         let (dir_mode, file_mode) = if root { (0o755, 0o444) } else { (0o700, 0o400) };
         let dir = tempfile::Builder::new()
-            .prefix("herdsman-")
+            .prefix(reclaim::PREFIX)
             .permissions(fs::Permissions::from_mode(dir_mode))
             .tempdir_in(parent)
             .map_err(RuntimeError::CreateDir)?;
+        let lock = reclaim::lock(dir.path()).map_err(|source| RuntimeError::Lock {
+            path: dir.path().to_path_buf(),
+            source,
+        })?;
         for (relative, text) in FILES {
             let path = dir.path().join(relative);
             write_file(&path, text, dir_mode, file_mode)
                 .map_err(|source| RuntimeError::Write { path, source })?;
         }
         let script = dir.path().join(LAUNCHER);
-        Ok(RuntimeDir { dir, script })
+        Ok(RuntimeDir {
+            dir,
+            script,
+            _lock: lock,
+            reclaimed,
+        })
+    }
+
+    /// The directories of dead masters removed before this one was made, and those that
+    /// could not be (for the caller to log).
+    pub fn reclaimed(&self) -> &Reclaimed {
+        &self.reclaimed
     }
 
     pub fn script(&self) -> &Path {

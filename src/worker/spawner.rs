@@ -159,7 +159,8 @@ impl ExecSpawner {
         let plan = ExecPlan::new(&spec.python.display().to_string(), &args, &spec.env, fds)?;
         Ok(plan
             .with_umask(spec.umask)
-            .with_identity(spec.identity.clone()))
+            .with_identity(spec.identity.clone())
+            .with_no_new_privs(spec.no_new_privs))
     }
 }
 

@@ -38,6 +38,8 @@ pub struct WorkerSpec {
     pub identity: Option<Identity>,
     /// The worker's umask; `None`: the master's.
     pub umask: Option<u32>,
+    /// The worker starts with the no_new_privs flag (`no_new_privs`).
+    pub no_new_privs: bool,
     /// Whether the worker's stdout and stderr are captured by the master.
     pub capture_output: bool,
     /// Exec'd, or forked from the generation's zygote.
@@ -70,6 +72,7 @@ impl WorkerSpec {
             ),
             identity: identity(config, root),
             umask: config.umask,
+            no_new_privs: config.no_new_privs,
             capture_output: config.capture_output,
             log_format: config.log_format,
             spawn: config.spawn,

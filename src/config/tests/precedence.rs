@@ -404,6 +404,7 @@ fn defaults_apply_when_nothing_is_given() {
         user: None,
         group: None,
         umask: None,
+        no_new_privs: defaults::NO_NEW_PRIVS,
         control_socket: None,
         admin_bind: None,
         ready_min: defaults::READY_MIN,

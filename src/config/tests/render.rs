@@ -119,6 +119,7 @@ fn every_non_default_round_trips() {
             gid: 0,
         }),
         umask: Some(0o027),
+        no_new_privs: false,
         control_socket: Some("run/ctl \"q\".sock".into()),
         admin_bind: Some(BindSpec::Tcp {
             host: "::1".into(),
@@ -233,6 +234,7 @@ capture_output = false
 # user = (not set: the master's user)
 # group = (not set: the user's primary group, or the master's group)
 # umask = (not set: the master's umask)
+no_new_privs = true
 # control_socket = (not set: ${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/PID.sock)
 admin_bind = "off"
 ready_min = "all"

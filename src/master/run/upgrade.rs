@@ -24,6 +24,7 @@ use crate::config::{self, Config, WorkerCount};
 use crate::errors::error_chain;
 use crate::master::state::Master;
 use crate::master::workers::{Phase, Reason, Worker};
+use crate::ops::OpsCounters;
 use crate::sockets::Listener;
 use crate::sys::environ::env_snapshot;
 use crate::sys::reap::ExitStatus;
@@ -204,6 +205,7 @@ impl Supervisor {
     fn hand_over(&mut self, master: &Master, now: Instant) {
         if let Some(why) = master.upgrade_blocker() {
             warn!("upgrade abandoned: {why}; send SIGUSR2 again later");
+            self.notifier.upgrade_abandoned(why);
             self.upgrade.stage = Stage::Idle;
             return;
         }
@@ -217,6 +219,7 @@ impl Supervisor {
             Ok(handover) => handover,
             Err(why) => {
                 error!("upgrade abandoned: {why}; the current master keeps serving");
+                self.notifier.upgrade_abandoned(&why.to_string());
                 self.upgrade.stage = Stage::Idle;
                 return;
             }
@@ -228,6 +231,9 @@ impl Supervisor {
             workers = handover.workers.len(),
             "upgrade: handing over to the new binary"
         );
+        // systemd (Type=notify-reload) sees the upgrade as a reload; the new image, or this one
+        // if the exec does not happen, answers READY=1.
+        self.notifier.upgrading();
         let signals = &self.signals;
         let env: Vec<_> = std::env::vars_os().collect();
         match exec_in_place(binary, &mut handover, &env, || signals.pending()) {
@@ -235,10 +241,9 @@ impl Supervisor {
                 debug!("upgrade: a signal came in; handing over at the next quiet moment")
             }
             Err(e) => {
-                error!(
-                    "upgrade failed: {}; the current master keeps serving",
-                    error_chain(&e)
-                );
+                let why = error_chain(&e);
+                error!("upgrade failed: {why}; the current master keeps serving");
+                self.notifier.upgrade_abandoned(&why);
                 self.upgrade.stage = Stage::Idle;
             }
         }
@@ -257,6 +262,11 @@ impl Supervisor {
             .map(|w| self.handed_worker(w, now))
             .collect::<Result<Vec<_>, _>>()?;
         let outputs = self.spawner.output_pipes().into_iter();
+        let (mut counters, quarantine) = master.handed_records(now);
+        let ops = self.ops.counters();
+        counters.reloads_refused = ops.reloads_refused;
+        counters.shed_control = ops.shed_control;
+        counters.shed_admin = ops.shed_admin;
         Ok(Handover {
             version: VERSION,
             pid: std::process::id(),
@@ -282,11 +292,14 @@ impl Supervisor {
             outputs: outputs
                 .map(|(worker, pid, fd)| HandedOutput { worker, pid, fd })
                 .collect(),
+            counters,
+            quarantine,
         })
     }
 
     fn handed_worker(&self, w: &Worker, now: Instant) -> Result<HandedWorker, HandoverBuildError> {
         let missing = |missing| HandoverBuildError::HandWorker { id: w.id, missing };
+        let pid = w.pid.ok_or_else(|| missing("pid"))?;
         let remaining = |at: Instant| millis(at.saturating_duration_since(now));
         let phase = match (w.phase, w.retiring) {
             (Phase::Booting { .. }, None) => HandedPhase::Booting,
@@ -301,7 +314,7 @@ impl Supervisor {
         };
         Ok(HandedWorker {
             id: w.id,
-            pid: w.pid.ok_or_else(|| missing("pid"))?,
+            pid,
             generation: w.generation,
             phase,
             channel_fd: self
@@ -312,16 +325,19 @@ impl Supervisor {
             ready_ms: w.ready_at.map(|t| millis(now.saturating_duration_since(t))),
             requests: w.requests,
             timeout_ms: millis(w.timeout),
+            inflight_fd: self.inflight.get(&pid).map(AsRawFd::as_raw_fd),
         })
     }
 
-    /// A new image's loop: takes over the workers of `handover` (pids, channels, output pipes)
+    /// A new image's loop: takes over the workers of `handover` (pids, channels, in-flight
+    /// files, output pipes), the operations layer's counters and the quarantine for new workers,
     /// with the spec of their generation, and, when `next` is given, makes it the spec of the
     /// following generation, whose rollout is the upgrade's. Returns that generation.
     pub(in crate::master) fn adopt(
         &mut self,
         handover: &Handover,
         next: Option<WorkerSpec>,
+        rolled_back: Option<&str>,
         now: Instant,
     ) -> Option<u64> {
         for w in &handover.workers {
@@ -330,7 +346,26 @@ impl Supervisor {
             // checked that it is open and named once, and nothing else in this image owns it.
             let channel = unsafe { OwnedFd::from_raw_fd(w.channel_fd) };
             self.channels.insert(w.id, channel);
+            if let Some(fd) = w.inflight_fd {
+                // SAFETY: as for the channel: open, named once, owned by nothing else.
+                let inflight = unsafe { OwnedFd::from_raw_fd(fd) };
+                self.inflight.insert(w.pid, inflight);
+            }
         }
+        let c = &handover.counters;
+        self.ops.restore_counters(OpsCounters {
+            reloads_refused: c.reloads_refused,
+            shed_control: c.shed_control,
+            shed_admin: c.shed_admin,
+        });
+        // New workers get the quarantine in their in-flight file, as in the previous image.
+        let quarantined: Vec<String> = handover
+            .quarantine
+            .iter()
+            .filter(|r| r.quarantined_for_ms.is_some())
+            .map(|r| r.request.clone())
+            .collect();
+        self.spawner.set_quarantine(&quarantined);
         for output in &handover.outputs {
             // SAFETY: as for the channels: open, named once, owned by nothing else.
             let read = unsafe { OwnedFd::from_raw_fd(output.fd) };
@@ -339,15 +374,25 @@ impl Supervisor {
         let adopted = handover.generation;
         self.specs = [(adopted, handover.spec.clone().into())].into();
         self.next_generation = adopted + 1;
-        let spec = next?;
-        let generation = self.next_generation;
-        self.specs.insert(generation, spec);
-        self.next_generation += 1;
-        self.upgrade.stage = Stage::RollingOut {
-            generation,
-            started: now,
-        };
-        Some(generation)
+        let rollout = next.map(|spec| {
+            let generation = self.next_generation;
+            self.specs.insert(generation, spec);
+            self.next_generation += 1;
+            self.upgrade.stage = Stage::RollingOut {
+                generation,
+                started: now,
+            };
+            generation
+        });
+        // The previous image's RELOADING=1 is answered once the rollout ends (or now).
+        match rolled_back {
+            Some(reason) => {
+                self.notifier.resumed(true);
+                self.notifier.upgrade_abandoned(reason);
+            }
+            None => self.notifier.resumed(rollout.is_some()),
+        }
+        rollout
     }
 }
 

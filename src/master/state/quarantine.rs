@@ -17,6 +17,7 @@ use tracing::{error, info};
 
 use super::Master;
 use crate::master::event::Action;
+use crate::upgrade::HandedRequest;
 
 /// Deaths serving only the same request before it is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
@@ -68,6 +69,49 @@ impl Quarantine {
 
     pub fn list(&self) -> Vec<String> {
         self.blocked.keys().cloned().collect()
+    }
+
+    /// Every suspect and quarantined request, for the handover of an upgrade.
+    pub fn handed(&self, now: Instant) -> Vec<HandedRequest> {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+        let suspects = self
+            .suspects
+            .iter()
+            .map(|(request, (deaths, last))| HandedRequest {
+                request: request.clone(),
+                deaths: *deaths,
+                last_death_ago_ms: ms(now.saturating_duration_since(*last)),
+                quarantined_for_ms: None,
+            });
+        let blocked = self.blocked.iter().map(|(request, until)| HandedRequest {
+            request: request.clone(),
+            deaths: 0,
+            last_death_ago_ms: ms(
+                QUARANTINE_FOR.saturating_sub(until.saturating_duration_since(now))
+            ),
+            quarantined_for_ms: Some(ms(until.saturating_duration_since(now))),
+        });
+        suspects.chain(blocked).collect()
+    }
+
+    /// The state a previous image handed over, as of `now`.
+    pub fn restore(handed: &[HandedRequest], now: Instant) -> Quarantine {
+        let ms = Duration::from_millis;
+        let mut quarantine = Quarantine::default();
+        for r in handed {
+            match r.quarantined_for_ms {
+                Some(left) => {
+                    quarantine.blocked.insert(r.request.clone(), now + ms(left));
+                }
+                None => {
+                    let last = now.checked_sub(ms(r.last_death_ago_ms)).unwrap_or(now);
+                    quarantine
+                        .suspects
+                        .insert(r.request.clone(), (r.deaths, last));
+                }
+            }
+        }
+        quarantine
     }
 }
 

@@ -10,10 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::Master;
+use super::{quarantine::Quarantine, Master};
 use crate::master::event::WorkerId;
 use crate::master::policy::{Policy, CRASH_GRACE};
 use crate::master::workers::{Phase, Reason, Worker};
+use crate::upgrade::{HandedCounters, HandedRequest};
 
 /// A worker handed over by the previous image of this master.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +82,51 @@ impl Master {
         } else {
             None
         }
+    }
+
+    /// The counters and the requests under suspicion, as the handover carries them (the
+    /// operations layer's own counters are filled in by the loop).
+    pub fn handed_records(&self, now: Instant) -> (HandedCounters, Vec<HandedRequest>) {
+        let s = &self.stats;
+        let counters = HandedCounters {
+            restarts: s
+                .restarts
+                .iter()
+                .map(|(reason, n)| (reason.to_string(), *n))
+                .collect(),
+            boots: s.boots,
+            boot_seconds: s.boot_seconds,
+            reloads: s.reloads,
+            reload_failures: s.reload_failures,
+            reload_seconds: s.reload_seconds,
+            access_log_dropped: s.access_log_dropped,
+            ..HandedCounters::default()
+        };
+        (counters, self.quarantine.handed(now))
+    }
+
+    /// Takes the counters and the quarantine of the previous image, so that `/metrics` counters
+    /// go on from where they were and a quarantined request stays refused. A restart reason this
+    /// binary does not know (a newer one's) is dropped.
+    pub fn restore_records(
+        &mut self,
+        counters: &HandedCounters,
+        quarantine: &[HandedRequest],
+        now: Instant,
+    ) {
+        let s = &mut self.stats;
+        for (name, n) in &counters.restarts {
+            if let Some(reason) = Reason::ALL.into_iter().find(|r| r.as_str() == name) {
+                *s.restarts.entry(reason.as_str()).or_default() += n;
+            }
+        }
+        s.boots += counters.boots;
+        s.boot_seconds += counters.boot_seconds;
+        s.reloads += counters.reloads;
+        s.reload_failures += counters.reload_failures;
+        s.reload_seconds += counters.reload_seconds;
+        s.access_log_dropped += counters.access_log_dropped;
+        self.quarantine = Quarantine::restore(quarantine, now);
     }
 
     /// The id the next worker gets.
