@@ -668,6 +668,41 @@ def md_throughput(results):
     return "\n\n".join(parts)
 
 
+def md_http2(results):
+    """The HTTP/2 phase: h2load over h2c (prior knowledge), each server against granian."""
+    h2 = results["phases"].get("http2") or {}
+    if "error" in h2:
+        return f"Not measured: {h2['error']}"
+    cfg = results.get("config", {})
+    parts = []
+    for app in ("wsgi", "asgi"):
+        if app not in h2:
+            continue
+        per = h2[app]
+        ref = per.get("granian", {})
+        lines = [f"**{APP_TITLES[app]}** (`tests/apps/{app}_app.py`, `GET /`)", "",
+                 "| server | req/s | ÷ granian | mean ms | sd ms | max ms | failed | slots: req/s (min–max) |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for srv in ordered(per):
+            e = per[srv]
+            if e.get("rps") is None:
+                lines.append(f"| {e.get('label', srv)} | failed: {str(e.get('error'))[:120]} | | | | | | |")
+                continue
+            good = [r for r in e.get("slots", []) if r.get("rps")]
+            spread = f"{len(good)}: {min(r['rps'] for r in good):.0f}–{max(r['rps'] for r in good):.0f}"
+            lines.append(f"| {e['label']} | {e['rps']:.0f} | {rfmt(ratio(e['rps'], ref.get('rps')))} | "
+                         f"{dash(e.get('mean_ms'), '{:.2f}')} | {dash(e.get('sd_ms'), '{:.2f}')} | "
+                         f"{dash(e.get('max_ms'), '{:.1f}')} | {e.get('failed', 0) + e.get('non_2xx', 0)} | {spread} |")
+        parts.append("\n".join(lines))
+    if not parts:
+        return ""
+    head = (f"h2load, {cfg.get('http2_clients')} connections with {cfg.get('http2_streams')} streams each, "
+            f"HTTP/2 with prior knowledge (h2c), {cfg.get('http2_rounds')} slots of "
+            f"{cfg.get('http2_slot')} s per server taken in turn; the median slot. herdsman --engine native "
+            "and granian serve with their default `http` (auto), hypercorn as everywhere else here.")
+    return head + "\n\n" + "\n\n".join(parts)
+
+
 def md_engine_profile(results):
     prof = results["phases"].get("engine_profile")
     if not prof:
@@ -1116,6 +1151,10 @@ def markdown(results, pngs, smoke):
                  "file, its log in the results directory, so both write to standard output redirected to a file; "
                  "the access lines counted in that file afterwards prove each log was on.\n")
         s.append(md_accesslog(results) + "\n")
+    http2 = md_http2(results)
+    if http2:
+        s.append(f"## HTTP/2 ({workers(cfg['workers'])})\n")
+        s.append(http2 + "\n")
     engine = md_engine_profile(results)
     if engine:
         s.append("## Where the native engine's time goes\n")

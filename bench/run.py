@@ -1061,8 +1061,8 @@ def parse_h2load(out):
         res["max_ms"], res["mean_ms"], res["sd_ms"] = (_ms(m.group(i)) for i in (2, 3, 4))
     m = re.search(r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out, re.M)
     res["requests"], res["failed"] = (int(m.group(2)), int(m.group(3))) if m else (None, None)
-    m = re.search(r"^status codes: (\d+) 2xx", out, re.M)
-    res["non_2xx"] = (res["requests"] or 0) - int(m.group(1)) if m else None
+    m = re.search(r"^status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    res["non_2xx"] = sum(int(x) for x in m.groups()) if m else None
     return res
 
 

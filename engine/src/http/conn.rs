@@ -2,6 +2,8 @@
 //! them apart by the HTTP/2 connection preface, which covers h2c with prior knowledge and TLS
 //! connections whose ALPN chose `h2`), plus what hyper does not do for us: the keep-alive
 //! timeout and the drain (docs/protocol.md, "the keep-alive drain"; docs/engine.md, HTTP/2).
+//! HTTP/1.1 is served with upgrades on in every mode (`with_upgrades`, and the auto builder's
+//! `serve_connection_with_upgrades`), so an upgrade the service grants takes the connection over.
 //!
 //! Invariants: a connection is closed by us only when no request is in progress on it (`busy` is
 //! 0) and it has been idle for the window of the phase (keep-alive timeout while serving, the
@@ -79,9 +81,9 @@ trait Graceful: Future {
     fn shutdown(self: Pin<&mut Self>);
 }
 
-impl<I, S, B> Graceful for http1::Connection<I, S>
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: hyper::body::Body + 'static,
@@ -153,7 +155,8 @@ where
                 .keep_alive(true)
                 .max_buf_size(MAX_HEAD)
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            drive(&shared, &state, builder.serve_connection(io, service)).await
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            drive(&shared, &state, conn).await
         }
         HttpMode::Http2 => {
             let builder = auto_builder(&http).http2_only();
