@@ -317,6 +317,7 @@ def targets(results):
     out.append(native_target(results, tol_rps, tol_p99))
     out.append(native_target(results, tol_rps, tol_p99, apps=("asgi", "fastapi")))
     out.append(websocket_target(results, tol_rps))
+    out.append(http2_target(results, tol_rps))
     life = ph.get("lifecycle") or {}
     h = life.get("herdsman") or {}
     out.append(replacement_target(results))
@@ -658,6 +659,30 @@ def websocket_target(results, tol):
     return (name, "met" if r >= 1 - tol else "missed", detail)
 
 
+def http2_target(results, tol):
+    """issue 16: HTTP/2 req/s with the native engine at least granian's and hypercorn's, same run."""
+    name = "`--engine native` HTTP/2 (h2c) req/s at least granian's and hypercorn's"
+    h2 = results["phases"].get("http2") or {}
+    if not h2 or "error" in h2:
+        return (name, "not measured", short_error(h2.get("error") if h2 else "not in this run"))
+    parts, ok, measured = [], True, False
+    for app, per in h2.items():
+        n = per.get(NATIVE, {})
+        for peer in ("granian", "hypercorn"):
+            p = per.get(peer, {})
+            r = ratio(n.get("rps"), p.get("rps"))
+            if r is None:
+                parts.append(f"{APP_TITLES.get(app, app)} vs {peer}: not measured "
+                             f"({short_error(n.get('error') or p.get('error') or 'missing')})")
+                continue
+            measured = True
+            ok = ok and r >= 1 - tol
+            parts.append(f"{APP_TITLES.get(app, app)}: {n['rps']:.0f} ÷ {p['rps']:.0f} req/s ({peer}) = {rfmt(r)}")
+    if not measured:
+        return (name, "not measured", "; ".join(parts))
+    return (name, "met" if ok else "missed", "; ".join(parts) + f" (noise: ±{tol:.0%})")
+
+
 def md_websocket(results):
     ws = results["phases"].get("websocket") or {}
     if not ws:
@@ -705,6 +730,41 @@ def md_throughput(results):
                          f"{dash(e.get('server_cpu_us_per_request'), '{:.1f}')} | {e.get('errors', 0)} | {rounds} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def md_http2(results):
+    """The HTTP/2 phase: h2load over h2c (prior knowledge), each server against granian."""
+    h2 = results["phases"].get("http2") or {}
+    if "error" in h2:
+        return f"Not measured: {h2['error']}"
+    cfg = results.get("config", {})
+    parts = []
+    for app in ("wsgi", "asgi"):
+        if app not in h2:
+            continue
+        per = h2[app]
+        ref = per.get("granian", {})
+        lines = [f"**{APP_TITLES[app]}** (`tests/apps/{app}_app.py`, `GET /`)", "",
+                 "| server | req/s | ÷ granian | mean ms | sd ms | max ms | failed | slots: req/s (min–max) |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for srv in ordered(per):
+            e = per[srv]
+            if e.get("rps") is None:
+                lines.append(f"| {e.get('label', srv)} | failed: {str(e.get('error'))[:120]} | | | | | | |")
+                continue
+            good = [r for r in e.get("slots", []) if r.get("rps")]
+            spread = f"{len(good)}: {min(r['rps'] for r in good):.0f}–{max(r['rps'] for r in good):.0f}"
+            lines.append(f"| {e['label']} | {e['rps']:.0f} | {rfmt(ratio(e['rps'], ref.get('rps')))} | "
+                         f"{dash(e.get('mean_ms'), '{:.2f}')} | {dash(e.get('sd_ms'), '{:.2f}')} | "
+                         f"{dash(e.get('max_ms'), '{:.1f}')} | {e.get('failed', 0) + e.get('non_2xx', 0)} | {spread} |")
+        parts.append("\n".join(lines))
+    if not parts:
+        return ""
+    head = (f"h2load, {cfg.get('http2_clients')} connections with {cfg.get('http2_streams')} streams each, "
+            f"HTTP/2 with prior knowledge (h2c), {cfg.get('http2_rounds')} slots of "
+            f"{cfg.get('http2_slot')} s per server taken in turn; the median slot. herdsman --engine native "
+            "and granian serve with their default `http` (auto), hypercorn as everywhere else here.")
+    return head + "\n\n" + "\n\n".join(parts)
 
 
 def md_engine_profile(results):
@@ -1166,6 +1226,10 @@ def markdown(results, pngs, smoke):
                  "UvicornWorker and herdsman's uvicorn engine use uvicorn's default WebSocket implementation "
                  "(websockets' sans-I/O one); granian and the native engine their own in Rust.\n")
         s.append(wstable + "\n")
+    http2 = md_http2(results)
+    if http2:
+        s.append(f"## HTTP/2 ({workers(cfg['workers'])})\n")
+        s.append(http2 + "\n")
     engine = md_engine_profile(results)
     if engine:
         s.append("## Where the native engine's time goes\n")

@@ -182,6 +182,13 @@ FULL = dict(
     repl_gap_s=0.2,         # no load between two events
     repl_kind_budget_s=15.0,  # no new event of a kind once its events took this long (at least 2 run)
     repl_settle_timeout_s=60.0,
+    # HTTP/2 (h2c with prior knowledge) under h2load: the servers that serve it, slots as throughput's.
+    http2_servers=["herdsman-native", "granian", "hypercorn"],
+    http2_apps=["wsgi", "asgi"],
+    http2_clients=32,
+    http2_streams=10,
+    http2_slot=3.0,
+    http2_rounds=4,
 )
 SMOKE = dict(
     servers=["herdsman", "herdsman-native", "gunicorn"],
@@ -231,9 +238,15 @@ SMOKE = dict(
     repl_gap_s=0.1,
     repl_kind_budget_s=10.0,
     repl_settle_timeout_s=60.0,
+    http2_servers=["herdsman-native"],
+    http2_apps=["wsgi"],
+    http2_clients=8,
+    http2_streams=10,
+    http2_slot=1.0,
+    http2_rounds=1,
 )
-PHASES = ["imports", "profile", "throughput", "websocket", "engine_profile", "boot", "lifecycle", "replacements",
-          "memory", "idle"]
+PHASES = ["imports", "profile", "throughput", "websocket", "http2", "engine_profile", "boot", "lifecycle",
+          "replacements", "memory", "idle"]
 
 
 def log(msg):
@@ -1112,6 +1125,85 @@ def phase_websocket(ctx):
         out[srv] = entry
         log(f"websocket {srv}: " + (f"{entry['mps']:.0f} messages/s p99 {entry['p99_ms']} ms over {len(good)} slots"
                                     if "mps" in entry else str(entry["error"])))
+def parse_h2load(out):
+    """h2load's figures: req/s, request time (mean, sd, max) and the requests that failed."""
+    res = {}
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    if m:
+        res["max_ms"], res["mean_ms"], res["sd_ms"] = (_ms(m.group(i)) for i in (2, 3, 4))
+    m = re.search(r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out, re.M)
+    res["requests"], res["failed"] = (int(m.group(2)), int(m.group(3))) if m else (None, None)
+    m = re.search(r"^status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    res["non_2xx"] = sum(int(x) for x in m.groups()) if m else None
+    return res
+
+
+def run_h2load(port, path, seconds, clients, streams):
+    """One h2load slot: `clients` h2c connections (prior knowledge), `streams` requests in flight
+    on each, for `seconds` (whole seconds, h2load's unit for -D)."""
+    argv = ["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{max(1, round(seconds))}",
+            f"http://{HOST}:{port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    res = parse_h2load(out)
+    if res["rps"] is None:
+        raise RuntimeError(f"h2load printed no result: {out[-400:]}")
+    return res
+
+
+def phase_http2(ctx):
+    """HTTP/2 with prior knowledge (h2c) from h2load, for the servers that serve it: every server
+    up at once, slots taken in turn with the order rotating each round (as the throughput phase);
+    the figures are the median slot's. herdsman's native engine and granian run with their default
+    `http` (auto: HTTP/1.1 and HTTP/2 on the same port), hypercorn as in the other phases."""
+    cfg = ctx.cfg
+    if not shutil.which("h2load"):
+        return {"error": "h2load is not installed (Debian's nghttp2-client; bench/run.sh installs it)"}
+    out = {}
+    for app in cfg["http2_apps"]:
+        path = APPS[app][2]
+        names = [srv for srv in cfg["http2_servers"] if srv in cfg["servers"]]
+        servers, slots = {}, {srv: [] for srv in names}
+        load = guarded(lambda port: run_h2load(port, path, cfg["http2_slot"], cfg["http2_clients"],
+                                               cfg["http2_streams"]))
+        try:
+            for srv in names:
+                s = Server(ctx, srv, app, cfg["workers"], ctx.tag("h2", app, srv)).start()
+                try:
+                    s.wait_ready()
+                    servers[srv] = s
+                except Exception as e:  # noqa: BLE001
+                    log(f"  error: {srv} did not start for {app}: {e}")
+                    slots[srv].append({"error": f"{type(e).__name__}: {e}"[:600]})
+                    s.stop(timeout=5)
+            started = list(servers)
+            for srv in started:
+                load(servers[srv].port)  # warm-up
+            for rnd in range(cfg["http2_rounds"]):
+                k = rnd % max(1, len(started))
+                for srv in started[k:] + started[:k]:
+                    slots[srv].append(load(servers[srv].port))
+        finally:
+            for s in servers.values():
+                s.stop(timeout=10)
+        out[app] = {}
+        for srv, rs in slots.items():
+            good = [r for r in rs if r.get("rps")]
+            entry = {"label": server_label(srv, app), "slots": rs}
+            if good:
+                for key in ("rps", "mean_ms", "sd_ms", "max_ms"):
+                    vals = [r[key] for r in good if r.get(key) is not None]
+                    entry[key] = round(statistics.median(vals), 3) if vals else None
+                entry["failed"] = sum(r.get("failed") or 0 for r in good)
+                entry["non_2xx"] = sum(r.get("non_2xx") or 0 for r in good)
+                entry["requests"] = sum(r.get("requests") or 0 for r in good)
+            else:
+                entry["error"] = rs[-1].get("error") if rs else "not run"
+            out[app][srv] = entry
+            log(f"http2 {app} {srv}: " + (f"{entry['rps']:.0f} req/s mean {entry['mean_ms']} ms "
+                                          f"over {len(good)} slots, {entry['failed']} failed"
+                                          if "rps" in entry else str(entry["error"])))
     return out
 
 
@@ -2080,6 +2172,7 @@ def main():
     busy0, own0, t_start = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
     funcs = {"imports": phase_imports, "profile": phase_profile, "throughput": phase_throughput,
              "websocket": phase_websocket,
+             "http2": phase_http2,
              "engine_profile": phase_engine_profile, "boot": phase_boot,
              "lifecycle": phase_lifecycle, "replacements": phase_replacements, "memory": phase_memory,
              "idle": phase_idle}

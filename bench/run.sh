@@ -22,12 +22,17 @@ for arg in "$@"; do
     [[ "$arg" == "--smoke" ]] && smoke=1
 done
 
-# 1. The load generator (wrk), the profiler of idle masters (strace) and the sampling profiler of
-# the native engine (perf, Debian's linux-perf), from Debian's packages.
+# 1. The load generator (wrk), the profiler of idle masters (strace), the sampling profiler of
+# the native engine (perf, Debian's linux-perf) and the HTTP/2 load generator (h2load, Debian's
+# nghttp2-client), from Debian's packages.
 missing=()
-for tool in wrk strace perf; do
+for tool in wrk strace perf h2load; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        [[ "$tool" == perf ]] && missing+=(linux-perf) || missing+=("$tool")
+        case "$tool" in
+            perf) missing+=(linux-perf) ;;
+            h2load) missing+=(nghttp2-client) ;;  # the HTTP/2 load generator
+            *) missing+=("$tool") ;;
+        esac
     fi
 done
 if ((${#missing[@]})); then

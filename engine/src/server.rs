@@ -20,7 +20,7 @@ use crate::accesslog::{AccessLog, Format};
 use crate::http::listen;
 use crate::inflight::Registry;
 use crate::notify::Notifier;
-use crate::shared::{Limits, Phase, Settings, Shared};
+use crate::shared::{Http, HttpMode, Limits, Phase, Settings, Shared};
 
 pyo3::create_exception!(
     _engine,
@@ -57,7 +57,10 @@ impl Server {
         limit_request_line=4094, limit_request_fields=100, limit_request_field_size=8190,
         forwarded_allow_ips="127.0.0.1,::1", root_path="", certfile=None, keyfile=None,
         ca_certs=None, cert_reqs=0, ciphers=None, tls_min_version="1.2", worker_connections=1000,
-        proxy_allow_from=None, interface="wsgi", asgi_fd=-1))]
+        proxy_allow_from=None, interface="wsgi", asgi_fd=-1, http="auto",
+        http2_max_concurrent_streams=200, http2_initial_stream_window_size=1048576,
+        http2_initial_connection_window_size=1048576, http2_max_header_list_size=65536,
+        http2_keep_alive_interval=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -88,6 +91,12 @@ impl Server {
         proxy_allow_from: Option<&str>,
         interface: &str,
         asgi_fd: i32,
+        http: &str,
+        http2_max_concurrent_streams: u32,
+        http2_initial_stream_window_size: u32,
+        http2_initial_connection_window_size: u32,
+        http2_max_header_list_size: u32,
+        http2_keep_alive_interval: f64,
     ) -> PyResult<Server> {
         let asgi = match interface {
             "wsgi" => None,
@@ -108,6 +117,29 @@ impl Server {
                 PyValueError::new_err(format!("{what} must be a number of seconds >= 0"))
             })
         };
+        let http = Http {
+            mode: match http {
+                "auto" => HttpMode::Auto,
+                "1" => HttpMode::Http1,
+                "2" => HttpMode::Http2,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "http must be auto, 1 or 2, got {other:?}"
+                    )))
+                }
+            },
+            max_concurrent_streams: http2_max_concurrent_streams,
+            initial_stream_window_size: http2_initial_stream_window_size,
+            initial_connection_window_size: http2_initial_connection_window_size,
+            max_header_list_size: http2_max_header_list_size,
+            keep_alive_interval: match seconds(
+                http2_keep_alive_interval,
+                "http2_keep_alive_interval",
+            )? {
+                interval if interval.is_zero() => None,
+                interval => Some(interval),
+            },
+        };
         let tls = match (certfile, keyfile) {
             (Some(certfile), Some(keyfile)) => {
                 let options = crate::tls::Options {
@@ -118,7 +150,7 @@ impl Server {
                     ciphers,
                     min_version: tls_min_version.to_string(),
                 };
-                Some(crate::tls::server_config(&options).map_err(TlsError::new_err)?)
+                Some(crate::tls::server_config(&options, http.mode).map_err(TlsError::new_err)?)
             }
             (None, None) => None,
             _ => return Err(TlsError::new_err("certfile and keyfile go together")),
@@ -138,6 +170,7 @@ impl Server {
             trusted: crate::http::proxy::Trusted::parse(forwarded_allow_ips),
             proxy_protocol: proxy_allow_from.map(crate::http::proxy::Trusted::parse),
             worker_connections: worker_connections.max(1),
+            http,
         };
         let access = match access_log {
             Some(path) => {

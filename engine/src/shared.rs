@@ -56,6 +56,50 @@ pub struct Settings {
     pub proxy_protocol: Option<crate::http::proxy::Trusted>,
     /// Most connections open at once (gunicorn's `worker_connections`).
     pub worker_connections: usize,
+    /// Which HTTP versions a connection may speak, and the HTTP/2 settings.
+    pub http: Http,
+}
+
+/// Which protocols a connection may speak (granian's `--http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMode {
+    /// HTTP/1.1, HTTP/2 with prior knowledge (the connection preface tells them apart), and
+    /// ALPN `h2` then `http/1.1` over TLS.
+    Auto,
+    /// HTTP/1.1 only (ALPN `http/1.1`).
+    Http1,
+    /// HTTP/2 only (ALPN `h2`).
+    Http2,
+}
+
+/// The HTTP/2 settings a connection advertises (docs/engine.md, HTTP/2, says why these).
+#[derive(Clone, Copy, Debug)]
+pub struct Http {
+    pub mode: HttpMode,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: requests in flight at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send ahead of the app.
+    pub initial_stream_window_size: u32,
+    /// The connection's flow-control window (all its streams' request bodies together).
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: a request head larger than this gets 431.
+    pub max_header_list_size: u32,
+    /// PING an idle connection this often (closing it when the answer does not come within the
+    /// same time); None: no PING.
+    pub keep_alive_interval: Option<Duration>,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            mode: HttpMode::Auto,
+            max_concurrent_streams: 200,
+            initial_stream_window_size: 1024 * 1024,
+            initial_connection_window_size: 1024 * 1024,
+            max_header_list_size: 64 * 1024,
+            keep_alive_interval: None,
+        }
+    }
 }
 
 pub struct Shared {

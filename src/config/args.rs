@@ -92,7 +92,7 @@ pub fn read(args: &RunArgs) -> (Layer, Vec<ConfigError>) {
 }
 
 /// The single-valued options, by key.
-fn texts(args: &RunArgs) -> [(Key, &Option<String>); 53] {
+fn texts(args: &RunArgs) -> [(Key, &Option<String>); 59] {
     [
         (Key::App, &args.app),
         (Key::Workers, &args.workers),
@@ -131,6 +131,24 @@ fn texts(args: &RunArgs) -> [(Key, &Option<String>); 53] {
         (Key::ProxyAllowFrom, &args.proxy_allow_from),
         (Key::RootPath, &args.root_path),
         (Key::ReadyPath, &args.ready_path),
+        (Key::Http, &args.http),
+        (
+            Key::Http2MaxConcurrentStreams,
+            &args.http2_max_concurrent_streams,
+        ),
+        (
+            Key::Http2InitialStreamWindowSize,
+            &args.http2_initial_stream_window_size,
+        ),
+        (
+            Key::Http2InitialConnectionWindowSize,
+            &args.http2_initial_connection_window_size,
+        ),
+        (
+            Key::Http2MaxHeaderListSize,
+            &args.http2_max_header_list_size,
+        ),
+        (Key::Http2KeepAliveInterval, &args.http2_keep_alive_interval),
         (Key::Certfile, &args.certfile),
         (Key::Keyfile, &args.keyfile),
         (Key::CaCerts, &args.ca_certs),

@@ -278,6 +278,37 @@ pub struct RunArgs {
     /// Django's views) [default: none].
     #[arg(long, value_name = "PATH")]
     pub ready_path: Option<String>,
+
+    /// Which HTTP versions the native engine serves (granian's --http): auto (HTTP/1.1, HTTP/2
+    /// with prior knowledge, and ALPN h2 then http/1.1 over TLS), 1 (HTTP/1.1 only) or 2 (HTTP/2
+    /// only); the uvicorn engine serves HTTP/1.1 only [default: auto].
+    #[arg(long, value_name = "auto|1|2")]
+    pub http: Option<String>,
+
+    /// HTTP/2: most requests (streams) in flight at once on one connection (native engine)
+    /// [default: 200].
+    #[arg(long, value_name = "N")]
+    pub http2_max_concurrent_streams: Option<String>,
+
+    /// HTTP/2: the request body bytes a stream may send before the app reads them, e.g. 1MiB
+    /// (native engine) [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub http2_initial_stream_window_size: Option<String>,
+
+    /// HTTP/2: the request body bytes all the streams of a connection together may send before
+    /// the app reads them (native engine) [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub http2_initial_connection_window_size: Option<String>,
+
+    /// HTTP/2: the largest request head (header names and values, 32 bytes more each) a
+    /// connection accepts; a larger one gets 431 (native engine) [default: 64KiB].
+    #[arg(long, value_name = "SIZE")]
+    pub http2_max_header_list_size: Option<String>,
+
+    /// HTTP/2: PING an idle connection this often and close it when the answer does not come
+    /// within the same time, e.g. 30s; 0 is off (native engine) [default: 0].
+    #[arg(long, value_name = "DURATION")]
+    pub http2_keep_alive_interval: Option<String>,
     /// TLS: the certificate (PEM, the chain after it) every bind serves, a unix: bind included,
     /// as gunicorn; needs --keyfile [default: none, plain HTTP].
     #[arg(long, value_name = "FILE")]

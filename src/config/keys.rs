@@ -58,6 +58,12 @@ pub enum Key {
     ProxyAllowFrom,
     RootPath,
     ReadyPath,
+    Http,
+    Http2MaxConcurrentStreams,
+    Http2InitialStreamWindowSize,
+    Http2InitialConnectionWindowSize,
+    Http2MaxHeaderListSize,
+    Http2KeepAliveInterval,
     Certfile,
     Keyfile,
     CaCerts,
@@ -84,7 +90,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the docs and `check` present them.
-    pub const ALL: [Key; 65] = [
+    pub const ALL: [Key; 71] = [
         Key::App,
         Key::Factory,
         Key::Workers,
@@ -128,6 +134,12 @@ impl Key {
         Key::ProxyAllowFrom,
         Key::RootPath,
         Key::ReadyPath,
+        Key::Http,
+        Key::Http2MaxConcurrentStreams,
+        Key::Http2InitialStreamWindowSize,
+        Key::Http2InitialConnectionWindowSize,
+        Key::Http2MaxHeaderListSize,
+        Key::Http2KeepAliveInterval,
         Key::Certfile,
         Key::Keyfile,
         Key::CaCerts,
@@ -198,6 +210,12 @@ impl Key {
             Key::ProxyAllowFrom => "proxy_allow_from",
             Key::RootPath => "root_path",
             Key::ReadyPath => "ready_path",
+            Key::Http => "http",
+            Key::Http2MaxConcurrentStreams => "http2_max_concurrent_streams",
+            Key::Http2InitialStreamWindowSize => "http2_initial_stream_window_size",
+            Key::Http2InitialConnectionWindowSize => "http2_initial_connection_window_size",
+            Key::Http2MaxHeaderListSize => "http2_max_header_list_size",
+            Key::Http2KeepAliveInterval => "http2_keep_alive_interval",
             Key::Certfile => "certfile",
             Key::Keyfile => "keyfile",
             Key::CaCerts => "ca_certs",

@@ -112,6 +112,7 @@ fn render_rest(config: &Config, out: &mut String) {
         "no probe: ready once the app is served",
     );
     tls(&mut line, config.tls.as_ref());
+    http(&mut line, &config.http, config.engine);
     let trusted = config.forwarded_allow_ips.clone();
     optional(
         &mut line,
@@ -154,6 +155,38 @@ fn tls(line: &mut impl FnMut(&str, String), tls: Option<&crate::config::Tls>) {
         None => line("# ciphers", "(not set: the TLS library's)".into()),
     }
     line("ssl_version", quote(tls.min_version.ssl_version()));
+}
+
+/// `http` (1 and 2 as TOML integers) and the HTTP/2 settings; with the uvicorn engine, which
+/// refuses them (it has no HTTP/2), those are comments showing the native engine's values.
+fn http(
+    line: &mut impl FnMut(&str, String),
+    http: &crate::config::Http,
+    engine: crate::config::Engine,
+) {
+    let version = match http.version {
+        crate::config::HttpVersion::Auto => quote("auto"),
+        other => other.as_str().to_string(),
+    };
+    line("http", version);
+    let native = engine == crate::config::Engine::Native;
+    let mut setting = |key: &str, value: String| match native {
+        true => line(key, value),
+        false => line(
+            &format!("# {key}"),
+            format!("{value}  # native engine only"),
+        ),
+    };
+    let streams = http.max_concurrent_streams.to_string();
+    setting("http2_max_concurrent_streams", streams);
+    let window = size(u64::from(http.initial_stream_window_size));
+    setting("http2_initial_stream_window_size", window);
+    let window = size(u64::from(http.initial_connection_window_size));
+    setting("http2_initial_connection_window_size", window);
+    let headers = size(u64::from(http.max_header_list_size));
+    setting("http2_max_header_list_size", headers);
+    let ping = or_off(http.keep_alive_interval.map(duration));
+    setting("http2_keep_alive_interval", ping);
 }
 
 /// The control socket, the admin listener and readiness.

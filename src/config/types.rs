@@ -110,6 +110,24 @@ pub mod defaults {
     pub const WORKER_CONNECTIONS: u32 = 1000;
     /// `proxy_allow_from`: gunicorn's default (its `proxy_allow_ips`).
     pub const PROXY_ALLOW_FROM: &str = "127.0.0.1,::1";
+    /// `http` and the `http2_*` keys (native engine; docs/engine.md, HTTP/2, says why these).
+    /// Every version the engine has: HTTP/2 costs an HTTP/1.1 client nothing (the connection
+    /// preface tells them apart), as granian's `--http auto`.
+    pub const HTTP: super::HttpVersion = super::HttpVersion::Auto;
+    /// hyper's and granian's default; hypercorn's is 100. Each stream is a request waiting for
+    /// one of the worker's threads, so more only queues.
+    pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 200;
+    /// hyper's and granian's 1 MiB (the protocol's own 64 KiB makes an upload wait for a round
+    /// trip every 64 KiB).
+    pub const HTTP2_INITIAL_STREAM_WINDOW_SIZE: u32 = 1 << 20;
+    pub const HTTP2_INITIAL_CONNECTION_WINDOW_SIZE: u32 = 1 << 20;
+    /// hypercorn's 64 KiB: the bound the HTTP/1.1 side puts on a whole request head (hyper's read
+    /// buffer), so an HTTP/2 client gets no more room than an HTTP/1.1 one; the per-field
+    /// `limit_request_*` apply to both.
+    pub const HTTP2_MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
+    /// No PING: an idle connection is closed after `keep_alive`, as an HTTP/1.1 one (hyper's and
+    /// granian's default).
+    pub const HTTP2_KEEP_ALIVE_INTERVAL: Option<Duration> = None;
 }
 
 /// The whole validated configuration.
@@ -204,6 +222,8 @@ pub struct Config {
     pub ready_path: Option<String>,
     /// TLS served by the engine in every worker, on every bind; `None`: plain HTTP.
     pub tls: Option<Tls>,
+    /// The HTTP versions the native engine serves, and its HTTP/2 settings.
+    pub http: Http,
     /// Master and worker log level.
     pub log_level: LogLevel,
     /// Master log format.
@@ -367,6 +387,56 @@ impl Engine {
         match self {
             Engine::Uvicorn => "uvicorn",
             Engine::Native => "native",
+        }
+    }
+}
+
+/// Which HTTP versions a native-engine connection may speak (`http`, granian's `--http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1, and HTTP/2 with prior knowledge (h2c) or by ALPN `h2` over TLS.
+    Auto,
+    /// HTTP/1.1 only (ALPN `http/1.1`).
+    One,
+    /// HTTP/2 only (ALPN `h2`).
+    Two,
+}
+
+impl HttpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Auto => "auto",
+            HttpVersion::One => "1",
+            HttpVersion::Two => "2",
+        }
+    }
+}
+
+/// `http` and the HTTP/2 settings a native-engine connection advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http {
+    pub version: HttpVersion,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE, bytes.
+    pub initial_stream_window_size: u32,
+    /// The connection's flow-control window, bytes.
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, bytes (RFC 9113: names, values and 32 per field).
+    pub max_header_list_size: u32,
+    /// PING interval (and timeout) of an HTTP/2 connection; `None`: no PING.
+    pub keep_alive_interval: Option<Duration>,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            version: defaults::HTTP,
+            max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
+            initial_stream_window_size: defaults::HTTP2_INITIAL_STREAM_WINDOW_SIZE,
+            initial_connection_window_size: defaults::HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
+            max_header_list_size: defaults::HTTP2_MAX_HEADER_LIST_SIZE,
+            keep_alive_interval: defaults::HTTP2_KEEP_ALIVE_INTERVAL,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! unix socket address, that the directories of `log_file` and `pidfile` exist, and that `user`
 //! and `group` name accounts this system knows and that a master which is not root does not ask
 //! to switch them (see `account`), and that the TLS files load and match (`validate/tls.rs`,
-//! `config/tls.rs`). Combinations that are allowed but pointless (a jitter without
+//! `config/tls.rs`), and that the uvicorn engine is not asked for HTTP/2 (`validate/http.rs`).
+//! Combinations that are allowed but pointless (a jitter without
 //! its limit) are `warnings`, not errors. The keys that name places (binds, paths) are judged
 //! in `validate/paths.rs`.
 
@@ -21,6 +22,7 @@ use crate::config::{defaults, AppSpec, Config, Interface};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod http;
 mod paths;
 mod tls;
 
@@ -156,6 +158,7 @@ pub fn validate(layer: &Layer, config_file: Option<PathBuf>) -> Result<Config, V
             values::ready_path(raw).map(Some)
         }),
         tls: v.tls(engine),
+        http: v.http(engine),
         log_level: v.value(Key::LogLevel, defaults::LOG_LEVEL, values::log_level),
         log_format: v.value(Key::LogFormat, defaults::LOG_FORMAT, values::log_format),
         log_file: v.file_path(Key::LogFile, "\"/var/log/herdsman/master.log\""),

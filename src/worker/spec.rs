@@ -184,6 +184,7 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
             args.extend(["--engine".into(), "native".into()]);
             args.extend(["--engine-lib".into(), lib.display().to_string()]);
             args.extend(["--threads".into(), threads.to_string()]);
+            http_args(&config.http, &mut args);
         }
         // a2wsgi's pool for WSGI apps; not set, the runtime keeps a2wsgi's own default.
         WorkerEngine::Uvicorn => {
@@ -232,6 +233,22 @@ fn runtime_args(config: &Config, engine: &WorkerEngine) -> Vec<String> {
     }
     args.extend(super::gunicorn_cfg::worker_args(config));
     args
+}
+
+/// The HTTP versions and HTTP/2 settings, for the native engine only (uvicorn has no HTTP/2:
+/// validation refused asking it for any).
+fn http_args(http: &crate::config::Http, args: &mut Vec<String>) {
+    args.extend(["--http".into(), http.version.as_str().into()]);
+    let streams = http.max_concurrent_streams.to_string();
+    args.extend(["--http2-max-concurrent-streams".into(), streams]);
+    let window = http.initial_stream_window_size.to_string();
+    args.extend(["--http2-initial-stream-window-size".into(), window]);
+    let window = http.initial_connection_window_size.to_string();
+    args.extend(["--http2-initial-connection-window-size".into(), window]);
+    let headers = http.max_header_list_size.to_string();
+    args.extend(["--http2-max-header-list-size".into(), headers]);
+    let ping = http.keep_alive_interval.map_or_else(|| "0".into(), seconds);
+    args.extend(["--http2-keep-alive-interval".into(), ping]);
 }
 
 /// TLS for the engine, which reads the files itself when the worker starts (a reload serves
@@ -484,12 +501,37 @@ mod tests {
             engine_options(&args).contains(&("--threads", "4")),
             "the default: {args:?}"
         );
-        // Without the six engine items, it is what a uvicorn worker gets.
+        let http = rest_after(&args, "--http");
+        assert_eq!(
+            http,
+            [
+                "auto",
+                "--http2-max-concurrent-streams",
+                "200",
+                "--http2-initial-stream-window-size",
+                "1048576",
+                "--http2-initial-connection-window-size",
+                "1048576",
+                "--http2-max-header-list-size",
+                "65536",
+                "--http2-keep-alive-interval",
+                "0",
+            ],
+            "the HTTP/2 defaults"
+        );
+        // Without the six engine items and the twelve HTTP ones, it is what a uvicorn worker
+        // gets.
         let uvicorn = runtime_args(&config(&["--engine", "native"]), &WorkerEngine::Uvicorn);
         let mut rest = args.clone();
         let at = rest.iter().position(|a| a == "--engine").expect("--engine");
-        rest.drain(at..at + 6);
+        rest.drain(at..at + 18);
         assert_eq!(rest, uvicorn);
+    }
+
+    /// The eleven items after `flag` in `args`.
+    fn rest_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        let at = args.iter().position(|a| a == flag).expect(flag);
+        args[at + 1..at + 12].iter().map(String::as_str).collect()
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl Drop for Finish {
                 method: head.method.as_str(),
                 path: head.uri.path(),
                 query: head.uri.query().unwrap_or(""),
-                version: version_str(head.version),
+                version: log_version(head.version),
                 request_headers: &head.headers,
                 status: self.status,
                 response_headers: self.response_headers.as_ref(),
@@ -161,6 +161,14 @@ impl Drop for Finish {
             .store(self.shared.now_ms(), Ordering::Release);
         self.conn.busy.fetch_sub(1, Ordering::AcqRel);
         self.conn.wake.notify_one();
+    }
+}
+
+/// The protocol as the access log writes it (`%(H)s`): HTTP/2 as `HTTP/2.0`, as nginx logs it.
+fn log_version(version: hyper::Version) -> &'static str {
+    match version {
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        other => version_str(other),
     }
 }
 

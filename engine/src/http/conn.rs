@@ -1,32 +1,47 @@
-//! One connection: hyper's HTTP/1.1 state machine, plus what hyper does not do for us: the
-//! keep-alive timeout and the drain (docs/protocol.md, "the keep-alive drain").
+//! One connection: hyper's HTTP/1.1 or HTTP/2 state machine (the `http` setting: auto tells
+//! them apart by the HTTP/2 connection preface, which covers h2c with prior knowledge and TLS
+//! connections whose ALPN chose `h2`), plus what hyper does not do for us: the keep-alive
+//! timeout and the drain (docs/protocol.md, "the keep-alive drain"; docs/engine.md, HTTP/2).
+//! HTTP/1.1 is served with upgrades on in every mode (`with_upgrades`, and the auto builder's
+//! `serve_connection_with_upgrades`), so an upgrade the service grants takes the connection over.
 //!
 //! Invariants: a connection is closed by us only when no request is in progress on it (`busy` is
 //! 0) and it has been idle for the window of the phase (keep-alive timeout while serving, the
 //! drain's idle window while draining), through hyper's graceful shutdown, which closes an idle
-//! connection at once; a quick stop (Aborted) drops it whatever it is doing. A connection is
-//! counted from the moment it is accepted (`Counted::new`, before its task is spawned, so a
-//! draining server never sees zero connections and ends while an accepted one waits for its
-//! first poll) until its task ends, however it ends (the guard's drop).
+//! connection at once; an HTTP/2 connection gets that graceful shutdown (GOAWAY) as soon as the
+//! drain begins, busy or not: its open streams finish, and the streams the client opens after
+//! the GOAWAY are refused by the protocol, so the client retries them on a new connection. A
+//! quick stop (Aborted) drops a connection whatever it is doing. A connection is counted from
+//! the moment it is accepted (`Counted::new`, before its task is spawned, so a draining server
+//! never sees zero connections and ends while an accepted one waits for its first poll) until
+//! its task ends, however it ends (the guard's drop).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Request, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::Peer;
-use crate::shared::{Phase, Shared};
+use crate::shared::{Http, HttpMode, Phase, Shared};
 
 /// How often a draining connection with a request in progress is looked at again.
 const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// hyper's read buffer limit, which bounds the request head (line and fields together).
 const MAX_HEAD: usize = 64 * 1024;
+/// Longest a client may take to send a request head (HTTP/1.1).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the service and a request's `Finish` tell the connection task.
 pub struct ConnState {
@@ -35,6 +50,8 @@ pub struct ConnState {
     pub wake: Notify,
     /// The connection's slot: a WebSocket keeps it after hyper hands the connection over.
     pub counted: Arc<Counted>,
+    /// The connection speaks HTTP/2 (known from its first request, or from `http = 2`).
+    pub h2: AtomicBool,
 }
 
 /// One open connection in `Shared::connections`, holding one of the worker's
@@ -60,33 +77,140 @@ impl Drop for Counted {
     }
 }
 
+/// A hyper connection future that can be asked to finish gracefully (HTTP/1.1: after the
+/// request in progress; HTTP/2: GOAWAY, then after the open streams).
+trait Graceful: Future {
+    fn shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown()
+    }
+}
+
+impl<I, S, B> Graceful for auto::Connection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown()
+    }
+}
+
+impl<I, S, B> Graceful for auto::UpgradeableConnection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown()
+    }
+}
+
 pub async fn serve<IO>(counted: Counted, io: IO, peer: Peer)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = counted.0.clone();
+    let http = shared.settings.http;
     let state = Arc::new(ConnState {
         busy: AtomicU32::new(0),
         last_done_ms: AtomicU64::new(shared.now_ms()),
         wake: Notify::new(),
         counted: Arc::new(counted),
+        h2: AtomicBool::new(http.mode == HttpMode::Http2),
     });
     let service = {
         let (shared, state) = (shared.clone(), state.clone());
-        service_fn(move |request| {
+        service_fn(move |mut request: Request<Incoming>| {
+            if request.version() == Version::HTTP_2 {
+                state.h2.store(true, Ordering::Release);
+                authority_as_host(&mut request);
+            }
             super::service::handle(shared.clone(), state.clone(), peer, request)
         })
     };
-    let mut builder = http1::Builder::new();
+    let io = TokioIo::new(io);
+    match http.mode {
+        HttpMode::Http1 => {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .max_buf_size(MAX_HEAD)
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            drive(&shared, &state, conn).await
+        }
+        HttpMode::Http2 => {
+            let builder = auto_builder(&http).http2_only();
+            drive(&shared, &state, builder.serve_connection(io, service)).await
+        }
+        HttpMode::Auto => {
+            let builder = auto_builder(&http);
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            drive(&shared, &state, conn).await
+        }
+    }
+}
+
+/// hyper-util's auto builder with our HTTP/1.1 options and the HTTP/2 settings.
+fn auto_builder(http: &Http) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
         .max_buf_size(MAX_HEAD)
-        .header_read_timeout(Duration::from_secs(30));
-    // With upgrades: an ASGI app's WebSockets take the connection over after the 101.
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(http.max_concurrent_streams)
+        .initial_stream_window_size(http.initial_stream_window_size)
+        .initial_connection_window_size(http.initial_connection_window_size)
+        .max_header_list_size(http.max_header_list_size)
+        .keep_alive_interval(http.keep_alive_interval);
+    if let Some(interval) = http.keep_alive_interval {
+        builder.http2().keep_alive_timeout(interval);
+    }
+    builder
+}
+
+/// HTTP/2 has no Host header of its own (RFC 9113, 8.3.1: `:authority`, which hyper puts in
+/// the URI): a request without Host gets one from `:authority`, so the app (`HTTP_HOST`,
+/// `SERVER_NAME`, the ASGI `host` header) and the proxy rules see what an HTTP/1.1 client sends.
+fn authority_as_host(request: &mut Request<Incoming>) {
+    if request.headers().contains_key(HOST) {
+        return;
+    }
+    let authority = request.uri().authority().map(|a| a.as_str().to_owned());
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        request.headers_mut().insert(HOST, value);
+    }
+}
+
+/// Runs the connection until it ends: the keep-alive timeout, the drain and the quick stop.
+async fn drive<C: Graceful>(shared: &Arc<Shared>, state: &ConnState, conn: C) {
     tokio::pin!(conn);
     let mut phase = shared.phase.subscribe();
     let mut closing = false;
@@ -95,10 +219,14 @@ where
         if now_phase == Phase::Aborted {
             return; // dropping the connection closes the socket
         }
+        if !closing && now_phase == Phase::Draining && state.h2.load(Ordering::Acquire) {
+            conn.as_mut().shutdown(); // GOAWAY now; the open streams finish
+            closing = true;
+        }
         let wake = if closing {
             None
         } else {
-            Some(next_look(&shared, &state, now_phase))
+            Some(next_look(shared, state, now_phase))
         };
         tokio::select! {
             _ = conn.as_mut() => return,
@@ -109,8 +237,8 @@ where
             }
             _ = state.wake.notified() => {}
             _ = sleep_until(wake) => {
-                if idle_expired(&shared, &state, now_phase) {
-                    conn.as_mut().graceful_shutdown();
+                if idle_expired(shared, state, now_phase) {
+                    conn.as_mut().shutdown();
                     closing = true;
                 }
             }

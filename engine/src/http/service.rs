@@ -4,8 +4,9 @@
 //!
 //! Invariants: every request gets a response (the app's, or 4xx/5xx from here: 414/431 for the
 //! limits, 503 when no thread will take it, 500 when its handler vanished); during a drain every
-//! response says `Connection: close` (hyper then closes the connection after it); nothing here
-//! blocks or takes the GIL.
+//! HTTP/1.x response says `Connection: close` (hyper then closes the connection after it; an
+//! HTTP/2 connection has no such header, it got GOAWAY from conn.rs instead, and the engine's
+//! own `Connection: close` is dropped); nothing here blocks or takes the GIL.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -65,6 +66,7 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let peer = shared.settings.trusted.apply(peer, request.headers());
     let mut finish = Finish::new(shared.clone(), conn, peer, Instant::now());
+    let version = request.version();
     let (head, body) = request.into_parts();
     let mut reply = match over_limits(&shared.settings.limits, &head) {
         Some(status) => {
@@ -79,7 +81,9 @@ pub async fn handle(
         }
         None => call_app(&shared, &finish.conn, head, body, peer).await,
     };
-    if shared.phase() != Phase::Serving && reply.status != StatusCode::SWITCHING_PROTOCOLS {
+    if version >= hyper::Version::HTTP_2 {
+        reply.headers.remove(CONNECTION); // connection-specific: not in HTTP/2 (RFC 9113, 8.2.2)
+    } else if shared.phase() != Phase::Serving && reply.status != StatusCode::SWITCHING_PROTOCOLS {
         reply
             .headers
             .insert(CONNECTION, HeaderValue::from_static("close"));

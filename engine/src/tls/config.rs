@@ -1,5 +1,6 @@
 //! The worker argv's TLS options to a `rustls::ServerConfig`: the certificate chain and key, the
-//! client-certificate policy, the cipher suites and the lowest version, ALPN `http/1.1` only.
+//! client-certificate policy, the cipher suites and the lowest version, ALPN by the `http` mode
+//! (auto: `h2` then `http/1.1`; rustls takes the first of ours the client offers).
 //!
 //! `ciphers` arrives as IANA suite names (the master mapped OpenSSL's names and refused the
 //! rest). As with OpenSSL, whose cipher list does not touch TLS 1.3, naming no TLS 1.3 suite
@@ -8,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::shared::HttpMode;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -34,7 +36,7 @@ fn ring() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-pub fn server_config(options: &Options) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(options: &Options, mode: HttpMode) -> Result<Arc<ServerConfig>, String> {
     let mut provider = ring();
     if let Some(ciphers) = &options.ciphers {
         provider.cipher_suites = suites(&provider.cipher_suites, ciphers)?;
@@ -82,7 +84,11 @@ pub fn server_config(options: &Options) -> Result<Arc<ServerConfig>, String> {
             options.certfile, options.keyfile
         )
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match mode {
+        HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpMode::Http1 => vec![b"http/1.1".to_vec()],
+        HttpMode::Http2 => vec![b"h2".to_vec()],
+    };
     Ok(Arc::new(config))
 }
 

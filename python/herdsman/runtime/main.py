@@ -72,6 +72,15 @@ def parse_args(argv):
     parser.add_argument("--worker-connections", type=int, default=1000)
     parser.add_argument("--proxy-protocol", action="store_true")
     parser.add_argument("--proxy-allow-from", default="127.0.0.1,::1")
+    # Native engine only: the HTTP versions (config `http`: auto, 1 or 2) and the HTTP/2 settings
+    # (streams, the two flow-control windows and the header list in bytes, the PING interval in
+    # seconds, 0: none); defaults as the master's.
+    parser.add_argument("--http", choices=("auto", "1", "2"), default="auto")
+    parser.add_argument("--http2-max-concurrent-streams", type=int, default=200)
+    parser.add_argument("--http2-initial-stream-window-size", type=int, default=1 << 20)
+    parser.add_argument("--http2-initial-connection-window-size", type=int, default=1 << 20)
+    parser.add_argument("--http2-max-header-list-size", type=int, default=64 << 10)
+    parser.add_argument("--http2-keep-alive-interval", type=non_negative_float, default=0.0)
     # The mount prefix (config `root_path`): ASGI root_path, WSGI SCRIPT_NAME.
     parser.add_argument("--root-path", default="")
     # The readiness probe (config `ready_path`, readiness.py): a GET the worker makes to its own app

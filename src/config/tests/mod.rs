@@ -2,6 +2,7 @@
 //! and parsed command lines. Parsers with no I/O (bind, app, keys) test themselves in place.
 
 mod errors;
+mod http;
 mod hygiene;
 mod precedence;
 mod render;

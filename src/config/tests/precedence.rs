@@ -2,7 +2,9 @@
 //! never OR-merged; defaults from `types::defaults` when nothing is given.
 
 use super::*;
-use crate::config::{defaults, AppSpec, BindSpec, Interface, LogFormat, LogLevel, WorkerCount};
+use crate::config::{
+    defaults, AppSpec, BindSpec, Http, Interface, LogFormat, LogLevel, WorkerCount,
+};
 use std::time::Duration;
 
 /// One key given by all three sources, and what `get` shows after each is added.
@@ -392,6 +394,7 @@ fn defaults_apply_when_nothing_is_given() {
         root_path: String::new(),
         ready_path: None,
         tls: None,
+        http: Http::default(),
         log_level: LogLevel::Info,
         log_format: LogFormat::Text,
         log_file: None,

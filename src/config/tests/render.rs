@@ -4,7 +4,8 @@
 use super::*;
 use crate::config::SpawnMode;
 use crate::config::{
-    render, AppSpec, BindSpec, Interface, LogFormat, LogLevel, ReadyMin, WorkerCount,
+    render, AppSpec, BindSpec, Http, HttpVersion, Interface, LogFormat, LogLevel, ReadyMin,
+    WorkerCount,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -97,6 +98,14 @@ fn every_non_default_round_trips() {
         root_path: "/api".into(),
         ready_path: Some("/healthz?full=1".into()),
         tls: None,
+        http: Http {
+            version: HttpVersion::Two,
+            max_concurrent_streams: 100,
+            initial_stream_window_size: 65_535,
+            initial_connection_window_size: 4 << 20,
+            max_header_list_size: 32 << 10,
+            keep_alive_interval: Some(Duration::from_secs(30)),
+        },
         log_level: LogLevel::Critical,
         log_format: LogFormat::Json,
         access_log: false,
@@ -219,6 +228,12 @@ root_path = ""
 # cert_reqs = (not set: 0)
 # ciphers = (not set: the TLS library's)
 # ssl_version = (not set: TLS_SERVER)
+http = "auto"
+# http2_max_concurrent_streams = 200  # native engine only
+# http2_initial_stream_window_size = "1MiB"  # native engine only
+# http2_initial_connection_window_size = "1MiB"  # native engine only
+# http2_max_header_list_size = "64KiB"  # native engine only
+# http2_keep_alive_interval = 0  # off  # native engine only
 # forwarded_allow_ips = (not set: the workers' FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)
 proxy_protocol = false
 proxy_allow_from = "127.0.0.1,::1"
@@ -301,6 +316,12 @@ fn is_setting(line: &str) -> bool {
         "pythonpath",
         "reload_dir",
         "ready_path",
+        // Native engine only: the example's engine is uvicorn, which refuses them.
+        "http2_max_concurrent_streams",
+        "http2_initial_stream_window_size",
+        "http2_initial_connection_window_size",
+        "http2_max_header_list_size",
+        "http2_keep_alive_interval",
         "certfile",
         "keyfile",
         "ca_certs",

@@ -89,6 +89,15 @@ def tls_options(args) -> dict:
             "tls_min_version": args.tls_min_version}
 
 
+def http_options(args) -> dict:
+    """The engine's HTTP version and HTTP/2 arguments from the worker argv; the engine's own
+    defaults (the master's) for those an argv made by hand leaves out."""
+    names = ("http", "http2_max_concurrent_streams", "http2_initial_stream_window_size",
+             "http2_initial_connection_window_size", "http2_max_header_list_size",
+             "http2_keep_alive_interval")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 class NativeServer(lifecycle.StopRequests):
     """The worker's side of one engine Server, on the main thread's asyncio loop."""
 
@@ -123,6 +132,7 @@ class NativeServer(lifecycle.StopRequests):
                 worker_connections=args.worker_connections,
                 proxy_allow_from=args.proxy_allow_from if args.proxy_protocol else None,
                 interface=interface, asgi_fd=asgi_w,
+                **http_options(args),
             )
         except engine.TlsError as exc:
             if asgi_w >= 0:
