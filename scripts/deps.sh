@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the integration tests need, from Debian's archive: nginx (tests/nginx.rs runs
 # real nginx processes in front of herdsman) and nghttp2-client (h2load, for tests/http2.rs and
-# the benchmark's HTTP/2 row). Idempotent: does nothing when `nginx -v` and `h2load --version` work.
+# the benchmark's HTTP/2 row), and libfaketime (tests/supervision.rs's wall-clock jump, F19).
+# Idempotent: does nothing when `nginx -v` and `h2load --version` work and libfaketime is there.
 # Installs with apt-get as root (or through `sudo -n`); never starts the system nginx service:
 # while the package installs, a policy-rc.d that refuses every service start is in place (unless
 # the machine already has one, as Debian's container images do), and the tests run their own
@@ -21,6 +22,10 @@ if ! { bin="$(nginx_bin)" && "$bin" -v >/dev/null 2>&1; }; then
 fi
 if ! h2load --version >/dev/null 2>&1; then
     missing+=(nghttp2-client)
+fi
+FAKETIME=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+if [[ "$(uname -m)" == x86_64 && ! -e "$FAKETIME" ]]; then
+    missing+=(libfaketime)
 fi
 if [[ ${#missing[@]} == 0 ]]; then
     exit 0
