@@ -6,7 +6,8 @@ that sends a head one byte at a time (slowloris) keeps its connection for good. 
 request limits (limits.py) are checked once the head is complete, which is too late for both.
 
 This subclass of uvicorn's protocol class counts the bytes of the head being read and times it:
-past `MAX_HEAD` bytes the request is answered 431 and the connection closed; a head not complete
+past `MAX_HEAD` bytes (counted in whole reads, after the read in which the head began) the
+request is answered 431 and the connection closed; a head not complete
 within `HEAD_TIMEOUT` seconds from its first byte (or from the connection's start) closes the
 connection. The native engine's figures (engine/src/http/conn.rs: hyper's `max_buf_size` and
 `header_read_timeout`). A connection idle between two requests is not reading a head: uvicorn's
@@ -36,6 +37,7 @@ def bounded(protocol_class):
         def connection_made(self, transport):
             super().connection_made(transport)
             self._head_bytes = 0
+            self._head_began = False
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
 
         def connection_lost(self, exc):
@@ -43,16 +45,22 @@ def bounded(protocol_class):
             super().connection_lost(exc)
 
         def data_received(self, data):
-            if self._head_timer is not None:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEAD:
-                    self._refuse_head()
-                    return
+            # Counted after the parser saw it, and only while a head is still unfinished: a
+            # read that completes the head (its body and a pipelined request along) is not
+            # the head's size. A head that began in this read counts from the next one, so a
+            # head is refused at most one read (256 KiB) past MAX_HEAD.
+            self._head_began = False
             super().data_received(data)
+            if self._head_timer is None or self._head_began or self.transport.is_closing():
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse_head()
 
         def on_message_begin(self):
             super().on_message_begin()
             self._head_bytes = 0
+            self._head_began = True
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
 
