@@ -45,6 +45,26 @@ fn wait_noted(addr: std::net::SocketAddr, key: &str, want: &str) {
     }
 }
 
+/// Runs tests/clients/`script` against the serving `h` (`script HOST PORT`): it must print `ok`
+/// and exit 0; then `h` stops cleanly.
+fn client_passes(h: common::Herdsman, script: &str, engine: Engine) {
+    h.wait_serving();
+    let port = h.addr().port().to_string();
+    let out = std::process::Command::new(common::python())
+        .arg(common::repo().join("tests/clients").join(script))
+        .args(["127.0.0.1", &port])
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/clients/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{script} on {engine}:\n{stdout}\n{stderr}\nworker log:\n{}",
+        h.log.text()
+    );
+    assert!(h.finish().success());
+}
+
 both_engines! {
     fn the_http_scope_has_every_key_with_its_type(engine: Engine) {
         let h = Start::new(&["-w", "1", "--root-path", "/mount", APP]).engine(engine).spawn();
@@ -234,21 +254,7 @@ both_engines! {
     /// ways, 403 for a refusal before accept, the scope, and 1009 past 16 MiB.
     fn websockets_conform(engine: Engine) {
         let h = Start::new(&["-w", "1", "ws_conformance:app"]).engine(engine).spawn();
-        h.wait_serving();
-        let port = h.addr().port().to_string();
-        let out = std::process::Command::new(common::python())
-            .arg(common::repo().join("tests/clients/ws_checks.py"))
-            .args(["127.0.0.1", &port])
-            .output()
-            .expect("run tests/clients/ws_checks.py");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("ok"),
-            "{engine}:\n{stdout}\n{stderr}\nworker log:\n{}",
-            h.log.text()
-        );
-        assert!(h.finish().success());
+        client_passes(h, "ws_checks.py", engine);
     }
 
     /// Django Channels (tests/apps/channels_site, channels 4): a room consumer's group broadcast
@@ -260,20 +266,6 @@ both_engines! {
             .engine(engine)
             .env("PYTHONPATH", site.to_str().expect("utf-8 path"))
             .spawn();
-        h.wait_serving();
-        let port = h.addr().port().to_string();
-        let out = std::process::Command::new(common::python())
-            .arg(common::repo().join("tests/clients/channels_room.py"))
-            .args(["127.0.0.1", &port])
-            .output()
-            .expect("run tests/clients/channels_room.py");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("ok"),
-            "{engine}:\n{stdout}\n{stderr}\nworker log:\n{}",
-            h.log.text()
-        );
-        assert!(h.finish().success());
+        client_passes(h, "channels_room.py", engine);
     }
 }
