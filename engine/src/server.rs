@@ -435,7 +435,8 @@ async fn serve(
         }
     }
     for listener in listeners {
-        tokio::spawn(listen::accept_loop(shared.clone(), listener));
+        let open = listen::Accepting::new(shared.clone());
+        tokio::spawn(listen::accept_loop(open, listener));
     }
     let watcher = shared.clone();
     tokio::spawn(async move { watcher.pool.dispatch(&watcher.completed).await });

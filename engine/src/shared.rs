@@ -113,6 +113,9 @@ pub struct Shared {
     /// App calls in progress (heartbeat `in_flight`).
     pub running: AtomicUsize,
     pub connections: AtomicUsize,
+    /// Accept loops still running: one may hold a connection it accepted and has not counted yet,
+    /// so the server is not finished until every loop has seen the drain and returned.
+    pub accepting: AtomicUsize,
     /// One permit per connection that may be open (`worker_connections`): the accept loops
     /// wait for one before accepting, so the connections beyond wait in the listen queue.
     pub slots: Arc<tokio::sync::Semaphore>,
@@ -150,6 +153,7 @@ impl Shared {
             report_at: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            accepting: AtomicUsize::new(0),
             slots,
             phase: watch::channel(Phase::Serving).0,
             registry,
@@ -183,6 +187,7 @@ impl Shared {
     /// Stopping (drain or abort), with no connection open and no app call running.
     pub fn finished(&self) -> bool {
         self.phase() != Phase::Serving
+            && self.accepting.load(Ordering::Acquire) == 0
             && self.connections.load(Ordering::Acquire) == 0
             && self.running.load(Ordering::Acquire) == 0
     }

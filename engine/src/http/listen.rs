@@ -5,9 +5,13 @@
 //! Invariants: the engine works on duplicates of the inherited descriptors, so the runtime may
 //! close its own; an accept error never ends the loop (EMFILE and friends back off briefly, so a
 //! worker out of descriptors does not spin); the loop ends, and its duplicate is closed, when the
-//! phase leaves Serving.
+//! phase leaves Serving. A loop is counted (`Accepting`, from before its task is spawned until it
+//! returns), so the server is not finished while a loop holds a connection it accepted and has
+//! not counted yet: a drain that raced that accept would otherwise end the worker and close the
+//! connection before its request was read.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +73,25 @@ fn family(fd: RawFd) -> std::io::Result<i32> {
     }
 }
 
-pub async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+/// One running accept loop in `Shared::accepting`, for as long as this lives.
+pub struct Accepting(Arc<Shared>);
+
+impl Accepting {
+    pub fn new(shared: Arc<Shared>) -> Accepting {
+        shared.accepting.fetch_add(1, Ordering::AcqRel);
+        Accepting(shared)
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.accepting.fetch_sub(1, Ordering::AcqRel);
+        self.0.check_done();
+    }
+}
+
+pub async fn accept_loop(open: Accepting, listener: Listener) {
+    let shared = open.0.clone();
     let mut phase = shared.phase.subscribe();
     loop {
         if *phase.borrow_and_update() != Phase::Serving {
