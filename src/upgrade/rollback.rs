@@ -72,7 +72,11 @@ pub(super) fn take_previous() -> Option<Previous> {
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(memfd) };
     let dup = fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(3)).ok()?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
-    let memfd = unsafe { OwnedFd::from_raw_fd(dup) };
+    let memfd_dup = unsafe { OwnedFd::from_raw_fd(dup) };
+    // The original goes no further than this image, whether or not the intake reads it (a
+    // rollback passes the duplicate instead).
+    set_cloexec(&[memfd]).ok()?;
+    let memfd = memfd_dup;
     Some(Previous { exe, memfd })
 }
 
