@@ -1,9 +1,9 @@
 //! One connection: hyper's HTTP/1.1 or HTTP/2 state machine (the `http` setting: auto tells
-//! them apart by the HTTP/2 connection preface, which covers h2c with prior knowledge and TLS
-//! connections whose ALPN chose `h2`), plus what hyper does not do for us: the keep-alive
-//! timeout and the drain (docs/protocol.md, "the keep-alive drain"; docs/engine.md, HTTP/2).
-//! HTTP/1.1 is served with upgrades on in every mode (`with_upgrades`, and the auto builder's
-//! `serve_connection_with_upgrades`), so an upgrade the service grants takes the connection over.
+//! them apart by the HTTP/2 connection preface, `sniff`, which covers h2c with prior knowledge
+//! and TLS connections whose ALPN chose `h2`), plus what hyper does not do for us: the
+//! keep-alive timeout and the drain (docs/protocol.md, "the keep-alive drain"; docs/engine.md,
+//! HTTP/2). HTTP/1.1 is served with upgrades on (`with_upgrades`), so an upgrade the service
+//! grants takes the connection over.
 //!
 //! Invariants: a connection is closed by us only when no request is in progress on it (`busy` is
 //! 0) and it has been idle for the window of the phase (keep-alive timeout while serving, the
@@ -24,15 +24,16 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST};
-use hyper::server::conn::http1;
+use hyper::rt::bounds::Http2ServerConnExec;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
+use super::prefixed::Prefixed;
 use super::Peer;
 use crate::shared::{Http, HttpMode, Phase, Shared};
 
@@ -42,6 +43,10 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 const MAX_HEAD: usize = 64 * 1024;
 /// Longest a client may take to send a request head (HTTP/1.1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What every HTTP/2 connection begins with (RFC 9113, 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Most bytes one read takes while the protocol is told apart (hyper's first read is as large).
+const SNIFF_READ: usize = 8192;
 
 /// What the service and a request's `Finish` tell the connection task.
 pub struct ConnState {
@@ -50,7 +55,7 @@ pub struct ConnState {
     pub wake: Notify,
     /// The connection's slot: a WebSocket keeps it after hyper hands the connection over.
     pub counted: Arc<Counted>,
-    /// The connection speaks HTTP/2 (known from its first request, or from `http = 2`).
+    /// The connection speaks HTTP/2 (known from its preface, or from `http = 2`).
     pub h2: AtomicBool,
 }
 
@@ -96,94 +101,129 @@ where
     }
 }
 
-impl<I, S, B> Graceful for auto::Connection<'_, I, S, TokioExecutor>
+impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>>,
-    S::Future: Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: Http2ServerConnExec<S::Future, B>,
 {
     fn shutdown(self: Pin<&mut Self>) {
         self.graceful_shutdown()
     }
 }
 
-impl<I, S, B> Graceful for auto::UpgradeableConnection<'_, I, S, TokioExecutor>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    fn shutdown(self: Pin<&mut Self>) {
-        self.graceful_shutdown()
-    }
-}
-
-pub async fn serve<IO>(counted: Counted, io: IO, peer: Peer)
+pub async fn serve<IO>(counted: Counted, mut io: IO, peer: Peer)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = counted.0.clone();
     let http = shared.settings.http;
+    let accepted_ms = shared.now_ms();
+    let (speaks_h2, first) = match http.mode {
+        HttpMode::Http1 => (false, Vec::new()),
+        HttpMode::Http2 => (true, Vec::new()),
+        HttpMode::Auto => {
+            let mut first = Vec::new();
+            let sniffed = tokio::select! {
+                sniffed = sniff(&mut io, &mut first) => sniffed,
+                _ = quiet_too_long(&shared, accepted_ms) => return,
+            };
+            match sniffed {
+                Ok(Some(h2)) => (h2, first),
+                _ => return, // closed, or failed, before saying anything
+            }
+        }
+    };
     let state = Arc::new(ConnState {
         busy: AtomicU32::new(0),
-        last_done_ms: AtomicU64::new(shared.now_ms()),
+        last_done_ms: AtomicU64::new(accepted_ms),
         wake: Notify::new(),
         counted: Arc::new(counted),
-        h2: AtomicBool::new(http.mode == HttpMode::Http2),
+        h2: AtomicBool::new(speaks_h2),
     });
     let service = {
         let (shared, state) = (shared.clone(), state.clone());
         service_fn(move |mut request: Request<Incoming>| {
             if request.version() == Version::HTTP_2 {
-                state.h2.store(true, Ordering::Release);
                 authority_as_host(&mut request);
             }
             super::service::handle(shared.clone(), state.clone(), peer, request)
         })
     };
-    let io = TokioIo::new(io);
-    match http.mode {
-        HttpMode::Http1 => {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .max_buf_size(MAX_HEAD)
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(io, service).with_upgrades();
-            drive(&shared, &state, conn).await
+    let io = TokioIo::new(Prefixed::new(first, io));
+    if speaks_h2 {
+        drive(
+            &shared,
+            &state,
+            h2_builder(&http).serve_connection(io, service),
+        )
+        .await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .max_buf_size(MAX_HEAD)
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        drive(&shared, &state, conn).await
+    }
+}
+
+/// Reads the connection's first bytes until they tell HTTP/2's preface (true) from anything
+/// else, HTTP/1.x (false); None: the client closed first. Each read takes whatever the socket
+/// holds (up to `SNIFF_READ`), and every byte read is handed on: hyper's HTTP/1.1 parser sees
+/// what it would have read itself, so a request it refuses is answered and closed with nothing
+/// of it left unread (a close with unread bytes is a reset, which can lose the answer).
+async fn sniff<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    first: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
+    loop {
+        let n = first.len().min(H2_PREFACE.len());
+        if first[..n] != H2_PREFACE[..n] {
+            return Ok(Some(false));
         }
-        HttpMode::Http2 => {
-            let builder = auto_builder(&http).http2_only();
-            drive(&shared, &state, builder.serve_connection(io, service)).await
+        if n == H2_PREFACE.len() {
+            return Ok(Some(true));
         }
-        HttpMode::Auto => {
-            let builder = auto_builder(&http);
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            drive(&shared, &state, conn).await
+        first.reserve(SNIFF_READ);
+        if io.read_buf(first).await? == 0 {
+            return Ok(None);
         }
     }
 }
 
-/// hyper-util's auto builder with our HTTP/1.1 options and the HTTP/2 settings.
-fn auto_builder(http: &Http) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// Ends when a connection that has sent nothing (or not enough to tell its protocol) since
+/// `since_ms` has been quiet for the window of the phase, as `drive` closes an idle connection;
+/// at once on a quick stop.
+async fn quiet_too_long(shared: &Shared, since_ms: u64) {
+    let mut phase = shared.phase.subscribe();
+    loop {
+        let now_phase = *phase.borrow_and_update();
+        if now_phase == Phase::Aborted {
+            return;
+        }
+        let quiet = Duration::from_millis(shared.now_ms().saturating_sub(since_ms));
+        let left = window(shared, now_phase).saturating_sub(quiet);
+        tokio::select! {
+            _ = tokio::time::sleep(left) => return,
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// hyper's HTTP/2 server builder with the `http2_*` settings.
+fn h2_builder(http: &Http) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .max_buf_size(MAX_HEAD)
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(http.max_concurrent_streams)
         .initial_stream_window_size(http.initial_stream_window_size)
@@ -191,7 +231,7 @@ fn auto_builder(http: &Http) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(http.max_header_list_size)
         .keep_alive_interval(http.keep_alive_interval);
     if let Some(interval) = http.keep_alive_interval {
-        builder.http2().keep_alive_timeout(interval);
+        builder.keep_alive_timeout(interval);
     }
     builder
 }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn;
 pub mod listen;
+pub mod prefixed;
 pub mod proxy;
 pub mod proxyproto;
 pub mod service;

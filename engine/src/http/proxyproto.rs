@@ -10,15 +10,13 @@
 //! or a quick stop, at once); v2 `LOCAL`, v1 `UNKNOWN` and the
 //! unspecified and unix families keep the socket's peer as the client.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::conn::Counted;
+use super::prefixed::Prefixed;
 use super::Peer;
 use crate::shared::Phase;
 
@@ -65,11 +63,7 @@ pub async fn serve(counted: Counted, mut stream: tokio::net::TcpStream, mut peer
                 peer.hop = peer.remote;
                 peer.remote = Some(source);
             }
-            let io = Prefixed {
-                rest,
-                at: 0,
-                io: stream,
-            };
+            let io = Prefixed::new(rest, stream);
             super::listen::serve_stream(counted, io, peer).await;
         }
     }
@@ -196,64 +190,6 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Option<SocketAddr>, usize)>, String> {
         other => return Err(format!("a v2 header with address family {other}")),
     };
     Ok(Some((source, used)))
-}
-
-/// A stream whose first bytes were already read: they are read again first.
-pub struct Prefixed<IO> {
-    rest: Vec<u8>,
-    at: usize,
-    io: IO,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < this.rest.len() {
-            let n = (this.rest.len() - this.at).min(buf.remaining());
-            buf.put_slice(&this.rest[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.rest.len() {
-                this.rest = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
 }
 
 /// The same cases as python/tests/test_proxy.py's, so the two parsers agree. Run with
