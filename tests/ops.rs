@@ -254,7 +254,7 @@ fn ctl_options_may_follow_the_command() {
 }
 
 #[test]
-fn ctl_finds_the_one_master_of_this_user() {
+fn ctl_finds_the_one_master_of_this_user_or_the_one_pid_names() {
     let h = Herdsman::start(&["-w", "1", "asgi_app:app"]);
     let socket = control_socket(&h);
     let runtime = h.dir.path().to_str().unwrap().to_string();
@@ -271,11 +271,41 @@ fn ctl_finds_the_one_master_of_this_user() {
     let _other = UnixListener::bind(&other).unwrap();
     let several = ctl_env(&["ctl", "status"], &env);
     assert_eq!(several.code, Some(2), "{}", several.err);
-    assert!(several.err.contains("pass --socket"), "{}", several.err);
+    assert!(several.err.contains("pass --pid PID"), "{}", several.err);
     assert!(
         several.err.contains(&*other.to_string_lossy()),
         "{}",
         several.err
+    );
+    // --pid picks one of them: by number, or from a pidfile as the master's --pid writes it.
+    let pid = h.pid.to_string();
+    let by_pid = ctl_env(&["ctl", "--json", "status", "--pid", &pid], &env)
+        .ok()
+        .json();
+    assert_eq!(by_pid["master"]["pid"], h.pid);
+    let pidfile = h.dir.path().join("master.pid");
+    std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+    let pidfile = pidfile.to_str().unwrap();
+    let by_file = ctl_env(&["ctl", "--json", "--pid", pidfile, "status"], &env)
+        .ok()
+        .json();
+    assert_eq!(by_file["master"]["pid"], h.pid);
+    // A pid no master answers for, and a --pid that is neither a pid nor a pidfile.
+    let absent = ctl_env(&["ctl", "--pid", "999999", "status"], &env);
+    assert_eq!(absent.code, Some(3), "{}", absent.err);
+    assert!(
+        absent
+            .err
+            .contains("no running herdsman master with pid 999999"),
+        "{}",
+        absent.err
+    );
+    let bad = ctl_env(&["ctl", "--pid", "no-such-file", "status"], &env);
+    assert_eq!(bad.code, Some(2), "{}", bad.err);
+    assert!(
+        bad.err.contains("neither a pid nor a readable pidfile"),
+        "{}",
+        bad.err
     );
 
     let empty = tempfile::tempdir().unwrap();

@@ -3,7 +3,9 @@
 //!
 //! Without `--socket` it looks in this user's private directory
 //! (`${XDG_RUNTIME_DIR:-/tmp}/herdsman-<uid>/`) for sockets a master answers on: exactly one is
-//! used; none or several is an error that says what to pass. Exit codes ([`CODES`]): 0 the
+//! used; none or several is an error that says what to pass. `--pid` picks one of several: the
+//! socket named after that master's pid (given as a number or as the master's `--pid` file).
+//! Exit codes ([`CODES`]): 0 the
 //! master did it, 1 the master reported a failure, 2 usage, 3 no master could be reached.
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -22,7 +24,7 @@ use super::render;
 pub const OK: i32 = 0;
 /// The master answered with a failure (a reload that failed or was refused, a bad request).
 pub const FAILED: i32 = 1;
-/// Bad command line, or several masters and no `--socket`.
+/// Bad command line, a bad `--pid`, or several masters and no `--pid` or `--socket`.
 pub const USAGE: i32 = 2;
 /// No master could be reached: no socket, nobody listening, permission denied, or no answer.
 pub const UNREACHABLE: i32 = 3;
@@ -34,7 +36,7 @@ pub const CODES: &[(i32, &str, &str)] = &[
     (
         USAGE,
         "USAGE",
-        "bad command line, or several masters and no --socket",
+        "bad command line, a bad --pid, or several masters and no --pid or --socket",
     ),
     (
         UNREACHABLE,
@@ -49,8 +51,13 @@ pub const CODES: &[(i32, &str, &str)] = &[
 pub struct CtlArgs {
     /// The master's control socket [default: the only running master of this user, found in
     /// ${XDG_RUNTIME_DIR:-/tmp}/herdsman-UID/].
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH", global = true, conflicts_with = "pid")]
     pub socket: Option<PathBuf>,
+
+    /// The master to talk to when several run: its pid, or its pidfile (the master's `--pid
+    /// FILE`); its socket is looked for where `--socket` would default to.
+    #[arg(long, value_name = "PID|FILE", global = true)]
+    pub pid: Option<String>,
 
     /// Print the master's answer as JSON, unchanged.
     #[arg(long, global = true)]
@@ -114,10 +121,19 @@ pub enum CtlError {
     #[error("no running herdsman found in {}; pass --socket PATH", dir.display())]
     NoMaster { dir: PathBuf },
     #[error(
-        "several herdsman masters run for this user: {}; pass --socket PATH",
+        "several herdsman masters run for this user: {}; pass --pid PID (the number in a \
+         socket's name, or the master's pidfile) or --socket PATH",
         list(sockets)
     )]
     Several { sockets: Vec<PathBuf> },
+    #[error("--pid {given:?}: {why}")]
+    Pid { given: String, why: String },
+    #[error(
+        "no running herdsman master with pid {pid} has its control socket in {}; pass --socket \
+         PATH if it was started with --control-socket",
+        dir.display()
+    )]
+    NoSuchMaster { pid: u32, dir: PathBuf },
     #[error("could not connect to {}{}", path.display(), connect_hint(.source))]
     Connect {
         path: PathBuf,
@@ -145,7 +161,7 @@ pub enum CtlError {
 impl CtlError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CtlError::Timeout { .. } | CtlError::Several { .. } => USAGE,
+            CtlError::Timeout { .. } | CtlError::Several { .. } | CtlError::Pid { .. } => USAGE,
             _ => UNREACHABLE,
         }
     }
@@ -191,7 +207,10 @@ fn exchange(args: &CtlArgs) -> Result<String, CtlError> {
     };
     let (mut stream, path) = match &args.socket {
         Some(path) => (connect(path)?, path.clone()),
-        None => discover()?,
+        None => {
+            let pid = args.pid.as_deref().map(master_pid).transpose()?;
+            discover(pid)?
+        }
     };
     let send_failed = |source| CtlError::Send {
         path: path.clone(),
@@ -232,15 +251,44 @@ fn connect(path: &Path) -> Result<UnixStream, CtlError> {
     })
 }
 
+/// `--pid`'s master: a number, or a file holding one (a pidfile, as the master's `--pid` writes).
+fn master_pid(given: &str) -> Result<u32, CtlError> {
+    let bad = |why: String| CtlError::Pid {
+        given: given.to_string(),
+        why,
+    };
+    let number = |text: &str| text.trim().parse::<u32>().ok().filter(|&pid| pid > 0);
+    if let Some(pid) = number(given) {
+        return Ok(pid);
+    }
+    match std::fs::read_to_string(given) {
+        Ok(text) => number(&text).ok_or_else(|| {
+            bad(format!(
+                "the file holds {:?}, not a pid; give the master's pid or its pidfile",
+                text.trim()
+            ))
+        }),
+        Err(e) => Err(bad(format!(
+            "neither a pid nor a readable pidfile ({e}); give the master's pid or its pidfile"
+        ))),
+    }
+}
+
 /// The one socket a master answers on, in the private directory (or its fallbacks: a directory
-/// another user holds is never looked in).
-fn discover() -> Result<(UnixStream, PathBuf), CtlError> {
+/// another user holds is never looked in); with `pid`, that master's (`<pid>.sock`).
+fn discover(pid: Option<u32>) -> Result<(UnixStream, PathBuf), CtlError> {
     let dir = own_private_dir();
+    let wanted = pid.map(|pid| format!("{pid}.sock"));
     let mut paths: Vec<PathBuf> = private_dirs(&dir)
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|ext| ext == "sock"))
+        .filter(|p| {
+            wanted
+                .as_deref()
+                .is_none_or(|name| p.file_name().is_some_and(|f| f == name))
+        })
         .collect();
     paths.sort();
     let mut live = Vec::new();
@@ -251,15 +299,17 @@ fn discover() -> Result<(UnixStream, PathBuf), CtlError> {
             Err(e) => live.push((Err(e), path)),
         }
     }
-    match live.len() {
-        0 => Err(CtlError::NoMaster { dir }),
-        1 => {
+    match (live.len(), pid) {
+        (0, Some(pid)) => Err(CtlError::NoSuchMaster { pid, dir }),
+        (0, None) => Err(CtlError::NoMaster { dir }),
+        (1, _) => {
             let (stream, path) = live.pop().expect("one candidate");
             match stream {
                 Ok(stream) => Ok((stream, path)),
                 Err(source) => Err(CtlError::Connect { path, source }),
             }
         }
+        // Two directories holding the same pid's socket (the fallbacks) are several as well.
         _ => Err(CtlError::Several {
             sockets: live.into_iter().map(|(_, path)| path).collect(),
         }),
@@ -364,7 +414,17 @@ mod tests {
         assert_eq!(several.exit_code(), USAGE);
         assert!(several
             .to_string()
-            .contains("/a.sock, /b.sock; pass --socket"));
+            .contains("/a.sock, /b.sock; pass --pid PID"));
+        let bad = CtlError::Pid {
+            given: "x".into(),
+            why: "no".into(),
+        };
+        assert_eq!(bad.exit_code(), USAGE);
+        let absent = CtlError::NoSuchMaster {
+            pid: 7,
+            dir: "/tmp/herdsman-1".into(),
+        };
+        assert_eq!(absent.exit_code(), UNREACHABLE);
         let none = CtlError::NoMaster {
             dir: "/tmp/herdsman-1".into(),
         };
