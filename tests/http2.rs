@@ -9,14 +9,14 @@
 //! scripts/deps.sh) and tests/clients/h2_clients.py (python-h2, in the test venv).
 
 mod common;
+#[path = "common/script_client.rs"]
+mod script_client;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::process::{Command, Output, Stdio};
 
 use common::tls::Certs;
-use common::{Engine, Herdsman, Start, WAIT};
+use common::{Engine, Herdsman, Start};
+use script_client::ScriptClient;
 use serde_json::Value;
 
 /// A program the tests need, or a panic saying how to install it.
@@ -268,103 +268,6 @@ fn http2_requests_get_431_past_the_request_limits_and_the_header_list_size() {
     assert!(h.finish().success());
 }
 
-/// What the h2 clients printed so far.
-#[derive(Default)]
-struct Progress {
-    ok: u64,
-    summary: Option<Value>,
-    ended: bool,
-}
-
-/// tests/clients/h2_clients.py, until its stdin is closed.
-struct H2Clients {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    state: Arc<(Mutex<Progress>, Condvar)>,
-}
-
-impl H2Clients {
-    fn start(port: u16) -> H2Clients {
-        let mut child = Command::new(common::python())
-            .arg(common::repo().join("tests/clients/h2_clients.py"))
-            .args(["--port", &port.to_string(), "--connections", "4"])
-            .args(["--streams", "10", "--path", "/", "--path", "/slow?s=0.01"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tests/clients/h2_clients.py");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let state = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
-        let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                let mut guard = shared.0.lock().expect("client state");
-                if let Some(ok) = value["progress"].as_u64() {
-                    guard.ok = ok;
-                }
-                if value.get("summary").is_some() {
-                    guard.summary = Some(value["summary"].clone());
-                }
-                shared.1.notify_all();
-            }
-            shared.0.lock().expect("client state").ended = true;
-            shared.1.notify_all();
-        });
-        H2Clients {
-            child,
-            stdin,
-            state,
-        }
-    }
-
-    fn wait<T>(&self, what: &str, pred: impl Fn(&Progress) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        let (lock, grew) = &*self.state;
-        let mut guard = lock.lock().expect("client state");
-        loop {
-            if let Some(found) = pred(&guard) {
-                return found;
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline && !guard.ended,
-                "h2 clients: no {what} within {WAIT:?} (ok so far {})",
-                guard.ok
-            );
-            guard = grew.wait_timeout(guard, deadline - now).expect("state").0;
-        }
-    }
-
-    fn wait_for_more(&self, n: u64) {
-        let target = self.wait("progress", |s| Some(s.ok)) + n;
-        self.wait(&format!("{target} successes"), |s| {
-            (s.ok >= target).then_some(())
-        });
-    }
-
-    fn stop(mut self) -> Value {
-        drop(self.stdin.take());
-        let summary = self.wait("summary", |s| s.summary.clone());
-        let status = self.child.wait().expect("reap the h2 clients");
-        assert!(status.success(), "h2 clients: {status}");
-        summary
-    }
-}
-
-impl Drop for H2Clients {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// 5 reloads, a scale-down and a scale-up while 4 HTTP/2 connections keep 10 streams each in
 /// flight to `app`: every request succeeds, the connections of retiring workers got GOAWAY, and
 /// those workers exit well before the graceful timeout.
@@ -380,7 +283,21 @@ fn h2_clients_across_reloads_and_scaling(app: &str) {
     .engine(Engine::Native)
     .spawn();
     h.wait_serving();
-    let clients = H2Clients::start(h.addr().port());
+    let port = h.addr().port().to_string();
+    let args = [
+        "--port",
+        &port,
+        "--connections",
+        "4",
+        "--streams",
+        "10",
+        "--path",
+        "/",
+        "--path",
+        "/slow?s=0.01",
+    ];
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let clients = ScriptClient::start("h2_clients.py", &args);
     clients.wait_for_more(50);
     for i in 1..=5 {
         h.signal(libc::SIGHUP);

@@ -6,14 +6,13 @@
 //! connections) and bare http.client (no check, every connection busy).
 
 mod common;
+#[path = "common/script_client.rs"]
+mod script_client;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use common::{both_engines, Engine, Start, WAIT};
-use serde_json::Value;
+use common::{both_engines, Engine, Start};
+use script_client::ScriptClient;
 
 /// How the pool uses its connections.
 #[derive(Clone, Copy, Debug)]
@@ -24,116 +23,31 @@ enum Shape {
     Bare,
 }
 
-/// What the client printed so far: successes, its summary, whether its output ended.
-#[derive(Default)]
-struct Progress {
-    ok: u64,
-    summary: Option<Value>,
-    ended: bool,
-}
-
-/// The pool client, its progress (successes so far) and its final summary.
-struct PoolClient {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    state: Arc<(Mutex<Progress>, Condvar)>,
-}
-
-impl PoolClient {
-    fn start(port: u16, shape: Shape) -> PoolClient {
-        let script = common::repo().join("tests/clients/pool.py");
-        let (connections, threads, check) = match shape {
-            Shape::Urllib3 => (8, 4, true),
-            Shape::Bare => (8, 8, false),
-        };
-        let mut child = Command::new(common::python())
-            .arg(script)
-            .args((!check).then_some("--no-check"))
-            .args(["--port", &port.to_string()])
-            .args(["--connections", &connections.to_string()])
-            .args(["--threads", &threads.to_string()])
-            .args(["--path", "/", "--path", "/slow?s=0.01"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tests/clients/pool.py");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let state = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
-        let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                let mut guard = shared.0.lock().expect("pool state");
-                if let Some(ok) = value["progress"].as_u64() {
-                    guard.ok = ok;
-                }
-                if value.get("summary").is_some() {
-                    guard.summary = Some(value["summary"].clone());
-                }
-                shared.1.notify_all();
-            }
-            shared.0.lock().expect("pool state").ended = true;
-            shared.1.notify_all();
-        });
-        PoolClient {
-            child,
-            stdin,
-            state,
-        }
+/// tests/clients/pool.py in `shape`, sending to `port` until stopped.
+fn pool_client(port: u16, shape: Shape) -> ScriptClient {
+    let (connections, threads, check) = match shape {
+        Shape::Urllib3 => (8, 4, true),
+        Shape::Bare => (8, 8, false),
+    };
+    let (port, connections, threads) = (
+        port.to_string(),
+        connections.to_string(),
+        threads.to_string(),
+    );
+    let mut args = vec![
+        "--port",
+        &port,
+        "--connections",
+        &connections,
+        "--threads",
+        &threads,
+    ];
+    args.extend(["--path", "/", "--path", "/slow?s=0.01"]);
+    if !check {
+        args.push("--no-check");
     }
-
-    /// Waits until `pred` holds on what the client printed, or panics at `WAIT`.
-    fn wait<T>(&self, what: &str, pred: impl Fn(&Progress) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        let (lock, grew) = &*self.state;
-        let mut guard = lock.lock().expect("pool state");
-        loop {
-            if let Some(found) = pred(&guard) {
-                return found;
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline && !guard.ended,
-                "pool client: no {what} within {WAIT:?} (ok so far {})",
-                guard.ok
-            );
-            guard = grew
-                .wait_timeout(guard, deadline - now)
-                .expect("pool state")
-                .0;
-        }
-    }
-
-    fn wait_for_more(&self, n: u64) {
-        let target = self.wait("progress", |s| Some(s.ok)) + n;
-        self.wait(&format!("{target} successes"), |s| {
-            (s.ok >= target).then_some(())
-        });
-    }
-
-    /// Closes its stdin (the stop signal) and returns the summary.
-    fn stop(mut self) -> Value {
-        drop(self.stdin.take());
-        let summary = self.wait("summary", |s| s.summary.clone());
-        let exited = common::wait_pid_exit(self.child.id() as i32, Instant::now() + WAIT);
-        assert!(exited, "the pool client did not exit");
-        let status = self.child.wait().expect("reap the pool client");
-        assert!(status.success(), "pool client: {status}");
-        summary
-    }
-}
-
-impl Drop for PoolClient {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    ScriptClient::start("pool.py", &args)
 }
 
 /// 10 reloads while the pool keeps sending, to `app` on `engine`.
@@ -142,7 +56,7 @@ fn pool_across_reloads(engine: Engine, app: &str, shape: Shape) {
         .engine(engine)
         .spawn();
     h.wait_serving();
-    let pool = PoolClient::start(h.addr().port(), shape);
+    let pool = pool_client(h.addr().port(), shape);
     pool.wait_for_more(50);
     for i in 1..=10 {
         h.signal(libc::SIGHUP);

@@ -89,19 +89,6 @@ pub struct Http {
     pub keep_alive_interval: Option<Duration>,
 }
 
-impl Default for Http {
-    fn default() -> Http {
-        Http {
-            mode: HttpMode::Auto,
-            max_concurrent_streams: 200,
-            initial_stream_window_size: 1024 * 1024,
-            initial_connection_window_size: 1024 * 1024,
-            max_header_list_size: 64 * 1024,
-            keep_alive_interval: None,
-        }
-    }
-}
-
 pub struct Shared {
     pub settings: Settings,
     /// The requests waiting for an app thread, and which threads are awake.
