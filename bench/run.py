@@ -1125,6 +1125,9 @@ def phase_websocket(ctx):
         out[srv] = entry
         log(f"websocket {srv}: " + (f"{entry['mps']:.0f} messages/s p99 {entry['p99_ms']} ms over {len(good)} slots"
                                     if "mps" in entry else str(entry["error"])))
+    return out
+
+
 def parse_h2load(out):
     """h2load's figures: req/s, request time (mean, sd, max) and the requests that failed."""
     res = {}
