@@ -130,6 +130,9 @@ impl Supervisor {
 struct Woken {
     ops: Vec<(Token, PollFlags)>,
     channels: Vec<WorkerId>,
+    /// The instant deadlines are judged at: taken before the channels' readiness was last
+    /// looked at, so every message sent before it is in a channel listed in `channels`.
+    read_at: Instant,
 }
 
 /// Runs the loop until the state machine asks to exit; returns the exit code.
@@ -161,7 +164,7 @@ pub(super) fn run_from(
         sup.step_upgrade(&master);
         let watchdog = sup.notifier.next_deadline();
         let woken = sup.wait(master.next_deadline().into_iter().chain(watchdog).min())?;
-        read_at = Instant::now();
+        read_at = woken.read_at;
         sup.collect(&mut queue, &woken.channels);
         sup.step_zygotes(&master, &mut queue);
         // The state machine sees this wakeup's worker events before operators get a snapshot.
@@ -260,11 +263,24 @@ impl Supervisor {
         // A poll that ended by its timeout or a signal says nothing about the channels: after a
         // SIGSTOP it returns with the timeout long expired and no readiness reported although
         // heartbeats are waiting. Then every channel is read before deadlines are judged.
-        let read_all = match poll(&mut fds, timeout) {
+        let mut read_all = match poll(&mut fds, timeout) {
             Ok(n) => n == 0,
             Err(Errno::EINTR) => true,
             Err(e) => return Err(RunError::Poll(e)),
         };
+        // The master may be stopped or starved between poll's return and this instant (F9):
+        // the channels are looked at again, without waiting, after it, so a heartbeat that
+        // arrived in between is read before the deadlines are judged as of `read_at`. Readiness
+        // only grows until the channels are read, so this look sees all the first one did.
+        let read_at = Instant::now();
+        if !read_all && !channels.is_empty() {
+            // poll rewrites every entry's revents.
+            match poll(&mut fds[1..=channels.len()], PollTimeout::ZERO) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => read_all = true,
+                Err(e) => return Err(RunError::Poll(e)),
+            }
+        }
         let ready = fds[first_ops..]
             .iter()
             .zip(&ops)
@@ -280,6 +296,7 @@ impl Supervisor {
         Ok(Woken {
             ops: ready,
             channels,
+            read_at,
         })
     }
 }
